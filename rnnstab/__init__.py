@@ -1,0 +1,43 @@
+"""rnnstab: will gradients in a recurrent network vanish or explode, why, and by how much."""
+
+from rnnstab.activations import Activation, activation_names, get_activation, register_activation
+from rnnstab.exceptions import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    NonFiniteError,
+    RnnstabError,
+    ShapeError,
+)
+from rnnstab.identities import induction_check
+from rnnstab.jacobian import JacobianTrace, jacobian_norms
+from rnnstab.rnn import VanillaRNN
+from rnnstab.theory import REGIMES, BoundViolation, Verdict, bound_violations, log_bound, verdicts
+from rnnstab.weights import init_weights, scale_to_threshold, spectral_norm
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "REGIMES",
+    "Activation",
+    "ArgumentTypeError",
+    "BoundViolation",
+    "InvalidArgumentError",
+    "JacobianTrace",
+    "NonFiniteError",
+    "RnnstabError",
+    "ShapeError",
+    "VanillaRNN",
+    "Verdict",
+    "__version__",
+    "activation_names",
+    "bound_violations",
+    "get_activation",
+    "induction_check",
+    "init_weights",
+    "jacobian_norms",
+    "log_bound",
+    "register_activation",
+    "scale_to_threshold",
+    "spectral_norm",
+    "verdicts",
+]

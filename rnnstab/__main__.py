@@ -1,0 +1,3 @@
+from rnnstab.cli import main
+
+main()

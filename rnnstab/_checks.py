@@ -1,0 +1,86 @@
+"""Argument checks shared by the public entry points: say which argument, what was expected, what came."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, NonFiniteError, ShapeError
+
+FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def positive_float(name: str, value: object) -> float:
+    """Return ``value`` as a finite float > 0, or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ArgumentTypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidArgumentError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def positive_int(name: str, value: object) -> int:
+    """Return ``value`` as an int ≥ 1, or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentTypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < 1:
+        raise InvalidArgumentError(f"{name} must be ≥ 1, got {value}")
+    return value
+
+
+def tensor(name: str, value: object, *, ndims: Iterable[int]) -> torch.Tensor:
+    """Check that ``value`` is a finite floating tensor with one of the allowed numbers of dimensions."""
+    allowed = tuple(ndims)
+    if not isinstance(value, torch.Tensor):
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise ArgumentTypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    if value.dim() not in allowed:
+        want = " or ".join(f"{d}-D" for d in allowed)
+        raise ShapeError(f"{name} must be {want}, got shape {tuple(value.shape)}")
+    finite(name, value)
+    return value
+
+
+def finite(name: str, value: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteError` if ``value`` holds NaN or ±Inf, saying how many and where the first is."""
+    bad = ~torch.isfinite(value)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise NonFiniteError(
+            f"{name} holds {int(bad.sum())} non-finite value(s) (NaN or Inf), the first at index {first}"
+        )
+
+
+def dtype(name: str, value: object) -> torch.dtype:
+    """Accept torch.float32/float64 or their names."""
+    if isinstance(value, str):
+        if value not in FLOAT_DTYPES:
+            raise InvalidArgumentError(f"{name} must be one of {sorted(FLOAT_DTYPES)}, got {value!r}")
+        return FLOAT_DTYPES[value]
+    for known in FLOAT_DTYPES.values():
+        if value == known:
+            return known
+    raise InvalidArgumentError(f"{name} must be torch.float32 or torch.float64, got {value!r}")
+
+
+def device(name: str, value: object) -> torch.device:
+    """Accept 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device; 'auto' means CUDA when present."""
+    if isinstance(value, torch.device):
+        return value
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{name} must be a string or torch.device, got {type(value).__name__}")
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(value)
+    except RuntimeError:
+        raise InvalidArgumentError(f"{name} must be auto, cpu, cuda or cuda:N, got {value!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgumentError(f"{name} is {value!r} but no CUDA device is available here")
+    if dev.type not in ("cpu", "cuda"):
+        raise InvalidArgumentError(f"{name} must be auto, cpu, cuda or cuda:N, got {value!r}")
+    return dev

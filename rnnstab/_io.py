@@ -1,0 +1,63 @@
+"""Result files written atomically: a temporary file in the target directory, then an atomic rename."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from rnnstab.exceptions import InvalidArgumentError
+
+
+def output_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` as a directory (with parents) or raise a clear error if that is impossible."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InvalidArgumentError(f"--out {out} exists and is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InvalidArgumentError(f"cannot create output directory {out}: {err.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise InvalidArgumentError(f"output directory {out} is not writable")
+    return out
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write`` on a temporary file beside ``path`` and rename it into place; nothing half-written remains."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result file should get the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: Path, data: Any) -> None:
+    """JSON with non-finite floats written as null (JSON has no Infinity/NaN); see :func:`finite_or_none`."""
+    text = json.dumps(finite_or_none(data), indent=2, ensure_ascii=False) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def finite_or_none(data: Any) -> Any:
+    """Replace every non-finite float in nested lists/dicts by None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_or_none(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_none(value) for value in data]
+    return data

@@ -1,0 +1,28 @@
+"""Errors raised by rnnstab.
+
+Every error a user can cause is an :class:`RnnstabError`; the concrete classes also subclass the built-in
+``ValueError``/``TypeError`` so that ordinary ``except ValueError`` code keeps working. The CLI turns any
+:class:`RnnstabError` into one red line and exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class RnnstabError(Exception):
+    """Base class of every error rnnstab raises on purpose."""
+
+
+class InvalidArgumentError(RnnstabError, ValueError):
+    """An argument has the right type but an unusable value (δ ≤ 0, T = 0, unknown name, …)."""
+
+
+class ShapeError(InvalidArgumentError):
+    """A tensor argument has the wrong number of dimensions or mismatched sizes."""
+
+
+class NonFiniteError(InvalidArgumentError):
+    """A tensor argument holds NaN or ±Inf."""
+
+
+class ArgumentTypeError(RnnstabError, TypeError):
+    """An argument has the wrong type (a string where a tensor was expected, …)."""

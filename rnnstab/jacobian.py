@@ -1,0 +1,303 @@
+"""Exact Jacobian products J_t = ∂g_t/∂g_0 = D_t W ⋯ D_1 W of a vanilla RNN, streamed and carried in log space.
+
+The product is formed exactly (no sampling, no linearisation beyond the chain rule itself) with one batched
+matmul per step; only O(B·n²) memory is held whatever the horizon T. Underflow and overflow are avoided by
+carrying J_t = exp(s_t)·P_t with ‖P_t‖_F = 1: the normalising factor is folded into the next step's diagonal D,
+so the renormalisation costs no extra pass, and the log scales s_t accumulate in float64.
+
+The spectral norm ‖J_t‖₂ at every t comes from power iteration on J_tᵀJ_t, warm-started from the previous step's
+top right singular vector (which converges as t grows, by Oseledets' theorem), iterated at each step until two
+successive Rayleigh estimates agree to ``rtol``; a step that does not converge within ``max_iter`` iterations
+falls back to an exact SVD. Every estimate is a Rayleigh quotient, hence never above the true norm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+
+from rnnstab import _checks
+from rnnstab.exceptions import InvalidArgumentError
+from rnnstab.rnn import VanillaRNN
+
+NORMS = ("spectral", "frobenius")
+_CHUNK_STEPS = 128
+_START_BLOCK = 8
+_MAX_BLOCK = 32
+_CLUSTER = 0.5
+_GROW_AFTER = {1: 8}  # iterations a converged step may take before its block grows (default 3)
+_DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+@dataclass(frozen=True)
+class JacobianTrace:
+    """Log-norms of J_t = ∂g_t/∂g_0 for t = 1..T, natural log, float64 on the CPU.
+
+    Attributes:
+        log_spectral: (batch, T) log‖J_t‖₂ (column t-1 is step t), or ``None`` if not requested.
+        log_frobenius: (batch, T) log‖J_t‖_F, or ``None`` if not requested.
+        singular_value_steps: the steps t at which all singular values were computed.
+        log_singular_values: (batch, len(singular_value_steps), n) log σ_i(J_t), descending, or ``None``.
+            Each σ_i is exact to about n·ε·σ₁ (ε the dtype's roundoff), as for any SVD of a product formed in
+            that dtype; σ_i far below ε·σ₁ are rounding noise (the Lyapunov spectrum resolves those).
+        dtype: the dtype the product was computed in.
+        hidden_size: n.
+        power_iterations: (T,) power iterations spent at each step (diagnostic; 0 when spectral was not asked).
+        svd_fallbacks: steps where power iteration did not converge and an exact SVD was used instead.
+
+    A norm of exactly 0 (a dead Jacobian, e.g. every relu unit off) is reported as log = -inf.
+    """
+
+    log_spectral: torch.Tensor | None
+    log_frobenius: torch.Tensor | None
+    singular_value_steps: tuple[int, ...]
+    log_singular_values: torch.Tensor | None
+    dtype: torch.dtype
+    hidden_size: int
+    power_iterations: torch.Tensor
+    svd_fallbacks: int
+
+    @property
+    def steps(self) -> int:
+        """The horizon T."""
+        return int(self.power_iterations.shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        curve = self.log_spectral if self.log_spectral is not None else self.log_frobenius
+        assert curve is not None  # the constructor below always fills one of them
+        return int(curve.shape[0])
+
+    def float_tolerance(self) -> torch.Tensor:
+        """(T,) slack in log space that rounding in ``dtype`` can account for at each step t.
+
+        Each step multiplies by D_t W in ``dtype``; the relative rounding of one such product is at most about
+        √n·ε (ε the unit roundoff), and the errors add in log space, so we allow 16·√n·ε·(t + 1).
+        """
+        eps = torch.finfo(self.dtype).eps
+        t = torch.arange(1, self.steps + 1, dtype=torch.float64)
+        return 16.0 * math.sqrt(self.hidden_size) * eps * (t + 1.0)
+
+
+def jacobian_norms(
+    rnn: VanillaRNN,
+    x: torch.Tensor,
+    *,
+    norms: Iterable[str] = NORMS,
+    singular_values_at: Iterable[int] = (),
+    h0: torch.Tensor | None = None,
+    dtype: torch.dtype | str = torch.float64,
+    device: torch.device | str | None = None,
+    rtol: float | None = None,
+    max_iter: int = 50,
+    progress: Callable[[int], None] | None = None,
+) -> JacobianTrace:
+    """Exact ‖∂g_t/∂g_0‖ for every t = 1..T along the trajectory driven by ``x``, in log space.
+
+    J_t = D_t W J_{t-1}, J_0 = I, D_t = diag σ'(W g_{t-1} + U x_t + b), started from g_0 = σ(h_0).
+
+    Args:
+        rnn: the network (one W, or a batch of B networks).
+        x: inputs (batch, T, m); with a batched W, sequence i runs on network i.
+        norms: any of ``"spectral"`` (‖J_t‖₂) and ``"frobenius"`` (‖J_t‖_F).
+        singular_values_at: steps t (1 ≤ t ≤ T) at which to compute every singular value of J_t exactly (SVD).
+        h0: initial pre-activation, (n,) or (batch, n); zeros by default.
+        dtype: dtype of the product (the RNN is run in it too); log scales are always accumulated in float64.
+        device: where to compute; ``None`` means the RNN's device.
+        rtol: power-iteration stopping tolerance on successive spectral estimates (default 1e-10 in float64,
+            1e-5 in float32). The estimates are lower bounds of ‖J_t‖₂ accurate to a few times rtol.
+        max_iter: power iterations allowed per step before falling back to an exact SVD for that step.
+        progress: called with the number of steps just completed, after each chunk of steps.
+
+    Returns:
+        A :class:`JacobianTrace`.
+
+    Raises:
+        InvalidArgumentError: unknown norm name, a singular-value step outside 1..T, bad dtype/device/rtol.
+        ShapeError, NonFiniteError: bad inputs (see :meth:`VanillaRNN.check_inputs`).
+
+    Example:
+        >>> import torch, rnnstab
+        >>> W = rnnstab.scale_to_threshold(rnnstab.init_weights("orthogonal", 8), delta=0.5, gamma=1.0)
+        >>> rnn = rnnstab.VanillaRNN(W, activation="identity")  # J_t = W^t, ‖J_t‖₂ = 0.5^t exactly
+        >>> trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, 3, 0))
+        >>> (trace.log_spectral / math.log(0.5)).round(decimals=9).tolist()
+        [[1.0, 2.0, 3.0]]
+    """
+    wanted = tuple(norms)
+    unknown = [name for name in wanted if name not in NORMS]
+    if unknown or not wanted:
+        raise InvalidArgumentError(f"norms must be a non-empty subset of {NORMS}, got {wanted}")
+    dtype = _checks.dtype("dtype", dtype)
+    rnn = rnn.to(dtype=dtype, device=device)
+    x = rnn.check_inputs(x)
+    batch, steps, _ = x.shape
+    sv_steps = tuple(sorted(set(singular_values_at)))
+    outside = [t for t in sv_steps if not (isinstance(t, int) and 1 <= t <= steps)]
+    if outside:
+        raise InvalidArgumentError(f"singular_values_at must hold integer steps in 1..{steps}, got {outside}")
+    rtol = _DEFAULT_RTOL[dtype] if rtol is None else _checks.positive_float("rtol", rtol)
+    max_iter = _checks.positive_int("max_iter", max_iter)
+
+    engine = _Engine(rnn, batch, "spectral" in wanted, rtol, max_iter)
+    g = rnn.activation.fn(rnn.initial_preactivation(batch, h0))
+    sv_rows: list[torch.Tensor] = []
+    for start in range(0, steps, _CHUNK_STEPS):
+        stop = min(start + _CHUNK_STEPS, steps)
+        derivatives, g = _forward_chunk(rnn, x[:, start:stop], g)
+        for i in range(stop - start):
+            engine.step(start + i, derivatives[:, i])
+            if start + i + 1 in sv_steps:
+                sv_rows.append(engine.log_singular_values(start + i))
+        if progress is not None:
+            progress(stop - start)
+    return engine.result(wanted, sv_steps, torch.stack(sv_rows, dim=1) if sv_rows else None, dtype, rnn.hidden_size)
+
+
+def _basis(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Orthonormal rows spanning the rows of X (batch, k, n), and σ(X) (batch, k) descending.
+
+    For k = 1 this is a normalisation, with no LAPACK call.
+    """
+    if X.shape[1] == 1:
+        norm = torch.linalg.vector_norm(X, dim=-1)
+        return X / norm.clamp_min(torch.finfo(X.dtype).tiny)[..., None], norm
+    Q, R = torch.linalg.qr(X.mT)
+    return Q.mT, torch.linalg.svdvals(R)
+
+
+def _forward_chunk(rnn: VanillaRNN, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the RNN over a chunk of steps; return σ'(pre-activations) (batch, steps, n) and the last state."""
+    drive = rnn.drive(x)
+    pre = torch.empty_like(drive)
+    for t in range(x.shape[1]):
+        pre[:, t] = rnn.recur(g, drive[:, t])
+        g = rnn.activation.fn(pre[:, t])
+    return rnn.activation.derivative(pre), g
+
+
+class _Engine:
+    """The streaming product Pₜ = J_tᵀ/scale (stored transposed so the shared-W update is one folded GEMM)."""
+
+    def __init__(self, rnn: VanillaRNN, batch: int, spectral: bool, rtol: float, max_iter: int) -> None:
+        n, dtype, device = rnn.hidden_size, rnn.dtype, rnn.device
+        self.rnn, self.spectral, self.rtol, self.max_iter = rnn, spectral, rtol, max_iter
+        self.shared = rnn.num_networks is None
+        self.P = torch.empty(batch, n, n, dtype=dtype, device=device)
+        self.spare = torch.empty_like(self.P)
+        self.tiny = torch.finfo(dtype).tiny
+        self.fro = torch.empty(0, batch, dtype=dtype, device=device)
+        self.fro_rows: list[torch.Tensor] = []
+        self.spec_rows: list[torch.Tensor] = []
+        self.iterations: list[int] = []
+        self.fallbacks = 0
+        self.prev_fro = torch.ones(batch, dtype=dtype, device=device)
+        self.generator = torch.Generator(device=device).manual_seed(0)
+        self.max_block = min(n, _MAX_BLOCK)
+        self.V = self._random_directions(batch, n, min(n, _START_BLOCK))
+
+    def step(self, t: int, derivative: torch.Tensor) -> None:
+        d = derivative / self.prev_fro[:, None]
+        if t == 0:
+            torch.mul(self.rnn._Wt, d[:, None, :], out=self.P)
+        else:
+            torch.matmul(self.P, self.rnn._Wt, out=self.spare)
+            self.spare.mul_(d[:, None, :])
+            self.P, self.spare = self.spare, self.P
+        fro = torch.linalg.vector_norm(self.P.flatten(1), dim=1)
+        self.fro_rows.append(fro)
+        self.prev_fro = torch.where(fro > 0, fro, 1.0)  # a dead (zero) product stays zero
+        if self.spectral:
+            self.spec_rows.append(self._spectral(fro, d, t == 0))
+
+    def _spectral(self, fro: torch.Tensor, d: torch.Tensor, first: bool) -> torch.Tensor:
+        """‖P‖₂ by block subspace iteration on PPᵀ from the right subspace V (rows) of the previous step.
+
+        One iteration: low = σ₁(J V); Q an orthonormal basis of span(J V); high = σ₁(Jᵀ Q) ≥ low; V ← span(Jᵀ Q).
+        Both estimates are Rayleigh–Ritz values, hence never above ‖J‖₂; the step is accepted once
+        1 − low/high ≤ rtol. Y = J V for the first iteration is carried forward from the previous step through
+        the dynamics (a thin product with W), so an iteration costs two thin products with the big matrix.
+        """
+        P = self.P
+        if first:
+            self.Y = torch.bmm(self.V, P)
+        else:
+            self.Y = torch.matmul(self.Y, self.rnn._Wt).mul_(d[:, None, :])  # J_t V from J_{t-1} V
+        for iteration in range(1, self.max_iter + 1):
+            Q, low = _basis(self.Y)
+            Z = torch.bmm(Q, P.mT)  # rows: (Jᵀ Q)ᵀ
+            V, ritz = _basis(Z)
+            high = ritz[:, 0]
+            self.V = V
+            self.Y = torch.bmm(V, P)
+            gap = torch.where(fro == 0, 0.0, 1.0 - low[:, 0] / high)  # NaN (never accepted) when 0 = high < ‖P‖
+            if float(gap.max()) <= self.rtol:
+                self.iterations.append(iteration)
+                self._adapt_block(ritz, iteration)
+                return high
+        self.iterations.append(self.max_iter)
+        self.fallbacks += 1
+        _, sigma, right = torch.linalg.svd(P.mT)
+        self.V = right[:, : self.V.shape[1]].contiguous()
+        self.Y = torch.bmm(self.V, P)
+        return sigma[:, 0]
+
+    def _adapt_block(self, ritz: torch.Tensor, iterations: int) -> None:
+        """Size the block k to the cluster of Ritz values within a factor _CLUSTER of the top one.
+
+        Subspace iteration converges like (σ_{k+1}/σ₁)² per iteration: a block that holds the whole top cluster
+        converges at ≤ _CLUSTER² per iteration. Outside the early transient the cluster is σ₁ alone and one
+        vector suffices. Shrinking rotates V to its top Ritz directions (the right singular vectors of J V
+        within span V), which keeps Y = J V exact without a product; a block that is all cluster and needed more
+        iterations than _GROW_AFTER allows doubles.
+        """
+        k = ritz.shape[1]
+        cluster = max(1, int((ritz > _CLUSTER * ritz[:, :1]).sum(dim=-1).max()))  # ≥ 1 for a dead (zero) J
+        if cluster < k:
+            rotation = torch.linalg.svd(self.Y.mT, full_matrices=False).Vh[:, :cluster]
+            self.V, self.Y = torch.bmm(rotation, self.V), torch.bmm(rotation, self.Y)
+        elif iterations > _GROW_AFTER.get(k, 3) and k < self.max_block:
+            extra = self._random_directions(self.V.shape[0], self.V.shape[2], min(k, self.max_block - k))
+            self.V = torch.linalg.qr(torch.cat([self.V, extra], dim=1).mT).Q.mT.contiguous()
+            self.Y = torch.bmm(self.V, self.P)
+
+    def _random_directions(self, batch: int, n: int, k: int) -> torch.Tensor:
+        """(batch, k, n) orthonormal rows."""
+        raw = torch.randn(batch, n, k, dtype=self.P.dtype, device=self.P.device, generator=self.generator)
+        return torch.linalg.qr(raw).Q.mT.contiguous()
+
+    def log_singular_values(self, t: int) -> torch.Tensor:
+        """log σ_i(J_t) for every i, exact (SVD), in float64: (batch, n)."""
+        scale = self._log_scales()[-1] - torch.log(self.fro_rows[-1].to(torch.float64).cpu())
+        return torch.log(torch.linalg.svdvals(self.P).to(torch.float64).cpu()) + scale[:, None]
+
+    def _log_scales(self) -> torch.Tensor:
+        """(t, batch) cumulative log ‖P̃_s‖_F — that is, log‖J_s‖_F — for the steps done so far."""
+        return torch.cumsum(torch.log(torch.stack(self.fro_rows).to(torch.float64).cpu()), dim=0)
+
+    def result(
+        self,
+        wanted: tuple[str, ...],
+        sv_steps: tuple[int, ...],
+        log_sv: torch.Tensor | None,
+        dtype: torch.dtype,
+        n: int,
+    ) -> JacobianTrace:
+        log_fro = self._log_scales()  # (T, batch)
+        log_spec = None
+        if self.spectral:
+            before = torch.cat([torch.zeros_like(log_fro[:1]), log_fro[:-1]])
+            log_spec = (before + torch.log(torch.stack(self.spec_rows).to(torch.float64).cpu())).T.contiguous()
+        return JacobianTrace(
+            log_spectral=log_spec if "spectral" in wanted else None,
+            log_frobenius=log_fro.T.contiguous() if "frobenius" in wanted else None,
+            singular_value_steps=sv_steps,
+            log_singular_values=log_sv,
+            dtype=dtype,
+            hidden_size=n,
+            power_iterations=torch.tensor(self.iterations if self.spectral else [0] * len(self.fro_rows)),
+            svd_fallbacks=self.fallbacks,
+        )

@@ -1,0 +1,234 @@
+"""The vanilla RNN in its two forms, batched over independent networks and input sequences.
+
+Post-activation form (what ``torch.nn.RNN`` computes):  g_t = σ(W g_{t-1} + U x_t + b)
+Pre-activation form:                                     h_t = W σ(h_{t-1}) + U x_t + b
+Started from g_0 = σ(h_0), induction gives σ(h_t) = g_t for every t.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rnnstab import _checks
+from rnnstab.activations import Activation, TensorFn, get_activation
+from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeError
+from rnnstab.weights import spectral_norm
+
+_TORCH_ACTIVATIONS = ("tanh", "relu")
+
+
+class VanillaRNN:
+    """A vanilla RNN g_t = σ(W g_{t-1} + U x_t + b), possibly a batch of B independent networks.
+
+    Args:
+        W: recurrent weights, (n, n) shared by every input sequence, or (B, n, n): network i runs sequence i.
+        U: input weights (n, m) or (B, n, m); ``None`` for an autonomous network (inputs then have m = 0).
+        b: bias (n,) or (B, n); ``None`` for no bias.
+        activation: a registry name, an :class:`~rnnstab.Activation`, or an elementwise callable.
+
+    All tensors must share one floating dtype and one device. The default initial state is h_0 = 0, g_0 = σ(0).
+
+    Raises:
+        ShapeError, NonFiniteError, ArgumentTypeError, InvalidArgumentError: naming the offending argument.
+
+    Example:
+        >>> rnn = VanillaRNN(torch.eye(3) * 0.5, U=torch.ones(3, 1), activation="identity")
+        >>> rnn.run(torch.ones(1, 2, 1))[0, :, 0].tolist()
+        [1.0, 1.5]
+    """
+
+    def __init__(
+        self,
+        W: torch.Tensor,
+        U: torch.Tensor | None = None,
+        b: torch.Tensor | None = None,
+        activation: str | Activation | TensorFn = "tanh",
+    ) -> None:
+        W = _checks.tensor("W", W, ndims=(2, 3))
+        n = W.shape[-1]
+        if W.shape[-2] != n:
+            raise ShapeError(f"W must be square (n, n) or (B, n, n), got shape {tuple(W.shape)}")
+        batch = W.shape[0] if W.dim() == 3 else None
+        if U is None:
+            U = torch.zeros(*W.shape[:-1], 0, dtype=W.dtype, device=W.device)
+        U = _checks.tensor("U", U, ndims=(2, 3))
+        if U.shape[-2] != n:
+            raise ShapeError(f"U must have {n} rows (hidden size of W), got shape {tuple(U.shape)}")
+        if b is None:
+            b = torch.zeros(n, dtype=W.dtype, device=W.device)
+        b = _checks.tensor("b", b, ndims=(1, 2))
+        if b.shape[-1] != n:
+            raise ShapeError(f"b must have {n} entries (hidden size of W), got shape {tuple(b.shape)}")
+        for name, t in (("U", U), ("b", b)):
+            t_batch = t.shape[0] if t.dim() == (3 if name == "U" else 2) else None
+            if t_batch is not None and t_batch != batch:
+                raise ShapeError(
+                    f"{name} has a batch of {t_batch} networks but W has "
+                    f"{'none (it is (n, n))' if batch is None else batch}: batch sizes must match"
+                )
+            if t.dtype != W.dtype or t.device != W.device:
+                raise ArgumentTypeError(
+                    f"{name} is {t.dtype} on {t.device} but W is {W.dtype} on {W.device}: use one dtype and device"
+                )
+        self.W, self.U, self.b = W, U, b
+        self.activation = get_activation(activation)
+        self._Wt = W.mT.contiguous()  # a row vector times a contiguous matrix is BLAS's fast path
+        self._Ut = U.mT.contiguous()
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.W.shape[-1])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.U.shape[-1])
+
+    @property
+    def num_networks(self) -> int | None:
+        """B for a batch of networks, ``None`` when one W is shared by every input sequence."""
+        return int(self.W.shape[0]) if self.W.dim() == 3 else None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.W.device
+
+    def to(self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> VanillaRNN:
+        """Return a copy with every tensor cast to ``dtype`` and moved to ``device`` (``None``: unchanged)."""
+        dtype = self.dtype if dtype is None else _checks.dtype("dtype", dtype)
+        device = self.device if device is None else _checks.device("device", device)
+        if dtype == self.dtype and device == self.device:
+            return self
+        W, U, b = (t.to(dtype=dtype, device=device) for t in (self.W, self.U, self.b))
+        return VanillaRNN(W, U, b, activation=self.activation)
+
+    def delta(self) -> torch.Tensor:
+        """δ = γ‖W‖₂ (exact, float64): shape () for one network, (B,) for a batch. δ < 1 ⇒ gradients vanish."""
+        return self.activation.gamma * spectral_norm(self.W)
+
+    def check_inputs(self, x: torch.Tensor, *, name: str = "x") -> torch.Tensor:
+        """Validate inputs of shape (batch, T, m) and return them on this RNN's device and dtype.
+
+        Raises:
+            ShapeError: not 3-D, T = 0, wrong input size m, or a batch that does not match W's batch.
+            NonFiniteError: NaN or Inf in the inputs.
+        """
+        x = _checks.tensor(name, x, ndims=(3,))
+        batch, steps, m = x.shape
+        if steps == 0:
+            raise ShapeError(f"{name} has T = 0 time steps (shape {tuple(x.shape)}): need at least one step")
+        if m != self.input_size:
+            hint = " (the network has no inputs: pass torch.zeros(batch, T, 0))" if self.input_size == 0 else ""
+            raise ShapeError(
+                f"{name} must have input size {self.input_size} in its last dimension, got shape {tuple(x.shape)}{hint}"
+            )
+        if self.num_networks is not None and batch != self.num_networks:
+            raise ShapeError(
+                f"{name} has a batch of {batch} sequences but W holds {self.num_networks} networks: "
+                "with a batched W, sequence i runs on network i, so the batch sizes must match"
+            )
+        if batch == 0:
+            raise ShapeError(f"{name} has an empty batch (shape {tuple(x.shape)})")
+        return x.to(dtype=self.dtype, device=self.device)
+
+    def initial_preactivation(self, batch: int, h0: torch.Tensor | None = None) -> torch.Tensor:
+        """h_0 as a (batch, n) tensor: zeros by default, or ``h0`` of shape (n,) or (batch, n) broadcast."""
+        if h0 is None:
+            return torch.zeros(batch, self.hidden_size, dtype=self.dtype, device=self.device)
+        h0 = _checks.tensor("h0", h0, ndims=(1, 2))
+        if h0.shape[-1] != self.hidden_size or (h0.dim() == 2 and h0.shape[0] != batch):
+            raise ShapeError(
+                f"h0 must be ({self.hidden_size},) or ({batch}, {self.hidden_size}), got {tuple(h0.shape)}"
+            )
+        return h0.to(dtype=self.dtype, device=self.device).expand(batch, self.hidden_size).clone()
+
+    def drive(self, x: torch.Tensor) -> torch.Tensor:
+        """U x_t + b for every t: (batch, T, n), for inputs already checked by :meth:`check_inputs`."""
+        if self.num_networks is None:
+            return torch.matmul(x, self._Ut) + self.b
+        return torch.baddbmm(self.b[:, None, :], x, self._Ut)
+
+    def recur(self, state: torch.Tensor, drive_t: torch.Tensor) -> torch.Tensor:
+        """W·state + drive_t for a (batch, n) state: the pre-activation of the next step."""
+        if self.num_networks is None:
+            return torch.addmm(drive_t, state, self._Wt)
+        return torch.baddbmm(drive_t[:, None, :], state[:, None, :], self._Wt)[:, 0, :]
+
+    def run(self, x: torch.Tensor, *, h0: torch.Tensor | None = None) -> torch.Tensor:
+        """Post-activation form from g_0 = σ(h_0): returns g_1 … g_T as (batch, T, n)."""
+        x = self.check_inputs(x)
+        drive = self.drive(x)
+        g = self.activation.fn(self.initial_preactivation(x.shape[0], h0))
+        out = torch.empty_like(drive)
+        for t in range(x.shape[1]):
+            g = self.activation.fn(self.recur(g, drive[:, t]))
+            out[:, t] = g
+        return out
+
+    def run_preactivation(self, x: torch.Tensor, *, h0: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-activation form h_t = W σ(h_{t-1}) + U x_t + b: returns h_1 … h_T as (batch, T, n)."""
+        x = self.check_inputs(x)
+        drive = self.drive(x)
+        h = self.initial_preactivation(x.shape[0], h0)
+        out = torch.empty_like(drive)
+        for t in range(x.shape[1]):
+            h = self.recur(self.activation.fn(h), drive[:, t])
+            out[:, t] = h
+        return out
+
+    @classmethod
+    def from_torch(cls, module: torch.nn.Module, *, layer: int = 0, reverse: bool = False) -> VanillaRNN:
+        """The RNN of one layer (and direction) of a ``torch.nn.RNN``, with b = b_ih + b_hh.
+
+        For a layer above the first, its inputs are the outputs of the layer below; for the reverse direction of
+        a bidirectional module, feed the sequence flipped in time.
+
+        Raises:
+            ArgumentTypeError: ``module`` is not a ``torch.nn.RNN`` (GRU and LSTM are not vanilla RNNs).
+            InvalidArgumentError: no such layer/direction, or a nonlinearity other than tanh/relu.
+        """
+        if not isinstance(module, torch.nn.RNN):
+            raise ArgumentTypeError(
+                f"from_torch needs a torch.nn.RNN (tanh or relu), got {type(module).__name__}; "
+                "GRU and LSTM are gated, not vanilla RNNs, and are not supported"
+            )
+        if module.nonlinearity not in _TORCH_ACTIVATIONS:
+            raise InvalidArgumentError(f"unsupported nonlinearity {module.nonlinearity!r}")
+        if not 0 <= layer < module.num_layers:
+            raise InvalidArgumentError(f"layer must be in [0, {module.num_layers - 1}], got {layer}")
+        if reverse and not module.bidirectional:
+            raise InvalidArgumentError("reverse=True needs a bidirectional nn.RNN")
+        suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+        W = getattr(module, "weight_hh" + suffix).detach().clone()
+        U = getattr(module, "weight_ih" + suffix).detach().clone()
+        b = None
+        if module.bias:
+            b = (getattr(module, "bias_ih" + suffix) + getattr(module, "bias_hh" + suffix)).detach().clone()
+        return cls(W, U, b, activation=module.nonlinearity)
+
+    def to_torch(self) -> torch.nn.RNN:
+        """An equivalent single-layer ``torch.nn.RNN`` (batch_first=True, bias_hh = 0).
+
+        Raises:
+            InvalidArgumentError: batched networks, no inputs, or an activation nn.RNN lacks.
+        """
+        name = self.activation.name
+        if self.num_networks is not None or self.input_size == 0 or name not in _TORCH_ACTIVATIONS:
+            raise InvalidArgumentError(
+                "to_torch needs one network (W of shape (n, n)) with inputs and a tanh or relu activation, got "
+                f"{'a batch of ' + str(self.num_networks) + ' networks' if self.num_networks else 'one network'}, "
+                f"m = {self.input_size}, activation {name!r}"
+            )
+        module = torch.nn.RNN(
+            self.input_size, self.hidden_size, nonlinearity=name, batch_first=True, dtype=self.dtype, device=self.device
+        )
+        params = dict(module.named_parameters())
+        with torch.no_grad():
+            params["weight_hh_l0"].copy_(self.W)
+            params["weight_ih_l0"].copy_(self.U)
+            params["bias_ih_l0"].copy_(self.b)
+            params["bias_hh_l0"].zero_()
+        return module

@@ -1,0 +1,87 @@
+"""Reference systems with answers that do not come from rnnstab's own code."""
+
+from __future__ import annotations
+
+import torch
+from torch.func import jacrev
+
+import rnnstab
+
+F64 = torch.float64
+
+
+def random_rnn(
+    n: int,
+    *,
+    activation: str = "tanh",
+    delta: float = 0.9,
+    m: int = 3,
+    seed: int = 0,
+    batch_networks: int | None = None,
+    bias: bool = True,
+) -> rnnstab.VanillaRNN:
+    """A float64 RNN with Gaussian W scaled to γ‖W‖₂ = δ, Gaussian U and b."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (n, n) if batch_networks is None else (batch_networks, n, n)
+    act = rnnstab.get_activation(activation)
+    W = torch.randn(*shape, generator=gen, dtype=F64)
+    W = W * (delta / act.gamma) / torch.linalg.matrix_norm(W, ord=2)[..., None, None]
+    U = torch.randn(*shape[:-1], m, generator=gen, dtype=F64) / m**0.5
+    b = 0.1 * torch.randn(*shape[:-1], generator=gen, dtype=F64) if bias else None
+    return rnnstab.VanillaRNN(W, U, b, activation=act)
+
+
+def explicit_jacobians(rnn: rnnstab.VanillaRNN, x: torch.Tensor) -> torch.Tensor:
+    """(batch, T, n, n) products D_t W ⋯ D_1 W formed naively in float64 from an independent forward loop."""
+    W = rnn.W.to(F64)
+    U = rnn.U.to(F64)
+    b = rnn.b.to(F64)
+    act = rnn.activation
+    x = x.to(F64)
+    batch, steps, _ = x.shape
+    n = rnn.hidden_size
+    Wb = W.expand(batch, n, n) if W.dim() == 2 else W
+    Ub = U.expand(batch, *U.shape) if U.dim() == 2 else U
+    bb = b.expand(batch, n) if b.dim() == 1 else b
+    g = act.fn(torch.zeros(batch, n, dtype=F64))
+    J = torch.eye(n, dtype=F64).expand(batch, n, n)
+    out = []
+    for t in range(steps):
+        pre = torch.einsum("bij,bj->bi", Wb, g) + torch.einsum("bij,bj->bi", Ub, x[:, t]) + bb
+        g = act.fn(pre)
+        J = act.derivative(pre)[:, :, None] * (Wb @ J)
+        out.append(J)
+    return torch.stack(out, dim=1)
+
+
+def jacrev_jacobians(rnn: rnnstab.VanillaRNN, x: torch.Tensor) -> torch.Tensor:
+    """(batch, T, n, n): ∂g_t/∂g_0 by reverse-mode autodiff (torch.func.jacrev) of the plain recursion."""
+    W, U, b, fn = rnn.W.to(F64), rnn.U.to(F64), rnn.b.to(F64), rnn.activation.fn
+    x = x.to(F64)
+    batch, steps, _ = x.shape
+    n = rnn.hidden_size
+    rows = []
+    for i in range(batch):
+        Wi = W if W.dim() == 2 else W[i]
+        Ui = U if U.dim() == 2 else U[i]
+        bi = b if b.dim() == 1 else b[i]
+
+        def trajectory(g0: torch.Tensor, Wi=Wi, Ui=Ui, bi=bi, xi=x[i]) -> torch.Tensor:
+            states, g = [], g0
+            for t in range(steps):
+                g = fn(Wi @ g + Ui @ xi[t] + bi)
+                states.append(g)
+            return torch.stack(states)
+
+        g0 = fn(torch.zeros(n, dtype=F64))
+        rows.append(jacrev(trajectory)(g0))  # (T, n, n)
+    return torch.stack(rows)
+
+
+def non_normal_linear(n: int, *, radius: float, shear: float, seed: int = 0) -> torch.Tensor:
+    """W = S Λ S⁻¹ with real eigenvalues in [radius/2, radius] (ρ(W) = radius) and an ill-conditioned S,
+    so that ‖W‖₂ ≫ ρ(W)."""
+    gen = torch.Generator().manual_seed(seed)
+    eig = torch.linspace(radius / 2, radius, n, dtype=F64)
+    S = torch.eye(n, dtype=F64) + shear * torch.triu(torch.randn(n, n, generator=gen, dtype=F64), diagonal=1)
+    return S @ torch.diag(eig) @ torch.linalg.inv(S)

@@ -1,0 +1,179 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rnnstab
+from tests.problems import explicit_jacobians, jacrev_jacobians, non_normal_linear, random_rnn
+
+F64 = torch.float64
+ACTIVATIONS = ["tanh", "sigmoid", "relu", "softsign", "silu", "gelu", "sin", "elu"]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_float64_norms_equal_jacrev(activation):
+    rnn = random_rnn(7, activation=activation, delta=1.3, seed=1)
+    x = torch.randn(3, 12, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
+    reference = jacrev_jacobians(rnn, x)
+    trace = rnnstab.jacobian_norms(rnn, x)
+    ref_spec = torch.linalg.matrix_norm(reference, ord=2)
+    ref_fro = torch.linalg.matrix_norm(reference)
+    # The bar: relative error ≤ 1e-9 in float64 (the default rtol is 1e-10 on the Ritz estimates).
+    assert torch.allclose(trace.log_spectral.exp(), ref_spec, rtol=1e-9, atol=0)
+    assert torch.allclose(trace.log_frobenius.exp(), ref_fro, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "gelu"])
+def test_float32_agrees_with_float64_reference(activation):
+    rnn = random_rnn(16, activation=activation, delta=1.0, seed=3)
+    x = torch.randn(4, 60, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
+    reference = explicit_jacobians(rnn, x)
+    trace = rnnstab.jacobian_norms(rnn, x, dtype=torch.float32)
+    expected = torch.log(torch.linalg.matrix_norm(reference, ord=2))
+    # float32: each step's product carries ~√n·ε ≈ 5e-7 relative error and the trajectory itself (hence D_t)
+    # is computed in float32; over 60 steps that accumulates to ~1e-4 in log-norm, and the float32 power
+    # iteration stops at rtol 1e-5. Allow 1e-3 absolute in log space (0.1 % in the norm).
+    assert (trace.log_spectral - expected).abs().max() < 1e-3
+    expected_fro = torch.log(torch.linalg.matrix_norm(reference))
+    assert (trace.log_frobenius - expected_fro).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_spectral_norm_equals_explicit_product_at_every_step(batched):
+    rnn = random_rnn(48, delta=1.1, seed=5, batch_networks=5 if batched else None)
+    x = torch.randn(5, 80, 3, generator=torch.Generator().manual_seed(6), dtype=F64)
+    reference = torch.linalg.matrix_norm(explicit_jacobians(rnn, x), ord=2)
+    trace = rnnstab.jacobian_norms(rnn, x, norms=("spectral",))
+    assert trace.log_frobenius is None
+    assert torch.allclose(trace.log_spectral, torch.log(reference), rtol=0, atol=1e-9)
+
+
+def test_singular_values_at_chosen_steps():
+    rnn = random_rnn(10, delta=1.2, seed=7)
+    x = torch.randn(2, 30, 3, generator=torch.Generator().manual_seed(8), dtype=F64)
+    trace = rnnstab.jacobian_norms(rnn, x, singular_values_at=[1, 17, 30])
+    reference = explicit_jacobians(rnn, x)
+    assert trace.singular_value_steps == (1, 17, 30)
+    for i, t in enumerate((1, 17, 30)):
+        expected = torch.linalg.svdvals(reference[:, t - 1])
+        got = trace.log_singular_values[:, i].exp()
+        # Both sides are float64 products: each σ_i is known to ~n·ε·σ₁ (Weyl), not to ε·σ_i — at t = 30 the
+        # smallest are ~e^-36·σ₁, below that resolution. Compare relative to σ₁ (scale-free) at 1e-12.
+        top = expected[:, :1]
+        assert torch.allclose(got / top, expected / top, rtol=0, atol=1e-12)
+        assert torch.allclose(got[:, 0], expected[:, 0], rtol=1e-10, atol=0)
+
+
+def test_orthogonal_identity_rnn_has_unit_norms():
+    W = rnnstab.init_weights("orthogonal", 32, seed=1)
+    rnn = rnnstab.VanillaRNN(W, activation="identity")
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(2, 300, 0))
+    # Every singular value of a product of orthogonal matrices is 1: log-norms are 0 up to rounding
+    # (300 float64 products: ~300·√32·ε ≈ 4e-13), and ‖J_t‖_F = √n.
+    assert trace.log_spectral.abs().max() < 1e-11
+    assert torch.allclose(trace.log_frobenius, torch.full_like(trace.log_frobenius, 0.5 * math.log(32)), atol=1e-11)
+
+
+def test_non_normal_linear_rate_tends_to_log_spectral_radius():
+    W = non_normal_linear(12, radius=0.9, shear=3.0)
+    norm = float(torch.linalg.matrix_norm(W, ord=2))
+    assert math.log(norm) > 1.0  # ‖W‖₂ ≫ 1 > ρ(W): the δ^T bound says nothing, the product still vanishes
+    rnn = rnnstab.VanillaRNN(W, activation="identity")
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, 400, 0))
+    rate = float(rnnstab.theory.late_rate(trace.log_spectral)[0])
+    # Gelfand: (1/t) log‖W^t‖ → log ρ(W) = log 0.9; with distinct real eigenvalues the slope over t ∈ (200, 400]
+    # converges geometrically (second eigenvalue 0.9·(1 − 1/22)), so 1e-3 is loose.
+    assert abs(rate - math.log(0.9)) < 1e-3
+    assert rate < math.log(norm) - 1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ten_thousand_steps_without_underflow(dtype):
+    W = rnnstab.scale_to_threshold(rnnstab.init_weights("orthogonal", 16, seed=2), delta=0.5, gamma=1.0)
+    rnn = rnnstab.VanillaRNN(W, torch.zeros(16, 1, dtype=F64), None, activation="tanh")
+    # Zero input and h0 keep g_t = 0, so D_t = I and J_T = W^T exactly: ‖J_T‖₂ = 0.5^T, i.e. e^-6931 — far below
+    # the smallest float64 (e^-745); the log-space product must still report T·log 0.5.
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, 10_000, 1), dtype=dtype)
+    expected = 10_000 * math.log(0.5)
+    assert torch.isfinite(trace.log_spectral).all()
+    # float32 rounds W's norm to ~6e-8 relative, compounding to 10⁴·6e-8 ≈ 6e-4, plus per-step rounding.
+    tol = 1e-8 if dtype == F64 else 0.05
+    assert abs(float(trace.log_spectral[0, -1]) - expected) < tol
+    assert abs(float(trace.log_frobenius[0, -1]) - (expected + 0.5 * math.log(16))) < tol
+
+
+def test_dead_relu_jacobian_is_minus_infinity():
+    W = torch.eye(4, dtype=F64) * 0.5
+    rnn = rnnstab.VanillaRNN(W, torch.ones(4, 1, dtype=F64), torch.full((4,), -10.0, dtype=F64), activation="relu")
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, 5, 1))
+    assert torch.isneginf(trace.log_spectral).all()
+    assert torch.isneginf(trace.log_frobenius).all()
+    assert rnnstab.bound_violations(trace, delta=0.5) == []
+
+
+def test_progress_callback_counts_every_step():
+    rnn = random_rnn(4)
+    seen = []
+    rnnstab.jacobian_norms(rnn, torch.zeros(1, 300, 3), progress=seen.append)
+    assert sum(seen) == 300
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    activation=st.sampled_from(rnnstab.activation_names()),
+    delta=st.floats(0.01, 2.0),
+    gamma=st.one_of(st.none(), st.floats(0.1, 3.0)),
+    steps=st.integers(1, 40),
+    seed=st.integers(0, 10_000),
+    input_scale=st.floats(0.0, 5.0),
+)
+def test_bound_is_never_violated(n, activation, delta, gamma, steps, seed, input_scale):
+    act = rnnstab.get_activation(activation, gamma=gamma)
+    gen = torch.Generator().manual_seed(seed)
+    W = rnnstab.scale_to_threshold(torch.randn(n, n, generator=gen, dtype=F64), delta=delta, gamma=act.gamma)
+    rnn = rnnstab.VanillaRNN(W, torch.randn(n, 2, generator=gen, dtype=F64), None, activation=act)
+    x = input_scale * torch.randn(2, steps, 2, generator=gen, dtype=F64)
+    trace = rnnstab.jacobian_norms(rnn, x)
+    assert rnnstab.bound_violations(trace, delta=delta) == []
+
+
+def test_bound_violations_reports_a_wrong_delta():
+    rnn = random_rnn(8, delta=1.5, seed=9, activation="identity")
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, 10, 3))
+    # The identity RNN's J_t = W^t: claiming δ = 1 when γ‖W‖₂ = 1.5 must be flagged at step 1 already.
+    found = rnnstab.bound_violations(trace, delta=1.0)
+    assert found and found[0].step == 1
+    assert found[0].excess == pytest.approx(math.log(1.5), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"norms": ("nuclear",)}, "norms"),
+        ({"norms": ()}, "norms"),
+        ({"singular_values_at": [0]}, "singular_values_at"),
+        ({"singular_values_at": [11]}, "singular_values_at"),
+        ({"dtype": torch.float16}, "dtype"),
+        ({"dtype": "half"}, "dtype"),
+        ({"rtol": 0.0}, "rtol"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_bad_arguments_name_themselves(kwargs, match):
+    rnn = random_rnn(4)
+    with pytest.raises(rnnstab.InvalidArgumentError, match=match):
+        rnnstab.jacobian_norms(rnn, torch.zeros(1, 10, 3), **kwargs)
+
+
+def test_bad_inputs_name_themselves():
+    rnn = random_rnn(4)
+    with pytest.raises(rnnstab.ShapeError, match="T = 0"):
+        rnnstab.jacobian_norms(rnn, torch.zeros(1, 0, 3))
+    with pytest.raises(rnnstab.NonFiniteError, match="x holds"):
+        rnnstab.jacobian_norms(rnn, torch.full((1, 5, 3), float("nan")))
+    with pytest.raises(rnnstab.ShapeError, match="input size 3"):
+        rnnstab.jacobian_norms(rnn, torch.zeros(1, 5, 2))
