@@ -6,6 +6,8 @@ import json
 import platform
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,24 +32,37 @@ console = Console(stderr=True)
 
 
 def main() -> None:
-    """Console-script entry point: library errors become one red line and exit code 2."""
+    """Console-script entry point."""
     try:
         app()
-    except rnnstab.RnnstabError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-        sys.exit(2)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/red]")
         sys.exit(130)
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn a library error into one red line on stderr and exit code 2 (no traceback)."""
+    try:
+        yield
+    except rnnstab.RnnstabError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(rnnstab.__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """rnnstab: will gradients in your recurrent network vanish or explode, why, and by how much."""
 
 
 @app.command()
@@ -82,71 +97,74 @@ def trace(
 
     Writes OUT/trace.png (the curves with the t·log δ line) and OUT/trace.json (every number, natural logs).
     """
-    act = rnnstab.get_activation(activation, gamma=gamma)
-    delta = _checks.positive_float("--delta", delta)
-    input_scale = _checks.positive_float("--input-scale", input_scale)
-    chosen_dtype = _checks.dtype("--dtype", dtype)
-    chosen_device = _checks.device("--device", device)
-    out_dir = _io.output_dir(out)
-    W = rnnstab.scale_to_threshold(rnnstab.init_weights(init, hidden, seed=seed), delta=delta, gamma=act.gamma)
-    generator = torch.Generator().manual_seed(seed + 1)
-    m = _checks.positive_int("--inputs", inputs)
-    U = torch.randn(hidden, m, generator=generator, dtype=torch.float64) / m**0.5
-    x = input_scale * torch.randn(
-        _checks.positive_int("--batch", batch),
-        _checks.positive_int("--steps", steps),
-        m,
-        generator=generator,
-        dtype=torch.float64,
-    )
-    rnn = rnnstab.VanillaRNN(W, U, None, act).to(device=chosen_device)
-    with _progress(quiet or json_output) as progress:
-        task = progress.add_task("Jacobian products", total=steps)
-        result = rnnstab.jacobian_norms(rnn, x, dtype=chosen_dtype, progress=lambda done: progress.advance(task, done))
-    verdicts = rnnstab.verdicts(result, delta=delta)
-    violations = rnnstab.bound_violations(result, delta=delta)
-    summary = {
-        "activation": act.name,
-        "gamma": act.gamma,
-        "delta": delta,
-        "spectral_norm_W": float(rnnstab.spectral_norm(W)),
-        "hidden": hidden,
-        "steps": steps,
-        "batch": batch,
-        "dtype": str(chosen_dtype).removeprefix("torch."),
-        "device": str(chosen_device),
-        "log_bound_final": steps * float(np.log(delta)),
-        "log_spectral_final_median": float(result.log_spectral.median(dim=0).values[-1])
-        if result.log_spectral is not None
-        else None,
-        "rate_per_step_median": float(np.median([v.rate_per_step for v in verdicts])),
-        "regimes": dict(Counter(v.regime for v in verdicts)),
-        "bound_violations": len(violations),
-        "svd_fallbacks": result.svd_fallbacks,
-        "files": {"png": str(out_dir / "trace.png"), "json": str(out_dir / "trace.json")},
-    }
-    record = {
-        "summary": summary,
-        "metadata": _metadata(seed=seed, init=init, inputs=m, input_scale=input_scale),
-        "units": "natural log; rates in nats per step; column t-1 is step t",
-        "steps": list(range(1, steps + 1)),
-        "log_bound": [t * float(np.log(delta)) for t in range(1, steps + 1)],
-        "log_spectral": result.log_spectral.tolist() if result.log_spectral is not None else None,
-        "log_frobenius": result.log_frobenius.tolist() if result.log_frobenius is not None else None,
-        "verdicts": [v.__dict__ for v in verdicts],
-        "bound_violations_detail": [v.__dict__ for v in violations],
-    }
-    plot_trace(
-        result,
-        delta=delta,
-        path=out_dir / "trace.png",
-        title=f"{act.name}, n = {hidden}, δ = γ‖W‖₂ = {delta:g}, {batch} input sequences",
-    )
-    _io.write_json(out_dir / "trace.json", record)
-    if json_output:
-        typer.echo(json.dumps(_io.finite_or_none(summary), indent=2, ensure_ascii=False))
-    else:
-        _print_summary(summary)
+    with _user_errors():
+        act = rnnstab.get_activation(activation, gamma=gamma)
+        delta = _checks.positive_float("--delta", delta)
+        input_scale = _checks.positive_float("--input-scale", input_scale)
+        chosen_dtype = _checks.dtype("--dtype", dtype)
+        chosen_device = _checks.device("--device", device)
+        out_dir = _io.output_dir(out)
+        W = rnnstab.scale_to_threshold(rnnstab.init_weights(init, hidden, seed=seed), delta=delta, gamma=act.gamma)
+        generator = torch.Generator().manual_seed(seed + 1)
+        m = _checks.positive_int("--inputs", inputs)
+        U = torch.randn(hidden, m, generator=generator, dtype=torch.float64) / m**0.5
+        x = input_scale * torch.randn(
+            _checks.positive_int("--batch", batch),
+            _checks.positive_int("--steps", steps),
+            m,
+            generator=generator,
+            dtype=torch.float64,
+        )
+        rnn = rnnstab.VanillaRNN(W, U, None, act).to(device=chosen_device)
+        with _progress(quiet or json_output) as progress:
+            task = progress.add_task("Jacobian products", total=steps)
+            result = rnnstab.jacobian_norms(
+                rnn, x, dtype=chosen_dtype, progress=lambda done: progress.advance(task, done)
+            )
+        verdicts = rnnstab.verdicts(result, delta=delta)
+        violations = rnnstab.bound_violations(result, delta=delta)
+        summary = {
+            "activation": act.name,
+            "gamma": act.gamma,
+            "delta": delta,
+            "spectral_norm_W": float(rnnstab.spectral_norm(W)),
+            "hidden": hidden,
+            "steps": steps,
+            "batch": batch,
+            "dtype": str(chosen_dtype).removeprefix("torch."),
+            "device": str(chosen_device),
+            "log_bound_final": steps * float(np.log(delta)),
+            "log_spectral_final_median": float(result.log_spectral.median(dim=0).values[-1])
+            if result.log_spectral is not None
+            else None,
+            "rate_per_step_median": float(np.median([v.rate_per_step for v in verdicts])),
+            "regimes": dict(Counter(v.regime for v in verdicts)),
+            "bound_violations": len(violations),
+            "svd_fallbacks": result.svd_fallbacks,
+            "files": {"png": str(out_dir / "trace.png"), "json": str(out_dir / "trace.json")},
+        }
+        record = {
+            "summary": summary,
+            "metadata": _metadata(seed=seed, init=init, inputs=m, input_scale=input_scale),
+            "units": "natural log; rates in nats per step; column t-1 is step t",
+            "steps": list(range(1, steps + 1)),
+            "log_bound": [t * float(np.log(delta)) for t in range(1, steps + 1)],
+            "log_spectral": result.log_spectral.tolist() if result.log_spectral is not None else None,
+            "log_frobenius": result.log_frobenius.tolist() if result.log_frobenius is not None else None,
+            "verdicts": [v.__dict__ for v in verdicts],
+            "bound_violations_detail": [v.__dict__ for v in violations],
+        }
+        plot_trace(
+            result,
+            delta=delta,
+            path=out_dir / "trace.png",
+            title=f"{act.name}, n = {hidden}, δ = γ‖W‖₂ = {delta:g}, {batch} input sequences",
+        )
+        _io.write_json(out_dir / "trace.json", record)
+        if json_output:
+            typer.echo(json.dumps(_io.finite_or_none(summary), indent=2, ensure_ascii=False))
+        else:
+            _print_summary(summary)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ falls back to an exact SVD. Every estimate is a Rayleigh quotient, hence never a
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -44,6 +45,8 @@ class JacobianTrace:
             Each σ_i is exact to about n·ε·σ₁ (ε the dtype's roundoff), as for any SVD of a product formed in
             that dtype; σ_i far below ε·σ₁ are rounding noise (the Lyapunov spectrum resolves those).
         dtype: the dtype the product was computed in.
+        weights_dtype: the dtype the RNN's weights were stored in (their rounding bounds how far γ‖W‖₂ can sit
+            above a requested δ).
         hidden_size: n.
         power_iterations: (T,) power iterations spent at each step (diagnostic; 0 when spectral was not asked).
         svd_fallbacks: steps where power iteration did not converge and an exact SVD was used instead.
@@ -56,6 +59,7 @@ class JacobianTrace:
     singular_value_steps: tuple[int, ...]
     log_singular_values: torch.Tensor | None
     dtype: torch.dtype
+    weights_dtype: torch.dtype
     hidden_size: int
     power_iterations: torch.Tensor
     svd_fallbacks: int
@@ -75,9 +79,10 @@ class JacobianTrace:
         """(T,) slack in log space that rounding in ``dtype`` can account for at each step t.
 
         Each step multiplies by D_t W in ``dtype``; the relative rounding of one such product is at most about
-        √n·ε (ε the unit roundoff), and the errors add in log space, so we allow 16·√n·ε·(t + 1).
+        √n·ε (ε the unit roundoff), and the errors add in log space. Storing W in ``weights_dtype`` moves ‖W‖₂
+        by up to √n·ε_W relative, which compounds the same way. We allow 16·√n·(ε + ε_W)·(t + 1).
         """
-        eps = torch.finfo(self.dtype).eps
+        eps = torch.finfo(self.dtype).eps + torch.finfo(self.weights_dtype).eps
         t = torch.arange(1, self.steps + 1, dtype=torch.float64)
         return 16.0 * math.sqrt(self.hidden_size) * eps * (t + 1.0)
 
@@ -132,6 +137,7 @@ def jacobian_norms(
     if unknown or not wanted:
         raise InvalidArgumentError(f"norms must be a non-empty subset of {NORMS}, got {wanted}")
     dtype = _checks.dtype("dtype", dtype)
+    weights_dtype = rnn.dtype
     rnn = rnn.to(dtype=dtype, device=device)
     x = rnn.check_inputs(x)
     batch, steps, _ = x.shape
@@ -142,6 +148,7 @@ def jacobian_norms(
     rtol = _DEFAULT_RTOL[dtype] if rtol is None else _checks.positive_float("rtol", rtol)
     max_iter = _checks.positive_int("max_iter", max_iter)
 
+    _check_memory(memory_estimate(batch, rnn.hidden_size, dtype), rnn.device)
     engine = _Engine(rnn, batch, "spectral" in wanted, rtol, max_iter)
     g = rnn.activation.fn(rnn.initial_preactivation(batch, h0))
     sv_rows: list[torch.Tensor] = []
@@ -154,7 +161,28 @@ def jacobian_norms(
                 sv_rows.append(engine.log_singular_values(start + i))
         if progress is not None:
             progress(stop - start)
-    return engine.result(wanted, sv_steps, torch.stack(sv_rows, dim=1) if sv_rows else None, dtype, rnn.hidden_size)
+    return engine.result(wanted, sv_steps, torch.stack(sv_rows, dim=1) if sv_rows else None, weights_dtype)
+
+
+def memory_estimate(batch: int, n: int, dtype: torch.dtype) -> int:
+    """Bytes :func:`jacobian_norms` holds at once: two (batch, n, n) products, one SVD workspace of the same
+    size, and a chunk of the forward pass — independent of T."""
+    itemsize = torch.finfo(dtype).bits // 8
+    return itemsize * (3 * batch * n * n + 4 * batch * _CHUNK_STEPS * n)
+
+
+def _check_memory(needed: int, device: torch.device) -> None:
+    if device.type == "cuda":
+        available, _ = torch.cuda.mem_get_info(device)
+        where = "the GPU"
+    else:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        where = "this machine"
+    if needed > 0.8 * available:
+        raise InvalidArgumentError(
+            f"this needs about {needed / 2**30:.2f} GiB ({where} has {available / 2**30:.2f} GiB available): "
+            "reduce the batch or the hidden size, or use float32"
+        )
 
 
 def _basis(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -283,8 +311,7 @@ class _Engine:
         wanted: tuple[str, ...],
         sv_steps: tuple[int, ...],
         log_sv: torch.Tensor | None,
-        dtype: torch.dtype,
-        n: int,
+        weights_dtype: torch.dtype,
     ) -> JacobianTrace:
         log_fro = self._log_scales()  # (T, batch)
         log_spec = None
@@ -296,8 +323,9 @@ class _Engine:
             log_frobenius=log_fro.T.contiguous() if "frobenius" in wanted else None,
             singular_value_steps=sv_steps,
             log_singular_values=log_sv,
-            dtype=dtype,
-            hidden_size=n,
+            dtype=self.P.dtype,
+            weights_dtype=weights_dtype,
+            hidden_size=self.P.shape[-1],
             power_iterations=torch.tensor(self.iterations if self.spectral else [0] * len(self.fro_rows)),
             svd_fallbacks=self.fallbacks,
         )

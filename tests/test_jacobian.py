@@ -177,3 +177,12 @@ def test_bad_inputs_name_themselves():
         rnnstab.jacobian_norms(rnn, torch.full((1, 5, 3), float("nan")))
     with pytest.raises(rnnstab.ShapeError, match="input size 3"):
         rnnstab.jacobian_norms(rnn, torch.zeros(1, 5, 2))
+
+
+def test_float32_weights_at_the_threshold_are_not_flagged():
+    # An orthogonal float32 W scaled to δ: rounding to float32 may put γ‖W‖₂ a few ulps above δ, which compounds
+    # over t; the tolerance must cover that, while a 1e-3 excess per step (a real error) is still caught.
+    W = rnnstab.scale_to_threshold(rnnstab.init_weights("orthogonal", 64, seed=5).float(), delta=0.9, gamma=1.0)
+    trace = rnnstab.jacobian_norms(rnnstab.VanillaRNN(W, activation="identity"), torch.zeros(1, 500, 0))
+    assert rnnstab.bound_violations(trace, delta=0.9) == []
+    assert len(rnnstab.bound_violations(trace, delta=0.9 * math.exp(-1e-3))) == 500

@@ -1,0 +1,85 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import rnnstab
+from rnnstab.cli import app
+
+runner = CliRunner()
+SMALL = ["--hidden", "12", "--steps", "25", "--batch", "3", "--quiet"]
+
+
+def test_trace_writes_png_and_json(tmp_path):
+    result = runner.invoke(app, ["trace", *SMALL, "--delta", "0.8", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "trace.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads((tmp_path / "trace.json").read_text())
+    assert len(record["log_spectral"]) == 3 and len(record["log_spectral"][0]) == 25
+    assert record["summary"]["bound_violations"] == 0
+    assert record["summary"]["regimes"] == {"guaranteed vanishing": 3}
+    assert record["metadata"]["torch"]
+    assert "natural log" in record["units"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_trace_json_on_stdout_matches_the_library(tmp_path):
+    args = ["trace", *SMALL, "--activation", "sigmoid", "--gamma", "1", "--delta", "1.2", "--out", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["activation"] == "sigmoid[γ=1]"
+    assert summary["gamma"] == pytest.approx(1.0)
+    assert summary["spectral_norm_W"] == pytest.approx(1.2, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--delta", "0"], "--delta"),
+        (["--delta", "-1"], "--delta"),
+        (["--gamma", "-1"], "gamma"),
+        (["--activation", "nope"], "valid names"),
+        (["--init", "nope"], "init scheme"),
+        (["--steps", "0"], "--steps"),
+        (["--hidden", "0"], "hidden"),
+        (["--dtype", "float16"], "--dtype"),
+        (["--input-scale", "0"], "--input-scale"),
+    ],
+)
+def test_bad_options_give_one_line_and_exit_2(tmp_path, args, message):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["trace", *SMALL, "--out", str(out), *args])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert "Traceback" not in result.output
+    assert not (out / "trace.json").exists()
+
+
+def test_out_pointing_at_a_file_is_refused(tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("keep me")
+    result = runner.invoke(app, ["trace", *SMALL, "--out", str(target)])
+    assert result.exit_code == 2 and "is a file" in result.stderr
+    assert target.read_text() == "keep me"
+
+
+def test_python_dash_m_and_version():
+    done = subprocess.run(
+        [sys.executable, "-m", "rnnstab", "--version"], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == rnnstab.__version__
+    bad = subprocess.run(
+        [sys.executable, "-m", "rnnstab", "trace", "--delta", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_help_explains_the_scaled_family():
+    result = runner.invoke(app, ["trace", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "σ(c·x)" in result.output and "δ < 1 guarantees" in result.output

@@ -1,0 +1,86 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import rnnstab
+from rnnstab.theory import late_rate
+from tests.problems import explicit_jacobians, random_rnn
+
+F64 = torch.float64
+
+
+def scaled_orthogonal_identity(delta: float, steps: int = 200) -> rnnstab.JacobianTrace:
+    W = rnnstab.scale_to_threshold(rnnstab.init_weights("orthogonal", 8, seed=3), delta=delta, gamma=1.0)
+    return rnnstab.jacobian_norms(rnnstab.VanillaRNN(W, activation="identity"), torch.zeros(1, steps, 0))
+
+
+@pytest.mark.parametrize(
+    ("delta", "regime"),
+    [(0.95, "guaranteed vanishing"), (1.0, "marginal"), (1.05, "exploding")],
+)
+def test_regimes_of_scaled_orthogonal_linear_rnns(delta, regime):
+    # J_t = (δQ)^t: log‖J_t‖₂ = t·log δ exactly, so the rate is log δ and the slack is 0 (the bound is tight).
+    (verdict,) = rnnstab.verdicts(scaled_orthogonal_identity(delta), delta=delta)
+    assert verdict.regime == regime
+    assert verdict.rate_per_step == pytest.approx(math.log(delta), abs=1e-12)
+    assert verdict.slack_per_step == pytest.approx(0.0, abs=1e-12)
+    assert verdict.bound_holds
+
+
+def test_saturating_tanh_above_threshold_still_vanishes():
+    # δ = 1.5 permits growth, but inputs of scale 5 saturate tanh (σ' ≈ 0): gradients vanish anyway.
+    rnn = random_rnn(32, delta=1.5, seed=11)
+    x = 5.0 * torch.randn(4, 100, 3, generator=torch.Generator().manual_seed(12), dtype=F64)
+    verdicts = rnnstab.verdicts(rnnstab.jacobian_norms(rnn, x), delta=1.5)
+    assert {v.regime for v in verdicts} == {"vanishing"}
+    # Independent rate: numpy's least-squares line through the explicit products over t ∈ (50, 100].
+    reference = torch.log(torch.linalg.matrix_norm(explicit_jacobians(rnn, x), ord=2)).numpy()
+    t = np.arange(51, 101)
+    for b, verdict in enumerate(verdicts):
+        slope = np.polyfit(t, reference[b, 50:], 1)[0]
+        assert verdict.rate_per_step == pytest.approx(slope, abs=1e-8)
+        assert verdict.half_life_steps == pytest.approx(math.log(2) / -slope, rel=1e-6)
+        assert verdict.doubling_steps is None
+        assert verdict.slack_per_step == pytest.approx(math.log(1.5) - slope, abs=1e-8)
+
+
+def test_late_rate_of_dead_trace_is_minus_infinity():
+    rates = late_rate(torch.tensor([[0.0, -1.0, -math.inf, -math.inf], [0.0, 1.0, 2.0, 3.0]]))
+    assert math.isinf(rates[0]) and rates[0] < 0
+    assert float(rates[1]) == pytest.approx(1.0)
+
+
+def test_per_network_delta_for_a_batch_of_networks():
+    rnn = random_rnn(6, delta=1.0, seed=4, batch_networks=3)
+    trace = rnnstab.jacobian_norms(rnn, torch.randn(3, 20, 3, dtype=F64))
+    deltas = rnn.delta()
+    assert torch.allclose(deltas, torch.ones(3, dtype=F64), atol=1e-12)
+    assert rnnstab.bound_violations(trace, delta=deltas) == []
+    with pytest.raises(rnnstab.ShapeError, match="delta"):
+        rnnstab.bound_violations(trace, delta=torch.ones(2))
+    with pytest.raises(rnnstab.InvalidArgumentError, match="delta"):
+        rnnstab.bound_violations(trace, delta=torch.tensor([1.0, -1.0, 1.0]))
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.5, float("nan"), float("inf")])
+def test_bad_delta_is_refused(bad):
+    trace = scaled_orthogonal_identity(0.9, steps=5)
+    with pytest.raises(rnnstab.InvalidArgumentError, match="delta"):
+        rnnstab.verdicts(trace, delta=bad)
+    with pytest.raises(rnnstab.InvalidArgumentError, match="delta"):
+        rnnstab.log_bound(bad, 5)
+
+
+def test_verdicts_need_spectral_norms():
+    W = rnnstab.init_weights("orthogonal", 4)
+    trace = rnnstab.jacobian_norms(rnnstab.VanillaRNN(W), torch.zeros(1, 3, 0), norms=("frobenius",))
+    with pytest.raises(rnnstab.InvalidArgumentError, match="spectral"):
+        rnnstab.verdicts(trace, delta=1.0)
+    with pytest.raises(rnnstab.InvalidArgumentError, match="rate_tol"):
+        rnnstab.verdicts(scaled_orthogonal_identity(0.9, steps=5), delta=0.9, rate_tol=0)
+
+
+def test_log_bound_is_t_log_delta():
+    assert torch.allclose(rnnstab.log_bound(0.5, 3), torch.tensor([1.0, 2.0, 3.0], dtype=F64) * math.log(0.5))
