@@ -141,7 +141,10 @@ def _autograd_derivative(fn: TensorFn) -> TensorFn:
     def derivative(x: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
             leaf = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(fn(leaf).sum(), leaf, allow_unused=True)
+            out = fn(leaf)
+            if not out.requires_grad:  # fn ignores its input (a constant): σ' = 0, refused by derive_gamma
+                return torch.zeros_like(x)
+            (grad,) = torch.autograd.grad(out.sum(), leaf, allow_unused=True)
         return torch.zeros_like(x) if grad is None else grad
 
     return derivative
@@ -186,7 +189,7 @@ _REGISTRY: dict[str, tuple[TensorFn, TensorFn]] = {
     "relu": (torch.relu, lambda x: (x > 0).to(x.dtype)),
     "leaky_relu": (
         lambda x: torch.nn.functional.leaky_relu(x, _LEAKY_SLOPE),
-        lambda x: torch.where(x > 0, 1.0, _LEAKY_SLOPE).to(x.dtype),
+        lambda x: torch.where(x > 0, torch.ones_like(x), torch.full_like(x, _LEAKY_SLOPE)),
     ),
     "hardtanh": (torch.nn.functional.hardtanh, lambda x: ((x > -1) & (x < 1)).to(x.dtype)),
     "softsign": (torch.nn.functional.softsign, lambda x: 1.0 / (1.0 + x.abs()) ** 2),

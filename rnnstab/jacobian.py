@@ -21,15 +21,12 @@ from dataclasses import dataclass
 import torch
 
 from rnnstab import _checks
+from rnnstab._spectral_tracker import SpectralTracker
 from rnnstab.exceptions import InvalidArgumentError
 from rnnstab.rnn import VanillaRNN
 
 NORMS = ("spectral", "frobenius")
 _CHUNK_STEPS = 128
-_START_BLOCK = 8
-_MAX_BLOCK = 32
-_CLUSTER = 0.5
-_GROW_AFTER = {1: 8}  # iterations a converged step may take before its block grows (default 3)
 _DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
@@ -48,8 +45,9 @@ class JacobianTrace:
         weights_dtype: the dtype the RNN's weights were stored in (their rounding bounds how far γ‖W‖₂ can sit
             above a requested δ).
         hidden_size: n.
-        power_iterations: (T,) power iterations spent at each step (diagnostic; 0 when spectral was not asked).
-        svd_fallbacks: steps where power iteration did not converge and an exact SVD was used instead.
+        spectral_iterations: (T,) Lanczos steps spent at each step t (two thin products each; a diagnostic,
+            0 when the spectral norm was not asked for).
+        svd_fallbacks: steps where Lanczos did not converge within ``max_iter`` and an exact SVD was used.
 
     A norm of exactly 0 (a dead Jacobian, e.g. every relu unit off) is reported as log = -inf.
     """
@@ -61,13 +59,13 @@ class JacobianTrace:
     dtype: torch.dtype
     weights_dtype: torch.dtype
     hidden_size: int
-    power_iterations: torch.Tensor
+    spectral_iterations: torch.Tensor
     svd_fallbacks: int
 
     @property
     def steps(self) -> int:
         """The horizon T."""
-        return int(self.power_iterations.shape[0])
+        return int(self.spectral_iterations.shape[0])
 
     @property
     def batch_size(self) -> int:
@@ -185,18 +183,6 @@ def _check_memory(needed: int, device: torch.device) -> None:
         )
 
 
-def _basis(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Orthonormal rows spanning the rows of X (batch, k, n), and σ(X) (batch, k) descending.
-
-    For k = 1 this is a normalisation, with no LAPACK call.
-    """
-    if X.shape[1] == 1:
-        norm = torch.linalg.vector_norm(X, dim=-1)
-        return X / norm.clamp_min(torch.finfo(X.dtype).tiny)[..., None], norm
-    Q, R = torch.linalg.qr(X.mT)
-    return Q.mT, torch.linalg.svdvals(R)
-
-
 def _forward_chunk(rnn: VanillaRNN, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the RNN over a chunk of steps; return σ'(pre-activations) (batch, steps, n) and the last state."""
     drive = rnn.drive(x)
@@ -212,7 +198,7 @@ class _Engine:
 
     def __init__(self, rnn: VanillaRNN, batch: int, spectral: bool, rtol: float, max_iter: int) -> None:
         n, dtype, device = rnn.hidden_size, rnn.dtype, rnn.device
-        self.rnn, self.spectral, self.rtol, self.max_iter = rnn, spectral, rtol, max_iter
+        self.rnn = rnn
         self.shared = rnn.num_networks is None
         self.P = torch.empty(batch, n, n, dtype=dtype, device=device)
         self.spare = torch.empty_like(self.P)
@@ -220,12 +206,8 @@ class _Engine:
         self.fro = torch.empty(0, batch, dtype=dtype, device=device)
         self.fro_rows: list[torch.Tensor] = []
         self.spec_rows: list[torch.Tensor] = []
-        self.iterations: list[int] = []
-        self.fallbacks = 0
         self.prev_fro = torch.ones(batch, dtype=dtype, device=device)
-        self.generator = torch.Generator(device=device).manual_seed(0)
-        self.max_block = min(n, _MAX_BLOCK)
-        self.V = self._random_directions(batch, n, min(n, _START_BLOCK))
+        self.tracker = SpectralTracker(self.P, rnn._Wt, rtol=rtol, max_iter=max_iter) if spectral else None
 
     def step(self, t: int, derivative: torch.Tensor) -> None:
         d = derivative / self.prev_fro[:, None]
@@ -238,64 +220,8 @@ class _Engine:
         fro = torch.linalg.vector_norm(self.P.flatten(1), dim=1)
         self.fro_rows.append(fro)
         self.prev_fro = torch.where(fro > 0, fro, 1.0)  # a dead (zero) product stays zero
-        if self.spectral:
-            self.spec_rows.append(self._spectral(fro, d, t == 0))
-
-    def _spectral(self, fro: torch.Tensor, d: torch.Tensor, first: bool) -> torch.Tensor:
-        """‖P‖₂ by block subspace iteration on PPᵀ from the right subspace V (rows) of the previous step.
-
-        One iteration: low = σ₁(J V); Q an orthonormal basis of span(J V); high = σ₁(Jᵀ Q) ≥ low; V ← span(Jᵀ Q).
-        Both estimates are Rayleigh–Ritz values, hence never above ‖J‖₂; the step is accepted once
-        1 − low/high ≤ rtol. Y = J V for the first iteration is carried forward from the previous step through
-        the dynamics (a thin product with W), so an iteration costs two thin products with the big matrix.
-        """
-        P = self.P
-        if first:
-            self.Y = torch.bmm(self.V, P)
-        else:
-            self.Y = torch.matmul(self.Y, self.rnn._Wt).mul_(d[:, None, :])  # J_t V from J_{t-1} V
-        for iteration in range(1, self.max_iter + 1):
-            Q, low = _basis(self.Y)
-            Z = torch.bmm(Q, P.mT)  # rows: (Jᵀ Q)ᵀ
-            V, ritz = _basis(Z)
-            high = ritz[:, 0]
-            self.V = V
-            self.Y = torch.bmm(V, P)
-            gap = torch.where(fro == 0, 0.0, 1.0 - low[:, 0] / high)  # NaN (never accepted) when 0 = high < ‖P‖
-            if float(gap.max()) <= self.rtol:
-                self.iterations.append(iteration)
-                self._adapt_block(ritz, iteration)
-                return high
-        self.iterations.append(self.max_iter)
-        self.fallbacks += 1
-        _, sigma, right = torch.linalg.svd(P.mT)
-        self.V = right[:, : self.V.shape[1]].contiguous()
-        self.Y = torch.bmm(self.V, P)
-        return sigma[:, 0]
-
-    def _adapt_block(self, ritz: torch.Tensor, iterations: int) -> None:
-        """Size the block k to the cluster of Ritz values within a factor _CLUSTER of the top one.
-
-        Subspace iteration converges like (σ_{k+1}/σ₁)² per iteration: a block that holds the whole top cluster
-        converges at ≤ _CLUSTER² per iteration. Outside the early transient the cluster is σ₁ alone and one
-        vector suffices. Shrinking rotates V to its top Ritz directions (the right singular vectors of J V
-        within span V), which keeps Y = J V exact without a product; a block that is all cluster and needed more
-        iterations than _GROW_AFTER allows doubles.
-        """
-        k = ritz.shape[1]
-        cluster = max(1, int((ritz > _CLUSTER * ritz[:, :1]).sum(dim=-1).max()))  # ≥ 1 for a dead (zero) J
-        if cluster < k:
-            rotation = torch.linalg.svd(self.Y.mT, full_matrices=False).Vh[:, :cluster]
-            self.V, self.Y = torch.bmm(rotation, self.V), torch.bmm(rotation, self.Y)
-        elif iterations > _GROW_AFTER.get(k, 3) and k < self.max_block:
-            extra = self._random_directions(self.V.shape[0], self.V.shape[2], min(k, self.max_block - k))
-            self.V = torch.linalg.qr(torch.cat([self.V, extra], dim=1).mT).Q.mT.contiguous()
-            self.Y = torch.bmm(self.V, self.P)
-
-    def _random_directions(self, batch: int, n: int, k: int) -> torch.Tensor:
-        """(batch, k, n) orthonormal rows."""
-        raw = torch.randn(batch, n, k, dtype=self.P.dtype, device=self.P.device, generator=self.generator)
-        return torch.linalg.qr(raw).Q.mT.contiguous()
+        if self.tracker is not None:
+            self.spec_rows.append(self.tracker.update(self.P, d, fro))
 
     def log_singular_values(self, t: int) -> torch.Tensor:
         """log σ_i(J_t) for every i, exact (SVD), in float64: (batch, n)."""
@@ -315,7 +241,7 @@ class _Engine:
     ) -> JacobianTrace:
         log_fro = self._log_scales()  # (T, batch)
         log_spec = None
-        if self.spectral:
+        if self.tracker is not None:
             before = torch.cat([torch.zeros_like(log_fro[:1]), log_fro[:-1]])
             log_spec = (before + torch.log(torch.stack(self.spec_rows).to(torch.float64).cpu())).T.contiguous()
         return JacobianTrace(
@@ -326,6 +252,6 @@ class _Engine:
             dtype=self.P.dtype,
             weights_dtype=weights_dtype,
             hidden_size=self.P.shape[-1],
-            power_iterations=torch.tensor(self.iterations if self.spectral else [0] * len(self.fro_rows)),
-            svd_fallbacks=self.fallbacks,
+            spectral_iterations=torch.tensor(self.tracker.iterations if self.tracker else [0] * len(self.fro_rows)),
+            svd_fallbacks=self.tracker.fallbacks if self.tracker else 0,
         )

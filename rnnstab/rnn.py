@@ -147,9 +147,8 @@ class VanillaRNN:
 
     def drive(self, x: torch.Tensor) -> torch.Tensor:
         """U x_t + b for every t: (batch, T, n), for inputs already checked by :meth:`check_inputs`."""
-        if self.num_networks is None:
-            return torch.matmul(x, self._Ut) + self.b
-        return torch.baddbmm(self.b[:, None, :], x, self._Ut)
+        bias = self.b if self.b.dim() == 1 else self.b[:, None, :]
+        return torch.matmul(x, self._Ut) + bias  # matmul broadcasts a shared (m, n) or per-network (B, m, n) Uᵀ
 
     def recur(self, state: torch.Tensor, drive_t: torch.Tensor) -> torch.Tensor:
         """W·state + drive_t for a (batch, n) state: the pre-activation of the next step."""

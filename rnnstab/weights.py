@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from rnnstab import _checks
-from rnnstab.exceptions import InvalidArgumentError, ShapeError
+from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeError
 
 WeightScheme = Callable[[int, torch.Generator], torch.Tensor]
 
@@ -91,6 +91,8 @@ def init_weights(scheme: str, n: int, *, batch: int | None = None, seed: int = 0
     if scheme not in SCHEMES:
         raise InvalidArgumentError(f"unknown init scheme {scheme!r}; valid names: {', '.join(sorted(SCHEMES))}")
     n = _checks.positive_int("hidden size n", n)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ArgumentTypeError(f"seed must be an integer, got {type(seed).__name__}")
     generator = torch.Generator().manual_seed(seed)
     if batch is None:
         return SCHEMES[scheme](n, generator)

@@ -1,0 +1,114 @@
+"""‖J_t‖₂ at every step of a streamed product, by warm-restarted Golub–Kahan–Lanczos bidiagonalisation.
+
+J_t = D_t W J_{t-1} is held transposed, P = J_tᵀ (times a known scale), so both J·q and Jᵀ·p are a row vector
+times P: memory-bound thin products, cheap next to the step's GEMM. Lanczos on JᵀJ converges like the square
+root of power iteration's rate, which matters early on, when the top singular values of a random product are
+still packed together. Later the top right singular vector converges (Oseledets) and each step is warm-started
+from the previous Ritz vector v, whose image J_t v is carried forward through the dynamics with a thin product
+by W instead of by P.
+
+Every estimate is the top singular value of the projected bidiagonal matrix, a Ritz value, hence never above
+‖J_t‖₂. A step ends when two successive Ritz values agree to ``rtol``; one that does not within ``max_iter``
+Lanczos steps falls back to an exact SVD.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_MAX_KRYLOV = 40
+
+
+class SpectralTracker:
+    """Top singular value of P (batch, n, n) after each multiplicative update P ← P Wᵀ diag(d)."""
+
+    def __init__(self, P: torch.Tensor, Wt: torch.Tensor, *, rtol: float, max_iter: int) -> None:
+        batch, n, _ = P.shape
+        self.Wt, self.rtol, self.max_iter = Wt, rtol, max_iter
+        self.size = min(n, _MAX_KRYLOV)  # Krylov dimension m ≤ n: more vectors cannot be orthogonal
+        self.noise = n * torch.finfo(P.dtype).eps  # relative size of rounding in one thin product
+        self.right = torch.zeros(batch, self.size, n, dtype=P.dtype, device=P.device)  # q_j: input space
+        self.left = torch.zeros_like(self.right)  # p_j: output space
+        self.bidiagonal = torch.zeros(batch, self.size, self.size, dtype=torch.float64, device=P.device)
+        generator = torch.Generator(device=P.device).manual_seed(0)
+        v = torch.randn(batch, 1, n, dtype=P.dtype, device=P.device, generator=generator)
+        self.v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+        self.image: torch.Tensor | None = None  # J v, rows
+        self.iterations: list[int] = []
+        self.fallbacks = 0
+
+    def update(self, P: torch.Tensor, d: torch.Tensor, fro: torch.Tensor) -> torch.Tensor:
+        """‖P‖₂ (batch,) after P was multiplied by Wᵀ diag(d); ``fro`` = ‖P‖_F (0 marks a dead product)."""
+        if self.image is None:
+            self.image = torch.bmm(self.v, P)
+        else:
+            self.image = torch.matmul(self.image, self.Wt).mul_(d[:, None, :])  # J_t v from J_{t-1} v
+        spent = 0
+        while spent < self.max_iter:
+            sigma, steps, converged = self._lanczos(P, fro, self.max_iter - spent)
+            spent += steps
+            if converged:
+                self.iterations.append(spent)
+                return sigma
+        self.iterations.append(spent)
+        self.fallbacks += 1
+        _, sigma_all, right = torch.linalg.svd(P.mT)
+        self.v = right[:, :1].contiguous()
+        self.image = torch.bmm(self.v, P)
+        return sigma_all[:, 0]
+
+    def _lanczos(self, P: torch.Tensor, fro: torch.Tensor, budget: int) -> tuple[torch.Tensor, int, bool]:
+        """One Lanczos run from (v, J v); leaves the top Ritz pair in (v, J v). Returns (σ, steps, converged)."""
+        Q, L, B = self.right, self.left, self.bidiagonal
+        floor = (self.noise * fro)[:, None, None]
+        alpha = torch.linalg.vector_norm(self.image, dim=-1, keepdim=True)
+        Q[:, :1] = self.v
+        _normalise(self.image, alpha, floor, out=L[:, :1])
+        B.zero_()
+        B[:, 0, 0] = alpha[:, 0, 0]
+        estimate = alpha[:, 0, 0].to(torch.float64)
+        converged, j = False, 0
+        for j in range(1, min(budget, self.size - 1) + 1):
+            r = torch.bmm(L[:, j - 1 : j], P.mT)  # Jᵀ p_{j-1}
+            r.sub_(Q[:, j - 1 : j] * alpha)
+            _orthogonalise(r, Q[:, :j])
+            beta = torch.linalg.vector_norm(r, dim=-1, keepdim=True)
+            _normalise(r, beta, floor, out=Q[:, j : j + 1])
+            s = torch.bmm(Q[:, j : j + 1], P)  # J q_j
+            s.sub_(L[:, j - 1 : j] * beta)
+            _orthogonalise(s, L[:, :j])
+            alpha = torch.linalg.vector_norm(s, dim=-1, keepdim=True)
+            _normalise(s, alpha, floor, out=L[:, j : j + 1])
+            B[:, j - 1, j] = beta[:, 0, 0]
+            B[:, j, j] = alpha[:, 0, 0]
+            ritz = torch.linalg.svdvals(B[:, : j + 1, : j + 1])[:, 0]
+            change = torch.where(fro == 0, 0.0, 1.0 - estimate / ritz)  # NaN (never accepted) when 0 = ritz < ‖P‖
+            estimate = ritz
+            if float(change.max()) <= self.rtol:
+                converged = True
+                break
+        m = j + 1
+        converged = converged or m == self.right.shape[-1]  # the Krylov space is all of ℝⁿ: Ritz values are exact
+        U, S, Vh = torch.linalg.svd(B[:, :m, :m])
+        # J Q_m = L_m B_m, so the top Ritz vector v = Q_m c has J v = σ₁ L_m u (c, u: B_m's singular vectors).
+        self.v = torch.bmm(Vh[:, :1].to(P.dtype), Q[:, :m])
+        self.image = torch.bmm((U[:, :, :1].mT * S[:, :1, None]).to(P.dtype), L[:, :m])
+        return S[:, 0].to(P.dtype), j, converged
+
+
+def _orthogonalise(x: torch.Tensor, basis: torch.Tensor) -> None:
+    """Remove from the rows x their components along the orthonormal rows of ``basis``, in place.
+
+    Two passes of classical Gram–Schmidt ("twice is enough"): when the Krylov space is exhausted (a rank-deficient
+    J, e.g. dead relu units) x is pure rounding noise, one pass leaves it far from orthogonal after normalising,
+    and the bidiagonal stops being a projection of J, whose Ritz values could then exceed ‖J‖₂.
+    """
+    for _ in range(2):
+        x.baddbmm_(torch.bmm(x, basis.mT), basis, alpha=-1)
+
+
+def _normalise(x: torch.Tensor, norm: torch.Tensor, floor: torch.Tensor, *, out: torch.Tensor) -> None:
+    """out = x/‖x‖, or 0 where ‖x‖ is at the rounding floor: the Krylov space is exhausted there (an invariant
+    subspace was found) and normalising rounding noise would blow it up to unit size — or, in float32, to overflow
+    once ‖x‖ underflows."""
+    torch.div(x, torch.where(norm > floor, norm, torch.inf), out=out)

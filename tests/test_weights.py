@@ -1,0 +1,311 @@
+"""Tests of rnnstab.weights: the exact spectral norm, threshold scaling and the weight schemes.
+
+References are numpy's LAPACK SVD (numpy.linalg.norm(·, 2)), closed forms for small matrices, and statistics of
+the N(0, 1/n) and Haar-orthogonal laws.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rnnstab import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    NonFiniteError,
+    ShapeError,
+    init_weights,
+    scale_to_threshold,
+    spectral_norm,
+)
+
+DTYPES = [torch.float32, torch.float64]
+
+
+def _np_norm(W: torch.Tensor) -> np.ndarray:
+    """Largest singular value by numpy (float64 LAPACK), of one matrix or of each matrix of a batch."""
+    a = W.detach().to(torch.float64).numpy()
+    return np.linalg.norm(a, 2) if a.ndim == 2 else np.linalg.norm(a, 2, axis=(-2, -1))
+
+
+def _randn(*shape: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# spectral_norm
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 2, 7, 32])
+def test_spectral_norm_matches_numpy(n, dtype):
+    W = _randn(n, n, dtype=dtype, seed=n)
+    got = spectral_norm(W)
+    assert got.dtype == torch.float64
+    assert got.shape == ()
+    # Both are float64 SVDs of the same (exactly upcast) matrix; backward-stable to ~n·eps·‖W‖ ≈ 1e-14 for n ≤ 32.
+    assert float(got) == pytest.approx(float(_np_norm(W)), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("batch", "n"), [(1, 3), (5, 8), (3, 16)])
+def test_spectral_norm_batched_matches_numpy(batch, n, dtype):
+    W = _randn(batch, n, n, dtype=dtype, seed=batch * n)
+    got = spectral_norm(W)
+    assert got.shape == (batch,)
+    assert got.dtype == torch.float64
+    # Same justification as the unbatched case.
+    np.testing.assert_allclose(got.numpy(), _np_norm(W), rtol=1e-12)
+
+
+def test_spectral_norm_of_non_normal_matrix_is_not_the_spectral_radius():
+    # Nilpotent Jordan-like block: every eigenvalue is 0, yet ‖W‖₂ = 5 (closed form).
+    W = torch.tensor([[0.0, 5.0], [0.0, 0.0]], dtype=torch.float64)
+    assert float(spectral_norm(W)) == pytest.approx(5.0, rel=1e-15)
+    # [[a, b], [0, a]] has singular values (√(4a² + b²) ± |b|) / 2: the larger one, closed form.
+    a, b = 0.9, 3.0
+    W = torch.tensor([[a, b], [0.0, a]], dtype=torch.float64)
+    assert float(spectral_norm(W)) == pytest.approx((math.sqrt(4 * a * a + b * b) + b) / 2, rel=1e-14)
+
+
+def test_spectral_norm_of_diagonal_and_orthogonal():
+    d = torch.tensor([0.5, -3.0, 2.0], dtype=torch.float64)
+    assert float(spectral_norm(torch.diag(d))) == pytest.approx(3.0, rel=1e-15)
+    c, s = math.cos(0.3), math.sin(0.3)
+    R = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    assert float(spectral_norm(R)) == pytest.approx(1.0, rel=1e-15)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# scale_to_threshold
+
+# Rounding the float64 result to float32 perturbs each entry by ≤ 2⁻²⁴ relative, i.e. W + E with |E| ≤ 2⁻²⁴|W|;
+# then |‖W + E‖₂ − ‖W‖₂| ≤ ‖E‖₂ ≤ ‖E‖_F ≤ 2⁻²⁴‖W‖_F ≤ 2⁻²⁴ √n ‖W‖₂, i.e. ≤ 2.4e-7 relative for n = 16.
+REL_TOL = {torch.float32: 1e-6, torch.float64: 1e-12}  # float64: n·eps ≈ 1e-14 SVD error, with margin
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("delta", "gamma"), [(0.9, 1.0), (1.0, 1.0), (1.5, 0.25), (0.5, 1.1289), (2.0, 3.0)])
+def test_scale_to_threshold_single(delta, gamma, dtype):
+    W = _randn(16, 16, dtype=dtype, seed=7)
+    out = scale_to_threshold(W, delta=delta, gamma=gamma)
+    assert out.dtype == dtype
+    assert out.shape == W.shape
+    assert float(_np_norm(out)) == pytest.approx(delta / gamma, rel=REL_TOL[dtype])
+    # Only a rescaling: out = (δ/γ)/‖W‖₂ · W, with the factor from numpy.
+    factor = (delta / gamma) / float(_np_norm(W))
+    np.testing.assert_allclose(out.to(torch.float64).numpy(), factor * W.to(torch.float64).numpy(), rtol=REL_TOL[dtype])
+    # The input is left alone.
+    assert W.equal(_randn(16, 16, dtype=dtype, seed=7))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scale_to_threshold_batched(dtype):
+    W = _randn(4, 16, 16, dtype=dtype, seed=3)
+    W[1] *= 100.0  # very different norms in one batch: each matrix gets its own factor
+    W[2] *= 1e-3
+    out = scale_to_threshold(W, delta=0.8, gamma=0.5)
+    assert out.shape == W.shape
+    assert out.dtype == dtype
+    np.testing.assert_allclose(_np_norm(out), np.full(4, 0.8 / 0.5), rtol=REL_TOL[dtype])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    delta=st.floats(1e-3, 1e3, allow_nan=False, allow_infinity=False),
+    gamma=st.floats(1e-3, 1e3, allow_nan=False, allow_infinity=False),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_scale_to_threshold_property(delta, gamma, seed):
+    W = _randn(6, 6, seed=seed)
+    out = scale_to_threshold(W, delta=delta, gamma=gamma)
+    # float64 throughout; the 1e-12 argument above holds for any target norm (it is relative).
+    assert float(_np_norm(out)) == pytest.approx(delta / gamma, rel=1e-12)
+
+
+def test_scale_to_threshold_accepts_ints():
+    out = scale_to_threshold(_randn(5, 5), delta=1, gamma=2)
+    assert float(_np_norm(out)) == pytest.approx(0.5, rel=1e-12)
+
+
+@pytest.mark.parametrize("arg", ["delta", "gamma"])
+@pytest.mark.parametrize("bad", [0.0, -0.5, 0, float("nan"), float("inf"), float("-inf")])
+def test_scale_to_threshold_bad_delta_gamma(arg, bad):
+    kwargs = {"delta": 0.9, "gamma": 1.0, arg: bad}
+    with pytest.raises(InvalidArgumentError, match=arg):
+        scale_to_threshold(_randn(3, 3), **kwargs)
+
+
+@pytest.mark.parametrize("arg", ["delta", "gamma"])
+@pytest.mark.parametrize("bad", ["0.9", None, True, torch.tensor(0.9)])
+def test_scale_to_threshold_non_numeric_delta_gamma(arg, bad):
+    kwargs = {"delta": 0.9, "gamma": 1.0, arg: bad}
+    with pytest.raises(ArgumentTypeError, match=arg):
+        scale_to_threshold(_randn(3, 3), **kwargs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scale_to_threshold_zero_matrix(dtype):
+    with pytest.raises(InvalidArgumentError, match=r"^W is the zero matrix"):
+        scale_to_threshold(torch.zeros(4, 4, dtype=dtype), delta=0.9, gamma=1.0)
+    W = _randn(3, 4, 4, dtype=dtype)
+    W[1] = 0.0
+    with pytest.raises(InvalidArgumentError, match=r"^W\[1\] is the zero matrix"):
+        scale_to_threshold(W, delta=0.9, gamma=1.0)
+
+
+@pytest.mark.parametrize("func", ["spectral_norm", "scale_to_threshold"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("shape", [(4, 4), (2, 4, 4)])
+def test_non_finite_weights(func, bad, shape):
+    W = _randn(*shape)
+    W.view(-1)[5] = bad
+    call = spectral_norm if func == "spectral_norm" else lambda w: scale_to_threshold(w, delta=0.9, gamma=1.0)
+    with pytest.raises(NonFiniteError, match=r"^W holds 1 non-finite"):
+        call(W)
+
+
+@pytest.mark.parametrize("func", ["spectral_norm", "scale_to_threshold"])
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [
+        ((3, 4), r"^W must be square"),
+        ((2, 3, 4), r"^W must be square"),
+        ((4,), r"^W must be 2-D or 3-D"),
+        ((), r"^W must be 2-D or 3-D"),
+        ((1, 2, 3, 3), r"^W must be 2-D or 3-D"),
+    ],
+)
+def test_bad_shapes(func, shape, match):
+    call = spectral_norm if func == "spectral_norm" else lambda w: scale_to_threshold(w, delta=0.9, gamma=1.0)
+    with pytest.raises(ShapeError, match=match):
+        call(torch.ones(shape, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("func", ["spectral_norm", "scale_to_threshold"])
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (np.eye(3), r"^W must be a torch.Tensor"),
+        ([[1.0, 0.0], [0.0, 1.0]], r"^W must be a torch.Tensor"),
+        (torch.eye(3, dtype=torch.int64), r"^W must be a floating-point tensor"),
+        (torch.eye(3, dtype=torch.bool), r"^W must be a floating-point tensor"),
+    ],
+)
+def test_bad_types(func, bad, match):
+    call = spectral_norm if func == "spectral_norm" else lambda w: scale_to_threshold(w, delta=0.9, gamma=1.0)
+    with pytest.raises(ArgumentTypeError, match=match):
+        call(bad)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# init_weights
+
+
+@pytest.mark.parametrize("n", [1, 2, 8, 64])
+@pytest.mark.parametrize("seed", [0, 1, 12345])
+def test_orthogonal_is_orthogonal(n, seed):
+    W = init_weights("orthogonal", n, seed=seed)
+    assert W.shape == (n, n)
+    assert W.dtype == torch.float64
+    eye = np.eye(n)
+    a = W.numpy()
+    # Householder QR is backward stable: ‖QᵀQ − I‖ ≲ n·eps ≈ 1.4e-14 for n = 64; 1e-12 leaves margin.
+    np.testing.assert_allclose(a.T @ a, eye, atol=1e-12)
+    np.testing.assert_allclose(a @ a.T, eye, atol=1e-12)
+    # every singular value is 1 (numpy SVD, same tolerance argument)
+    np.testing.assert_allclose(np.linalg.svd(a, compute_uv=False), np.ones(n), atol=1e-12)
+
+
+def test_orthogonal_batched():
+    W = init_weights("orthogonal", 16, batch=5, seed=3)
+    assert W.shape == (5, 16, 16)
+    a = W.numpy()
+    np.testing.assert_allclose(np.swapaxes(a, 1, 2) @ a, np.broadcast_to(np.eye(16), (5, 16, 16)), atol=1e-12)
+    assert not np.allclose(a[0], a[1])  # independent draws
+
+
+def test_orthogonal_is_not_biased_towards_identity():
+    # For Haar-distributed Q (n ≥ 2), E[tr Q] = 0 and Var[tr Q] = 1 (Diaconis-Shahshahani). The mean of 200
+    # traces has sd 0.07, so |mean| < 0.35 is a 5-sd check; LAPACK's QR without the sign fix gives mean ≈ -1.6.
+    traces = init_weights("orthogonal", 8, batch=200, seed=11).diagonal(dim1=-2, dim2=-1).sum(-1)
+    assert abs(float(traces.mean())) < 0.35
+    assert 0.5 < float(traces.var()) < 1.5  # sd of the sample variance of 200 ~ N(0,1)-like draws ≈ 0.1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gaussian_entries_have_variance_one_over_n(seed):
+    n = 256
+    W = init_weights("gaussian", n, seed=seed)
+    assert W.shape == (n, n)
+    assert W.dtype == torch.float64
+    a = W.numpy().ravel()
+    # N = 65,536 i.i.d. N(0, 1/n) entries: sd of the sample mean is (1/16)/256 ≈ 2.4e-4, and the relative sd of the
+    # sample variance is √(2/N) ≈ 0.0055. Bounds 2e-3 (8 sd) and 5% (9 sd) cannot fail by chance in practice.
+    assert abs(a.mean()) < 2e-3
+    assert a.var() * n == pytest.approx(1.0, rel=0.05)
+    # Largest singular value → 2 (Marchenko-Pastur edge); Tracy-Widom fluctuations at n = 256 are ~n^(-2/3) ≈ 0.025.
+    assert 1.85 < float(_np_norm(W)) < 2.15
+
+
+def test_gaussian_batched_draws_are_independent():
+    W = init_weights("gaussian", 32, batch=3, seed=0)
+    assert W.shape == (3, 32, 32)
+    # sample correlation of two independent draws of 1024 entries has sd 1/32 ≈ 0.03; 0.2 is > 6 sd.
+    r = np.corrcoef(W[0].numpy().ravel(), W[1].numpy().ravel())[0, 1]
+    assert abs(r) < 0.2
+
+
+@pytest.mark.parametrize("scheme", ["gaussian", "orthogonal"])
+@pytest.mark.parametrize("batch", [None, 3])
+def test_seed_reproducibility(scheme, batch):
+    a = init_weights(scheme, 12, batch=batch, seed=42)
+    b = init_weights(scheme, 12, batch=batch, seed=42)
+    c = init_weights(scheme, 12, batch=batch, seed=43)
+    assert a.equal(b)
+    assert not torch.allclose(a, c)
+    # the default seed is fixed too (0)
+    assert init_weights(scheme, 12, batch=batch).equal(init_weights(scheme, 12, batch=batch, seed=0))
+
+
+def test_seed_does_not_touch_global_rng():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    init_weights("gaussian", 8, seed=5)
+    assert torch.rand(3).equal(expected)
+
+
+@pytest.mark.parametrize("bad", ["uniform", "Gaussian", "", "xavier"])
+def test_unknown_scheme_lists_names(bad):
+    with pytest.raises(InvalidArgumentError, match=r"unknown init scheme .*valid names: gaussian, orthogonal"):
+        init_weights(bad, 4)
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_bad_n(bad):
+    with pytest.raises(InvalidArgumentError, match="hidden size n"):
+        init_weights("gaussian", bad)
+
+
+@pytest.mark.parametrize("bad", [2.0, "4", True, None])
+def test_non_integer_n(bad):
+    with pytest.raises(ArgumentTypeError, match="hidden size n"):
+        init_weights("orthogonal", bad)
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_bad_batch(bad):
+    with pytest.raises(InvalidArgumentError, match="batch"):
+        init_weights("gaussian", 4, batch=bad)
+
+
+@pytest.mark.parametrize("bad", [2.0, "2", False])
+def test_non_integer_batch(bad):
+    with pytest.raises(ArgumentTypeError, match="batch"):
+        init_weights("gaussian", 4, batch=bad)
