@@ -43,9 +43,10 @@ class SpectralTracker:
             self.image = torch.bmm(self.v, P)
         else:
             self.image = torch.matmul(self.image, self.Wt).mul_(d[:, None, :])  # J_t v from J_{t-1} v
+        image: torch.Tensor = self.image
         spent = 0
         while spent < self.max_iter:
-            sigma, steps, converged = self._lanczos(P, fro, self.max_iter - spent)
+            sigma, steps, converged, image = self._lanczos(P, image, fro, self.max_iter - spent)
             spent += steps
             if converged:
                 self.iterations.append(spent)
@@ -57,13 +58,17 @@ class SpectralTracker:
         self.image = torch.bmm(self.v, P)
         return sigma_all[:, 0]
 
-    def _lanczos(self, P: torch.Tensor, fro: torch.Tensor, budget: int) -> tuple[torch.Tensor, int, bool]:
-        """One Lanczos run from (v, J v); leaves the top Ritz pair in (v, J v). Returns (σ, steps, converged)."""
+    def _lanczos(
+        self, P: torch.Tensor, image: torch.Tensor, fro: torch.Tensor, budget: int
+    ) -> tuple[torch.Tensor, int, bool, torch.Tensor]:
+        """One Lanczos run from (v, image = J v); leaves the top Ritz pair in (self.v, self.image).
+
+        Returns (σ, Lanczos steps, converged, the new image)."""
         Q, L, B = self.right, self.left, self.bidiagonal
         floor = (self.noise * fro)[:, None, None]
-        alpha = torch.linalg.vector_norm(self.image, dim=-1, keepdim=True)
+        alpha = torch.linalg.vector_norm(image, dim=-1, keepdim=True)
         Q[:, :1] = self.v
-        _normalise(self.image, alpha, floor, out=L[:, :1])
+        _normalise(image, alpha, floor, out=L[:, :1])
         B.zero_()
         B[:, 0, 0] = alpha[:, 0, 0]
         estimate = alpha[:, 0, 0].to(torch.float64)
@@ -93,7 +98,7 @@ class SpectralTracker:
         # J Q_m = L_m B_m, so the top Ritz vector v = Q_m c has J v = σ₁ L_m u (c, u: B_m's singular vectors).
         self.v = torch.bmm(Vh[:, :1].to(P.dtype), Q[:, :m])
         self.image = torch.bmm((U[:, :, :1].mT * S[:, :1, None]).to(P.dtype), L[:, :m])
-        return S[:, 0].to(P.dtype), j, converged
+        return S[:, 0].to(P.dtype), j, converged, self.image
 
 
 def _orthogonalise(x: torch.Tensor, basis: torch.Tensor) -> None:

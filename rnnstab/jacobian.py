@@ -5,10 +5,11 @@ matmul per step; only O(B·n²) memory is held whatever the horizon T. Underflow
 carrying J_t = exp(s_t)·P_t with ‖P_t‖_F = 1: the normalising factor is folded into the next step's diagonal D,
 so the renormalisation costs no extra pass, and the log scales s_t accumulate in float64.
 
-The spectral norm ‖J_t‖₂ at every t comes from power iteration on J_tᵀJ_t, warm-started from the previous step's
-top right singular vector (which converges as t grows, by Oseledets' theorem), iterated at each step until two
-successive Rayleigh estimates agree to ``rtol``; a step that does not converge within ``max_iter`` iterations
-falls back to an exact SVD. Every estimate is a Rayleigh quotient, hence never above the true norm.
+The spectral norm ‖J_t‖₂ at every t comes from Golub–Kahan–Lanczos bidiagonalisation of J_t, warm-started from
+the previous step's top right singular vector (which converges as t grows, by Oseledets' theorem) and run at each
+step until two successive Ritz values agree to ``rtol``; a step that does not converge within ``max_iter`` Lanczos
+steps falls back to an exact SVD. Every estimate is a Ritz value, hence never above the true norm (see
+``rnnstab/_spectral_tracker.py``).
 """
 
 from __future__ import annotations
@@ -110,9 +111,9 @@ def jacobian_norms(
         h0: initial pre-activation, (n,) or (batch, n); zeros by default.
         dtype: dtype of the product (the RNN is run in it too); log scales are always accumulated in float64.
         device: where to compute; ``None`` means the RNN's device.
-        rtol: power-iteration stopping tolerance on successive spectral estimates (default 1e-10 in float64,
+        rtol: Lanczos stopping tolerance on successive spectral estimates (default 1e-10 in float64,
             1e-5 in float32). The estimates are lower bounds of ‖J_t‖₂ accurate to a few times rtol.
-        max_iter: power iterations allowed per step before falling back to an exact SVD for that step.
+        max_iter: Lanczos steps allowed per time step before falling back to an exact SVD for that step.
         progress: called with the number of steps just completed, after each chunk of steps.
 
     Returns:
