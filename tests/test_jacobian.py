@@ -186,3 +186,21 @@ def test_float32_weights_at_the_threshold_are_not_flagged():
     trace = rnnstab.jacobian_norms(rnnstab.VanillaRNN(W, activation="identity"), torch.zeros(1, 500, 0))
     assert rnnstab.bound_violations(trace, delta=0.9) == []
     assert len(rnnstab.bound_violations(trace, delta=0.9 * math.exp(-1e-3))) == 500
+
+
+@pytest.mark.parametrize("n", [1, 2, 30])
+def test_rank_deficient_products_match_explicit(n):
+    # Negative biases switch most relu units off: J_t has rank ≪ n, the Lanczos process meets an invariant subspace
+    # (breakdown) and must neither overshoot ‖J_t‖₂ nor stall. n = 1 and 2 exercise a Krylov space that fills ℝⁿ.
+    gen = torch.Generator().manual_seed(n)
+    W = torch.randn(n, n, generator=gen, dtype=F64)
+    U = torch.randn(n, 2, generator=gen, dtype=F64)
+    b = torch.full((n,), -0.7, dtype=F64)
+    rnn = rnnstab.VanillaRNN(W, U, b, activation="relu")
+    x = torch.randn(3, 40, 2, generator=gen, dtype=F64)
+    reference = torch.linalg.matrix_norm(explicit_jacobians(rnn, x), ord=2)
+    trace = rnnstab.jacobian_norms(rnn, x)
+    alive = reference > 0
+    assert torch.equal(torch.isneginf(trace.log_spectral), ~alive)
+    assert torch.allclose(trace.log_spectral[alive], torch.log(reference[alive]), rtol=0, atol=1e-9)
+    assert trace.svd_fallbacks == 0
