@@ -4,13 +4,18 @@ from rnnstab.activations import Activation, activation_names, get_activation, re
 from rnnstab.exceptions import (
     ArgumentTypeError,
     InvalidArgumentError,
+    MissingDependencyError,
     NonFiniteError,
     RnnstabError,
+    RnnstabWarning,
     ShapeError,
 )
 from rnnstab.identities import induction_check
 from rnnstab.jacobian import JacobianTrace, jacobian_norms
+from rnnstab.report import Report, write_report
 from rnnstab.rnn import VanillaRNN
+from rnnstab.store import Configuration, Record, load_sweep
+from rnnstab.sweep import Grid, SweepProgress, SweepResult, run_sweep, sweep_network
 from rnnstab.theory import REGIMES, BoundViolation, Verdict, bound_violations, log_bound, verdicts
 from rnnstab.weights import init_weights, scale_to_threshold, spectral_norm
 
@@ -21,11 +26,19 @@ __all__ = [
     "Activation",
     "ArgumentTypeError",
     "BoundViolation",
+    "Configuration",
+    "Grid",
     "InvalidArgumentError",
     "JacobianTrace",
+    "MissingDependencyError",
     "NonFiniteError",
+    "Record",
+    "Report",
     "RnnstabError",
+    "RnnstabWarning",
     "ShapeError",
+    "SweepProgress",
+    "SweepResult",
     "VanillaRNN",
     "Verdict",
     "__version__",
@@ -35,9 +48,13 @@ __all__ = [
     "induction_check",
     "init_weights",
     "jacobian_norms",
+    "load_sweep",
     "log_bound",
     "register_activation",
+    "run_sweep",
     "scale_to_threshold",
     "spectral_norm",
+    "sweep_network",
     "verdicts",
+    "write_report",
 ]

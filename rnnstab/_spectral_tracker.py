@@ -20,7 +20,11 @@ _MAX_KRYLOV = 40
 
 
 class SpectralTracker:
-    """Top singular value of P (batch, n, n) after each multiplicative update P ← P Wᵀ diag(d)."""
+    """Top singular value of P (batch, n, n) after each multiplicative update P ← P Wᵀ diag(d).
+
+    Each row of the batch converges on its own (finished rows are frozen while the others go on, and all start
+    from the same fixed vector), so a network's numbers do not depend on which networks share its batch.
+    """
 
     def __init__(self, P: torch.Tensor, Wt: torch.Tensor, *, rtol: float, max_iter: int) -> None:
         batch, n, _ = P.shape
@@ -30,11 +34,10 @@ class SpectralTracker:
         self.right = torch.zeros(batch, self.size, n, dtype=P.dtype, device=P.device)  # q_j: input space
         self.left = torch.zeros_like(self.right)  # p_j: output space
         self.bidiagonal = torch.zeros(batch, self.size, self.size, dtype=torch.float64, device=P.device)
-        generator = torch.Generator(device=P.device).manual_seed(0)
-        v = torch.randn(batch, 1, n, dtype=P.dtype, device=P.device, generator=generator)
-        self.v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+        generator = torch.Generator().manual_seed(0)
+        start = torch.randn(n, dtype=torch.float64, generator=generator)
+        self.v = (start / start.norm()).to(dtype=P.dtype, device=P.device).expand(batch, 1, n).contiguous()
         self.image: torch.Tensor | None = None  # J v, rows
-        self.expected = 1  # Lanczos steps before the first convergence check (half what the last step took)
         self.iterations: list[int] = []
         self.fallbacks = 0
 
@@ -44,29 +47,39 @@ class SpectralTracker:
             self.image = torch.bmm(self.v, P)
         else:
             self.image = torch.matmul(self.image, self.Wt).mul_(d[:, None, :])  # J_t v from J_{t-1} v
-        image: torch.Tensor = self.image
+        sigma = torch.zeros(P.shape[0], dtype=P.dtype, device=P.device)
+        v, image = self.v.clone(), self.image.clone()
+        pending = torch.ones_like(fro, dtype=torch.bool)
         spent = 0
         while spent < self.max_iter:
-            sigma, steps, converged, image = self._lanczos(P, image, fro, self.max_iter - spent)
+            run_sigma, steps, done = self._lanczos(P, self.image, fro, self.max_iter - spent)
             spent += steps
-            if converged and bool(((sigma > 0) | (fro == 0)).all()):
-                self.iterations.append(spent)
-                return sigma
-            if converged:
-                break  # σ = 0 for a non-zero product: v fell into J's null space; only an SVD can say more
+            # σ = 0 for a non-zero product means v fell into J's null space: only an SVD can say more.
+            done &= pending & ((run_sigma > 0) | (fro == 0))
+            sigma = torch.where(done, run_sigma, sigma)
+            v = torch.where(done[:, None, None], self.v, v)
+            image = torch.where(done[:, None, None], self.image, image)
+            pending &= ~done
+            if not bool(pending.any()) or bool((run_sigma[pending] == 0).any()):
+                break
         self.iterations.append(spent)
-        self.fallbacks += 1
-        _, sigma_all, right = torch.linalg.svd(P.mT)
-        self.v = right[:, :1].contiguous()
-        self.image = torch.bmm(self.v, P)
-        return sigma_all[:, 0]
+        if bool(pending.any()):
+            self.fallbacks += 1
+            _, sigma_all, right = torch.linalg.svd(P.mT)
+            sigma = torch.where(pending, sigma_all[:, 0], sigma)
+            v = torch.where(pending[:, None, None], right[:, :1], v)
+            image = torch.where(pending[:, None, None], torch.bmm(right[:, :1].contiguous(), P), image)
+        self.v, self.image = v, image
+        return sigma
 
     def _lanczos(
         self, P: torch.Tensor, image: torch.Tensor, fro: torch.Tensor, budget: int
-    ) -> tuple[torch.Tensor, int, bool, torch.Tensor]:
-        """One Lanczos run from (v, image = J v); leaves the top Ritz pair in (self.v, self.image).
+    ) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """One Lanczos run from (self.v, image = J v), leaving each row's top Ritz pair in (self.v, self.image).
 
-        Returns (σ, Lanczos steps, converged, the new image)."""
+        Returns (σ, Lanczos steps taken, which rows converged). A row converges at the first step j where its Ritz
+        value grew by at most rtol; its bidiagonal is cut there, so later steps (taken for other rows) leave it
+        unchanged."""
         Q, L, B = self.right, self.left, self.bidiagonal
         floor = (self.noise * fro)[:, None, None]
         alpha = torch.linalg.vector_norm(image, dim=-1, keepdim=True)
@@ -75,7 +88,9 @@ class SpectralTracker:
         B.zero_()
         B[:, 0, 0] = alpha[:, 0, 0]
         estimate = alpha[:, 0, 0].to(torch.float64)
-        converged, j = False, 0
+        done = torch.zeros_like(fro, dtype=torch.bool)
+        cut = torch.zeros_like(fro, dtype=torch.long)  # each row's last Lanczos step
+        j = 0
         for j in range(1, min(budget, self.size - 1) + 1):
             r = torch.bmm(L[:, j - 1 : j], P.mT).addcmul_(Q[:, j - 1 : j], alpha, value=-1)  # Jᵀ p_{j-1} − α q_{j-1}
             _orthogonalise(r, Q[:, :j])
@@ -87,25 +102,33 @@ class SpectralTracker:
             _normalise(s, alpha, floor, out=L[:, j : j + 1])
             B[:, j - 1, j] = beta[:, 0, 0]
             B[:, j, j] = alpha[:, 0, 0]
-            if j < self.expected:
-                continue  # the last time step needed twice as many: checking earlier is wasted work
-            if j == self.expected > 1:
-                estimate = torch.linalg.svdvals(B[:, :j, :j])[:, 0]
             ritz = torch.linalg.svdvals(B[:, : j + 1, : j + 1])[:, 0]
-            # Ritz values only grow with j; a dead product (fro = 0) has 0 = 0 and passes.
-            done = bool(((ritz - estimate) <= self.rtol * ritz).all())
+            # Ritz values only grow with j; a dead product (fro = 0) has 0 = 0 and converges at once.
+            newly = ~done & ((ritz - estimate) <= self.rtol * ritz)
+            cut = torch.where(newly, j, cut)
+            done |= newly
             estimate = ritz
-            if done:
-                converged = True
+            if bool(done.all()):
                 break
         m = j + 1
-        converged = converged or m == self.right.shape[-1]  # the Krylov space is all of ℝⁿ: Ritz values are exact
-        self.expected = max(1, j // 2) if converged else 1
-        U, S, Vh = torch.linalg.svd(B[:, :m, :m])
-        # J Q_m = L_m B_m, so the top Ritz vector v = Q_m c has J v = σ₁ L_m u (c, u: B_m's singular vectors).
-        self.v = torch.bmm(Vh[:, :1].to(P.dtype), Q[:, :m])
-        self.image = torch.bmm((U[:, :, :1].mT * S[:, :1, None]).to(P.dtype), L[:, :m])
-        return S[:, 0].to(P.dtype), j, converged, self.image
+        cut = torch.where(done, cut, j)  # a row still running keeps the whole bidiagonal
+        if m == Q.shape[-1]:
+            done[:] = True  # the Krylov space is all of ℝⁿ: the Ritz values are exact
+        sigma = torch.empty_like(fro)
+        v, image = torch.empty_like(self.v), torch.empty_like(image)
+        cuts = torch.unique(cut).tolist()
+        for last in cuts:
+            # Rows cut at the same step share one SVD of exactly their size: a padded matrix would change the
+            # last bits, and a network's numbers must not depend on its batch-mates.
+            rows = slice(None) if len(cuts) == 1 else (cut == last).nonzero()[:, 0]
+            size = last + 1
+            U, S, Vh = torch.linalg.svd(B[rows, :size, :size])
+            # J Q_m = L_m B_m, so the top Ritz vector v = Q_m c has J v = σ₁ L_m u (c, u: B_m's singular vectors).
+            v[rows] = torch.bmm(Vh[:, :1].to(P.dtype), Q[rows, :size])
+            image[rows] = torch.bmm((U[:, :, :1].mT * S[:, :1, None]).to(P.dtype), L[rows, :size])
+            sigma[rows] = S[:, 0].to(P.dtype)
+        self.v, self.image = v, image
+        return sigma, j, done
 
 
 def _orthogonalise(x: torch.Tensor, basis: torch.Tensor) -> None:

@@ -26,3 +26,14 @@ class NonFiniteError(InvalidArgumentError):
 
 class ArgumentTypeError(RnnstabError, TypeError):
     """An argument has the wrong type (a string where a tensor was expected, …)."""
+
+
+class MissingDependencyError(RnnstabError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install (``rnnstab[dask]``)."""
+
+
+class RnnstabWarning(UserWarning):
+    """Something the user should know that does not stop the run (a corrupted record recomputed, …).
+
+    The CLI prints each as one yellow ``warning:`` line.
+    """

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -50,3 +52,206 @@ def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "
     bottom.set_ylabel("log‖J_t‖₂ − t·log δ\n(≤ 0: bound holds)")
     bottom.grid(alpha=0.3)
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+
+
+# Sweep figures. Each takes a small tidy pandas DataFrame whose columns are documented below (the report builds
+# them from ``load_sweep``), writes a PNG atomically, and returns the Figure so that callers can inspect it.
+
+_NATURAL_LOG = "natural log"
+
+
+def plot_sweep_norms(curves: Any, *, path: Path, title: str = "") -> Figure:
+    """log‖J_t‖₂ against t for every δ of a sweep, with the bound lines t·log δ; one panel per ``panel`` label.
+
+    Args:
+        curves: a DataFrame with columns ``panel`` (str), ``delta`` (float), ``seed`` (int) and ``curve`` (a 1-D
+            array: log‖J_t‖₂ for t = 1..T, averaged over the input sequences of that seed's network).
+        path: where to write the PNG.
+        title: the figure title.
+
+    For each δ the line is the mean over seeds, the band spans min–max over seeds, and the dashed line of the
+    same colour is the bound t·log δ. Colour encodes δ (blue below the threshold δ = 1, red above).
+    """
+    from matplotlib import cm, colors
+    from matplotlib.lines import Line2D
+
+    panels = list(dict.fromkeys(curves["panel"]))
+    columns = min(len(panels), 3)
+    rows = math.ceil(len(panels) / columns)
+    fig = Figure(figsize=(5.2 * columns + 1.2, 4.0 * rows + 0.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, columns, squeeze=False, sharex=False, sharey=False)
+    deltas = sorted(set(curves["delta"]))
+    low, high = min(deltas), max(deltas)
+    norm = colors.TwoSlopeNorm(vmin=min(low, 0.999), vcenter=1.0, vmax=max(high, 1.001))
+    cmap = _threshold_colormap()
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        sub = curves[curves["panel"] == panel]
+        for delta, group in sub.groupby("delta", sort=True):
+            stack = np.stack([np.asarray(c, dtype=float) for c in group["curve"]])
+            steps = np.arange(1, stack.shape[1] + 1)
+            colour = cmap(norm(delta))
+            with np.errstate(invalid="ignore"):
+                ax.fill_between(steps, stack.min(axis=0), stack.max(axis=0), color=colour, alpha=0.25, linewidth=0)
+                ax.plot(steps, stack.mean(axis=0), color=colour, linewidth=1.4)
+            ax.plot(steps, steps * math.log(delta), color=colour, linewidth=0.9, linestyle=(0, (4, 3)))
+        ax.axhline(0.0, color="black", linewidth=0.6)
+        ax.set_title(str(panel), fontsize=10)
+        ax.set_xlabel("t (steps)")
+        ax.set_ylabel(f"log‖J_t‖₂  ({_NATURAL_LOG})")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    handles = [
+        Line2D([], [], color="0.3", linewidth=1.4, label="log‖J_t‖₂: mean over seeds (band: min–max)"),
+        Line2D([], [], color="0.3", linewidth=0.9, linestyle=(0, (4, 3)), label="bound t·log δ"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.02)
+    bar.set_label("δ = γ‖W‖₂  (δ < 1: vanishing guaranteed)")
+    bar.ax.axhline(1.0, color="black", linewidth=1.2)
+    fig.suptitle(title or "Jacobian norms against the δ^t bound", fontsize=11)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    return fig
+
+
+def plot_phase_diagram(table: Any, *, path: Path, y_label: str, title: str = "") -> Figure:
+    """The empirical rate over the grid: δ across, another grid axis up, one panel per ``panel`` label.
+
+    Args:
+        table: a DataFrame with columns ``panel`` (str), ``delta`` (float), ``y`` (the row's label on the vertical
+            axis, str), ``y_order`` (sort key of ``y``), ``rate_per_step`` (mean over seeds, nats/step) and
+            ``regime`` (the verdict; cells not vanishing are marked).
+        path: where to write the PNG.
+        y_label: what the vertical axis shows.
+        title: the figure title.
+
+    Colour is the rate (blue: gradients shrink, red: they grow; white: rate 0), the dashed line is the threshold
+    δ = 1, and markers flag cells whose verdict is marginal (○), exploding (▲) or mixed over seeds (◇), and cells
+    whose Jacobian became exactly zero (×, rate −∞, drawn in the darkest blue).
+    """
+    from matplotlib import colors
+    from matplotlib.lines import Line2D
+
+    panels = list(dict.fromkeys(table["panel"]))
+    levels = list(dict.fromkeys(table.sort_values("y_order")["y"]))
+    columns = min(len(panels), 2)
+    rows = math.ceil(len(panels) / columns)
+    height = max(2.6, 1.6 + 0.45 * len(levels))
+    fig = Figure(figsize=(6.5 * columns + 1.2, height * rows + 0.9), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    rates = np.asarray(table["rate_per_step"], dtype=float)
+    finite = rates[np.isfinite(rates)]
+    vmax = float(np.abs(finite).max()) if finite.size else 1.0
+    norm = colors.Normalize(vmin=-vmax, vmax=vmax)
+    cmap = "RdBu_r"
+    markers = {"marginal": "o", "exploding": "^", "mixed": "D", "J_t = 0 (rate −∞)": "x"}
+    present = {"mixed" if str(r).startswith("mixed") else str(r) for r in table["regime"]}
+    if bool((table["rate_per_step"] == -math.inf).any()):
+        present.add("J_t = 0 (rate −∞)")
+    mesh = None
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        sub = table[table["panel"] == panel]
+        deltas = sorted(set(sub["delta"]))
+        grid = np.full((len(levels), len(deltas)), np.nan)
+        for _, row in sub.iterrows():
+            # a dead Jacobian (J_t = 0, rate −∞) gets the darkest colour and its own marker, not a blank cell
+            rate = max(float(row["rate_per_step"]), -vmax)
+            grid[levels.index(row["y"]), deltas.index(row["delta"])] = rate
+        edges = _cell_edges(deltas)
+        mesh = ax.pcolormesh(
+            edges, np.arange(len(levels) + 1) - 0.5, np.ma.masked_invalid(grid), cmap=cmap, norm=norm, shading="flat"
+        )
+        for _, row in sub.iterrows():
+            kind = "mixed" if str(row["regime"]).startswith("mixed") else str(row["regime"])
+            if row["rate_per_step"] == -math.inf:
+                kind = "J_t = 0 (rate −∞)"
+            if kind in markers:
+                colour = "white" if markers[kind] == "x" else "black"  # × sits on the darkest cell
+                y = levels.index(row["y"])
+                ax.plot(row["delta"], y, markers[kind], color=colour, markersize=6, fillstyle="none")
+        ax.axvline(1.0, color="black", linestyle="--", linewidth=1.5)
+        ax.set_yticks(range(len(levels)), levels)
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_xlabel("δ = γ‖W‖₂")
+        ax.set_ylabel(y_label)
+        ax.set_title(str(panel), fontsize=10)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    if mesh is not None:
+        bar = fig.colorbar(mesh, ax=axes, shrink=0.95, pad=0.02)
+        bar.set_label(f"empirical rate λ\n(nats/step, {_NATURAL_LOG})")
+    handles = [
+        Line2D([], [], color="black", linestyle="--", label="threshold δ = 1"),
+        *(
+            Line2D([], [], marker=m, color="black", linestyle="", fillstyle="none", label=label)
+            for label, m in markers.items()
+            if label in present
+        ),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
+    fig.suptitle(title or "Phase diagram of the empirical rate (late-half slope of log‖J_t‖₂)", fontsize=11)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    return fig
+
+
+def plot_rate_vs_log_delta(table: Any, *, path: Path, title: str = "") -> Figure:
+    """Empirical rate against log δ, one series per ``series`` label, with the diagonal rate = log δ.
+
+    Args:
+        table: a DataFrame with columns ``series`` (str), ``log_delta`` (float), ``rate_per_step`` (mean over seeds)
+            and ``rate_per_step_std`` (spread over seeds, drawn as error bars; NaN for a single seed).
+        path: where to write the PNG.
+        title: the figure title.
+
+    The bound ‖J_t‖₂ ≤ δ^t caps the asymptotic rate at log δ: points on the diagonal mean the bound is tight,
+    points far below it that the bound is loose (saturation, or ρ(W) < ‖W‖₂).
+    """
+    fig = Figure(figsize=(7.5, 6.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    finite = table[np.isfinite(np.asarray(table["rate_per_step"], dtype=float))]
+    for index, (series, group) in enumerate(finite.groupby("series", sort=False)):
+        group = group.sort_values("log_delta")
+        ax.errorbar(
+            group["log_delta"],
+            group["rate_per_step"],
+            yerr=np.nan_to_num(np.asarray(group["rate_per_step_std"], dtype=float)),
+            marker="os^Dv<>p"[index % 8],
+            markersize=4,
+            linewidth=1,
+            capsize=2,
+            label=str(series),
+        )
+    x = np.asarray(table["log_delta"], dtype=float)
+    y = np.asarray(finite["rate_per_step"], dtype=float)
+    lo = float(min(x.min(), y.min() if y.size else x.min()))
+    hi = float(max(x.max(), y.max() if y.size else x.max()))
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", linewidth=1.2, label="rate = log δ (bound tight)")
+    ax.axhline(0.0, color="grey", linewidth=0.7)
+    ax.axvline(0.0, color="grey", linewidth=0.7)
+    ax.set_xlabel(f"log δ  ({_NATURAL_LOG}; the bound's slope per step)")
+    ax.set_ylabel(f"empirical rate λ  (nats/step, {_NATURAL_LOG})")
+    ax.set_title(title or "Measured rate against the bound's slope (error bars: spread over seeds)", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    return fig
+
+
+def _cell_edges(values: list[float]) -> np.ndarray:
+    """Edges of cells centred on sorted ``values`` (midpoints inside, half a spacing outside)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 1:
+        return np.array([v[0] - 0.05, v[0] + 0.05])
+    mid = (v[1:] + v[:-1]) / 2
+    return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+
+
+def _threshold_colormap() -> Any:
+    """Blue (δ < 1) to dark grey (δ = 1) to red (δ > 1): every line stays visible on white."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list("threshold", ["#08306b", "#4292c6", "#404040", "#ef3b2c", "#67000d"])

@@ -1,0 +1,962 @@
+"""Sweeps: a grid of configurations × seeds → batched Jacobian products → one record per configuration × seed.
+
+Grid → tasks. A :class:`Grid` holds values for each axis (activation, γ, δ, n, T, input scale, init, dtype) and a
+list of seeds; its tasks are the Cartesian product. Each task's network is drawn from its own generators, seeded
+from a hash of its parameters and its seed (:func:`sweep_network`), so it is the same network whatever else is in
+the grid, however the work is split, wherever it runs.
+
+Tasks → batched products. Tasks that share (activation, γ, n, T, dtype) are stacked into one batched W of shape
+(B, n, n) — each network repeated once per input sequence — and go through :func:`rnnstab.jacobian_norms`
+together: a grid of a hundred configurations costs a few batched loops, not a hundred loops. The split of a stack
+group into calls ("chunks") is canonical: tasks sorted by record key, cut into balanced chunks of at most ``stack``
+networks (default: as many as fit in 256 MiB, a function of n, T and dtype only). ``jacobian_norms`` treats every
+network of a batch on its own (convergence is decided per network), so the numbers are bit-identical whatever the
+chunking, the executor, the number of workers, or an interruption and resume.
+
+Executors. ``local`` runs the chunks one after another in this process; ``dask`` submits them (grouped into
+shards of ``chunks_per_shard``) to a ``distributed`` cluster — a scheduler address, or a LocalCluster with
+``workers`` processes — and writes each record here as its shard returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import itertools
+import logging
+import math
+import os
+import platform
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnnstab import _checks, _io
+from rnnstab.activations import activation_names, get_activation
+from rnnstab.exceptions import InvalidArgumentError, MissingDependencyError, RnnstabWarning
+from rnnstab.jacobian import jacobian_norms, memory_estimate
+from rnnstab.rnn import VanillaRNN
+from rnnstab.store import (
+    FORMAT_VERSION,
+    Configuration,
+    Record,
+    read_metadata,
+    record_key,
+    remove_stale_temporaries,
+    scan_records,
+    sweep_lock,
+    write_metadata,
+    write_record,
+)
+from rnnstab.theory import DEFAULT_RATE_TOL, bound_violations, verdicts
+from rnnstab.weights import SCHEMES, init_weights, scale_to_threshold, spectral_norm
+
+#: The grid axes, in the order records and tables list them.
+GRID_AXES = ("activation", "gamma", "delta", "hidden", "steps", "input_scale", "init", "dtype")
+EXECUTORS = ("local", "dask")
+_FLOAT_AXES = ("gamma", "delta", "input_scale")
+_INT_AXES = ("hidden", "steps")
+_NAME_AXES = ("activation", "init", "dtype")
+_SIGNIFICANT = 12  # grid values are rounded to 12 significant digits: 0.5:1.5:11 gives the same 0.6 as "0.6"
+_CALL_BUDGET_BYTES = 256 * 2**20  # default memory of one batched call; sets the canonical chunk size
+_MEMORY_FRACTION = 0.8  # refuse a sweep whose largest call needs more than this share of free memory
+_DISK_FRACTION = 0.9
+
+
+def _canonical(value: float) -> float:
+    return float(f"{value:.{_SIGNIFICANT}g}")
+
+
+_DEFAULT_DELTAS = tuple(_canonical(v) for v in np.linspace(0.5, 1.5, 21))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The values to sweep on each axis, the seeds, and the fixed parameters shared by every configuration.
+
+    Any sequence works for an axis; values are validated, rounded to 12 significant digits, de-duplicated and
+    (numbers) sorted. The configurations are the Cartesian product of the axes; every one runs with every seed.
+
+    Attributes:
+        activation: activation names (see :func:`rnnstab.activation_names`).
+        gamma: γ values > 0; each activation σ is used as its scaled family member σ(c·x) with sup|σ'| = γ.
+        delta: δ values > 0; W is scaled so that γ‖W‖₂ = δ exactly.
+        hidden: hidden sizes n ≥ 1.
+        steps: horizons T ≥ 1.
+        input_scale: standard deviations of the inputs x_t (> 0).
+        init: recurrent-weight schemes before scaling (``gaussian``, ``orthogonal``, …).
+        dtype: ``float32`` and/or ``float64``, the dtype of the Jacobian product.
+        seeds: seeds (integers ≥ 0); each gives an independent W, U and set of inputs.
+        batch: fixed: input sequences per network (one trace each).
+        inputs: fixed: input size m.
+
+    Raises:
+        InvalidArgumentError, ArgumentTypeError: an empty axis, a value out of range, an unknown name.
+
+    Example:
+        >>> grid = Grid(activation=("tanh", "relu"), delta=(0.9, 1.1), seeds=(0, 1, 2))
+        >>> len(grid.configurations()), len(grid.tasks())
+        (4, 12)
+    """
+
+    activation: Sequence[str] = ("tanh",)
+    gamma: Sequence[float] = (1.0,)
+    delta: Sequence[float] = _DEFAULT_DELTAS
+    hidden: Sequence[int] = (64,)
+    steps: Sequence[int] = (300,)
+    input_scale: Sequence[float] = (1.0,)
+    init: Sequence[str] = ("gaussian",)
+    dtype: Sequence[str] = ("float64",)
+    seeds: Sequence[int] = (0, 1, 2)
+    batch: int = 8
+    inputs: int = 4
+
+    def __post_init__(self) -> None:
+        self._normalise({})
+
+    def _normalise(self, labels: dict[str, str]) -> None:
+        def label(axis: str) -> str:
+            return labels.get(axis, axis)
+
+        choices = {"activation": activation_names(), "init": sorted(SCHEMES), "dtype": sorted(_checks.FLOAT_DTYPES)}
+        for axis in (*GRID_AXES, "seeds"):
+            values = getattr(self, axis)
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+                values = (values,)
+            if len(values) == 0:
+                raise InvalidArgumentError(f"{label(axis)} is empty: give at least one value")
+            if axis in _NAME_AXES:
+                clean: list[Any] = []
+                for value in values:
+                    if value not in choices[axis]:
+                        what = "init scheme" if axis == "init" else axis
+                        raise InvalidArgumentError(
+                            f"{label(axis)}: unknown {what} {value!r}; valid names: {', '.join(choices[axis])}"
+                        )
+                    clean.append(value)
+                normalised: tuple[Any, ...] = tuple(dict.fromkeys(clean))
+            elif axis in _FLOAT_AXES:
+                normalised = tuple(sorted({_canonical(_checks.positive_float(label(axis), v)) for v in values}))
+            elif axis in _INT_AXES:
+                normalised = tuple(sorted({_checks.positive_int(label(axis), v) for v in values}))
+            else:  # seeds
+                for v in values:
+                    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                        raise InvalidArgumentError(f"{label(axis)} must be integers ≥ 0, got {v!r}")
+                normalised = tuple(sorted(set(values)))
+            object.__setattr__(self, axis, normalised)
+        object.__setattr__(self, "batch", _checks.positive_int(label("batch"), self.batch))
+        object.__setattr__(self, "inputs", _checks.positive_int(label("inputs"), self.inputs))
+
+    @classmethod
+    def from_strings(cls, *, batch: int = 8, inputs: int = 4, **options: Sequence[str] | None) -> Grid:
+        """Build a grid from command-line strings; an option that is ``None`` keeps its default.
+
+        Every option takes repeated values and comma lists (``["tanh,relu", "sigmoid"]``). Numeric options also take
+        ``START:STOP:COUNT`` — COUNT evenly spaced values, both ends included (``0.5:1.5:11`` is 0.5, 0.6, …, 1.5)
+        — and ``log:START:STOP:COUNT``, geometrically spaced (``log:0.1:10:5`` is 0.1, 0.316…, 1, 3.16…, 10).
+        Integer options (hidden, steps, seeds) also take ``START:STOP``, every integer in between; ranges of
+        integers are rounded. ``seeds`` given as one plain integer N means the N seeds 0, …, N−1.
+
+        Args:
+            batch, inputs: the fixed parameters.
+            options: any of the :data:`GRID_AXES` and ``seeds``, each a list of strings.
+
+        Raises:
+            InvalidArgumentError: unknown option, malformed token, empty list, value out of range. The message
+                names the option as ``--delta``, ``--input-scale``, ….
+        """
+        unknown = set(options) - {*GRID_AXES, "seeds"}
+        if unknown:
+            raise InvalidArgumentError(f"unknown grid options {sorted(unknown)}; valid: {[*GRID_AXES, 'seeds']}")
+        labels = {axis: "--" + axis.replace("_", "-") for axis in (*GRID_AXES, "seeds", "batch", "inputs")}
+        parsed: dict[str, Any] = {}
+        for axis, raw in options.items():
+            if raw is None:
+                continue
+            kind = (
+                "name"
+                if axis in _NAME_AXES
+                else "int"
+                if axis in _INT_AXES
+                else "seeds"
+                if axis == "seeds"
+                else "float"
+            )
+            parsed[axis] = parse_values(labels[axis], raw, kind=kind)
+        grid = object.__new__(cls)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for name, default in defaults.items():
+            object.__setattr__(grid, name, parsed.get(name, default))
+        object.__setattr__(grid, "batch", batch)
+        object.__setattr__(grid, "inputs", inputs)
+        grid._normalise(labels)
+        return grid
+
+    def configurations(self) -> list[Configuration]:
+        """Every configuration of the grid (the Cartesian product of the axes)."""
+        axes = [getattr(self, axis) for axis in GRID_AXES]
+        return [
+            Configuration(**dict(zip(GRID_AXES, values, strict=True)), batch=self.batch, inputs=self.inputs)
+            for values in itertools.product(*axes)
+        ]
+
+    def tasks(self) -> list[Task]:
+        """Every configuration × seed."""
+        return [Task(c, s) for c in self.configurations() for s in self.seeds]
+
+    def fixed(self) -> dict[str, Any]:
+        """The parameters every configuration of a sweep directory shares (a resumed sweep must match them)."""
+        return {"batch": self.batch, "inputs": self.inputs}
+
+    def describe(self) -> dict[str, Any]:
+        """The grid as a JSON-ready dict."""
+        return {**{axis: list(getattr(self, axis)) for axis in GRID_AXES}, "seeds": list(self.seeds), **self.fixed()}
+
+
+def parse_values(name: str, raw: Sequence[str], *, kind: str = "float") -> list[Any]:
+    """Parse repeated/comma-separated option strings into values (see :meth:`Grid.from_strings` for the syntax).
+
+    Args:
+        name: the option, for error messages (``--delta``).
+        raw: the strings given (one per repeated flag).
+        kind: ``float``, ``int``, ``seeds`` or ``name``.
+
+    Returns:
+        The values in the order given (duplicates are removed later, by :class:`Grid`).
+
+    Raises:
+        InvalidArgumentError: an empty list or token, a malformed number or range.
+
+    Example:
+        >>> parse_values("--delta", ["0.5:1.5:3", "2"])
+        [0.5, 1.0, 1.5, 2.0]
+        >>> parse_values("--hidden", ["log:32:512:5"], kind="int")
+        [32, 64, 128, 256, 512]
+        >>> parse_values("--seeds", ["3"], kind="seeds")
+        [0, 1, 2]
+    """
+    if isinstance(raw, str):
+        raw = [raw]
+    tokens = [token.strip() for item in raw for token in str(item).split(",")]
+    if not tokens or all(token == "" for token in tokens):
+        raise InvalidArgumentError(f"{name} is empty: give at least one value")
+    if "" in tokens:
+        raise InvalidArgumentError(f"{name} has an empty item in {','.join(raw)!r}")
+    if kind == "name":
+        return tokens
+    if kind == "seeds" and len(tokens) == 1 and ":" not in tokens[0]:
+        count = _number(name, tokens[0], integer=True)
+        if count < 1:
+            raise InvalidArgumentError(f"{name} N must be ≥ 1 (N seeds 0..N−1), got {tokens[0]}")
+        return list(range(int(count)))
+    integer = kind in ("int", "seeds")
+    values: list[Any] = []
+    for token in tokens:
+        if ":" in token:
+            values.extend(_range(name, token, integer=integer))
+        else:
+            number = _number(name, token, integer=integer)
+            values.append(int(number) if integer else number)
+    return values
+
+
+def _number(name: str, token: str, *, integer: bool) -> float:
+    try:
+        value = float(token)
+    except ValueError:
+        raise InvalidArgumentError(f"{name}: {token!r} is not a number") from None
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"{name}: {token!r} is not a finite number")
+    if integer and value != int(value):
+        raise InvalidArgumentError(f"{name}: {token!r} is not an integer")
+    return value
+
+
+def _range(name: str, token: str, *, integer: bool) -> list[Any]:
+    parts = token.split(":")
+    geometric = parts[0].strip().lower() == "log"
+    if geometric:
+        parts = parts[1:]
+    syntax = "START:STOP:COUNT or log:START:STOP:COUNT" + (" or START:STOP" if integer else "")
+    if len(parts) == 2 and integer and not geometric:
+        first, last = (int(_number(name, p, integer=True)) for p in parts)
+        if last < first:
+            raise InvalidArgumentError(f"{name}: range {token!r} has STOP < START")
+        return list(range(first, last + 1))
+    if len(parts) != 3:
+        raise InvalidArgumentError(f"{name}: range {token!r} must be {syntax}")
+    start, stop = _number(name, parts[0], integer=False), _number(name, parts[1], integer=False)
+    count = _number(name, parts[2], integer=True)
+    if count < 1 or (count == 1 and start != stop):
+        raise InvalidArgumentError(f"{name}: range {token!r} needs COUNT ≥ 2 (or START = STOP with COUNT = 1)")
+    if geometric:
+        if start <= 0 or stop <= 0:
+            raise InvalidArgumentError(f"{name}: log range {token!r} needs START and STOP > 0")
+        points = np.geomspace(start, stop, int(count))
+    else:
+        points = np.linspace(start, stop, int(count))
+    if integer:
+        return list(dict.fromkeys(round(float(p)) for p in points))
+    return [_canonical(float(p)) for p in points]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One configuration run with one seed."""
+
+    configuration: Configuration
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return record_key(self.configuration, self.seed)
+
+
+def task_seed(configuration: Configuration, seed: int, stream: str) -> int:
+    """A 63-bit seed for one random stream (``"weights"`` or ``"inputs"``) of one configuration × seed.
+
+    Derived from the configuration's hash, so it depends on nothing but the task itself.
+    """
+    digest = hashlib.sha256(f"{configuration.key}/{seed}/{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def sweep_network(configuration: Configuration, seed: int) -> tuple[VanillaRNN, torch.Tensor]:
+    """The network and inputs of one configuration × seed, exactly as a sweep builds them (float64, CPU).
+
+    W = ``init_weights(init, n, seed=s_W)`` scaled so that γ‖W‖₂ = δ; U has i.i.d. N(0, 1/m) entries; b = 0;
+    inputs x ~ N(0, input_scale²) of shape (batch, T, m); σ is the scaled family member with sup|σ'| = γ. The
+    seeds s_W and s_x come from :func:`task_seed`.
+
+    Returns:
+        (rnn, x): a one-network :class:`~rnnstab.VanillaRNN` and its inputs, ready for
+        :func:`~rnnstab.jacobian_norms`.
+
+    Example:
+        >>> cfg = Grid(delta=(0.8,), hidden=(16,), steps=(10,)).configurations()[0]
+        >>> rnn, x = sweep_network(cfg, seed=0)
+        >>> round(float(rnn.delta()), 12), tuple(x.shape)
+        (0.8, (8, 10, 4))
+    """
+    c = configuration
+    act = get_activation(c.activation, gamma=c.gamma)
+    W = scale_to_threshold(
+        init_weights(c.init, c.hidden, seed=task_seed(c, seed, "weights")), delta=c.delta, gamma=act.gamma
+    )
+    generator = torch.Generator().manual_seed(task_seed(c, seed, "inputs"))
+    U = torch.randn(c.hidden, c.inputs, generator=generator, dtype=torch.float64) / math.sqrt(c.inputs)
+    x = c.input_scale * torch.randn(c.batch, c.steps, c.inputs, generator=generator, dtype=torch.float64)
+    return VanillaRNN(W, U, torch.zeros(c.hidden, dtype=torch.float64), act), x
+
+
+def _stack_key(configuration: Configuration) -> tuple[Any, ...]:
+    """What must be equal for two configurations to share one batched call."""
+    c = configuration
+    return (c.activation, c.gamma, c.hidden, c.steps, c.dtype, c.batch, c.inputs)
+
+
+def _bytes_per_network(configuration: Configuration) -> int:
+    """Memory one network of a batched call needs: jacobian_norms' products and forward chunk, plus the stacked
+    copies of W (float64 and the product dtype) and the per-step traces, which grow with T."""
+    c = configuration
+    itemsize = torch.finfo(_checks.FLOAT_DTYPES[c.dtype]).bits // 8
+    return (
+        memory_estimate(1, c.hidden, _checks.FLOAT_DTYPES[c.dtype])
+        + (16 + 2 * itemsize) * c.hidden**2
+        + 8 * c.steps * (c.inputs + 8)
+    )
+
+
+def _canonical_bytes_per_network(configuration: Configuration) -> int:
+    """Like :func:`_bytes_per_network` but from fixed constants only, so that chunking (hence the last bits of the
+    results) cannot change when jacobian_norms' own memory accounting does."""
+    c = configuration
+    itemsize = 4 if c.dtype == "float32" else 8
+    return (
+        (3 * itemsize + 16 + 2 * itemsize) * c.hidden**2 + 4 * 128 * c.hidden * itemsize + 8 * c.steps * (c.inputs + 8)
+    )
+
+
+def plan_chunks(tasks: Sequence[Task], *, stack: int | None = None) -> list[tuple[Task, ...]]:
+    """Split tasks into batched calls: one stack group per (activation, γ, n, T, dtype), cut canonically.
+
+    Within a group, tasks are sorted by record key and cut into the fewest balanced chunks of at most ``stack``
+    networks (a task is ``batch`` networks); ``stack=None`` sizes chunks to about 256 MiB each. The result depends
+    only on the set of tasks and ``stack``.
+
+    Raises:
+        InvalidArgumentError: ``stack`` smaller than one task's ``batch``.
+    """
+    groups: dict[tuple[Any, ...], list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(_stack_key(task.configuration), []).append(task)
+    chunks: list[tuple[Task, ...]] = []
+    for key in sorted(groups, key=repr):
+        members = sorted(groups[key], key=lambda t: t.key)
+        config = members[0].configuration
+        if stack is None:
+            per_chunk = max(1, _CALL_BUDGET_BYTES // (config.batch * _canonical_bytes_per_network(config)))
+        else:
+            if stack < config.batch:
+                raise InvalidArgumentError(
+                    f"--stack {stack} is smaller than --batch {config.batch}: a configuration runs --batch networks"
+                )
+            per_chunk = stack // config.batch
+        count = math.ceil(len(members) / per_chunk)
+        for part in np.array_split(np.arange(len(members)), count):
+            chunks.append(tuple(members[i] for i in part))
+    return chunks
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """Records of one batched call, with its timings (seconds)."""
+
+    records: tuple[Record, ...]
+    jacobian_seconds: float
+    total_seconds: float
+
+
+def compute_chunk(
+    tasks: Sequence[Task], *, device: str = "auto", progress: Callable[[int], None] | None = None
+) -> ChunkResult:
+    """Run a stack of tasks as one batched :func:`~rnnstab.jacobian_norms` call and derive every record.
+
+    Each task's W (n, n) is repeated ``batch`` times into a (k·batch, n, n) batch, with its own ``batch`` input
+    sequences. Rates and regimes come from :func:`~rnnstab.verdicts`; bound checks from
+    :func:`~rnnstab.bound_violations`; ‖W‖₂ from an exact SVD and ρ(W) from the eigenvalues, in float64.
+
+    Args:
+        tasks: configurations × seeds sharing (activation, γ, n, T, dtype, batch, inputs).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, resolved where this runs.
+        progress: called with the steps completed, as :func:`~rnnstab.jacobian_norms` does.
+
+    Raises:
+        InvalidArgumentError: empty ``tasks``, tasks that cannot share a call, or a bad device.
+    """
+    started = time.perf_counter()
+    if not tasks:
+        raise InvalidArgumentError("compute_chunk needs at least one task")
+    first = tasks[0].configuration
+    if any(_stack_key(t.configuration) != _stack_key(first) for t in tasks):
+        raise InvalidArgumentError(
+            "tasks of one chunk must share activation, gamma, hidden, steps, dtype, batch, inputs"
+        )
+    where = _checks.device("device", device)
+    networks = [sweep_network(t.configuration, t.seed) for t in tasks]
+    batch, k, steps = first.batch, len(tasks), first.steps
+    W = torch.stack([rnn.W for rnn, _ in networks])  # (k, n, n) float64
+    U = torch.stack([rnn.U for rnn, _ in networks])
+    x = torch.cat([inputs for _, inputs in networks])  # (k·batch, T, m): task i owns rows i·batch … (i+1)·batch − 1
+    rnn = VanillaRNN(
+        W.repeat_interleave(batch, dim=0),
+        U.repeat_interleave(batch, dim=0),
+        torch.zeros(k * batch, first.hidden, dtype=torch.float64),
+        networks[0][0].activation,
+    )
+    jacobian_start = time.perf_counter()
+    trace = jacobian_norms(rnn, x, dtype=first.dtype, device=where, progress=progress)
+    jacobian_seconds = time.perf_counter() - jacobian_start
+    assert trace.log_spectral is not None and trace.log_frobenius is not None  # both norms are requested
+
+    deltas = torch.tensor([t.configuration.delta for t in tasks], dtype=torch.float64)
+    per_input = verdicts(trace, delta=deltas.repeat_interleave(batch))
+    violations = np.bincount(
+        [v.batch // batch for v in bound_violations(trace, delta=deltas.repeat_interleave(batch))], minlength=k
+    )
+    # The verdict of a task is the verdict of its mean curve over inputs: the late-half slope is linear in the
+    # curve, so its rate is exactly the mean of the per-input rates.
+    mean_spectral = trace.log_spectral.reshape(k, batch, steps).mean(dim=1)
+    per_task = verdicts(
+        dataclasses.replace(trace, log_spectral=mean_spectral, log_frobenius=None, log_singular_values=None),
+        delta=deltas,
+    )
+    norms = spectral_norm(W).tolist()
+    radii = torch.linalg.eigvals(W).abs().amax(dim=-1).tolist()
+    spectral = trace.log_spectral.numpy()
+    frobenius = trace.log_frobenius.numpy()
+    records = []
+    for i, task in enumerate(tasks):
+        rows = slice(i * batch, (i + 1) * batch)
+        rates = np.array([v.rate_per_step for v in per_input[rows]])
+        verdict = per_task[i]
+        records.append(
+            Record(
+                configuration=task.configuration,
+                seed=task.seed,
+                log_spectral=spectral[rows].copy(),
+                log_frobenius=frobenius[rows].copy(),
+                spectral_norm_W=float(norms[i]),
+                spectral_radius_W=float(radii[i]),
+                rate_per_step=verdict.rate_per_step,
+                rate_per_step_std_inputs=_spread(rates),
+                log_delta=verdict.log_delta,
+                slack_per_step=verdict.slack_per_step,
+                half_life_steps=verdict.half_life_steps,
+                doubling_steps=verdict.doubling_steps,
+                max_bound_excess=max(v.max_bound_excess for v in per_input[rows]),
+                bound_holds=all(v.bound_holds for v in per_input[rows]),
+                bound_violations=int(violations[i]),
+                regime=verdict.regime,
+                log_spectral_final=float(spectral[rows, -1].mean()),
+                log_frobenius_final=float(frobenius[rows, -1].mean()),
+                device=str(where),
+            )
+        )
+    return ChunkResult(tuple(records), jacobian_seconds, time.perf_counter() - started)
+
+
+def _spread(rates: np.ndarray) -> float:
+    """Sample standard deviation of per-input rates; NaN when a rate is -inf (a dead Jacobian), 0 for one input."""
+    if rates.size < 2:
+        return 0.0
+    with np.errstate(invalid="ignore"):
+        return float(np.std(rates, ddof=1))
+
+
+def compute_shard(chunks: Sequence[Sequence[Task]], device: str, threads: int | None = None) -> list[ChunkResult]:
+    """Run several chunks one after another (the unit a Dask worker receives).
+
+    Args:
+        chunks: from :func:`plan_chunks`.
+        device: as for :func:`compute_chunk`.
+        threads: set torch's intra-op threads first (a LocalCluster gives each worker process its share of cores).
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return [compute_chunk(chunk, device=device) for chunk in chunks]
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """Where a sweep stands, passed to the ``progress`` callback of :func:`run_sweep`.
+
+    Attributes:
+        stage: ``"computing"`` or ``"done"``.
+        tasks_total: configurations × seeds in the grid.
+        tasks_skipped: already complete on disk (resume).
+        tasks_to_compute: the rest.
+        tasks_written: records written so far by this run.
+        chunks_total: batched calls this run makes.
+        chunks_done: batched calls finished.
+        work_total: matmul work of this run, in 10⁹ multiply-adds (for a progress bar and its ETA).
+        work_done: work done so far (advances within a call on the local executor, per returned call on Dask).
+    """
+
+    stage: str
+    tasks_total: int
+    tasks_skipped: int
+    tasks_to_compute: int
+    tasks_written: int
+    chunks_total: int
+    chunks_done: int
+    work_total: float
+    work_done: float
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`run_sweep` did.
+
+    Attributes:
+        directory: the sweep directory.
+        tasks_total: configurations × seeds in the grid.
+        tasks_computed: records written by this run.
+        tasks_skipped: records found complete and kept (resume).
+        tasks_recomputed: records found corrupted or missing and recomputed (each announced by a warning).
+        chunks: batched :func:`~rnnstab.jacobian_norms` calls made.
+        seconds_total: wall time of the run.
+        seconds_jacobian: time inside :func:`~rnnstab.jacobian_norms`, summed over calls (over workers for Dask).
+        executor: ``local`` or ``dask``.
+        device: the requested device.
+    """
+
+    directory: Path
+    tasks_total: int
+    tasks_computed: int
+    tasks_skipped: int
+    tasks_recomputed: int
+    chunks: int
+    seconds_total: float
+    seconds_jacobian: float
+    executor: str
+    device: str
+
+
+def run_sweep(
+    grid: Grid,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    executor: str = "local",
+    device: str = "auto",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    stack: int | None = None,
+    chunks_per_shard: int = 1,
+    progress: Callable[[SweepProgress], None] | None = None,
+) -> SweepResult:
+    """Run every configuration × seed of ``grid`` and store one record each in ``out`` (see :mod:`rnnstab.store`).
+
+    Everything is checked before anything is written: options, memory (the largest batched call against what the
+    device has free) and disk (the records against free space), the directory (an existing sweep is continued only
+    with ``resume`` and the same fixed parameters), the Dask extra and the scheduler. Records are written one by
+    one as their batched call returns; ``sweep.json`` records each run's grid, status and versions.
+
+    Args:
+        grid: what to run.
+        out: the sweep directory (created; must not already hold a sweep unless ``resume``).
+        resume: continue the sweep in ``out``: complete records are kept, corrupted or missing ones recomputed
+            (with a :class:`~rnnstab.exceptions.RnnstabWarning`). The fixed parameters (batch, inputs) must
+            match the earlier run's; the grid may differ (new configurations are added).
+        executor: ``local`` (this process) or ``dask`` (needs ``pip install 'rnnstab[dask]'``).
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; on a Dask cluster, resolved on each
+            worker.
+        workers: Dask only: worker processes of the LocalCluster started when neither ``scheduler`` nor ``client``
+            is given (default: one per CPU core, each with its share of torch threads).
+        scheduler: Dask only: address of a running scheduler (``tcp://host:8786``).
+        client: Dask only: an existing ``distributed.Client`` to use (left open).
+        stack: networks per batched call (default: about 256 MiB worth); it changes speed and memory, not results.
+        chunks_per_shard: Dask only: batched calls per submitted task (scheduling granularity; no effect on results).
+        progress: called with a :class:`SweepProgress` as work advances.
+
+    Returns:
+        A :class:`SweepResult`.
+
+    Raises:
+        InvalidArgumentError: bad options, ``out`` unusable or holding a different sweep, not enough memory or
+            disk (the message gives the estimate), an unreachable scheduler.
+        MissingDependencyError: ``executor="dask"`` without the ``dask`` extra installed.
+    """
+    started = time.perf_counter()
+    if executor not in EXECUTORS:
+        raise InvalidArgumentError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "local" and (workers is not None or scheduler is not None or client is not None):
+        raise InvalidArgumentError("--workers and --scheduler apply to --executor dask only")
+    if workers is not None and (scheduler is not None or client is not None):
+        raise InvalidArgumentError(
+            "--workers sizes a local Dask cluster; with --scheduler the workers are those started by `dask worker`"
+        )
+    if workers is not None:
+        workers = _checks.positive_int("--workers", workers)
+    chunks_per_shard = _checks.positive_int("chunks_per_shard", chunks_per_shard)
+    if stack is not None:
+        stack = _checks.positive_int("--stack", stack)
+    remote = scheduler is not None or client is not None
+    if remote:  # the device is resolved on the workers; only the spelling can be checked here
+        if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+            raise InvalidArgumentError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    else:
+        device = str(_checks.device("--device", device))  # record where it ran, not "auto"
+
+    directory = Path(out)
+    tasks = grid.tasks()
+    chunks = plan_chunks(tasks, stack=stack)
+    fixed = {**grid.fixed(), "format": FORMAT_VERSION, "rate_tol": DEFAULT_RATE_TOL}
+    share = None if remote else 1 if executor == "local" else workers or os.cpu_count() or 1
+    _check_resources(directory, chunks, device=device, share=share)
+    previous = _check_directory(directory, fixed, resume=resume)
+
+    with ExitStack() as resources:
+        if executor == "dask":
+            client, threads = _dask_client(resources, workers=workers, scheduler=scheduler, client=client)
+        directory = _io.output_dir(directory)
+        resources.enter_context(sweep_lock(directory))
+        remove_stale_temporaries(directory)
+        wanted = [t.key for t in tasks]
+        valid, corrupted = scan_records(directory, wanted)
+        missing = _missing_from_finished_runs(previous, valid | set(corrupted), set(wanted))
+        if corrupted:
+            shown = "; ".join(list(corrupted.values())[:3]) + (" …" if len(corrupted) > 3 else "")
+            warnings.warn(f"recomputing {len(corrupted)} corrupted record(s): {shown}", RnnstabWarning, stacklevel=2)
+        if missing:
+            warnings.warn(
+                f"recomputing {len(missing)} record(s) missing since an earlier finished run "
+                f"(e.g. {sorted(missing)[0]})",
+                RnnstabWarning,
+                stacklevel=2,
+            )
+        todo = [chunk for chunk in chunks if any(t.key not in valid for t in chunk)]
+        to_compute = sum(1 for chunk in todo for t in chunk if t.key not in valid)
+        run_entry: dict[str, Any] = {
+            "started": _now(),
+            "finished": None,
+            "status": "running",
+            "executor": executor,
+            "device": device,
+            "scheduler": scheduler,
+            "grid": grid.describe(),
+            "planned": wanted,
+        }
+        metadata = _metadata(previous, fixed, grid, run_entry, device=device)
+        write_metadata(directory, metadata)
+
+        tracker = _Tracker(progress, len(tasks), to_compute, todo)
+        jacobian_seconds = 0.0
+        status = "interrupted"
+        try:
+            tracker.report()
+            if executor == "local":
+                results: Iterator[ChunkResult] = _run_local(todo, device, tracker)
+            else:
+                results = _run_dask(client, todo, device, threads=threads, shard=chunks_per_shard)
+            for result in results:
+                jacobian_seconds += result.jacobian_seconds
+                for record in result.records:
+                    if record.key not in valid:
+                        write_record(directory, record)
+                        valid.add(record.key)
+                        tracker.written += 1
+                tracker.chunk_done(result)
+            status = "finished"
+        finally:
+            run_entry.update(status=status, finished=_now())
+            write_metadata(directory, metadata)
+        tracker.report("done")
+    return SweepResult(
+        directory=directory,
+        tasks_total=len(tasks),
+        tasks_computed=tracker.written,
+        tasks_skipped=len(tasks) - to_compute,
+        tasks_recomputed=len(corrupted) + len(missing),
+        chunks=len(todo),
+        seconds_total=time.perf_counter() - started,
+        seconds_jacobian=jacobian_seconds,
+        executor=executor,
+        device=device,
+    )
+
+
+def _work(configuration: Configuration) -> float:
+    """Matmul work of one configuration × seed, in units of 10⁹ multiply-adds (for progress and ETA only)."""
+    c = configuration
+    return c.batch * c.steps * c.hidden**3 / 1e9
+
+
+class _Tracker:
+    """Counts for :class:`SweepProgress`: work advances within a call (local) or per returned call (Dask)."""
+
+    def __init__(
+        self,
+        callback: Callable[[SweepProgress], None] | None,
+        total: int,
+        to_compute: int,
+        todo: Sequence[Sequence[Task]],
+    ) -> None:
+        self.callback, self.total, self.to_compute = callback, total, to_compute
+        self.chunks_total = len(todo)
+        self.work_total = sum(_work(t.configuration) for chunk in todo for t in chunk)
+        self.written = 0
+        self.chunks = 0
+        self.completed_work = 0.0
+        self.work = 0.0
+
+    def advance(self, work: float) -> None:
+        self.work = min(self.work + work, self.work_total)
+        self.report()
+
+    def chunk_done(self, result: ChunkResult) -> None:
+        self.chunks += 1
+        self.completed_work += sum(_work(r.configuration) for r in result.records)
+        self.work = min(self.completed_work, self.work_total)
+        self.report()
+
+    def report(self, stage: str = "computing") -> None:
+        if self.callback is not None:
+            self.callback(
+                SweepProgress(
+                    stage=stage,
+                    tasks_total=self.total,
+                    tasks_skipped=self.total - self.to_compute,
+                    tasks_to_compute=self.to_compute,
+                    tasks_written=self.written,
+                    chunks_total=self.chunks_total,
+                    chunks_done=self.chunks,
+                    work_total=self.work_total,
+                    work_done=self.work,
+                )
+            )
+
+
+def _run_local(chunks: Sequence[Sequence[Task]], device: str, tracker: _Tracker) -> Iterator[ChunkResult]:
+    for chunk in chunks:
+        per_step = sum(_work(t.configuration) for t in chunk) / chunk[0].configuration.steps
+
+        def advance(steps: int, per_step: float = per_step) -> None:
+            tracker.advance(steps * per_step)
+
+        yield compute_chunk(chunk, device=device, progress=advance)
+
+
+def _require_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"--executor dask needs the optional 'dask' extra ({err}): pip install 'rnnstab[dask]'"
+        ) from None
+    return distributed
+
+
+def _dask_client(
+    resources: ExitStack, *, workers: int | None, scheduler: str | None, client: Any
+) -> tuple[Any, int | None]:
+    """The client to submit to (opened on ``resources``), and torch threads per worker (None: leave as is)."""
+    distributed = _require_distributed()
+    if client is not None:
+        return client, None
+    if scheduler is not None:
+        try:
+            return resources.enter_context(distributed.Client(scheduler, timeout="20s")), None
+        except (OSError, TimeoutError, ValueError) as err:
+            raise InvalidArgumentError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+    cores = os.cpu_count() or 1
+    count = workers or cores
+    cluster = resources.enter_context(
+        distributed.LocalCluster(
+            n_workers=count,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,  # worker chatter on stderr would drown the one-line messages
+        )
+    )
+    return resources.enter_context(distributed.Client(cluster)), max(1, cores // count)
+
+
+def _run_dask(
+    client: Any, chunks: Sequence[Sequence[Task]], device: str, *, threads: int | None, shard: int
+) -> Iterator[ChunkResult]:
+    as_completed = _require_distributed().as_completed
+    shards = [list(chunks[i : i + shard]) for i in range(0, len(chunks), shard)]
+    futures = [client.submit(compute_shard, s, device, threads, pure=False) for s in shards]
+    try:
+        for future in as_completed(futures):
+            yield from future.result()
+    finally:
+        client.cancel(futures)  # on an interrupt, stop the cluster working for nobody
+
+
+def _check_resources(directory: Path, chunks: Sequence[Sequence[Task]], *, device: str, share: int | None) -> None:
+    """Refuse a sweep whose largest batched call cannot fit in memory, or whose records cannot fit on disk.
+
+    ``share``: how many calls run at once on this machine (None: a remote cluster, whose memory we cannot see).
+    """
+    if not chunks:
+        return
+    sizes = [len(chunk) * chunk[0].configuration.batch * _bytes_per_network(chunk[0].configuration) for chunk in chunks]
+    largest = chunks[int(np.argmax(sizes))]
+    config, needed = largest[0].configuration, max(sizes)
+    if share is not None:
+        where = _checks.device("--device", device)
+        if where.type == "cuda":
+            available, place = torch.cuda.mem_get_info(where)[0], "the GPU"
+        else:
+            available, place = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine"
+        available //= share
+        if needed > _MEMORY_FRACTION * available:
+            raise InvalidArgumentError(
+                f"this sweep needs about {needed / 2**30:.2f} GiB per batched call ({len(largest) * config.batch} "
+                f"networks, n = {config.hidden}, T = {config.steps}, {config.dtype}) and {place} has "
+                f"{available / 2**30:.2f} GiB available{' per worker' if share > 1 else ''}: "
+                "lower --hidden, --steps, --batch or --stack, or use --dtype float32"
+            )
+    record_bytes = sum(16 * t.configuration.batch * t.configuration.steps + 4096 for chunk in chunks for t in chunk)
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir():
+        free = shutil.disk_usage(existing).free
+        if record_bytes > _DISK_FRACTION * free:
+            raise InvalidArgumentError(
+                f"the records of this sweep need about {record_bytes / 2**30:.2f} GiB on disk and {existing} has "
+                f"{free / 2**30:.2f} GiB free: lower --steps, --batch or the size of the grid"
+            )
+
+
+def _check_directory(directory: Path, fixed: dict[str, Any], *, resume: bool) -> dict[str, Any] | None:
+    """Refuse to overwrite another sweep, or to resume one with different fixed parameters; return its metadata."""
+    if directory.exists() and not directory.is_dir():
+        raise InvalidArgumentError(f"--out {directory} exists and is a file, not a directory")
+    if not directory.is_dir():
+        return None
+    previous = read_metadata(directory)
+    if previous is None:
+        return None
+    if not resume:
+        raise InvalidArgumentError(
+            f"{directory} already holds a sweep; pass --resume to continue it, or choose another --out"
+        )
+    before = previous.get("fixed", {})
+    differences = [
+        f"{name} = {before.get(name)!r} there, {value!r} now"
+        for name, value in fixed.items()
+        if before.get(name) != value
+    ]
+    if differences:
+        raise InvalidArgumentError(
+            f"cannot resume the sweep in {directory} with different fixed parameters ({'; '.join(differences)}): "
+            "use the same ones, or choose another --out"
+        )
+    return previous
+
+
+def _missing_from_finished_runs(previous: dict[str, Any] | None, present: set[str], wanted: set[str]) -> set[str]:
+    if previous is None:
+        return set()
+    finished = set()
+    for run in previous.get("runs", []):
+        if run.get("status") == "finished":
+            finished.update(run.get("planned", []))
+    return (finished & wanted) - present
+
+
+def _metadata(
+    previous: dict[str, Any] | None, fixed: dict[str, Any], grid: Grid, run: dict[str, Any], *, device: str
+) -> dict[str, Any]:
+    runs = [*(previous or {}).get("runs", []), run]
+    union: dict[str, list[Any]] = {axis: [] for axis in (*GRID_AXES, "seeds")}
+    for entry in runs:
+        for axis in union:
+            for value in entry["grid"].get(axis, []):
+                if value not in union[axis]:
+                    union[axis].append(value)
+    return {
+        "tool": "rnnstab sweep",
+        "format": FORMAT_VERSION,
+        "fixed": fixed,
+        "parameters": {**union, **grid.fixed()},
+        "seeds": union["seeds"],
+        "dtype": union["dtype"],
+        "device": device,
+        "versions": _versions(),
+        "units": "natural log; rates in nats per step; traces: column t-1 is step t",
+        "runs": runs,
+    }
+
+
+def _versions() -> dict[str, str]:
+    import rnnstab
+
+    return {
+        "rnnstab": rnnstab.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,176 @@
+"""The `rnnstab sweep` and `rnnstab report` commands: output, exit codes, one-line errors, nothing half-written."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from rnnstab import store
+from rnnstab.cli import app
+
+runner = CliRunner()
+TINY = ["--hidden", "6", "--steps", "15", "--delta", "0.5,1.5", "--seeds", "2", "--batch", "2"]
+
+
+def test_sweep_help_explains_grid_syntax_and_defaults():
+    result = runner.invoke(app, ["sweep", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())  # unwrap rich's boxed help
+    assert "START:STOP:COUNT" in text and "0.5:1.5:11" in text and "log:START:STOP:COUNT" in text
+    assert "repeat the flag" in text and "comma list" in text
+    assert "Default: 0.5:1.5:21, which includes 1" in text
+    for option in ("--activation", "--gamma", "--hidden", "--steps", "--seeds", "--batch", "--input-scale", "--init"):
+        assert option in text
+    for option in ("--dtype", "--device", "--out", "--resume", "--executor", "--workers", "--scheduler", "--quiet"):
+        assert option in text
+    assert "rnnstab[dask]" in text and "σ(c·x)" in text
+
+
+def test_sweep_json_summary_and_files(tmp_path):
+    out = tmp_path / "sweep"
+    result = runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["tasks"] == 4 and summary["computed"] == 4 and summary["skipped"] == 0
+    assert summary["configurations"] == 2 and summary["seeds"] == [0, 1]
+    assert summary["bound"]["holds"] is True and summary["records"] == 4
+    assert "tanh" in summary["conclusions"]
+    for key in ("html", "markdown", "summary"):
+        assert os.path.isfile(summary["files"][key])
+    assert len(list((out / "records").glob("*.npz"))) == 4
+
+
+def test_sweep_prints_where_the_report_is_and_quiet_prints_only_that(tmp_path):
+    result = runner.invoke(app, ["sweep", *TINY, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    assert f"report: {tmp_path / 'a' / 'report.html'}" in result.stdout
+    assert "vanishing is guaranteed" in result.stdout
+    quiet = runner.invoke(app, ["sweep", *TINY, "--out", str(tmp_path / "b"), "--quiet"])
+    assert quiet.exit_code == 0
+    assert quiet.stdout.strip() == str(tmp_path / "b" / "report.html")
+    assert quiet.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--activation", ""], "--activation is empty"),
+        (["--delta", ""], "--delta has an empty item"),
+        (["--delta", "0"], "--delta"),
+        (["--delta", "-0.5,1"], "--delta"),
+        (["--gamma", "0"], "--gamma"),
+        (["--gamma", "-1"], "--gamma"),
+        (["--activation", "tanh,nope"], "valid names"),
+        (["--init", "nope"], "unknown init scheme"),
+        (["--dtype", "float16"], "--dtype"),
+        (["--delta", "0.5:1.5"], "START:STOP:COUNT"),
+        (["--seeds", "x"], "--seeds"),
+        (["--executor", "ray"], "--executor"),
+        (["--scheduler", "tcp://127.0.0.1:1"], "--executor dask only"),
+        (["--hidden", "300000"], "GiB"),
+        (["--stack", "1"], "--stack 1 is smaller than --batch 2"),
+    ],
+)
+def test_bad_input_is_one_error_line_exit_2_and_nothing_written(tmp_path, args, message):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["sweep", *TINY, "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_out_pointing_at_a_file_or_below_one_is_refused(tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("keep me")
+    for out, message in ((target, "is a file"), (target / "sub", "cannot create output directory")):
+        result = runner.invoke(app, ["sweep", *TINY, "--out", str(out)])
+        assert result.exit_code == 2 and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_directory_is_refused(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = runner.invoke(app, ["sweep", *TINY, "--out", str(locked / "out")])
+        assert result.exit_code == 2 and result.stderr.startswith("error:")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_resume_rules_on_the_command_line(tmp_path):
+    out = tmp_path / "sweep"
+    assert runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--quiet"]).exit_code == 0
+    again = runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--quiet"])
+    assert again.exit_code == 2 and "pass --resume" in again.stderr
+    different = runner.invoke(app, ["sweep", *TINY, "--batch", "3", "--out", str(out), "--resume", "--quiet"])
+    assert different.exit_code == 2
+    assert "different fixed parameters (batch = 2 there, 3 now)" in different.stderr
+    # a corrupted record: one warning line, recomputed, exit 0
+    victim = sorted((out / "records").iterdir())[0]
+    victim.write_bytes(b"garbage")
+    resumed = runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--resume", "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "corrupted record" in warnings[0] and victim.name in warnings[0]
+    summary = json.loads(resumed.stdout)
+    assert (summary["computed"], summary["skipped"], summary["recomputed"]) == (1, 3, 1)
+    store.read_record(victim)  # valid again
+
+
+def test_report_command(tmp_path):
+    out = tmp_path / "sweep"
+    assert runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--no-report", "--quiet"]).exit_code == 0
+    assert not (out / "report.html").exists()
+    result = runner.invoke(app, ["report", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["records"] == 4 and os.path.isfile(summary["files"]["html"])
+    missing = runner.invoke(app, ["report", str(tmp_path / "nothing-here")])
+    assert missing.exit_code == 2 and missing.stderr.startswith("error:")
+    # a violated bound: BUG, loudly, and exit code 3
+    path = sorted((out / "records").iterdir())[0]
+    record = store.read_record(path)
+    store.write_record(out, dataclasses.replace(record, bound_holds=False, bound_violations=1, max_bound_excess=0.1))
+    bug = runner.invoke(app, ["report", str(out)])
+    assert bug.exit_code == 3
+    assert "BUG" in bug.stderr
+
+
+def test_dask_executor_on_a_local_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    local = tmp_path / "local"
+    dask = tmp_path / "dask"
+    assert runner.invoke(app, ["sweep", *TINY, "--out", str(local), "--quiet", "--no-report"]).exit_code == 0
+    result = runner.invoke(
+        app, ["sweep", *TINY, "--out", str(dask), "--executor", "dask", "--workers", "1", "--json", "--no-report"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["executor"] == "dask"
+    for a, b in zip(sorted((local / "records").iterdir()), sorted((dask / "records").iterdir()), strict=True):
+        assert a.name == b.name
+        assert store.read_record(a).scalars() == store.read_record(b).scalars()
+
+
+def test_unwritable_directory_is_refused_even_for_root(tmp_path, monkeypatch):
+    # root ignores permission bits, so simulate what an ordinary user meets on a read-only directory
+    real_access = os.access
+    target = tmp_path / "read-only"
+    target.mkdir()
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda path, mode, **kw: (str(path) != str(target) or not mode & os.W_OK) and real_access(path, mode, **kw),
+    )
+    result = runner.invoke(app, ["sweep", *TINY, "--out", str(target)])
+    assert result.exit_code == 2 and "is not writable" in result.stderr
+    assert list(target.iterdir()) == []

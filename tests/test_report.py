@@ -1,0 +1,238 @@
+"""Sweep reports: aggregation over seeds, plain-language conclusions, the BUG banner, figures, self-contained HTML."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import rnnstab
+from rnnstab import store
+from rnnstab.plots import plot_phase_diagram, plot_rate_vs_log_delta, plot_sweep_norms
+from rnnstab.report import conclusions
+
+GRID = rnnstab.Grid(
+    activation=("tanh", "identity"),
+    delta=(0.8, 1.0, 1.25),
+    init=("orthogonal",),
+    seeds=(0, 1),
+    hidden=(8,),
+    steps=(40,),
+    batch=2,
+)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    rnnstab.run_sweep(GRID, out)
+    return out, rnnstab.write_report(out)
+
+
+def test_report_files_exist_and_html_is_self_contained(swept):
+    out, report = swept
+    assert report.markdown == out / "report.md" and report.html == out / "report.html"
+    page = report.html.read_text()
+    assert page.count('src="data:image/png;base64,') == 3
+    assert not re.search(r'(src|href)="(?!data:)', page), "the HTML must not reference other files"
+    assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in report.figures)
+    markdown = report.markdown.read_text()
+    for header in (
+        "activation",
+        "γ",
+        "δ",
+        "‖W‖₂",
+        "ρ(W)",
+        "rate (nats/step",
+        "log δ",
+        "slack",
+        "bound excess",
+        "verdict",
+    ):
+        assert header in markdown
+    assert "half-life (steps)" in markdown and "natural" in markdown
+    for figure in report.figures:
+        assert f"]({figure.relative_to(out)})" in markdown
+    assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_summary_json_matches_the_sweep(swept):
+    _, report = swept
+    summary = json.loads(report.summary_json.read_text())
+    assert summary["records"] == 12 and summary["configurations"] == 6 and summary["seeds"] == [0, 1]
+    assert summary["bound"]["holds"] is True and summary["bound"]["bug"] is False
+    assert sum(summary["regimes"].values()) == 12
+    assert set(summary["conclusions"]) == {"tanh", "identity"}
+    assert len(summary["table"]) == 6 and {"rate_per_step", "verdict", "spectral_radius_W"} <= set(summary["table"][0])
+
+
+def test_table_aggregates_seeds(swept):
+    out, report = swept
+    frame = rnnstab.load_sweep(out)
+    table = report.table
+    assert len(table) == 6
+    for _, row in table.iterrows():
+        seeds = frame[(frame["activation"] == row["activation"]) & (frame["delta"] == row["delta"])]
+        assert row["seeds"] == 2
+        assert row["rate_per_step"] == pytest.approx(seeds["rate_per_step"].mean())
+        assert row["rate_per_step_std"] == pytest.approx(seeds["rate_per_step"].std(ddof=1))
+        assert row["slack_per_step"] == pytest.approx(math.log(row["delta"]) - row["rate_per_step"])
+        assert row["max_bound_excess"] == pytest.approx(seeds["max_bound_excess"].max())
+        assert row["spectral_norm_W"] == pytest.approx(row["delta"], rel=1e-12)
+
+
+def test_identity_orthogonal_conclusion_is_exact(swept):
+    # identity σ, orthogonal W: ‖J_t‖₂ = δ^t exactly, so the rate is log δ, the bound is tight, and δ = 1.25 explodes
+    _, report = swept
+    rows = report.table[report.table["activation"] == "identity"]
+    assert rows["rate_per_step"].to_numpy() == pytest.approx(np.log([0.8, 1.0, 1.25]), abs=1e-9)
+    assert list(rows["verdict"]) == ["guaranteed vanishing", "marginal", "exploding"]
+    text = report.conclusions["identity"][0]
+    assert "first exploded at δ = 1.25 (rate +0.223 nats/step, doubling every 3.11 steps)" in text
+    assert "was marginal at δ = 1" in text
+    assert "observed in every seed" in text
+
+
+def _table(rows, **extra):
+    base = {
+        "activation": "tanh",
+        "gamma": 1.0,
+        "hidden": 64,
+        "steps": 100,
+        "input_scale": 1.0,
+        "init": "gaussian",
+        "dtype": "float64",
+        "seeds": 3,
+    }
+    out = []
+    for delta, rate, verdict in rows:
+        out.append(
+            {
+                **base,
+                **extra,
+                "delta": delta,
+                "rate_per_step": rate,
+                "rate_per_step_min": rate,
+                "rate_per_step_max": rate,
+                "slack_per_step": math.log(delta) - rate,
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def test_conclusion_when_nothing_explodes():
+    table = _table([(0.5, -0.9, "guaranteed vanishing"), (1.0, -0.4, "vanishing"), (1.5, -0.2, "vanishing")])
+    text = conclusions(table)["tanh"][0]
+    assert text.startswith("tanh (γ = 1): below δ = 1 (δ = 0.5, 1 configuration) vanishing is guaranteed")
+    assert "tanh still vanished up to δ = 1.5 (the largest δ tried): it never exploded." in text
+    assert "0.207–0.605 nats/step below the bound's slope" in text
+
+
+def test_conclusion_with_mixed_seeds_and_no_vanishing_above_one():
+    table = _table(
+        [
+            (0.9, -0.1, "guaranteed vanishing"),
+            (1.0, 0.0, "marginal"),
+            (1.1, 0.01, "mixed: 2 marginal, 1 exploding"),
+            (1.2, 0.05, "exploding"),
+        ]
+    )
+    text = conclusions(table)["tanh"][0]
+    assert "tanh did not vanish in every seed even at δ = 1" in text
+    assert "was marginal at δ = 1" in text
+    assert (
+        "first exploded at δ = 1.1 (fastest seed's rate +0.01 nats/step, doubling every 69.3 steps; "
+        "mixed: 2 marginal, 1 exploding)" in text
+    )
+
+
+def test_conclusions_group_by_the_other_varied_axes():
+    table = pd.concat(
+        [
+            _table([(0.5, -0.9, "guaranteed vanishing"), (1.2, -0.1, "vanishing")], hidden=32),
+            _table([(0.5, -0.8, "guaranteed vanishing"), (1.2, 0.1, "exploding")], hidden=128),
+        ]
+    )
+    sentences = conclusions(table)["tanh"]
+    assert len(sentences) == 2
+    assert sentences[0].startswith("tanh (γ = 1, n = 32)") and sentences[1].startswith("tanh (γ = 1, n = 128)")
+    assert "never exploded" in sentences[0] and "first exploded at δ = 1.2" in sentences[1]
+
+
+def test_a_bound_violation_makes_the_report_say_bug(tmp_path):
+    grid = rnnstab.Grid(delta=(0.5, 1.2), seeds=(0,), hidden=(8,), steps=(20,), batch=2)
+    rnnstab.run_sweep(grid, tmp_path)
+    path = sorted((tmp_path / "records").iterdir())[0]
+    record = store.read_record(path)
+    store.write_record(
+        tmp_path, dataclasses.replace(record, bound_holds=False, bound_violations=3, max_bound_excess=0.25)
+    )
+    report = rnnstab.write_report(tmp_path)
+    assert report.bound_holds is False
+    markdown = report.markdown.read_text()
+    assert markdown.splitlines()[2].startswith("> **⚠ BUG: a computed ‖J_t‖₂ exceeded the bound")
+    assert "+2.5e−01  **BUG**" in markdown
+    assert '<p class="bug">⚠ BUG' in report.html.read_text()
+    summary = json.loads(report.summary_json.read_text())
+    assert summary["bound"]["bug"] is True and summary["bound"]["violations"] == 3
+
+
+def test_report_refuses_an_empty_or_foreign_directory(tmp_path):
+    with pytest.raises(rnnstab.InvalidArgumentError, match="no rnnstab sweep"):
+        rnnstab.write_report(tmp_path)
+    rnnstab.run_sweep(rnnstab.Grid(delta=(0.5,), seeds=(0,), hidden=(4,), steps=(5,), batch=1), tmp_path / "s")
+    for record in (tmp_path / "s" / "records").iterdir():
+        record.unlink()
+    with pytest.raises(rnnstab.InvalidArgumentError, match="no records yet"):
+        rnnstab.write_report(tmp_path / "s")
+
+
+# --- figures ---------------------------------------------------------------------------------------------------------
+
+
+def test_figures_label_their_axes_in_natural_log(tmp_path):
+    curves = pd.DataFrame(
+        [
+            {"panel": p, "delta": d, "seed": s, "curve": np.arange(1, 11) * (math.log(d) - 0.1 * s)}
+            for p in ("tanh, γ = 1", "relu, γ = 1")
+            for d in (0.5, 1.0, 1.5)
+            for s in range(3)
+        ]
+    )
+    fig = plot_sweep_norms(curves, path=tmp_path / "norms.png")
+    visible = [ax for ax in fig.axes if ax.get_visible() and ax.get_xlabel()]
+    assert len(visible) == 2
+    assert all("natural log" in ax.get_ylabel() and ax.get_xlabel() == "t (steps)" for ax in visible)
+    assert len(visible[0].lines) >= 6  # a mean line and a bound line per δ
+
+    table = pd.DataFrame(
+        [
+            {"panel": "tanh", "delta": d, "y": str(g), "y_order": g, "rate_per_step": math.log(d) - 0.2, "regime": r}
+            for g in (0.5, 1.0)
+            for d, r in ((0.5, "guaranteed vanishing"), (1.5, "exploding"))
+        ]
+    )
+    fig = plot_phase_diagram(table, path=tmp_path / "phase.png", y_label="γ")
+    assert any("natural log" in ax.get_ylabel() for ax in fig.axes)  # the colour bar
+    assert fig.axes[0].get_xlabel() == "δ = γ‖W‖₂"
+
+    rates = pd.DataFrame(
+        {
+            "series": ["a"] * 3,
+            "log_delta": [-0.5, 0.0, 0.5],
+            "rate_per_step": [-0.7, -0.2, 0.3],
+            "rate_per_step_std": [0.1, np.nan, 0.0],
+        }
+    )
+    fig = plot_rate_vs_log_delta(rates, path=tmp_path / "rates.png")
+    ax = fig.axes[0]
+    assert "natural log" in ax.get_xlabel() and "natural log" in ax.get_ylabel()
+    assert any("bound tight" in (line.get_label() or "") for line in ax.lines)
+    for name in ("norms", "phase", "rates"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
