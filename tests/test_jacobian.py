@@ -34,7 +34,7 @@ def test_float32_agrees_with_float64_reference(activation):
     expected = torch.log(torch.linalg.matrix_norm(reference, ord=2))
     # float32: each step's product carries ~√n·ε ≈ 5e-7 relative error and the trajectory itself (hence D_t)
     # is computed in float32; over 60 steps that accumulates to ~1e-4 in log-norm, and the float32 power
-    # iteration stops at rtol 1e-5. Allow 1e-3 absolute in log space (0.1 % in the norm).
+    # iteration stops at rtol 1e-6. Allow 1e-3 absolute in log space (0.1 % in the norm).
     assert (trace.log_spectral - expected).abs().max() < 1e-3
     expected_fro = torch.log(torch.linalg.matrix_norm(reference))
     assert (trace.log_frobenius - expected_fro).abs().max() < 1e-3
@@ -217,3 +217,20 @@ def test_a_network_does_not_depend_on_its_batch_mates():
         alone = rnnstab.jacobian_norms(alone_rnn, x[i : i + 1])
         assert torch.equal(alone.log_spectral[0], together.log_spectral[i])
         assert torch.equal(alone.log_frobenius[0], together.log_frobenius[i])
+
+
+def test_float32_does_not_stop_on_a_plateau():
+    # A case where the top two singular values of J_t change places early on: Lanczos warm-started from the old top
+    # vector first finds the old value, and a loose stopping test (1e-5) once reported ‖J_15‖₂ 7 % too low in
+    # float32. The default float32 tolerance must follow through to the true top value.
+    n = 128
+    gen = torch.Generator().manual_seed(n)
+    W = rnnstab.scale_to_threshold(rnnstab.init_weights("gaussian", n, seed=n), delta=0.9, gamma=1.0)
+    U = torch.randn(n, 4, generator=gen, dtype=F64) / 2
+    b = 0.1 * torch.randn(n, generator=gen, dtype=F64)
+    x = torch.randn(16, 30, 4, generator=gen, dtype=F64)
+    rnn = rnnstab.VanillaRNN(W, U, b, activation="tanh")
+    expected = torch.log(torch.linalg.matrix_norm(explicit_jacobians(rnn, x), ord=2))
+    trace = rnnstab.jacobian_norms(rnn, x, dtype=torch.float32)
+    # float32 rounding over 30 steps: ~30·√128·6e-8 ≈ 2e-5 in log, plus rtol; a plateau error is ≥ 1e-3.
+    assert (trace.log_spectral - expected).abs().max() < 1e-4
