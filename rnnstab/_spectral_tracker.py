@@ -26,39 +26,42 @@ class SpectralTracker:
     from the same fixed vector), so a network's numbers do not depend on which networks share its batch.
     """
 
-    def __init__(self, P: torch.Tensor, Wt: torch.Tensor, *, rtol: float, max_iter: int) -> None:
+    def __init__(self, *, rtol: float, max_iter: int) -> None:
+        self.rtol, self.max_iter = rtol, max_iter
+        self.v: torch.Tensor | None = None  # the warm start (rows), set at the first update
+        self.image: torch.Tensor | None = None  # J v, rows
+        self.iterations: list[int] = []
+        self.fallbacks = 0
+
+    def _allocate(self, P: torch.Tensor) -> torch.Tensor:
         batch, n, _ = P.shape
-        self.Wt, self.rtol, self.max_iter = Wt, rtol, max_iter
         self.size = min(n, _MAX_KRYLOV)  # Krylov dimension m ≤ n: more vectors cannot be orthogonal
         self.noise = n * torch.finfo(P.dtype).eps  # relative size of rounding in one thin product
         self.right = torch.zeros(batch, self.size, n, dtype=P.dtype, device=P.device)  # q_j: input space
         self.left = torch.zeros_like(self.right)  # p_j: output space
         self.bidiagonal = torch.zeros(batch, self.size, self.size, dtype=torch.float64, device=P.device)
-        generator = torch.Generator().manual_seed(0)
-        start = torch.randn(n, dtype=torch.float64, generator=generator)
-        self.v = (start / start.norm()).to(dtype=P.dtype, device=P.device).expand(batch, 1, n).contiguous()
-        self.image: torch.Tensor | None = None  # J v, rows
-        self.iterations: list[int] = []
-        self.fallbacks = 0
+        start = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        return (start / start.norm()).to(dtype=P.dtype, device=P.device).expand(batch, 1, n).contiguous()
 
-    def update(self, P: torch.Tensor, d: torch.Tensor, fro: torch.Tensor) -> torch.Tensor:
+    def update(self, P: torch.Tensor, Wt: torch.Tensor, d: torch.Tensor, fro: torch.Tensor) -> torch.Tensor:
         """‖P‖₂ (batch,) after P was multiplied by Wᵀ diag(d); ``fro`` = ‖P‖_F (0 marks a dead product)."""
-        if self.image is None:
-            self.image = torch.bmm(self.v, P)
+        if self.v is None or self.image is None:
+            run_v = self._allocate(P)
+            run_image = torch.bmm(run_v, P)
         else:
-            self.image = torch.matmul(self.image, self.Wt).mul_(d[:, None, :])  # J_t v from J_{t-1} v
+            run_v, run_image = self.v, torch.matmul(self.image, Wt).mul_(d[:, None, :])  # J_t v from J_{t-1} v
         sigma = torch.zeros(P.shape[0], dtype=P.dtype, device=P.device)
-        v, image = self.v.clone(), self.image.clone()
+        v, image = run_v, run_image
         pending = torch.ones_like(fro, dtype=torch.bool)
         spent = 0
         while spent < self.max_iter:
-            run_sigma, steps, done = self._lanczos(P, self.image, fro, self.max_iter - spent)
+            run_sigma, steps, done, run_v, run_image = self._lanczos(P, run_v, run_image, fro, self.max_iter - spent)
             spent += steps
             # σ = 0 for a non-zero product means v fell into J's null space: only an SVD can say more.
             done &= pending & ((run_sigma > 0) | (fro == 0))
             sigma = torch.where(done, run_sigma, sigma)
-            v = torch.where(done[:, None, None], self.v, v)
-            image = torch.where(done[:, None, None], self.image, image)
+            v = torch.where(done[:, None, None], run_v, v)
+            image = torch.where(done[:, None, None], run_image, image)
             pending &= ~done
             if not bool(pending.any()) or bool((run_sigma[pending] == 0).any()):
                 break
@@ -73,17 +76,17 @@ class SpectralTracker:
         return sigma
 
     def _lanczos(
-        self, P: torch.Tensor, image: torch.Tensor, fro: torch.Tensor, budget: int
-    ) -> tuple[torch.Tensor, int, torch.Tensor]:
-        """One Lanczos run from (self.v, image = J v), leaving each row's top Ritz pair in (self.v, self.image).
+        self, P: torch.Tensor, start: torch.Tensor, image: torch.Tensor, fro: torch.Tensor, budget: int
+    ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One Lanczos run from (start, image = J start).
 
-        Returns (σ, Lanczos steps taken, which rows converged). A row converges at the first step j where its Ritz
-        value grew by at most rtol; its bidiagonal is cut there, so later steps (taken for other rows) leave it
-        unchanged."""
+        Returns (σ, Lanczos steps taken, which rows converged, each row's top Ritz vector v, and J v). A row
+        converges at the first step j where its Ritz value grew by at most rtol; its bidiagonal is cut there, so
+        later steps (taken for other rows) leave it unchanged."""
         Q, L, B = self.right, self.left, self.bidiagonal
         floor = (self.noise * fro)[:, None, None]
         alpha = torch.linalg.vector_norm(image, dim=-1, keepdim=True)
-        Q[:, :1] = self.v
+        Q[:, :1] = start
         _normalise(image, alpha, floor, out=L[:, :1])
         B.zero_()
         B[:, 0, 0] = alpha[:, 0, 0]
@@ -115,7 +118,7 @@ class SpectralTracker:
         if m == Q.shape[-1]:
             done[:] = True  # the Krylov space is all of ℝⁿ: the Ritz values are exact
         sigma = torch.empty_like(fro)
-        v, image = torch.empty_like(self.v), torch.empty_like(image)
+        v, image = torch.empty_like(start), torch.empty_like(image)
         cuts = torch.unique(cut).tolist()
         for last in cuts:
             # Rows cut at the same step share one SVD of exactly their size: a padded matrix would change the
@@ -127,8 +130,7 @@ class SpectralTracker:
             v[rows] = torch.bmm(Vh[:, :1].to(P.dtype), Q[rows, :size])
             image[rows] = torch.bmm((U[:, :, :1].mT * S[:, :1, None]).to(P.dtype), L[rows, :size])
             sigma[rows] = S[:, 0].to(P.dtype)
-        self.v, self.image = v, image
-        return sigma, j, done
+        return sigma, j, done, v, image
 
 
 def _orthogonalise(x: torch.Tensor, basis: torch.Tensor) -> None:

@@ -50,6 +50,15 @@ def test_spectral_norm_equals_explicit_product_at_every_step(batched):
     assert torch.allclose(trace.log_spectral, torch.log(reference), rtol=0, atol=1e-9)
 
 
+def test_svd_method_equals_explicit_product():
+    rnn = random_rnn(24, delta=1.2, seed=13)
+    x = torch.randn(3, 40, 3, generator=torch.Generator().manual_seed(14), dtype=F64)
+    reference = torch.log(torch.linalg.matrix_norm(explicit_jacobians(rnn, x), ord=2))
+    trace = rnnstab.jacobian_norms(rnn, x, spectral_method="svd")
+    assert torch.allclose(trace.log_spectral, reference, rtol=0, atol=1e-12)
+    assert trace.spectral_iterations.sum() == 0
+
+
 def test_singular_values_at_chosen_steps():
     rnn = random_rnn(10, delta=1.2, seed=7)
     x = torch.randn(2, 30, 3, generator=torch.Generator().manual_seed(8), dtype=F64)
@@ -159,6 +168,7 @@ def test_bound_violations_reports_a_wrong_delta():
         ({"dtype": torch.float16}, "dtype"),
         ({"dtype": "half"}, "dtype"),
         ({"rtol": 0.0}, "rtol"),
+        ({"spectral_method": "power"}, "spectral_method"),
         ({"max_iter": 0}, "max_iter"),
         ({"device": "tpu"}, "device"),
     ],
