@@ -16,21 +16,13 @@ import pytest
 import rnnstab
 from rnnstab import store
 from rnnstab.sweep import compute_chunk, plan_chunks
+from tests.sweeps import assert_identical
 
 GRID = rnnstab.Grid(delta=(0.5, 1.0, 1.5), seeds=(0, 1), hidden=(8,), steps=(20,), batch=2)
 
 
 def _frame(directory):
     return rnnstab.load_sweep(directory, traces=True)
-
-
-def _assert_identical(a, b):
-    assert list(a["record"]) == list(b["record"])
-    scalars = [c for c in a.columns if c not in ("log_spectral", "log_frobenius")]
-    assert a[scalars].equals(b[scalars])
-    for column in ("log_spectral", "log_frobenius"):
-        for x, y in zip(a[column], b[column], strict=True):
-            assert np.array_equal(x, y)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +117,7 @@ def test_resume_skips_complete_records(tmp_path, reference):
     result = rnnstab.run_sweep(GRID, tmp_path, stack=4, resume=True)
     assert (result.tasks_computed, result.tasks_skipped, result.chunks) == (0, 6, 0)
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "records").iterdir()} == before
-    _assert_identical(_frame(reference), _frame(tmp_path))
+    assert_identical(_frame(reference), _frame(tmp_path))
     meta = json.loads((tmp_path / store.METADATA_FILE).read_text())
     assert [r["status"] for r in meta["runs"]] == ["finished", "finished"]
 
@@ -155,7 +147,7 @@ def test_partially_written_call_is_recomputed_identically(tmp_path, reference):
         warnings.simplefilter("error")
         result = rnnstab.run_sweep(GRID, tmp_path, stack=4, resume=True)
     assert result.tasks_computed == 1 and result.chunks == 1 and result.tasks_recomputed == 0
-    _assert_identical(_frame(reference), _frame(tmp_path))
+    assert_identical(_frame(reference), _frame(tmp_path))
 
 
 def test_corrupted_and_missing_records_are_recomputed_with_a_warning(tmp_path, reference):
@@ -171,7 +163,7 @@ def test_corrupted_and_missing_records_are_recomputed_with_a_warning(tmp_path, r
     assert "missing since an earlier finished run" in messages
     assert result.tasks_computed == 2 and result.tasks_recomputed == 2
     assert not list((tmp_path / "records").glob("*.tmp"))
-    _assert_identical(_frame(reference), _frame(tmp_path))
+    assert_identical(_frame(reference), _frame(tmp_path))
 
 
 def test_existing_sweep_is_not_overwritten_without_resume(tmp_path):
@@ -268,5 +260,5 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_results(tmp_path, uni
     resumed = _cli([*KILL_ARGS, "--out", str(out), "--quiet", "--no-report", "--resume"])
     assert resumed.returncode == 0, resumed.stderr
     assert "warning" not in resumed.stderr  # an interrupted run's gaps are work to do, not damage
-    _assert_identical(uninterrupted, _frame(out))
+    assert_identical(uninterrupted, _frame(out))
     assert not list(out.rglob("*.tmp"))

@@ -13,6 +13,7 @@ import rnnstab
 from rnnstab.store import Configuration
 from rnnstab.sweep import compute_chunk, parse_values, plan_chunks, sweep_network, task_seed
 from rnnstab.theory import late_rate
+from tests.sweeps import assert_identical
 
 SMALL = {"hidden": (8,), "steps": (30,), "batch": 2}
 
@@ -260,15 +261,6 @@ def _frame(directory):
     return rnnstab.load_sweep(directory, traces=True).drop(columns=["device"])
 
 
-def _assert_identical(a, b):
-    assert list(a["record"]) == list(b["record"])
-    scalars = [c for c in a.columns if c not in ("log_spectral", "log_frobenius")]
-    assert a[scalars].equals(b[scalars])
-    for column in ("log_spectral", "log_frobenius"):
-        for x, y in zip(a[column], b[column], strict=True):
-            assert np.array_equal(x, y)  # bit for bit
-
-
 @pytest.fixture(scope="module")
 def local_reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
@@ -278,7 +270,7 @@ def local_reference(tmp_path_factory):
 
 def test_rerun_is_bit_identical(tmp_path, local_reference):
     rnnstab.run_sweep(DETERMINISM_GRID, tmp_path, stack=4)
-    _assert_identical(local_reference, _frame(tmp_path))
+    assert_identical(local_reference, _frame(tmp_path))
 
 
 def test_dask_local_cluster_matches_the_local_executor_bit_for_bit(tmp_path, local_reference):
@@ -293,14 +285,14 @@ def test_dask_local_cluster_matches_the_local_executor_bit_for_bit(tmp_path, loc
                 DETERMINISM_GRID, out, executor="dask", client=client, stack=4, chunks_per_shard=shard
             )
             assert result.tasks_computed == 12 and result.chunks == 6
-            _assert_identical(local_reference, _frame(out))
+            assert_identical(local_reference, _frame(out))
 
 
 @pytest.mark.parametrize("stack", [2, 6])
 def test_stack_size_does_not_change_the_numbers(tmp_path, local_reference, stack):
     # jacobian_norms decides convergence per network, so how networks are stacked into calls is invisible.
     rnnstab.run_sweep(DETERMINISM_GRID, tmp_path, stack=stack)
-    _assert_identical(local_reference, _frame(tmp_path))
+    assert_identical(local_reference, _frame(tmp_path))
 
 
 def test_missing_dask_extra_names_the_extra_and_writes_nothing(tmp_path, monkeypatch):
