@@ -485,7 +485,8 @@ def _sweep_progress(disable: bool) -> Progress:
         TimeRemainingColumn(),
         TextColumn("{task.fields[counts]}"),
         console=console,
-        disable=disable,
+        disable=disable or not console.is_terminal,  # a bar in a log or pipe is noise (and a stray blank line)
+        transient=True,  # an error then leaves one line, not a stopped bar
     )
 
 
@@ -514,7 +515,8 @@ def _progress(disable: bool) -> Progress:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=console,
-        disable=disable,
+        disable=disable or not console.is_terminal,  # a bar in a log or pipe is noise (and a stray blank line)
+        transient=True,  # an error then leaves one line, not a stopped bar
     )
 
 
