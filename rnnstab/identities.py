@@ -56,6 +56,16 @@ def _hessian(f: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tenso
 def check_induction(*, seed: int = 0, dtype: torch.dtype = torch.float64) -> IdentityCheck:
     """σ(h_t) = g_t for the post- and pre-activation forms of a random tanh RNN (see :func:`induction_check`).
 
+    Args:
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = max |σ(h_t) − g_t|, tolerance 10⁴ ulps of the dtype.
+
+    Raises:
+        InvalidArgumentError: an unsupported dtype.
+
     Example:
         >>> check_induction().passed
         True
@@ -90,6 +100,18 @@ def check_taylor(
 
     When gᵀHg > 0 the quadratic model is minimised by ε* = gᵀg/gᵀHg (reported with the loss there); when
     gᵀHg ≤ 0 the model has no minimum along −g, ``details["curvature"]`` is ``"non-positive"`` and no ε* is given.
+
+    Args:
+        order: 2 for the Taylor model above; 1 drops the curvature term (a deliberately wrong model).
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+        exact_hessian: form the full Hessian instead of one Hessian-vector product.
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = |slope − 3|, tolerance 0.5.
+
+    Raises:
+        InvalidArgumentError: order not 1 or 2, or an unsupported dtype.
 
     Example:
         >>> c = check_taylor()
@@ -168,6 +190,18 @@ def check_newton_quadratic(
     H and ∇f come from autograd (exact Hessian), the reference x* = A⁻¹b from the closed form. With
     ``step_size=1`` the step lands on x*; any other step size does not, and the check fails.
 
+    Args:
+        dim: dimension of x (A has eigenvalues spread over [1, 10]).
+        step_size: multiplier of the Newton step; 1 is Newton's method.
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = max |x₁ − x*| / (1 + max |x*|), tolerance 100 ulps × 10 × dim.
+
+    Raises:
+        InvalidArgumentError: dim < 1, step_size ≤ 0, or an unsupported dtype.
+
     Example:
         >>> check_newton_quadratic().passed, check_newton_quadratic(step_size=0.5).passed
         (True, False)
@@ -212,6 +246,16 @@ def check_newton_rnn(*, seed: int = 0, dtype: torch.dtype = torch.float64) -> Id
     The Hessian of an RNN loss is generally indefinite, so a full Newton step may raise the loss or head for a
     saddle point. The only thing checked is that the step and the new loss are finite; ``details`` gives the loss
     before and after and the Hessian's extreme eigenvalues, so the user can see what happened.
+
+    Args:
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Returns:
+        An :class:`IdentityCheck` with discrepancy 0 and tolerance 0 when the step is finite (∞ otherwise).
+
+    Raises:
+        InvalidArgumentError: an unsupported dtype.
 
     Example:
         >>> c = check_newton_rnn()
@@ -285,5 +329,7 @@ def run_identities(
     names = list(IDENTITIES) if only is None else list(only)
     unknown = [name for name in names if name not in IDENTITIES]
     if unknown:
-        raise InvalidArgumentError(f"only: unknown check(s) {unknown}; valid names: {', '.join(IDENTITIES)}")
+        raise InvalidArgumentError(
+            f"only (--only): unknown check name(s) {unknown}; valid names: {', '.join(IDENTITIES)}"
+        )
     return [IDENTITIES[name](seed=seed, dtype=chosen) for name in names]

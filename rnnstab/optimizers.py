@@ -95,6 +95,18 @@ def check_ema_unrolled(
 
     The weights (1−β)β^{t−i} are reported (oldest first); they sum to 1 − β^t, not 1 — the source of the bias.
 
+    Args:
+        beta: running-average coefficient, in (0, 1).
+        steps: t, the number of averaged gradients.
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = max |v_t − Σ weights·g_i|, tolerance 100 ulps per step.
+
+    Raises:
+        InvalidArgumentError: β outside (0, 1), steps < 1, or an unsupported dtype.
+
     Example:
         >>> c = check_ema_unrolled(beta=0.5, steps=3)
         >>> c.passed, c.details["weights"]
@@ -144,6 +156,19 @@ def check_ema_bias(
     Returns:
         An :class:`IdentityCheck`; discrepancy = the larger |estimate − claim| in units of its standard error,
         tolerance = ``z``.
+
+    Args:
+        beta: running-average coefficient, in (0, 1).
+        steps: t.
+        samples: number of Monte-Carlo sequences.
+        mean: E[g].
+        z: half-width of the confidence intervals in standard errors (4: a false alarm about once in 16 000).
+        bias_correction: divide by 1 − β^t before the unbiasedness claim (False makes a false claim).
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Raises:
+        InvalidArgumentError: β outside (0, 1), steps, samples < 1, z ≤ 0, or an unsupported dtype.
 
     Example:
         >>> check_ema_bias().passed, check_ema_bias(bias_correction=False).passed

@@ -35,6 +35,15 @@ def weightnorm_gradients(
     ∇_g L = ∇_w L · v/‖v‖ and ∇_v L = (g/‖v‖) M_w ∇_w L with M_w = I − wwᵀ/‖w‖². ``project=False`` leaves out
     M_w (a wrong formula, kept so that tests can show the check fails on it).
 
+    Args:
+        loss: L as a function of w.
+        g: the scale (0-D tensor).
+        v: the direction (1-D tensor).
+        project: apply M_w (True is the correct formula).
+
+    Returns:
+        (∇_g L, ∇_v L).
+
     Example:
         >>> loss = lambda w: (w**3).sum()
         >>> v = torch.tensor([3.0, 4.0], dtype=torch.float64)
@@ -55,6 +64,17 @@ def check_weightnorm_gradient(
     *, project: bool = True, seed: int = 0, dtype: torch.dtype = torch.float64
 ) -> IdentityCheck:
     """The weight-normalisation gradients ∇_g L, ∇_v L (from ∇_w L) against autograd through w = g·v/‖v‖; ∇_v L ⟂ v.
+
+    Args:
+        project: use the correct formula with M_w; False leaves M_w out, and the check fails.
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = max(relative gap to autograd, |cos(∇_v L, v)|), tolerance 10³ ulps.
+
+    Raises:
+        InvalidArgumentError: an unsupported dtype.
 
     Example:
         >>> check_weightnorm_gradient().passed, check_weightnorm_gradient(project=False).passed
@@ -82,7 +102,19 @@ def check_weightnorm_gradient(
 
 
 def norm_growth(v: torch.Tensor, delta_v: torch.Tensor) -> tuple[float, float]:
-    """(‖v + Δv‖, √(1 + c²)‖v‖) with c = ‖Δv‖/‖v‖; equal when Δv ⟂ v (Pythagoras), as for a WN gradient step."""
+    """(‖v + Δv‖, √(1 + c²)‖v‖) with c = ‖Δv‖/‖v‖; equal when Δv ⟂ v (Pythagoras), as for a WN gradient step.
+
+    Args:
+        v: the current direction vector.
+        delta_v: the update Δv.
+
+    Returns:
+        (the actual norm after the update, the norm the growth law predicts).
+
+    Example:
+        >>> norm_growth(torch.tensor([3.0, 4.0]), torch.tensor([-0.8, 0.6]))  # Δv ⟂ v, c = 0.2
+        (5.0990195..., 5.0990195...)
+    """
     c = float(delta_v.norm() / v.norm())
     return float((v + delta_v).norm()), math.sqrt(1 + c * c) * float(v.norm())
 
@@ -94,6 +126,16 @@ def check_weightnorm_growth(
 
     Checked at every one of ``steps`` SGD steps of rate ``lr`` on (g, v); the norms ‖v_t‖ and the effective rate
     g/‖v_t‖ are reported — ‖v‖ only grows, which shrinks the effective learning rate.
+
+    Args:
+        lr: SGD learning rate, > 0.
+        steps: number of SGD steps.
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = max relative gap between ‖v_{t+1}‖ and √(1+c²)‖v_t‖,
+        tolerance 100 ulps.
 
     Raises:
         InvalidArgumentError: lr ≤ 0 or steps < 1.
@@ -137,6 +179,19 @@ def check_wn_bn(
     The batch is whitened exactly (centred, then multiplied by the inverse square root of its own covariance,
     1/N convention), so mean 0 and covariance I hold to rounding and the identity is exact to rounding — no
     sampling error. ``whiten=False`` uses the raw correlated batch, where the identity fails.
+
+    Args:
+        samples: batch size N.
+        dim: input dimension.
+        whiten: whiten the batch exactly (False: raw correlated inputs, where the identity fails).
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = max |BN(vᵀx) − vᵀx/‖v‖|, tolerance 10³ ulps.
+
+    Raises:
+        InvalidArgumentError: samples ≤ dim, dim < 1, or an unsupported dtype.
 
     Example:
         >>> check_wn_bn().passed, check_wn_bn(whiten=False).passed
