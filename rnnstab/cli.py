@@ -509,15 +509,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
     Console().print(table)
 
 
-_IDENTITIES_HELP = f"""Check numerically the results around gradient stability, each with PASS/FAIL.
-
-Each row states a claim (momentum equals a running average, the second-order Taylor model, Newton's step,
-the weight-normalisation gradient, …), the discrepancy measured on a small real problem, and the tolerance it
-must stay under (a few hundred rounding units of the dtype, or a Monte-Carlo confidence interval). Exit code 1
-when any check fails, 2 on bad options.
-
-Checks: {", ".join(rnnstab.IDENTITIES)}.
-"""
+_IDENTITIES_HELP = (
+    "Check numerically the results around gradient stability, each with PASS/FAIL.\n\n"
+    "Each row states a claim (momentum equals a running average, the second-order Taylor model, Newton's step, "
+    "the weight-normalisation gradient, …), the discrepancy measured on a small real problem, and the tolerance it "
+    "must stay under (a few hundred rounding units of the dtype, a slope, or a Monte-Carlo confidence interval). "
+    "Exit code 1 when any check fails, 2 on bad options.\n\n"
+    f"Checks: {', '.join(rnnstab.IDENTITIES)}."
+)
 
 
 @app.command("identities", help=_IDENTITIES_HELP)
