@@ -10,24 +10,43 @@ from rnnstab.exceptions import (
     RnnstabWarning,
     ShapeError,
 )
-from rnnstab.identities import induction_check
+from rnnstab.identities import (
+    IDENTITIES,
+    IdentityCheck,
+    check_induction,
+    check_newton_quadratic,
+    check_newton_rnn,
+    check_taylor,
+    induction_check,
+    run_identities,
+)
 from rnnstab.jacobian import JacobianTrace, jacobian_norms
+from rnnstab.optimizers import check_ema_bias, check_ema_unrolled, check_momentum_ema
 from rnnstab.report import Report, write_report
 from rnnstab.rnn import VanillaRNN
 from rnnstab.store import Configuration, Record, load_sweep
 from rnnstab.sweep import Grid, SweepProgress, SweepResult, run_sweep, sweep_network
 from rnnstab.theory import REGIMES, BoundViolation, Verdict, bound_violations, log_bound, verdicts
+from rnnstab.weightnorm import (
+    check_weightnorm_gradient,
+    check_weightnorm_growth,
+    check_wn_bn,
+    norm_growth,
+    weightnorm_gradients,
+)
 from rnnstab.weights import init_weights, scale_to_threshold, spectral_norm
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "IDENTITIES",
     "REGIMES",
     "Activation",
     "ArgumentTypeError",
     "BoundViolation",
     "Configuration",
     "Grid",
+    "IdentityCheck",
     "InvalidArgumentError",
     "JacobianTrace",
     "MissingDependencyError",
@@ -44,17 +63,30 @@ __all__ = [
     "__version__",
     "activation_names",
     "bound_violations",
+    "check_ema_bias",
+    "check_ema_unrolled",
+    "check_induction",
+    "check_momentum_ema",
+    "check_newton_quadratic",
+    "check_newton_rnn",
+    "check_taylor",
+    "check_weightnorm_gradient",
+    "check_weightnorm_growth",
+    "check_wn_bn",
     "get_activation",
     "induction_check",
     "init_weights",
     "jacobian_norms",
     "load_sweep",
     "log_bound",
+    "norm_growth",
     "register_activation",
+    "run_identities",
     "run_sweep",
     "scale_to_threshold",
     "spectral_norm",
     "sweep_network",
     "verdicts",
+    "weightnorm_gradients",
     "write_report",
 ]

@@ -1,10 +1,34 @@
-"""Numerical checks of results around the vanishing-gradient bound."""
+"""Numerical checks of results around the vanishing-gradient bound.
+
+Each ``check_*`` returns an :class:`IdentityCheck`; :func:`run_identities` runs them all. The optimiser checks live in
+:mod:`rnnstab.optimizers`, the weight-normalisation ones in :mod:`rnnstab.weightnorm`.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import torch
 
+from rnnstab import _checks
+from rnnstab._identity import IdentityCheck, eps, flat_loss, problem, verdict
+from rnnstab.exceptions import InvalidArgumentError
+from rnnstab.optimizers import check_ema_bias, check_ema_unrolled, check_momentum_ema
 from rnnstab.rnn import VanillaRNN
+from rnnstab.weightnorm import check_weightnorm_gradient, check_weightnorm_growth, check_wn_bn
+
+__all__ = [
+    "IDENTITIES",
+    "IdentityCheck",
+    "check_induction",
+    "check_newton_quadratic",
+    "check_newton_rnn",
+    "check_taylor",
+    "induction_check",
+    "run_identities",
+]
 
 
 def induction_check(rnn: VanillaRNN, x: torch.Tensor, *, h0: torch.Tensor | None = None) -> float:
@@ -22,3 +46,290 @@ def induction_check(rnn: VanillaRNN, x: torch.Tensor, *, h0: torch.Tensor | None
     post = rnn.run(x, h0=h0)
     pre = rnn.run_preactivation(x, h0=h0)
     return float((rnn.activation.fn(pre) - post).abs().max())
+
+
+def _hessian(f: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Exact Hessian by reverse-over-reverse (torch.func.hessian's forward mode triggers a torch.jit warning)."""
+    return torch.func.jacrev(torch.func.jacrev(f))
+
+
+def check_induction(*, seed: int = 0, dtype: torch.dtype = torch.float64) -> IdentityCheck:
+    """σ(h_t) = g_t for the post- and pre-activation forms of a random tanh RNN (see :func:`induction_check`).
+
+    Args:
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = max |σ(h_t) − g_t|, tolerance 10⁴ ulps of the dtype.
+
+    Raises:
+        InvalidArgumentError: an unsupported dtype.
+
+    Example:
+        >>> check_induction().passed
+        True
+    """
+    gen = torch.Generator().manual_seed(seed)
+    n, m = 8, 3
+    W = 1.5 * torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))[0]
+    U = torch.randn(n, m, generator=gen, dtype=torch.float64)
+    x = torch.randn(5, 30, m, generator=gen, dtype=torch.float64)
+    rnn = VanillaRNN(W.to(dtype), U.to(dtype), None, activation="tanh")
+    value = induction_check(rnn, x.to(dtype))
+    # |g_t| ≤ 1 and tanh is 1-Lipschitz: the two forms differ by a few ulps of O(1) numbers; 1e4 ulps is generous.
+    return verdict(
+        "induction",
+        "σ(h_t) = g_t: pre-activation form h_t = W σ(h_{t-1}) + U x_t + b matches g_t = σ(W g_{t-1} + U x_t + b)",
+        value,
+        1e4 * eps(dtype),
+        unit="max |σ(h_t) − g_t|",
+        tolerance_reason="10⁴ ulps of O(1) states",
+    )
+
+
+def check_taylor(
+    *, order: int = 2, seed: int = 0, dtype: torch.dtype = torch.float64, exact_hessian: bool = False
+) -> IdentityCheck:
+    """Second-order Taylor model of an RNN loss along the gradient, and the optimal step ε* = gᵀg / gᵀHg.
+
+    f(θ₀ − εg) = f(θ₀) − ε gᵀg + ½ ε² gᵀHg + O(ε³), with gᵀHg from a Hessian-vector product (double backward);
+    ``exact_hessian=True`` forms H instead (small models only). The remainder must shrink like ε³: the check fits
+    the slope of log|remainder| against log ε over five halvings of ε and passes when it lies within 0.5 of 3.
+    ``order=1`` drops the curvature term, so the remainder is O(ε²) and the check fails — proof that it can.
+
+    When gᵀHg > 0 the quadratic model is minimised by ε* = gᵀg/gᵀHg (reported with the loss there); when
+    gᵀHg ≤ 0 the model has no minimum along −g, ``details["curvature"]`` is ``"non-positive"`` and no ε* is given.
+
+    Args:
+        order: 2 for the Taylor model above; 1 drops the curvature term (a deliberately wrong model).
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+        exact_hessian: form the full Hessian instead of one Hessian-vector product.
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = |slope − 3|, tolerance 0.5.
+
+    Raises:
+        InvalidArgumentError: order not 1 or 2, or an unsupported dtype.
+
+    Example:
+        >>> c = check_taylor()
+        >>> c.passed, round(c.details["slope"])
+        (True, 3)
+    """
+    if order not in (1, 2):
+        raise InvalidArgumentError(f"order must be 1 or 2, got {order!r}")
+    dtype = _checks.dtype("dtype", dtype)
+    params, x, y = problem(seed, dtype)
+    loss = flat_loss([p.shape for p in params], x, y)
+    theta = torch.cat([p.flatten() for p in params]).requires_grad_(True)
+    f0 = loss(theta)
+    (grad,) = torch.autograd.grad(f0, theta, create_graph=True)
+    if exact_hessian:
+        hessian = _hessian(loss)(theta.detach())
+        gHg = float(grad.detach() @ hessian @ grad.detach())
+    else:
+        (hvp,) = torch.autograd.grad(grad, theta, grad_outputs=grad.detach())
+        gHg = float(grad.detach() @ hvp)
+    g = grad.detach()
+    gg, theta0, f0v = float(g @ g), theta.detach(), float(f0.detach())
+    # Steps ε‖g‖ from 0.2 down by halvings: large enough that the ε³ term beats rounding (≈ 1e-16 · f in float64),
+    # small enough that it dominates the ε⁴ term. float32 rounding (≈ 6e-8) needs the larger end of the range.
+    start = 0.2 if dtype == torch.float64 else 0.8
+    eps_values = [start * 0.5**k / gg**0.5 for k in range(5)]
+    remainders = []
+    with torch.no_grad():
+        for eps in eps_values:
+            model = f0v - eps * gg + (0.5 * eps**2 * gHg if order == 2 else 0.0)
+            remainders.append(abs(float(loss(theta0 - eps * g)) - model))
+    logs_e = torch.log(torch.tensor(eps_values, dtype=torch.float64))
+    logs_r = torch.log(torch.tensor(remainders, dtype=torch.float64).clamp_min(1e-300))
+    centred = logs_e - logs_e.mean()
+    slope = float((centred * (logs_r - logs_r.mean())).sum() / (centred**2).sum())
+    details: dict[str, Any] = {
+        "unit": "|fitted slope of log|remainder| vs log ε − 3|",
+        "tolerance_reason": "a cubic remainder has slope 3; ±0.5 allows the ε⁴ term at the largest ε",
+        "order": order,
+        "slope": slope,
+        "epsilons": eps_values,
+        "remainders": remainders,
+        "gTg": gg,
+        "gTHg": gHg,
+        "hessian": "exact" if exact_hessian else "Hessian-vector product",
+    }
+    if gHg > 0:
+        eps_star = gg / gHg
+        with torch.no_grad():
+            details.update(
+                curvature="positive",
+                epsilon_star=eps_star,
+                loss_before=f0v,
+                loss_at_epsilon_star=float(loss(theta0 - eps_star * g)),
+                model_at_epsilon_star=f0v - 0.5 * gg**2 / gHg,
+            )
+    else:
+        details.update(
+            curvature="non-positive",
+            statement="gᵀHg ≤ 0: the quadratic model decreases without bound along −g; no optimal step ε*",
+        )
+    return verdict(
+        "taylor",
+        "f(θ₀−εg) = f(θ₀) − εgᵀg + ½ε²gᵀHg + O(ε³); ε* = gᵀg/gᵀHg when gᵀHg > 0",
+        abs(slope - 3.0),
+        0.5,
+        **details,
+    )
+
+
+def check_newton_quadratic(
+    *, dim: int = 6, step_size: float = 1.0, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> IdentityCheck:
+    """One Newton step x₁ = x₀ − step_size·H⁻¹∇f(x₀) reaches the minimum of f(x) = ½xᵀAx − bᵀx, A ≻ 0.
+
+    H and ∇f come from autograd (exact Hessian), the reference x* = A⁻¹b from the closed form. With
+    ``step_size=1`` the step lands on x*; any other step size does not, and the check fails.
+
+    Args:
+        dim: dimension of x (A has eigenvalues spread over [1, 10]).
+        step_size: multiplier of the Newton step; 1 is Newton's method.
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = max |x₁ − x*| / (1 + max |x*|), tolerance 100 ulps × 10 × dim.
+
+    Raises:
+        InvalidArgumentError: dim < 1, step_size ≤ 0, or an unsupported dtype.
+
+    Example:
+        >>> check_newton_quadratic().passed, check_newton_quadratic(step_size=0.5).passed
+        (True, False)
+    """
+    dim = _checks.positive_int("dim", dim)
+    step_size = _checks.positive_float("step_size", step_size)
+    dtype = _checks.dtype("dtype", dtype)
+    gen = torch.Generator().manual_seed(seed)
+    Q = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))[0]
+    eigenvalues = torch.linspace(1.0, 10.0, dim, dtype=torch.float64)  # condition number 10
+    A = ((Q * eigenvalues) @ Q.mT).to(dtype)
+    b = torch.randn(dim, generator=gen, dtype=torch.float64).to(dtype)
+    x0 = torch.randn(dim, generator=gen, dtype=torch.float64).to(dtype)
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x @ A @ x - b @ x
+
+    x = x0.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(x), x)
+    hessian = _hessian(f)(x0)
+    x1 = x0 - step_size * torch.linalg.solve(hessian, grad)
+    x_star = torch.linalg.solve(A, b)
+    scale = float(x_star.abs().max()) + 1.0
+    return verdict(
+        "newton-quadratic",
+        "Newton's step x₀ − H⁻¹∇f reaches the minimum of a positive-definite quadratic in one step",
+        float((x1 - x_star).abs().max()) / scale,
+        100 * 10 * dim * eps(dtype),
+        unit="max |x₁ − x*| / (1 + max |x*|)",
+        tolerance_reason="100 ulps × condition number (10) × dimension",
+        dim=dim,
+        step_size=step_size,
+        condition_number=10.0,
+        f_after=float(f(x1)),
+        f_min=float(f(x_star)),
+    )
+
+
+def check_newton_rnn(*, seed: int = 0, dtype: torch.dtype = torch.float64) -> IdentityCheck:
+    """One exact Newton step on a tiny tanh-RNN loss (n = 2, T = 3): a report, not an identity.
+
+    The Hessian of an RNN loss is generally indefinite, so a full Newton step may raise the loss or head for a
+    saddle point. The only thing checked is that the step and the new loss are finite; ``details`` gives the loss
+    before and after and the Hessian's extreme eigenvalues, so the user can see what happened.
+
+    Args:
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Returns:
+        An :class:`IdentityCheck` with discrepancy 0 and tolerance 0 when the step is finite (∞ otherwise).
+
+    Raises:
+        InvalidArgumentError: an unsupported dtype.
+
+    Example:
+        >>> c = check_newton_rnn()
+        >>> c.passed, sorted(c.details)[:2]
+        (True, ['hessian_eigenvalue_max', 'hessian_eigenvalue_min'])
+    """
+    dtype = _checks.dtype("dtype", dtype)
+    params, x, y = problem(seed, dtype, n=2, m=1, T=3, batch=6)
+    loss = flat_loss([p.shape for p in params], x, y)
+    theta0 = torch.cat([p.flatten() for p in params])
+    theta = theta0.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss(theta), theta)
+    hessian = _hessian(loss)(theta0)
+    eigenvalues = torch.linalg.eigvalsh(hessian)
+    step = torch.linalg.lstsq(hessian, grad[:, None]).solution[:, 0]  # lstsq: H may be singular
+    before, after = float(loss(theta0)), float(loss(theta0 - step))
+    finite = math.isfinite(after) and bool(torch.isfinite(step).all())
+    return verdict(
+        "newton-rnn",
+        "one exact Newton step on a tiny RNN loss (report only: the step is finite, no claim on the loss)",
+        0.0 if finite else math.inf,
+        0.0,
+        unit="0 when the step and the new loss are finite",
+        tolerance_reason="no identity holds here: H is indefinite in general, so only finiteness is checked",
+        parameters=int(theta0.numel()),
+        loss_before=before,
+        loss_after=after,
+        loss_decreased=after < before,
+        hessian_eigenvalue_min=float(eigenvalues[0]),
+        hessian_eigenvalue_max=float(eigenvalues[-1]),
+        step_norm=float(step.norm()),
+    )
+
+
+#: Every check run by :func:`run_identities`, by name, in the order printed.
+IDENTITIES: dict[str, Callable[..., IdentityCheck]] = {
+    "induction": check_induction,
+    "momentum-ema": check_momentum_ema,
+    "ema-unrolled": check_ema_unrolled,
+    "ema-bias": check_ema_bias,
+    "taylor": check_taylor,
+    "newton-quadratic": check_newton_quadratic,
+    "newton-rnn": check_newton_rnn,
+    "weightnorm-gradient": check_weightnorm_gradient,
+    "weightnorm-growth": check_weightnorm_growth,
+    "wn-bn": check_wn_bn,
+}
+
+
+def run_identities(
+    *, seed: int = 0, dtype: torch.dtype | str = torch.float64, only: Sequence[str] | None = None
+) -> list[IdentityCheck]:
+    """Run every identity check (or those named in ``only``) with their default settings.
+
+    Args:
+        seed: seed of every random network, data set and Monte-Carlo sample.
+        dtype: torch.float64 (default; tolerances of a few hundred ulps) or torch.float32, or their names.
+        only: names from :data:`IDENTITIES` to run, in the order given; None runs all.
+
+    Returns:
+        One :class:`IdentityCheck` per check.
+
+    Raises:
+        InvalidArgumentError: an unknown name in ``only`` or an unsupported dtype.
+
+    Example:
+        >>> [c.passed for c in run_identities(only=["induction", "wn-bn"])]
+        [True, True]
+    """
+    chosen = _checks.dtype("dtype", dtype)
+    names = list(IDENTITIES) if only is None else list(only)
+    unknown = [name for name in names if name not in IDENTITIES]
+    if unknown:
+        raise InvalidArgumentError(
+            f"only (--only): unknown check name(s) {unknown}; valid names: {', '.join(IDENTITIES)}"
+        )
+    return [IDENTITIES[name](seed=seed, dtype=chosen) for name in names]

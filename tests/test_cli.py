@@ -83,3 +83,40 @@ def test_help_explains_the_scaled_family():
     result = runner.invoke(app, ["trace", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "σ(c·x)" in result.output and "δ < 1 guarantees" in result.output
+
+
+def test_identities_table_and_exit_code():
+    result = runner.invoke(app, ["identities", "--only", "induction", "--only", "wn-bn"])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output and "FAIL" not in result.output
+
+
+def test_identities_json():
+    result = runner.invoke(app, ["identities", "--json", "--only", "ema-unrolled", "--dtype", "float32"])
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    assert record["name"] == "ema-unrolled" and record["passed"] is True
+    assert set(record) == {"name", "claim", "discrepancy", "tolerance", "passed", "details"}
+
+
+def test_identities_failure_exits_1(monkeypatch):
+    from rnnstab.identities import IDENTITIES
+    from rnnstab.weightnorm import check_wn_bn
+
+    monkeypatch.setitem(IDENTITIES, "wn-bn", lambda **kw: check_wn_bn(whiten=False, **kw))
+    result = runner.invoke(app, ["identities", "--only", "wn-bn"])
+    assert result.exit_code == 1
+    assert "FAIL" in result.output
+
+
+@pytest.mark.parametrize("args", [["--only", "nope"], ["--dtype", "float16"]])
+def test_identities_bad_options_exit_2(args):
+    result = runner.invoke(app, ["identities", *args])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "Traceback" not in result.output
+
+
+def test_identities_help_lists_checks():
+    result = runner.invoke(app, ["identities", "--help"])
+    assert result.exit_code == 0
+    assert "momentum-ema" in result.output and "Exit code 1" in result.output

@@ -128,3 +128,210 @@ def test_induction_check_with_default_h0_and_single_step():
     rnn = _net("sigmoid")
     x, _ = _inputs(T=1)
     assert induction_check(rnn, x) < 1e-12
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The IdentityCheck family (rnnstab.identities / optimizers / weightnorm). Each check is tested twice: it passes on
+# the true claim, compared with a reference written here (closed form or autograd), and it FAILS on a wrong rule.
+# ---------------------------------------------------------------------------------------------------------------
+
+import itertools  # noqa: E402
+import json  # noqa: E402
+
+import rnnstab  # noqa: E402
+from rnnstab import (  # noqa: E402
+    IDENTITIES,
+    IdentityCheck,
+    InvalidArgumentError,
+    check_ema_bias,
+    check_ema_unrolled,
+    check_momentum_ema,
+    check_newton_quadratic,
+    check_newton_rnn,
+    check_taylor,
+    check_weightnorm_gradient,
+    check_weightnorm_growth,
+    check_wn_bn,
+    norm_growth,
+    run_identities,
+    weightnorm_gradients,
+)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_run_identities_all_pass(dtype):
+    results = run_identities(seed=0, dtype=dtype)
+    assert [r.name for r in results] == list(IDENTITIES)
+    for r in results:
+        assert isinstance(r, IdentityCheck)
+        assert r.passed, (r.name, r.discrepancy, r.tolerance)
+        assert r.discrepancy <= r.tolerance
+        assert r.details["unit"] and r.details["tolerance_reason"]
+        json.dumps(r.to_dict())  # JSON-ready
+
+
+def test_run_identities_only_and_unknown_name():
+    assert [r.name for r in run_identities(only=["wn-bn", "induction"])] == ["wn-bn", "induction"]
+    with pytest.raises(InvalidArgumentError, match=r"only.*nope.*wn-bn"):
+        run_identities(only=["nope"])
+
+
+def test_momentum_equals_ema_reference():
+    # Independent reference: with α = β, ε = δ(1−β), v^momentum_t = δ·v^EMA_t for any gradient sequence (numpy).
+    rng = np.random.default_rng(0)
+    beta, delta = 0.8, 0.3
+    v_mom = v_ema = np.zeros(3)
+    for g in rng.normal(size=(15, 3)):
+        v_mom = beta * v_mom + delta * (1 - beta) * g
+        v_ema = beta * v_ema + (1 - beta) * g
+        np.testing.assert_allclose(v_mom, delta * v_ema, rtol=1e-14, atol=1e-16)
+    check = check_momentum_ema(alpha=beta, epsilon=delta * (1 - beta), beta=beta, delta=delta)
+    assert check.passed and check.discrepancy < 1e-13
+    assert check.details["max_parameter_change"] > 1e-3  # the RNN really trained: the comparison is not vacuous
+
+
+@pytest.mark.parametrize(("alpha", "epsilon"), [(0.9, 0.02), (0.8, 0.01)])
+def test_momentum_ema_can_fail(alpha, epsilon):
+    # ε ≠ δ(1−β) or α ≠ β: different trajectories, the check must say FAIL.
+    check = check_momentum_ema(alpha=alpha, epsilon=epsilon, beta=0.9, delta=0.1)
+    assert not check.passed and check.discrepancy > 100 * check.tolerance
+
+
+def test_ema_unrolled_weights_closed_form():
+    check = check_ema_unrolled(beta=0.5, steps=3)
+    assert check.passed
+    assert check.details["weights"] == [0.125, 0.25, 0.5]
+    beta, steps = 0.9, 12
+    check = check_ema_unrolled(beta=beta, steps=steps)
+    assert check.passed
+    assert check.details["weights"] == pytest.approx([(1 - beta) * beta ** (steps - i) for i in range(1, steps + 1)])
+    assert check.details["weights_sum"] == pytest.approx(1 - beta**steps, rel=1e-13)
+
+
+def test_ema_bias_monte_carlo():
+    beta, steps, mean = 0.9, 10, 1.0
+    check = check_ema_bias(beta=beta, steps=steps, mean=mean)
+    assert check.passed
+    low, high = check.details["raw"]["ci"]
+    assert low <= (1 - beta**steps) * mean <= high
+    low, high = check.details["corrected"]["ci"]
+    assert low <= mean <= high
+    # The bias is large against the interval: the raw v_t is far from E[g] = 1 (0.349 vs a CI half-width ~0.01).
+    assert abs(check.details["raw"]["estimate"] - mean) > 0.3
+
+
+def test_ema_bias_can_fail_without_correction():
+    check = check_ema_bias(bias_correction=False)
+    assert not check.passed and check.discrepancy > 50
+
+
+def test_taylor_remainder_is_cubic_and_curvature_matches_finite_differences():
+    check = check_taylor()
+    assert check.passed and abs(check.details["slope"] - 3) < 0.1
+    # Independent gᵀHg: central difference of the gradient along g, and the exact Hessian.
+    from rnnstab._identity import flat_loss, problem
+
+    params, x, y = problem(0, torch.float64)
+    loss = flat_loss([p.shape for p in params], x, y)
+    theta = torch.cat([p.flatten() for p in params])
+    grad = torch.func.grad(loss)
+    g = grad(theta)
+    h = 1e-5
+    fd = float(g @ (grad(theta + h * g) - grad(theta - h * g)) / (2 * h))
+    assert check.details["gTHg"] == pytest.approx(fd, rel=1e-7)
+    assert check_taylor(exact_hessian=True).details["gTHg"] == pytest.approx(fd, rel=1e-7)
+    assert check.details["curvature"] == "positive"
+    assert check.details["epsilon_star"] == pytest.approx(float(g @ g) / fd, rel=1e-7)
+
+
+def test_taylor_non_positive_curvature_is_stated():
+    check = check_taylor(seed=34)  # this seed's loss curves downwards along −g
+    assert check.details["gTHg"] <= 0
+    assert check.passed and check.details["curvature"] == "non-positive"
+    assert "epsilon_star" not in check.details and "no optimal step" in check.details["statement"]
+
+
+def test_taylor_can_fail_first_order():
+    check = check_taylor(order=1)  # dropping ½ε²gᵀHg leaves an O(ε²) remainder: slope ≈ 2
+    assert not check.passed and check.details["slope"] < 2.5
+
+
+def test_newton_quadratic_and_can_fail():
+    check = check_newton_quadratic()
+    assert check.passed and check.details["f_after"] == pytest.approx(check.details["f_min"], abs=1e-13)
+    assert not check_newton_quadratic(step_size=0.5).passed
+
+
+def test_newton_rnn_is_a_report():
+    check = check_newton_rnn()
+    assert check.passed and check.discrepancy == 0.0
+    d = check.details
+    assert math.isfinite(d["loss_before"]) and math.isfinite(d["loss_after"])
+    assert d["loss_decreased"] == (d["loss_after"] < d["loss_before"])
+    assert d["hessian_eigenvalue_min"] <= d["hessian_eigenvalue_max"]
+
+
+def test_weightnorm_gradients_against_autograd():
+    # A loss written here, autograd through w = g·v/‖v‖ as the reference.
+    gen = torch.Generator().manual_seed(5)
+    X = torch.randn(30, 4, generator=gen, dtype=torch.float64)
+
+    def loss(w):
+        return torch.log1p(torch.exp(X @ w)).mean()
+
+    g = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
+    auto_g, auto_v = torch.autograd.grad(loss(g * v / v.norm()), (g, v))
+    dg, dv = weightnorm_gradients(loss, g.detach(), v.detach())
+    assert float(dg) == pytest.approx(float(auto_g), rel=1e-12)
+    torch.testing.assert_close(dv, auto_v, rtol=1e-12, atol=1e-15)
+    assert abs(float(dv @ v.detach())) < 1e-14
+    check = check_weightnorm_gradient()
+    assert check.passed and check.details["cosine_grad_v_v"] < 1e-13
+
+
+def test_weightnorm_gradient_can_fail_without_projection():
+    assert not check_weightnorm_gradient(project=False).passed
+
+
+def test_norm_growth_pythagoras_and_can_fail():
+    v = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    actual, predicted = norm_growth(v, torch.tensor([-0.8, 0.6], dtype=torch.float64))  # Δv ⟂ v, c = 0.2
+    assert actual == pytest.approx(5 * math.sqrt(1.04), rel=1e-15) and predicted == pytest.approx(actual, rel=1e-15)
+    actual, predicted = norm_growth(v, 0.2 * v)  # Δv ∥ v: ‖v‖ grows by 1.2, not √1.04
+    assert actual == pytest.approx(6.0) and abs(actual - predicted) > 0.8
+    check = check_weightnorm_growth()
+    norms = check.details["v_norms"]
+    assert check.passed and all(b >= a for a, b in itertools.pairwise(norms))
+
+
+def test_wn_bn_exact_when_whitened_and_can_fail():
+    check = check_wn_bn()
+    assert check.passed and check.discrepancy < 1e-12
+    assert not check_wn_bn(whiten=False).passed
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: check_momentum_ema(alpha=0.0), "alpha"),
+        (lambda: check_momentum_ema(alpha=1.0), "alpha"),
+        (lambda: check_momentum_ema(beta=1.5), "beta"),
+        (lambda: check_momentum_ema(epsilon=0.0), "epsilon"),
+        (lambda: check_momentum_ema(delta=-0.1), "delta"),
+        (lambda: check_ema_unrolled(beta=-0.5), "beta"),
+        (lambda: check_ema_bias(beta=1.0), "beta"),
+        (lambda: check_weightnorm_growth(lr=0.0), "lr"),
+        (lambda: check_newton_quadratic(step_size=-1.0), "step_size"),
+        (lambda: check_taylor(order=3), "order"),
+        (lambda: run_identities(dtype="float16"), "dtype"),
+    ],
+)
+def test_bad_arguments_name_the_argument(call, name):
+    with pytest.raises(InvalidArgumentError, match=name):
+        call()
+
+
+def test_public_names_exported():
+    for name in ["IdentityCheck", "run_identities", "check_momentum_ema", "weightnorm_gradients", "IDENTITIES"]:
+        assert name in rnnstab.__all__

@@ -1,0 +1,206 @@
+"""Momentum and the running average (EMA): the same update, its unrolled weights, and its bias (Adam's correction)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from rnnstab import _checks
+from rnnstab._identity import IdentityCheck, eps, problem, rnn_loss, unit_interval, verdict
+
+
+def check_momentum_ema(
+    *,
+    alpha: float = 0.9,
+    epsilon: float = 0.01,
+    beta: float = 0.9,
+    delta: float = 0.1,
+    steps: int = 20,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> IdentityCheck:
+    """Momentum and the running-average (EMA) rule give the same parameter trajectory when α = β, ε = δ(1−β).
+
+    Momentum: v_t = α v_{t-1} + ε g_t, θ_t = θ_{t-1} − v_t. EMA: u_t = β u_{t-1} + (1−β) g_t, θ_t = θ_{t-1} − δ u_t.
+    With α = β and ε = δ(1−β), v_t = δ u_t for every t by induction, so the two trajectories coincide. Both rules
+    train the same tanh RNN on the same batch for ``steps`` steps from the same start, with autograd gradients.
+
+    Args:
+        alpha: momentum coefficient, in (0, 1).
+        epsilon: momentum learning rate, > 0.
+        beta: running-average coefficient, in (0, 1).
+        delta: running-average learning rate, > 0.
+        steps: number of training steps.
+        seed: seed of the network and the data.
+        dtype: torch.float64 or torch.float32.
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = max over steps and parameters of |θ_t^momentum − θ_t^EMA|.
+
+    Raises:
+        InvalidArgumentError: a rate ≤ 0, α or β outside (0, 1), steps < 1.
+
+    Example:
+        >>> check_momentum_ema(alpha=0.9, epsilon=0.01, beta=0.9, delta=0.1).passed
+        True
+        >>> check_momentum_ema(alpha=0.9, epsilon=0.02, beta=0.9, delta=0.1).passed
+        False
+    """
+    alpha, beta = unit_interval("alpha", alpha), unit_interval("beta", beta)
+    epsilon, delta = _checks.positive_float("epsilon", epsilon), _checks.positive_float("delta", delta)
+    steps = _checks.positive_int("steps", steps)
+    dtype = _checks.dtype("dtype", dtype)
+    start, x, y = problem(seed, dtype)
+
+    def train(update: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        theta = [p.clone().requires_grad_(True) for p in start]
+        state = [torch.zeros_like(p) for p in start]
+        path = []
+        for _ in range(steps):
+            grads = torch.autograd.grad(rnn_loss(theta, x, y), theta)
+            with torch.no_grad():
+                for i, grad in enumerate(grads):
+                    state[i], step = update(state[i], grad)
+                    theta[i] -= step
+            path.append(torch.cat([p.detach().flatten() for p in theta]))
+        return torch.stack(path)
+
+    momentum = train(lambda v, g: (alpha * v + epsilon * g, alpha * v + epsilon * g))
+    ema = train(lambda u, g: (beta * u + (1 - beta) * g, delta * (beta * u + (1 - beta) * g)))
+    gap = float((momentum - ema).abs().max())
+    moved = float((momentum[-1] - torch.cat([p.flatten() for p in start])).abs().max())
+    scale = 1.0 + float(momentum.abs().max())
+    return verdict(
+        "momentum-ema",
+        "momentum (v=αv+εg, Δθ=−v) ≡ running average (v=βv+(1−β)g, Δθ=−δv) when α=β, ε=δ(1−β)",
+        gap,
+        1e3 * steps * eps(dtype) * scale,
+        unit="max |θ_t^momentum − θ_t^EMA| over steps and parameters",
+        tolerance_reason="10³ ulps per step of the largest parameter: ε g and δ(1−β) g round differently",
+        alpha=alpha,
+        epsilon=epsilon,
+        beta=beta,
+        delta=delta,
+        epsilon_minus_delta_one_minus_beta=epsilon - delta * (1 - beta),
+        steps=steps,
+        max_parameter_change=moved,
+    )
+
+
+def check_ema_unrolled(
+    *, beta: float = 0.9, steps: int = 10, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> IdentityCheck:
+    """The running average v_t = β v_{t-1} + (1−β) g_t, v_0 = 0, equals Σ_{i=1..t} (1−β) β^{t−i} g_i.
+
+    The weights (1−β)β^{t−i} are reported (oldest first); they sum to 1 − β^t, not 1 — the source of the bias.
+
+    Args:
+        beta: running-average coefficient, in (0, 1).
+        steps: t, the number of averaged gradients.
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = max |v_t − Σ weights·g_i|, tolerance 100 ulps per step.
+
+    Raises:
+        InvalidArgumentError: β outside (0, 1), steps < 1, or an unsupported dtype.
+
+    Example:
+        >>> c = check_ema_unrolled(beta=0.5, steps=3)
+        >>> c.passed, c.details["weights"]
+        (True, [0.125, 0.25, 0.5])
+    """
+    beta = unit_interval("beta", beta)
+    steps = _checks.positive_int("steps", steps)
+    gen = torch.Generator().manual_seed(seed)
+    g = torch.randn(steps, 6, generator=gen, dtype=torch.float64).to(dtype)
+    v = torch.zeros(6, dtype=dtype)
+    for t in range(steps):
+        v = beta * v + (1 - beta) * g[t]
+    weights = (1 - beta) * beta ** torch.arange(steps - 1, -1, -1, dtype=torch.float64)
+    unrolled = (weights.to(dtype)[:, None] * g).sum(0)
+    return verdict(
+        "ema-unrolled",
+        "v_t = Σ_i (1−β) β^(t−i) g_i (running average unrolled)",
+        float((v - unrolled).abs().max()),
+        100 * steps * eps(dtype) * float(g.abs().max()),
+        unit="max |v_t − Σ weights·g_i|",
+        tolerance_reason="100 ulps per step of the largest |g_i|",
+        beta=beta,
+        weights=weights.tolist(),
+        weights_sum=float(weights.sum()),
+        one_minus_beta_t=1 - beta**steps,
+    )
+
+
+def check_ema_bias(
+    *,
+    beta: float = 0.9,
+    steps: int = 10,
+    samples: int = 100_000,
+    mean: float = 1.0,
+    z: float = 4.0,
+    bias_correction: bool = True,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> IdentityCheck:
+    """Monte-Carlo check that E[v_t] = (1−β^t) E[g] and that v_t / (1−β^t) is unbiased.
+
+    Draws ``samples`` independent sequences g_1..g_t ~ N(mean, 1), runs the running average from v_0 = 0, and
+    builds ``z``-standard-error confidence intervals for E[v_t] and E[v_t/(1−β^t)]. The check passes when
+    (1−β^t)·mean lies in the first interval and mean lies in the second. With ``bias_correction=False`` the second
+    claim is made about the raw v_t instead — a false claim, which the check reports as a failure.
+
+    Returns:
+        An :class:`IdentityCheck`; discrepancy = the larger |estimate − claim| in units of its standard error,
+        tolerance = ``z``.
+
+    Args:
+        beta: running-average coefficient, in (0, 1).
+        steps: t.
+        samples: number of Monte-Carlo sequences.
+        mean: E[g].
+        z: half-width of the confidence intervals in standard errors (4: a false alarm about once in 16 000).
+        bias_correction: divide by 1 − β^t before the unbiasedness claim (False makes a false claim).
+        seed: seed of the random problem.
+        dtype: torch.float64 or torch.float32 (or their names).
+
+    Raises:
+        InvalidArgumentError: β outside (0, 1), steps, samples < 1, z ≤ 0, or an unsupported dtype.
+
+    Example:
+        >>> check_ema_bias().passed, check_ema_bias(bias_correction=False).passed
+        (True, False)
+    """
+    beta = unit_interval("beta", beta)
+    steps, samples = _checks.positive_int("steps", steps), _checks.positive_int("samples", samples)
+    z = _checks.positive_float("z", z)
+    gen = torch.Generator().manual_seed(seed)
+    g = (mean + torch.randn(samples, steps, generator=gen, dtype=torch.float64)).to(dtype)
+    v = torch.zeros(samples, dtype=dtype)
+    for t in range(steps):
+        v = beta * v + (1 - beta) * g[:, t]
+    factor = 1 - beta**steps
+    corrected = v / factor if bias_correction else v
+    scores, intervals = [], []
+    for values, claim in ((v, factor * mean), (corrected, mean)):
+        values64 = values.double()
+        est, se = float(values64.mean()), float(values64.std() / samples**0.5)
+        scores.append(abs(est - claim) / se)
+        intervals.append({"estimate": est, "ci": [est - z * se, est + z * se], "claim": claim})
+    return verdict(
+        "ema-bias",
+        "E[v_t] = (1−β^t) E[g], and v_t/(1−β^t) is unbiased (Monte Carlo)",
+        max(scores),
+        z,
+        unit="standard errors between the Monte-Carlo estimate and the claimed mean",
+        tolerance_reason=f"a {z}-standard-error confidence interval",
+        beta=beta,
+        steps=steps,
+        samples=samples,
+        bias_correction=bias_correction,
+        raw=intervals[0],
+        corrected=intervals[1],
+    )
