@@ -10,6 +10,14 @@ from rnnstab.exceptions import (
 )
 from rnnstab.identities import induction_check
 from rnnstab.jacobian import JacobianTrace, jacobian_norms
+from rnnstab.lyapunov import (
+    LyapunovSpectrum,
+    SingularValueSpectrum,
+    kaplan_yorke_dimension,
+    lyapunov_spectrum,
+    product_lyapunov_spectrum,
+    singular_value_spectrum,
+)
 from rnnstab.rnn import VanillaRNN
 from rnnstab.theory import REGIMES, BoundViolation, Verdict, bound_violations, log_bound, verdicts
 from rnnstab.weights import init_weights, scale_to_threshold, spectral_norm
@@ -23,9 +31,11 @@ __all__ = [
     "BoundViolation",
     "InvalidArgumentError",
     "JacobianTrace",
+    "LyapunovSpectrum",
     "NonFiniteError",
     "RnnstabError",
     "ShapeError",
+    "SingularValueSpectrum",
     "VanillaRNN",
     "Verdict",
     "__version__",
@@ -35,9 +45,13 @@ __all__ = [
     "induction_check",
     "init_weights",
     "jacobian_norms",
+    "kaplan_yorke_dimension",
     "log_bound",
+    "lyapunov_spectrum",
+    "product_lyapunov_spectrum",
     "register_activation",
     "scale_to_threshold",
+    "singular_value_spectrum",
     "spectral_norm",
     "verdicts",
 ]
