@@ -19,7 +19,19 @@ from rnnstab.lyapunov import (
     singular_value_spectrum,
 )
 from rnnstab.rnn import VanillaRNN
-from rnnstab.theory import REGIMES, BoundViolation, Verdict, bound_violations, log_bound, verdicts
+from rnnstab.theory import (
+    REGIMES,
+    BoundViolation,
+    MeanField,
+    Verdict,
+    bound_violations,
+    critical_gain,
+    gaussian_expectation,
+    log_bound,
+    mean_field,
+    verdicts,
+)
+from rnnstab.validation import ValidationCheck, run_validation
 from rnnstab.weights import init_weights, scale_to_threshold, spectral_norm
 
 __version__ = "0.1.0"
@@ -32,15 +44,19 @@ __all__ = [
     "InvalidArgumentError",
     "JacobianTrace",
     "LyapunovSpectrum",
+    "MeanField",
     "NonFiniteError",
     "RnnstabError",
     "ShapeError",
     "SingularValueSpectrum",
+    "ValidationCheck",
     "VanillaRNN",
     "Verdict",
     "__version__",
     "activation_names",
     "bound_violations",
+    "critical_gain",
+    "gaussian_expectation",
     "get_activation",
     "induction_check",
     "init_weights",
@@ -48,8 +64,10 @@ __all__ = [
     "kaplan_yorke_dimension",
     "log_bound",
     "lyapunov_spectrum",
+    "mean_field",
     "product_lyapunov_spectrum",
     "register_activation",
+    "run_validation",
     "scale_to_threshold",
     "singular_value_spectrum",
     "spectral_norm",

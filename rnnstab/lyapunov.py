@@ -150,6 +150,11 @@ class LyapunovSpectrum:
         expected = self.sum_rule_expected
         return torch.where(torch.isfinite(expected), measured - expected, math.nan)
 
+    def batch_mean(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean over the batch, its standard error), each (k,): the trajectories are independent estimates, so the
+        error is √(Σ_b s.e._b²)/batch from each one's block-means error (NaN with a single block)."""
+        return self.exponents.mean(dim=0), self.exponents_stderr.pow(2).sum(dim=0).sqrt() / self.batch_size
+
     def kaplan_yorke_dimension(self) -> torch.Tensor:
         """(batch,) the Kaplan–Yorke dimension of each row's spectrum; see :func:`kaplan_yorke_dimension`."""
         return kaplan_yorke_dimension(self.exponents, hidden_size=self.hidden_size)

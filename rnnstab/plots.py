@@ -65,7 +65,8 @@ def plot_lyapunov_spectrum(
     error band (block means), the bound log δ and the mean-field λ_max as horizontal lines."""
     n, k = result.hidden_size, result.num_exponents
     position = torch.arange(1, k + 1, dtype=torch.float64) / n
-    mean, error = _batch_mean(result.exponents, result.exponents_stderr)
+    mean, error = result.batch_mean()
+    error = torch.nan_to_num(error, nan=0.0)
     fig = Figure(figsize=(8, 5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
@@ -101,29 +102,32 @@ def plot_lyapunov_spectrum(
 def plot_lyapunov_convergence(
     result: LyapunovSpectrum, *, path: Path, mean_field_max: float | None = None, shown: int = 5, title: str = ""
 ) -> None:
-    """Write a PNG of the running estimates of the top ``shown`` exponents (and the last one computed) against t,
-    batch mean bold, each trajectory thin."""
+    """Write a PNG of the running estimates against t: the top ``shown`` exponents (top panel, with the mean-field
+    λ_max) and, when more were computed, the last one (bottom panel, its own scale); batch mean bold, each
+    trajectory thin."""
     steps = torch.tensor(result.history_steps, dtype=torch.float64)
     k = result.num_exponents
-    indices = sorted({*range(min(shown, k)), k - 1})
-    fig = Figure(figsize=(8, 5), layout="constrained")
+    top = list(range(min(shown, k)))
+    panels = [top] if k <= shown else [top, [k - 1]]
+    fig = Figure(figsize=(8, 5 if len(panels) == 1 else 6.5), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    colours = [f"C{j % 10}" for j in range(len(indices))]
-    for colour, i in zip(colours, indices, strict=True):
-        curves = result.history[:, :, i]
-        if result.batch_size > 1:
-            for row in curves:
-                ax.plot(steps, row, color=colour, alpha=0.2, linewidth=0.6)
-        ax.plot(steps, curves.mean(dim=0), color=colour, linewidth=2, label=f"λ_{i + 1}")
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False, height_ratios=(2, 1)[: len(panels)])[:, 0]
+    for ax, indices in zip(axes, panels, strict=True):
+        for i in indices:
+            colour = f"C{i % 10}" if i < shown else "C5"
+            curves = result.history[:, :, i]
+            if result.batch_size > 1:
+                for row in curves:
+                    ax.plot(steps, row, color=colour, alpha=0.2, linewidth=0.6)
+            ax.plot(steps, curves.mean(dim=0), color=colour, linewidth=2, label=f"λ_{i + 1}")
+        ax.set_ylabel("running estimate\n(nats per step, natural log)")
+        ax.grid(alpha=0.3)
     if mean_field_max is not None and math.isfinite(mean_field_max):
-        ax.axhline(mean_field_max, color="tab:red", linestyle="--", linewidth=1.5, label="mean-field ½ log χ")
-    ax.axhline(0.0, color="grey", linewidth=0.6)
-    ax.set_xlabel(f"t (steps; the first {result.warmup} are warm-up and not averaged)")
-    ax.set_ylabel("running estimate  (nats per step, natural log)")
-    ax.set_title(title or "Convergence of the Lyapunov exponents")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, title="batch mean", title_fontsize=8)
-    ax.grid(alpha=0.3)
+        axes[0].axhline(mean_field_max, color="tab:red", linestyle="--", linewidth=1.5, label="mean-field ½ log χ")
+    for ax in axes:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, title="batch mean", title_fontsize=8)
+    axes[-1].set_xlabel(f"t (steps; the first {result.warmup} are warm-up and not averaged)")
+    axes[0].set_title(title or "Convergence of the Lyapunov exponents")
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
 
 
@@ -142,19 +146,17 @@ def plot_singular_values(spectrum: SingularValueSpectrum, *, path: Path, title: 
         ax.axvline(0.0, color="k", linestyle=":", linewidth=1.5, label="σ = 1 (isometry)")
         floor = float(floors[:, j].max())
         if floor > float(values.min()):
-            ax.axvline(floor, color="tab:red", linestyle="--", linewidth=1.2, label="rounding floor log(nεσ₁)")
+            ax.axvspan(float(values.min()), floor, color="grey", alpha=0.15, linewidth=0)
+            ax.axvline(
+                floor,
+                color="tab:red",
+                linestyle="--",
+                linewidth=1.2,
+                label="rounding floor log(nεσ₁):\nbelow it, noise",
+            )
         ax.set_ylabel("count")
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("log σ_i(J_t)  (natural log)")
     axes[0].set_title(title or "Singular values of J_t = ∂g_t/∂g_0")
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
-
-
-def _batch_mean(values: torch.Tensor, stderr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean over the batch and its standard error: the spread between trajectories when there are several (each
-    is an independent estimate), else the block-means standard error of the one trajectory."""
-    batch = values.shape[0]
-    if batch > 1:
-        return values.mean(dim=0), values.std(dim=0, correction=1) / math.sqrt(batch)
-    return values[0], torch.nan_to_num(stderr[0], nan=0.0)

@@ -353,3 +353,6 @@ _SUITE: list[tuple[str, Callable[[bool, int], list[ValidationCheck]]]] = [
     ("mean-field λ_max", lambda quick, seed: [_mean_field(quick, seed, 0.0)]),
     ("mean-field λ_max with input noise", lambda quick, seed: [_mean_field(quick, seed, 0.25)]),
 ]
+
+#: The number of checks :func:`run_validation` returns.
+SUITE_SIZE = 10
