@@ -354,8 +354,9 @@ def validate(
         with _progress(quiet or json_output) as progress:
             task = progress.add_task("reference checks", total=suite)
             checks = rnnstab.run_validation(
-                quick=quick, seed=seed, progress=lambda name: progress.update(task, description=name, advance=1)
+                quick=quick, seed=seed, progress=lambda name: progress.update(task, description=name)
             )
+            progress.update(task, description="reference checks", completed=suite)
         record = lyapunov_report.validation_record(checks)
         record["metadata"] = _metadata(quick=quick, seed=seed)
         if out_dir is not None:

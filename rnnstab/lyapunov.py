@@ -48,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 
 from rnnstab import _checks
@@ -189,7 +190,8 @@ def lyapunov_spectrum(
         h0: initial pre-activation (n,) or (batch, n); zeros by default.
         dtype: dtype of the trajectory and the frame; the log R_ii are accumulated in float64.
         device: where to compute; ``None`` means the RNN's device.
-        seed: seed of the random initial frame (drawn on the CPU, so results do not depend on the device).
+        seed: trajectory b's initial frame is drawn from seed + b (with numpy on the CPU, so results do not depend
+            on the device, and the top k use the same frame as the first k of the full spectrum).
         progress: called with the number of steps just completed, after each chunk of steps.
 
     Returns:
@@ -483,8 +485,12 @@ class _Benettin:
 
     def __init__(self, batch: int, n: int, options: _Options, dtype: torch.dtype, device: torch.device) -> None:
         self.options = options
-        generator = torch.Generator().manual_seed(options.seed)
-        start = torch.linalg.qr(torch.randn(batch, n, options.k, generator=generator, dtype=_F64))[0]
+        # Trajectory b's frame: the first k rows of a standard normal (n, n) draw seeded with seed + b, made
+        # orthonormal (QR is Gram–Schmidt: its first k columns depend only on the first k vectors). So the top k
+        # exponents follow the same frames as the first k of the full spectrum, and row b of a batch is the run of
+        # network b alone with seed + b.
+        rows = [np.random.default_rng(options.seed + b).standard_normal((options.k, n)) for b in range(batch)]
+        start = torch.linalg.qr(torch.from_numpy(np.stack(rows)).mT)[0]
         self.F = start.mT.to(dtype=dtype, device=device).contiguous()
         self.spare = torch.empty_like(self.F)
         self.t = 0

@@ -190,7 +190,7 @@ def lyapunov_markdown(
         )
     )
     lines += ["", "## Results", "", "| quantity | value |", "|---|---|"]
-    lines += [f"| {key} | {value} |" for key, value in rows]
+    lines += [f"| {_cell(key)} | {_cell(value)} |" for key, value in rows]
     mean, error = result.batch_mean()
     shown = list(range(min(10, result.num_exponents)))
     if result.num_exponents > 10:
@@ -241,7 +241,7 @@ def validation_markdown(checks: list[ValidationCheck]) -> str:
     for c in checks:
         relation = "≤ " if c.comparison == "≤" else ""
         lines.append(
-            f"| {c.name} | {relation}{c.expected:.8g} | {c.measured:.8g} | {c.tolerance:.3g} | "
+            f"| {_cell(c.name)} | {relation}{c.expected:.8g} | {c.measured:.8g} | {c.tolerance:.3g} | "
             f"{'PASS' if c.passed else '**FAIL**'} |"
         )
     lines += ["", "## Details", ""]
@@ -257,6 +257,11 @@ def verdict_text(summary: dict[str, Any]) -> str:
     if summary["doubling_steps"] is not None:
         return f"{summary['gradient_verdict']} (doubling every {summary['doubling_steps']:.4g} steps)"
     return str(summary["gradient_verdict"])
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (| would end the cell)."""
+    return text.replace("|", "\\|")
 
 
 def _md(value: Any) -> str:
