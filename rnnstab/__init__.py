@@ -21,12 +21,32 @@ from rnnstab.identities import (
     run_identities,
 )
 from rnnstab.jacobian import JacobianTrace, jacobian_norms
+from rnnstab.lyapunov import (
+    LyapunovSpectrum,
+    SingularValueSpectrum,
+    kaplan_yorke_dimension,
+    lyapunov_spectrum,
+    product_lyapunov_spectrum,
+    singular_value_spectrum,
+)
 from rnnstab.optimizers import check_ema_bias, check_ema_unrolled, check_momentum_ema
 from rnnstab.report import Report, write_report
 from rnnstab.rnn import VanillaRNN
 from rnnstab.store import Configuration, Record, load_sweep
 from rnnstab.sweep import Grid, SweepProgress, SweepResult, run_sweep, sweep_network
-from rnnstab.theory import REGIMES, BoundViolation, Verdict, bound_violations, log_bound, verdicts
+from rnnstab.theory import (
+    REGIMES,
+    BoundViolation,
+    MeanField,
+    Verdict,
+    bound_violations,
+    critical_gain,
+    gaussian_expectation,
+    log_bound,
+    mean_field,
+    verdicts,
+)
+from rnnstab.validation import ValidationCheck, run_validation
 from rnnstab.weightnorm import (
     check_weightnorm_gradient,
     check_weightnorm_growth,
@@ -49,6 +69,8 @@ __all__ = [
     "IdentityCheck",
     "InvalidArgumentError",
     "JacobianTrace",
+    "LyapunovSpectrum",
+    "MeanField",
     "MissingDependencyError",
     "NonFiniteError",
     "Record",
@@ -56,8 +78,10 @@ __all__ = [
     "RnnstabError",
     "RnnstabWarning",
     "ShapeError",
+    "SingularValueSpectrum",
     "SweepProgress",
     "SweepResult",
+    "ValidationCheck",
     "VanillaRNN",
     "Verdict",
     "__version__",
@@ -73,17 +97,25 @@ __all__ = [
     "check_weightnorm_gradient",
     "check_weightnorm_growth",
     "check_wn_bn",
+    "critical_gain",
+    "gaussian_expectation",
     "get_activation",
     "induction_check",
     "init_weights",
     "jacobian_norms",
+    "kaplan_yorke_dimension",
     "load_sweep",
     "log_bound",
+    "lyapunov_spectrum",
+    "mean_field",
     "norm_growth",
+    "product_lyapunov_spectrum",
     "register_activation",
     "run_identities",
     "run_sweep",
+    "run_validation",
     "scale_to_threshold",
+    "singular_value_spectrum",
     "spectral_norm",
     "sweep_network",
     "verdicts",

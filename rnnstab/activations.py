@@ -40,6 +40,9 @@ class Activation:
         gamma: sup_x |σ'(x)|, derived numerically.
         argmax: a point where |σ'| attains γ (within the search range).
         scale: c in σ(c·x); 1 for the unscaled activation.
+        breakpoints: the points where σ, σ' or σ'' is not smooth (relu's 0, hardtanh's ±1, …): Gaussian
+            expectations split their quadrature there (see :func:`rnnstab.theory.gaussian_expectation`). Empty for
+            smooth activations and for user callables (which then get a convergence check instead).
 
     Example:
         >>> act = get_activation("gelu")
@@ -53,6 +56,7 @@ class Activation:
     gamma: float
     argmax: float
     scale: float = 1.0
+    breakpoints: tuple[float, ...] = ()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)
@@ -74,6 +78,7 @@ class Activation:
             gamma=gamma,
             argmax=self.argmax / c,
             scale=self.scale * c,
+            breakpoints=tuple(b / c for b in self.breakpoints),
         )
 
     @classmethod
@@ -203,6 +208,15 @@ _REGISTRY: dict[str, tuple[TensorFn, TensorFn]] = {
     "sin": (torch.sin, torch.cos),
 }
 
+#: Where σ, σ' or σ'' has a kink (quadratures split there; Gauss–Hermite converges only algebraically across one).
+_BREAKPOINTS: dict[str, tuple[float, ...]] = {
+    "relu": (0.0,),
+    "leaky_relu": (0.0,),
+    "hardtanh": (-1.0, 1.0),
+    "softsign": (0.0,),
+    "elu": (0.0,),
+}
+
 _CACHE: dict[str, Activation] = {}
 
 
@@ -255,7 +269,14 @@ def get_activation(activation: str | TensorFn | Activation, *, gamma: float | No
         if activation not in _CACHE:
             fn, derivative = _REGISTRY[activation]
             g, x_star = derive_gamma(derivative, name=activation)
-            _CACHE[activation] = Activation(name=activation, fn=fn, derivative=derivative, gamma=g, argmax=x_star)
+            _CACHE[activation] = Activation(
+                name=activation,
+                fn=fn,
+                derivative=derivative,
+                gamma=g,
+                argmax=x_star,
+                breakpoints=_BREAKPOINTS.get(activation, ()),
+            )
         act = _CACHE[activation]
     else:
         act = Activation.from_callable(activation)

@@ -15,7 +15,6 @@ steps falls back to an exact SVD. Every estimate is a Ritz value, hence never ab
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -23,12 +22,12 @@ import torch
 
 from rnnstab import _checks
 from rnnstab._spectral_tracker import SpectralTracker
+from rnnstab._tangent import CHUNK_STEPS, apply_tangent, check_memory, derivative_chunks
 from rnnstab.exceptions import InvalidArgumentError
 from rnnstab.rnn import VanillaRNN
 
 NORMS = ("spectral", "frobenius")
 SPECTRAL_METHODS = ("lanczos", "svd")
-_CHUNK_STEPS = 128
 _DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-6}
 
 
@@ -156,22 +155,19 @@ def jacobian_norms(
     rtol = _DEFAULT_RTOL[dtype] if rtol is None else _checks.positive_float("rtol", rtol)
     max_iter = _checks.positive_int("max_iter", max_iter)
 
-    _check_memory(memory_estimate(batch, rnn.hidden_size, dtype), rnn.device)
+    check_memory(memory_estimate(batch, rnn.hidden_size, dtype), rnn.device)
     tracker = None
     if "spectral" in wanted:
         tracker = _ExactSpectral() if spectral_method == "svd" else SpectralTracker(rtol=rtol, max_iter=max_iter)
     engine = _Engine(rnn, batch, tracker)
-    g = rnn.activation.fn(rnn.initial_preactivation(batch, h0))
     sv_rows: list[torch.Tensor] = []
-    for start in range(0, steps, _CHUNK_STEPS):
-        stop = min(start + _CHUNK_STEPS, steps)
-        derivatives, g = _forward_chunk(rnn, x[:, start:stop], g)
-        for i in range(stop - start):
+    for start, derivatives in derivative_chunks(rnn, x, h0=h0):
+        for i in range(derivatives.shape[1]):
             engine.step(start + i, derivatives[:, i])
             if start + i + 1 in sv_steps:
                 sv_rows.append(engine.log_singular_values(start + i))
         if progress is not None:
-            progress(stop - start)
+            progress(derivatives.shape[1])
     return engine.result(wanted, sv_steps, torch.stack(sv_rows, dim=1) if sv_rows else None, weights_dtype)
 
 
@@ -179,31 +175,7 @@ def memory_estimate(batch: int, n: int, dtype: torch.dtype) -> int:
     """Bytes :func:`jacobian_norms` holds at once: two (batch, n, n) products, one SVD workspace of the same
     size, and a chunk of the forward pass — independent of T."""
     itemsize = torch.finfo(dtype).bits // 8
-    return itemsize * (3 * batch * n * n + 4 * batch * _CHUNK_STEPS * n)
-
-
-def _check_memory(needed: int, device: torch.device) -> None:
-    if device.type == "cuda":
-        available, _ = torch.cuda.mem_get_info(device)
-        where = "the GPU"
-    else:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        where = "this machine"
-    if needed > 0.8 * available:
-        raise InvalidArgumentError(
-            f"this needs about {needed / 2**30:.2f} GiB ({where} has {available / 2**30:.2f} GiB available): "
-            "reduce the batch or the hidden size, or use float32"
-        )
-
-
-def _forward_chunk(rnn: VanillaRNN, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the RNN over a chunk of steps; return σ'(pre-activations) (batch, steps, n) and the last state."""
-    drive = rnn.drive(x)
-    pre = torch.empty_like(drive)
-    for t in range(x.shape[1]):
-        pre[:, t] = rnn.recur(g, drive[:, t])
-        g = rnn.activation.fn(pre[:, t])
-    return rnn.activation.derivative(pre), g
+    return itemsize * (3 * batch * n * n + 4 * batch * CHUNK_STEPS * n)
 
 
 class _ExactSpectral:
@@ -224,11 +196,8 @@ class _Engine:
     def __init__(self, rnn: VanillaRNN, batch: int, tracker: SpectralTracker | _ExactSpectral | None) -> None:
         n, dtype, device = rnn.hidden_size, rnn.dtype, rnn.device
         self.rnn = rnn
-        self.shared = rnn.num_networks is None
         self.P = torch.empty(batch, n, n, dtype=dtype, device=device)
         self.spare = torch.empty_like(self.P)
-        self.tiny = torch.finfo(dtype).tiny
-        self.fro = torch.empty(0, batch, dtype=dtype, device=device)
         self.fro_rows: list[torch.Tensor] = []
         self.spec_rows: list[torch.Tensor] = []
         self.prev_fro = torch.ones(batch, dtype=dtype, device=device)
@@ -239,8 +208,7 @@ class _Engine:
         if t == 0:
             torch.mul(self.rnn._Wt, d[:, None, :], out=self.P)
         else:
-            torch.matmul(self.P, self.rnn._Wt, out=self.spare)
-            self.spare.mul_(d[:, None, :])
+            apply_tangent(self.P, self.rnn._Wt, d, out=self.spare)
             self.P, self.spare = self.spare, self.P
         fro = torch.linalg.vector_norm(self.P.flatten(1), dim=1)
         self.fro_rows.append(fro)

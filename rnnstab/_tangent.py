@@ -1,0 +1,66 @@
+"""The tangent dynamics of a vanilla RNN along one trajectory: the code shared by jacobian.py and lyapunov.py.
+
+Along the trajectory driven by x, step t maps a perturbation of g_{t-1} to one of g_t by J_t = D_t W, with
+D_t = diag σ'(h_t) and h_t = W g_{t-1} + U x_t + b. Both consumers push a stack of r row vectors F (batch, r, n)
+through it, F ← F Wᵀ D_t, which is (D_t W Fᵀ)ᵀ: the Jacobian product (r = n) is kept as J_tᵀ, a Lyapunov frame
+(r = k) as its k orthonormal columns transposed. Stored by rows, a W shared by the batch makes each update one
+GEMM over batch·r rows (torch folds the batch into the rows of a contiguous operand), a batch of W one bmm.
+
+The forward pass runs ahead of the tangent updates in chunks of :data:`CHUNK_STEPS` steps: the recursion is
+sequential (a thin product per step) but σ' is applied to a whole chunk at once, and only a chunk of
+pre-activations is held, whatever the horizon T.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import torch
+
+from rnnstab.exceptions import InvalidArgumentError
+from rnnstab.rnn import VanillaRNN
+
+CHUNK_STEPS = 128
+
+
+def derivative_chunks(
+    rnn: VanillaRNN, x: torch.Tensor, *, h0: torch.Tensor | None = None, chunk_steps: int = CHUNK_STEPS
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (start, σ'(h_t) for t = start+1 .. start+len) as (batch, len, n), from g_0 = σ(h_0).
+
+    ``x`` must already be checked (:meth:`VanillaRNN.check_inputs`) and on the RNN's device and dtype.
+    """
+    g = rnn.activation.fn(rnn.initial_preactivation(x.shape[0], h0))
+    for start in range(0, x.shape[1], chunk_steps):
+        drive = rnn.drive(x[:, start : start + chunk_steps])
+        pre = torch.empty_like(drive)
+        for t in range(drive.shape[1]):
+            pre[:, t] = rnn.recur(g, drive[:, t])
+            g = rnn.activation.fn(pre[:, t])
+        yield start, rnn.activation.derivative(pre)
+
+
+def apply_tangent(F: torch.Tensor, Wt: torch.Tensor, d: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
+    """out = F Wᵀ diag(d) for rows F (batch, r, n), Wᵀ (n, n) or (batch, n, n), d (batch, n); returns ``out``."""
+    torch.matmul(F, Wt, out=out)
+    return out.mul_(d[:, None, :])
+
+
+def check_memory(needed: int, device: torch.device) -> None:
+    """Refuse a run that would need more than 80 % of the memory available on ``device``.
+
+    Raises:
+        InvalidArgumentError: saying how much is needed and how much is there.
+    """
+    if device.type == "cuda":
+        available, _ = torch.cuda.mem_get_info(device)
+        where = "the GPU"
+    else:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        where = "this machine"
+    if needed > 0.8 * available:
+        raise InvalidArgumentError(
+            f"this needs about {needed / 2**30:.2f} GiB ({where} has {available / 2**30:.2f} GiB available): "
+            "reduce the batch or the hidden size, or use float32"
+        )

@@ -1,0 +1,272 @@
+"""Summaries, JSON and Markdown for Lyapunov runs and the validation suite (what ``rnnstab lyapunov`` and
+``rnnstab validate`` write): every number in natural logs, exponents in nats per step."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnstab import _io
+from rnnstab.lyapunov import LyapunovSpectrum, SingularValueSpectrum
+from rnnstab.plots import plot_lyapunov_convergence, plot_lyapunov_spectrum, plot_singular_values
+from rnnstab.theory import MeanField
+from rnnstab.validation import SOURCES, ValidationCheck
+
+FILES = {
+    "json": "lyapunov.json",
+    "markdown": "lyapunov.md",
+    "spectrum": "lyapunov_spectrum.png",
+    "convergence": "lyapunov_convergence.png",
+    "singular_values": "singular_values.png",
+}
+MARGINAL_RATE = 1e-3  # nats per step: a half-life of ~700 steps; |λ₁| below this is called marginal
+
+REFERENCES = [
+    SOURCES["benettin"],
+    SOURCES["oseledets"],
+    SOURCES["determinant"],
+    "J. L. Kaplan, J. A. Yorke, 'Chaotic behavior of multidimensional difference equations', Lecture Notes in "
+    "Mathematics 730, 204 (1979): the Kaplan–Yorke dimension",
+    SOURCES["pascanu"],
+    SOURCES["mean_field"],
+    "S. S. Schoenholz, J. Gilmer, S. Ganguli, J. Sohl-Dickstein, 'Deep information propagation', ICLR 2017: the "
+    "gradient depth scale −1/log χ",
+    "J. Pennington, S. S. Schoenholz, S. Ganguli, 'Resurrecting the sigmoid in deep learning through dynamical "
+    "isometry', NeurIPS 2017: the singular values of J_t (dynamical isometry)",
+]
+
+
+def summarise(
+    result: LyapunovSpectrum,
+    *,
+    log_delta: float,
+    mean_field: MeanField | None = None,
+    critical_gain: float | None = None,
+    singular_values: SingularValueSpectrum | None = None,
+) -> dict[str, Any]:
+    """The headline numbers of a run as a JSON-ready dict (batch means with standard errors).
+
+    Standard errors are those of the batch mean from block means (:meth:`LyapunovSpectrum.batch_mean`).
+    """
+    top = result.exponents[:, 0]
+    means, errors = result.batch_mean()
+    top_mean, top_error = float(means[0]), float(errors[0])
+    verdict = "vanishing" if top_mean < -MARGINAL_RATE else "exploding" if top_mean > MARGINAL_RATE else "marginal"
+    dimension = result.kaplan_yorke_dimension()
+    residual = result.sum_rule_residual
+    expected = result.sum_rule_expected
+    summary: dict[str, Any] = {
+        "lambda_max_per_step": top_mean,
+        "lambda_max_stderr": top_error,
+        "lambda_max_per_trajectory": top.tolist(),
+        "lambda_last_per_step": float(result.exponents[:, -1].mean()),
+        "num_exponents": result.num_exponents,
+        "gradient_verdict": verdict,
+        "half_life_steps": math.log(2) / -top_mean if top_mean < 0 else None,
+        "doubling_steps": math.log(2) / top_mean if top_mean > 0 else None,
+        "log_delta": log_delta,
+        "bound_slack_per_step": log_delta - float(top.max()),
+        "bound_holds": bool(float(top.max()) <= log_delta + 1e-9),
+        "kaplan_yorke_dimension": float(dimension.mean()) if bool(torch.isfinite(dimension).all()) else None,
+        "sum_rule": None
+        if residual is None or expected is None
+        else {
+            "expected_mean": float(expected.mean()),
+            "measured_mean": float(result.exponents.sum(dim=-1).mean()),
+            "max_abs_residual": float(residual.abs().max()),
+        },
+        "qr": {
+            "qr_every": result.qr_every,
+            "qr_count": result.qr_count,
+            "max_log_spread": result.max_log_spread,
+            "log_spread_limit": result.log_spread_limit,
+        },
+        "mean_field": None
+        if mean_field is None
+        else {
+            "gain": mean_field.gain,
+            "input_variance": mean_field.input_variance,
+            "q_star": mean_field.q_star,
+            "chi": mean_field.chi,
+            "lambda_max_per_step": mean_field.lyapunov_max_per_step,
+            "depth_scale_steps": mean_field.depth_scale_steps,
+            "regime": mean_field.regime,
+            "critical_gain": critical_gain,
+        },
+        "singular_values": None if singular_values is None else singular_values.isometry_summary(),
+    }
+    return summary
+
+
+def write_lyapunov_outputs(
+    directory: Path,
+    *,
+    result: LyapunovSpectrum,
+    singular_values: SingularValueSpectrum | None,
+    summary: dict[str, Any],
+    parameters: dict[str, Any],
+    metadata: dict[str, Any],
+    title: str,
+) -> dict[str, str]:
+    """Write lyapunov.json, lyapunov.md and the three figures into ``directory`` (each atomically).
+
+    Returns:
+        The paths written, keyed as in :data:`FILES` (no singular-value figure when ``singular_values`` is None).
+    """
+    files = {key: str(directory / name) for key, name in FILES.items()}
+    if singular_values is None:
+        del files["singular_values"]
+    mean_field_max = summary["mean_field"]["lambda_max_per_step"] if summary["mean_field"] else None
+    plot_lyapunov_spectrum(
+        result,
+        path=directory / FILES["spectrum"],
+        log_delta=summary["log_delta"],
+        mean_field_max=mean_field_max,
+        title=title,
+    )
+    plot_lyapunov_convergence(result, path=directory / FILES["convergence"], mean_field_max=mean_field_max, title=title)
+    if singular_values is not None:
+        plot_singular_values(singular_values, path=directory / FILES["singular_values"], title=title)
+    record = {
+        "summary": summary,
+        "parameters": parameters,
+        "metadata": metadata,
+        "units": "natural log; exponents in nats per step; row b is trajectory b; column i-1 is λ_i",
+        "exponents": result.exponents.tolist(),
+        "exponents_stderr": result.exponents_stderr.tolist(),
+        "history_steps": list(result.history_steps),
+        "history": result.history.tolist(),
+        "sum_rule_expected": None if result.sum_rule_expected is None else result.sum_rule_expected.tolist(),
+        "singular_value_steps": None if singular_values is None else list(singular_values.steps),
+        "log_singular_values": None if singular_values is None else singular_values.log_singular_values.tolist(),
+        "references": REFERENCES,
+        "files": files,
+    }
+    _io.write_json(directory / FILES["json"], record)
+    text = lyapunov_markdown(summary, result, parameters=parameters, title=title)
+    _io.atomic_write(directory / FILES["markdown"], lambda handle: handle.write(text.encode()))
+    return files
+
+
+def lyapunov_markdown(
+    summary: dict[str, Any], result: LyapunovSpectrum, *, parameters: dict[str, Any], title: str
+) -> str:
+    """A Markdown report of one run: parameters, headline numbers, the exponents, the figures, the references."""
+    lines = [f"# Lyapunov spectrum — {title}", "", "All logs are natural; exponents are in nats per step.", ""]
+    lines += ["## Parameters", "", "| parameter | value |", "|---|---|"]
+    lines += [f"| {key} | {_md(value)} |" for key, value in parameters.items()]
+    rows = [
+        ("λ₁ (mean ± s.e.)", f"{summary['lambda_max_per_step']:.6g} ± {summary['lambda_max_stderr']:.2g}"),
+        ("gradients", verdict_text(summary)),
+        ("bound log δ", f"{summary['log_delta']:.6g} ({'holds' if summary['bound_holds'] else 'VIOLATED — a bug'})"),
+        ("Kaplan–Yorke dimension", _md(summary["kaplan_yorke_dimension"])),
+    ]
+    if summary["sum_rule"]:
+        rule = summary["sum_rule"]
+        rows.append(
+            (
+                "sum rule Σλ = ⟨log|det J_t|⟩",
+                f"{rule['measured_mean']:.10g} vs {rule['expected_mean']:.10g} (max residual "
+                f"{rule['max_abs_residual']:.2g})",
+            )
+        )
+    field = summary["mean_field"]
+    if field:
+        rows += [
+            ("mean-field λ_max = ½ log χ", f"{field['lambda_max_per_step']:.6g} ({field['regime']})"),
+            ("mean-field q*, χ", f"{field['q_star']:.6g}, {field['chi']:.6g}"),
+            ("depth scale −1/log χ", f"{field['depth_scale_steps']:.4g} steps"),
+            ("critical gain (χ = 1)", _md(field["critical_gain"])),
+        ]
+    qr = summary["qr"]
+    rows.append(
+        (
+            "QR",
+            f"{qr['qr_count']} factorisations (qr_every = {qr['qr_every']}); largest log-spread "
+            f"{qr['max_log_spread']:.3g} (limit {qr['log_spread_limit']:.3g})",
+        )
+    )
+    lines += ["", "## Results", "", "| quantity | value |", "|---|---|"]
+    lines += [f"| {_cell(key)} | {_cell(value)} |" for key, value in rows]
+    mean, error = result.batch_mean()
+    shown = list(range(min(10, result.num_exponents)))
+    if result.num_exponents > 10:
+        shown += list(range(max(10, result.num_exponents - 3), result.num_exponents))
+    lines += [
+        "",
+        "## Exponents (batch mean; s.e. from block means, averaged)",
+        "",
+        "| i | λ_i | s.e. |",
+        "|---|---|---|",
+    ]
+    previous = -1
+    for i in shown:
+        if i != previous + 1:
+            lines.append("| … | … | … |")
+        lines.append(f"| {i + 1} | {float(mean[i]):.6g} | {float(error[i]):.2g} |")
+        previous = i
+    lines += ["", "## Figures", ""]
+    for key, caption in (
+        ("spectrum", "exponents against i/n, with the bound log δ and the mean-field λ_max"),
+        ("convergence", "running estimates against t"),
+        ("singular_values", "histograms of log σ_i(J_t) at the chosen steps"),
+    ):
+        lines.append(f"- [{FILES[key]}]({FILES[key]}): {caption}")
+    lines += ["", "## References", ""]
+    lines += [f"{j}. {ref}" for j, ref in enumerate(REFERENCES, start=1)]
+    return "\n".join(lines) + "\n"
+
+
+def validation_record(checks: list[ValidationCheck]) -> dict[str, Any]:
+    """The suite's results as a JSON-ready dict."""
+    return {
+        "passed": all(c.passed for c in checks),
+        "failed": [c.name for c in checks if not c.passed],
+        "units": "natural log; exponents in nats per step",
+        "checks": [c.__dict__ for c in checks],
+    }
+
+
+def validation_markdown(checks: list[ValidationCheck]) -> str:
+    """The suite's results as a Markdown table, with the sources and the tolerance reasoning."""
+    lines = [
+        "# rnnstab validate",
+        "",
+        "| check | expected | measured | tolerance | result |",
+        "|---|---|---|---|---|",
+    ]
+    for c in checks:
+        relation = "≤ " if c.comparison == "≤" else ""
+        lines.append(
+            f"| {_cell(c.name)} | {relation}{c.expected:.8g} | {c.measured:.8g} | {c.tolerance:.3g} | "
+            f"{'PASS' if c.passed else '**FAIL**'} |"
+        )
+    lines += ["", "## Details", ""]
+    for c in checks:
+        lines += [f"- **{c.name}** — {c.quantity}. {c.details} Source: {c.source}."]
+    return "\n".join(lines) + "\n"
+
+
+def verdict_text(summary: dict[str, Any]) -> str:
+    """'vanishing (half-life … steps)', 'exploding (doubling every … steps)' or 'marginal'."""
+    if summary["half_life_steps"] is not None:
+        return f"{summary['gradient_verdict']} (half-life {summary['half_life_steps']:.4g} steps)"
+    if summary["doubling_steps"] is not None:
+        return f"{summary['gradient_verdict']} (doubling every {summary['doubling_steps']:.4g} steps)"
+    return str(summary["gradient_verdict"])
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (| would end the cell)."""
+    return text.replace("|", "\\|")
+
+
+def _md(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,46 @@
+import dataclasses
+
+import pytest
+
+import rnnstab
+from rnnstab import validation
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_quick_suite_passes(seed):
+    checks = rnnstab.run_validation(quick=True, seed=seed)
+    assert len(checks) == validation.SUITE_SIZE
+    failed = [(c.name, c.expected, c.measured, c.tolerance) for c in checks if not c.passed]
+    assert not failed
+
+
+@pytest.mark.slow
+def test_full_suite_passes():
+    seen: list[str] = []
+    checks = rnnstab.run_validation(seed=0, progress=seen.append)
+    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+    assert len(seen) == len(validation._SUITE)
+
+
+def test_every_check_cites_its_source():
+    checks = {c.name: c for c in rnnstab.run_validation(quick=True)}
+    newman = checks["products of Gaussian matrices (Newman)"]
+    assert "Commun. Math. Phys. 103" in newman.source and "ψ((n−i+1)/2)" in newman.source
+    assert "Poole" in checks["mean-field λ_max, random tanh RNN"].source
+    assert "Molgedey" in checks["mean-field λ_max, random tanh RNN with input noise"].source
+    assert "Pascanu" in checks["δ^T bound at every step"].source
+    assert all(c.source and c.details and c.comparison in ("=", "≤") for c in checks.values())
+
+
+def test_the_suite_catches_a_biased_engine(monkeypatch):
+    # An engine whose exponents are 1 % too large must fail the exact references — the suite has teeth.
+    real = validation.lyapunov_spectrum
+
+    def biased(*args, **kwargs):
+        result = real(*args, **kwargs)
+        return dataclasses.replace(result, exponents=result.exponents * 1.01 + 1e-3)
+
+    monkeypatch.setattr(validation, "lyapunov_spectrum", biased)
+    failed = {c.name for c in rnnstab.run_validation(quick=True) if not c.passed}
+    assert {"orthogonal linear RNN", "δ^T bound on the top exponent"} <= failed
+    assert "sum rule Σλ = log|det W| + ⟨Σ log|σ'|⟩" in failed
