@@ -82,6 +82,7 @@ def summarise(
             "qr_every": result.qr_every,
             "qr_count": result.qr_count,
             "max_log_spread": result.max_log_spread,
+            "log_spread_target": result.log_spread_target,
             "log_spread_limit": result.log_spread_limit,
         },
         "mean_field": None
