@@ -7,11 +7,12 @@ vanish or explode, where the δ^T bound only says when vanishing is guaranteed: 
 Method (Benettin, Galgani, Giorgilli & Strelcyn 1980; Shimada & Nagashima 1979). An orthonormal frame
 Q₀ (n × k) is pushed through the tangent maps and re-orthonormalised, F = J_{t+s}⋯J_{t+1} Q_t = Q_{t+s} R, with
 R upper triangular and its diagonal made positive (the sign-normalised QR is unique, so the frame does not depend
-on LAPACK's sign conventions, nor on the device). Since the diagonal of a product of triangular matrices is the
-product of their diagonals, Σ log R_ii over the run is the same — in exact arithmetic — whether QR is done every
-step or every s steps; the interval only changes rounding. The exponents are those sums divided by the number of
-measured steps, after a warm-up that lets the frame align with the Oseledets subspaces and the trajectory forget
-h_0.
+on LAPACK's sign conventions, nor on the device). The QR is Householder's with the rows sorted by decreasing norm,
+which keeps it accurate when D_t nearly switches units off (see ``_Benettin._orthonormalise``). Since the diagonal
+of a product of triangular matrices is the product of their diagonals, Σ log R_ii over the run is the same — in
+exact arithmetic — whether QR is done every step or every s steps; the interval only changes rounding. The
+exponents are those sums divided by the number of measured steps, after a warm-up that lets the frame align with the
+Oseledets subspaces and the trajectory forget h_0.
 
 Cost: with a frame of k columns each step is one (batch·k × n)·(n × n) product, O(n²k), plus a QR of an n × k
 matrix, O(nk²), every s steps — O(T·n²·k) in all. The top k exponents never form an n × n product.
@@ -579,12 +580,21 @@ class _Benettin:
         self.pending.clear()
 
     def _orthonormalise(self) -> torch.Tensor:
-        """QR of the frame; the frame becomes Q (with a positive R diagonal); returns log|R_ii| in float64."""
-        q, r = torch.linalg.qr(self.F.mT)
+        """QR of the frame; the frame becomes Q (with a positive R diagonal); returns log|R_ii| in float64.
+
+        The rows of the n × k matrix (one per hidden unit) are sorted by decreasing norm first: R is unchanged by a
+        row permutation, and Householder QR with sorted rows is row-wise backward stable (Powell & Reid 1969; Cox &
+        Higham 1998), so a unit that σ' ≈ 0 nearly switches off (one tiny row of D_t W Q) is still resolved —
+        unsorted, the error, relative to the column norms, swamps that row (seen: gelu, one step spanning 66 nats).
+        """
+        norms = torch.linalg.vector_norm(self.F, dim=1)  # (batch, n): the rows of the n × k frame
+        index = torch.argsort(norms, dim=-1, descending=True)[:, None, :].expand_as(self.F)
+        q, r = torch.linalg.qr(self.F.gather(2, index).mT)
         diagonal = torch.diagonal(r, dim1=-2, dim2=-1)
         # Positive R diagonal: the unique QR, so the frame is a continuous function of the data on every backend.
         sign = torch.where(diagonal < 0, -1.0, 1.0).to(q.dtype)
-        self.F = self.checkpoint = (q * sign[:, None, :]).mT.contiguous()
+        rows = q.mT * sign[:, :, None]  # (batch, k, n), rows still in the sorted order
+        self.F = self.checkpoint = torch.empty_like(rows).scatter_(2, index, rows)
         self.qr_count += 1
         return torch.log(diagonal.abs().to(_F64))
 

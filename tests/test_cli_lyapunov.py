@@ -42,7 +42,7 @@ def test_lyapunov_json_on_stdout_matches_the_library(tmp_path):
     assert summary["num_exponents"] == 3 and summary["sum_rule"] is None
     assert summary["log_delta"] == pytest.approx(math.log(0.8), abs=1e-12)
     assert summary["lambda_max_per_step"] <= math.log(0.8) + 1e-12  # δ < 1: guaranteed vanishing
-    assert summary["gradient_verdict"] == "vanishing"
+    assert summary["gradient_verdict"] == "guaranteed vanishing"
     assert summary["files"]["spectrum"].endswith("lyapunov_spectrum.png")
 
 

@@ -3,6 +3,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import digamma, polygamma
 
 import rnnstab
@@ -131,6 +133,19 @@ def test_an_interval_past_the_limit_is_redone_step_by_step():
     assert float(auto.exponents.sum()) == pytest.approx(-30.0 / 300, abs=1e-14)  # det of the product is e^-30
 
 
+def test_a_nearly_dead_unit_is_resolved_by_row_sorted_qr():
+    # sigmoid' ≈ e^-30 on unit 0 (bias −30): one row of D_t W Q is e^-30 times the others, a single-step spread of
+    # ~30 nats that no interval can split. Householder QR with rows sorted by norm resolves it: the smallest
+    # exponent is ≈ −30 + log|...| and the sum rule holds to rounding (unsorted, R_nn came out as rounding noise).
+    W = 0.5 * rnnstab.init_weights("orthogonal", 3, seed=25)
+    b = torch.tensor([-30.0, 0.0, 0.0], dtype=F64)
+    rnn = rnnstab.VanillaRNN(W, torch.zeros(3, 1, dtype=F64), b, activation="sigmoid")
+    result = rnnstab.lyapunov_spectrum(rnn, torch.zeros(1, 50, 1), qr_every=1)
+    assert result.max_log_spread > 28
+    assert abs(float(result.sum_rule_residual[0])) < 1e-12
+    assert -31.5 < float(result.exponents[0, -1]) < -28.5
+
+
 def test_top_k_equals_the_first_k_of_the_full_spectrum():
     rnn = random_rnn(20, delta=1.4, seed=10)
     x = inputs(3, 400, seed=11)
@@ -217,6 +232,30 @@ def test_dead_relu_directions_fall_back_to_qr_every_step():
     assert torch.isneginf(result.exponents).all()
     assert result.qr_count == 50 and math.isinf(result.max_log_spread)
     assert torch.isnan(result.sum_rule_residual).all()  # ⟨log|det J_t|⟩ = −inf: the check does not apply
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 8),
+    activation=st.sampled_from(["tanh", "sigmoid", "gelu", "softsign", "identity"]),
+    delta=st.floats(0.2, 3.0),
+    steps=st.integers(2, 60),
+    k=st.integers(1, 8),
+    seed=st.integers(0, 10_000),
+)
+def test_invariants_on_random_networks(n, activation, delta, steps, k, seed):
+    rnn = random_rnn(n, activation=activation, delta=delta, seed=seed)
+    x = inputs(2, steps, seed=seed)
+    full = rnnstab.lyapunov_spectrum(rnn, x, seed=seed)
+    top = rnnstab.lyapunov_spectrum(rnn, x, k=min(k, n), seed=seed)
+    # λ₁ ≤ log δ at every T (submultiplicativity), the sum rule to rounding, top-k = the full frame's first k.
+    assert float(full.exponents[:, 0].max()) <= math.log(delta) + 1e-12
+    assert (full.exponents[:, :-1] >= full.exponents[:, 1:]).all()
+    # (a unit with σ' = 0 exactly — gelu far below 0 underflows — makes ⟨log|det J_t|⟩ = −inf: no check then)
+    applies = torch.isfinite(full.sum_rule_expected)
+    residual = full.sum_rule_residual[applies].abs()
+    assert (residual < n * math.exp(full.max_log_spread) * torch.finfo(F64).eps + 1e-13).all()
+    assert torch.allclose(top.in_frame_order(), full.in_frame_order()[:, : min(k, n)], atol=1e-9, rtol=0)
 
 
 @pytest.mark.parametrize(
