@@ -527,7 +527,8 @@ def lyapunov(
         str,
         typer.Option(
             help="Re-orthonormalise every this many steps, or auto: the interval that keeps the spread of log R_ii "
-            "between QRs below ⅓·ln(1/ε) (12 nats in float64), shrinking at once and growing at most ×2 per QR."
+            "between QRs near ½·ln(1/ε) (18 nats in float64: relative error ≲ √ε per QR), shrinking at once and "
+            "growing at most ×2 per QR."
         ),
     ] = "auto",
     blocks: Annotated[int, typer.Option(help="Blocks of the measured window for the error bars.")] = 10,

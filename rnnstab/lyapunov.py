@@ -7,11 +7,12 @@ vanish or explode, where the δ^T bound only says when vanishing is guaranteed: 
 Method (Benettin, Galgani, Giorgilli & Strelcyn 1980; Shimada & Nagashima 1979). An orthonormal frame
 Q₀ (n × k) is pushed through the tangent maps and re-orthonormalised, F = J_{t+s}⋯J_{t+1} Q_t = Q_{t+s} R, with
 R upper triangular and its diagonal made positive (the sign-normalised QR is unique, so the frame does not depend
-on LAPACK's sign conventions, nor on the device). Since the diagonal of a product of triangular matrices is the
-product of their diagonals, Σ log R_ii over the run is the same — in exact arithmetic — whether QR is done every
-step or every s steps; the interval only changes rounding. The exponents are those sums divided by the number of
-measured steps, after a warm-up that lets the frame align with the Oseledets subspaces and the trajectory forget
-h_0.
+on LAPACK's sign conventions, nor on the device). The QR is Householder's with the rows sorted by decreasing norm,
+which keeps it accurate when D_t nearly switches units off (see ``_Benettin._orthonormalise``). Since the diagonal
+of a product of triangular matrices is the product of their diagonals, Σ log R_ii over the run is the same — in
+exact arithmetic — whether QR is done every step or every s steps; the interval only changes rounding. The
+exponents are those sums divided by the number of measured steps, after a warm-up that lets the frame align with the
+Oseledets subspaces and the trajectory forget h_0.
 
 Cost: with a frame of k columns each step is one (batch·k × n)·(n × n) product, O(n²k), plus a QR of an n × k
 matrix, O(nk²), every s steps — O(T·n²·k) in all. The top k exponents never form an n × n product.
@@ -20,20 +21,26 @@ matrix, O(nk²), every s steps — O(T·n²·k) in all. The top k exponents neve
 steps the spread of log R_ii is about s·(λ₁ − λ_k), and the condition number of F (= that of R) is e^{spread}
 times a factor set by the angles between the covariant Lyapunov vectors, which does not grow with s. Householder
 QR is column-wise backward stable, so R_jj comes out with relative error about ε·‖f_j‖/R_jj ≈ ε·e^{spread}
-(ε the unit roundoff). The rule keeps the spread of every interval below L = ½·ln(1/ε) (18.0 in float64, 8.0 in
-float32), i.e. relative error ≲ √ε in each log R_ii per QR, a bias below √ε/s nats per step in each exponent:
+(ε the unit roundoff). The rule aims at a spread of L = ½·ln(1/ε) per interval (18.0 in float64, 8.0 in float32),
+i.e. a relative error ≲ √ε (1.5e-8 in float64) in each log R_ii per QR, which the averaging over the run divides
+further. Measured against QR every step (tanh, n = 256, fixed intervals): spreads up to 21 nats cost < 1e-9 nats per
+step, 28 nats 2e-7, 35 nats 7e-4 — the e^{spread} law. The rule:
 
-- start with s = 1; after every QR estimate the per-step spread Δ as the larger of (i) the spread of the running
-  exponent estimates (all steps so far) and (ii) the spread per step of the interval just done, both maxima over
-  the batch, and the per-step magnitude μ = max|log R_ii|/s the same way;
+- start with s = 1; after every QR estimate the per-step spread Δ as the largest of the spread of the running
+  exponent estimates (all steps so far) and the spreads per step of the last 4 intervals, all maxima over the
+  batch, and the per-step magnitude μ = max|log R_ii|/s the same way;
 - next s = min(⌊L/Δ⌋, ⌊L/μ⌋, 2·s_previous, 64), at least 1 — it shrinks at once when the dynamics change and grows
   by at most ×2 per QR; the μ term keeps every column within e^{±L} of unit norm, far from overflow/underflow;
-- a QR is also forced at the end of the warm-up, at every block boundary and history point, and at T.
+- a QR is also forced at the end of the warm-up, at every block boundary, and at T;
+- an interval whose spread passes the limit ⅔·ln(1/ε) (24.0 in float64, where the per-QR error ε·e^{spread} would
+  reach ε^{1/3} ≈ 6e-6) — a fluctuation beyond the margin, e.g. a unit saturating — is rejected and redone from the
+  frame at the previous QR with a QR every step (the tangent maps of the interval are kept for this).
 
-The largest spread actually met is reported (:attr:`LyapunovSpectrum.max_log_spread`) next to the limit. A dead
+So no accepted interval of more than one step exceeds the limit; the largest spread met is reported
+(:attr:`LyapunovSpectrum.max_log_spread`, single steps included), with the number of rejected intervals. A dead
 direction (σ' = 0, e.g. relu units off) makes Δ infinite and the rule falls back to QR every step; such an exponent
-comes out as −inf only when the product is exactly rank-deficient in floating point, otherwise near the rounding
-floor log(ε)·(QRs per step).
+comes out as −inf when the product is exactly rank-deficient in floating point, otherwise near the rounding floor
+log(ε)·(QRs per step).
 
 Error bars: the measured window is split into ``blocks`` contiguous blocks; the standard error is the standard
 deviation of the block means over √blocks (valid when blocks are longer than the correlation time; it does not
@@ -60,22 +67,22 @@ from rnnstab.rnn import VanillaRNN
 QR_AUTO = "auto"
 _MAX_INTERVAL = 64
 _HISTORY_POINTS = 100
-_RECENT_INTERVALS = 8
+_RECENT_INTERVALS = 4
 _F64 = torch.float64
 
 
 def log_spread_limits(dtype: torch.dtype) -> tuple[float, float]:
-    """(target, limit) = (⅓·ln(1/ε), ½·ln(1/ε)) for ``dtype``: the automatic QR interval aims at the target spread of
-    log R_ii between two QRs and leaves the rest, up to the limit, as margin for fluctuations.
+    """(target, limit) = (½·ln(1/ε), ⅔·ln(1/ε)) for ``dtype``: the automatic QR interval aims at the target spread of
+    log R_ii between two QRs (per-QR relative error ≲ √ε); beyond the limit the error ε·e^{spread} passes ε^{1/3}.
 
     Example:
         >>> [round(v, 2) for v in log_spread_limits(torch.float64)]
-        [12.01, 18.02]
+        [18.02, 24.03]
         >>> [round(v, 2) for v in log_spread_limits(torch.float32)]
-        [5.31, 7.97]
+        [7.97, 10.63]
     """
     roundoff = math.log(1.0 / torch.finfo(dtype).eps)
-    return roundoff / 3.0, roundoff / 2.0
+    return roundoff / 2.0, 2.0 * roundoff / 3.0
 
 
 @dataclass(frozen=True)
@@ -86,17 +93,24 @@ class LyapunovSpectrum:
         exponents: (batch, k) λ₁ ≥ … ≥ λ_k in nats per step, sorted descending in each row.
         exponents_stderr: (batch, k) standard error of each exponent from ``blocks`` block means (NaN with one
             block).
+        frame_index: (batch, k) the frame column (0-based) each sorted exponent came from: the sort is not the
+            identity where finite-time estimates of nearby exponents cross (their gap is within the error bars).
         block_exponents: (batch, blocks, k) the exponents measured over each block alone.
-        history_steps: the steps t (counted from the start, warm-up included) of the convergence history.
+        history_steps: the steps t (counted from the start, warm-up included) of the convergence history: the first
+            QR at or after each of up to 100 evenly spaced points of the measured window.
         history: (batch, len(history_steps), k) the running estimates at those steps.
         hidden_size: n.
         steps: the horizon T.
         warmup: steps discarded before measuring (the frame was still propagated and orthonormalised).
         qr_every: the requested interval, an int or ``"auto"``.
-        qr_count: QR factorisations done.
-        max_log_spread: the largest spread max_i log R_ii − min_i log R_ii of any one interval (a lower bound on
-            log κ(R), the conditioning the rounding of each QR is exposed to); compare with ``log_spread_limit``.
-        log_spread_limit: L = ½·ln(1/ε) for ``dtype``, the spread the automatic rule keeps below.
+        qr_count: QR factorisations done (rejected ones included).
+        rejected_intervals: automatic intervals whose spread exceeded ``log_spread_limit`` and were redone with a
+            QR every step.
+        max_log_spread: the largest spread max_i log R_ii − min_i log R_ii of any one accepted interval (a lower
+            bound on log κ(R), the conditioning the rounding of each QR is exposed to); compare with
+            ``log_spread_limit`` (a single step can exceed it: nothing smaller can be factorised).
+        log_spread_target: ½·ln(1/ε) for ``dtype``, the spread per interval the automatic rule aims at.
+        log_spread_limit: ⅔·ln(1/ε), where the per-QR error ε·e^{spread} would reach ε^{1/3}.
         sum_rule_expected: (batch,) the time average of log|det J_t| over the measured steps, which Σᵢλᵢ equals
             when k = n; for an RNN log|det W| + ⟨Σⱼ log|σ'(h_tj)|⟩. ``None`` when not computed.
         dtype: the dtype the frame was propagated in.
@@ -104,6 +118,7 @@ class LyapunovSpectrum:
 
     exponents: torch.Tensor
     exponents_stderr: torch.Tensor
+    frame_index: torch.Tensor
     block_exponents: torch.Tensor
     history_steps: tuple[int, ...]
     history: torch.Tensor
@@ -112,7 +127,9 @@ class LyapunovSpectrum:
     warmup: int
     qr_every: int | str
     qr_count: int
+    rejected_intervals: int
     max_log_spread: float
+    log_spread_target: float
     log_spread_limit: float
     sum_rule_expected: torch.Tensor | None
     dtype: torch.dtype
@@ -150,6 +167,11 @@ class LyapunovSpectrum:
             return None
         expected = self.sum_rule_expected
         return torch.where(torch.isfinite(expected), measured - expected, math.nan)
+
+    def in_frame_order(self) -> torch.Tensor:
+        """(batch, k) the exponents in the order of the frame's columns (Benettin's order, before sorting): the
+        first k of a full spectrum in this order are exactly what a top-k run with the same seed computes."""
+        return torch.empty_like(self.exponents).scatter_(-1, self.frame_index, self.exponents)
 
     def batch_mean(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean over the batch, its standard error), each (k,): the trajectories are independent estimates, so the
@@ -457,9 +479,10 @@ class _Options:
 
 
 def _memory_estimate(batch: int, n: int, k: int, dtype: torch.dtype) -> int:
-    """Bytes held at once: the frame and its spare, the QR's output and workspace, a forward chunk."""
+    """Bytes held at once: the frame at the last QR and two work frames, the QR's output and workspace, a forward
+    chunk."""
     itemsize = torch.finfo(dtype).bits // 8
-    return itemsize * (4 * batch * n * k + 4 * batch * CHUNK_STEPS * n)
+    return itemsize * (5 * batch * n * k + 4 * batch * CHUNK_STEPS * n)
 
 
 def _factor(matrices: Callable[[int], torch.Tensor], t: int, first: torch.Tensor | None) -> torch.Tensor:
@@ -492,7 +515,11 @@ class _Benettin:
         rows = [np.random.default_rng(options.seed + b).standard_normal((options.k, n)) for b in range(batch)]
         start = torch.linalg.qr(torch.from_numpy(np.stack(rows)).mT)[0]
         self.F = start.mT.to(dtype=dtype, device=device).contiguous()
-        self.spare = torch.empty_like(self.F)
+        self.checkpoint = self.F  # the frame at the last QR: never written to, so an interval can be redone
+        self.work = (torch.empty_like(self.F), torch.empty_like(self.F))  # the frame ping-pongs between these
+        self.pending: list[Callable[..., torch.Tensor]] = []  # the tangent maps since the last QR (auto only)
+        self.auto = options.qr_every == QR_AUTO
+        self.rejected = 0
         self.t = 0
         self.since_qr = 0
         self.interval = 1 if options.qr_every == QR_AUTO else int(options.qr_every)
@@ -504,10 +531,12 @@ class _Benettin:
         measured = steps - warmup
         self.block_ends = [warmup + round(measured * (j + 1) / blocks) for j in range(blocks)]
         history_points = min(_HISTORY_POINTS, measured)
-        self.history_steps = sorted(
+        # History points do not force QRs (that would cap the interval): each is recorded at the next QR.
+        self.history_points = sorted(
             {warmup + round(measured * (j + 1) / history_points) for j in range(history_points)}
         )
-        self.forced = sorted({warmup, *self.block_ends, *self.history_steps} - {0})
+        self.history_steps: list[int] = []
+        self.forced = sorted({warmup, *self.block_ends} - {0})
         self.next_forced = 0
         zeros = torch.zeros(batch, options.k, dtype=_F64, device=device)
         self.total_all = zeros.clone()  # Σ log R_ii over every step so far, warm-up included (drives the rule)
@@ -518,40 +547,79 @@ class _Benettin:
 
     def step(self, apply: Callable[..., torch.Tensor]) -> None:
         """Advance the frame by one tangent map M: ``apply(F, out=...)`` writes F·Mᵀ into ``out``."""
-        apply(self.F, out=self.spare)
-        self.F, self.spare = self.spare, self.F
-        self.t += 1
+        self._advance(apply)
+        if self.auto:
+            self.pending.append(apply)
         self.since_qr += 1
         forced = self.next_forced < len(self.forced) and self.forced[self.next_forced] == self.t
         if forced:
             self.next_forced += 1
         if forced or self.since_qr >= self.interval:
-            self._orthonormalise()
+            self._end_interval()
 
-    def _orthonormalise(self) -> None:
-        q, r = torch.linalg.qr(self.F.mT)
+    def _advance(self, apply: Callable[..., torch.Tensor]) -> None:
+        out = self.work[0] if self.F is not self.work[0] else self.work[1]
+        apply(self.F, out=out)
+        self.F = out
+        self.t += 1
+
+    def _end_interval(self) -> None:
+        steps, start = self.since_qr, self.checkpoint
+        self.since_qr = 0
+        logs = self._orthonormalise()
+        if self.auto and steps > 1 and self._spread(logs) > self.limit:
+            # Too ill-conditioned to trust (a fluctuation beyond the margin): redo the interval one step at a time
+            # from the frame at the previous QR. The rejected factorisation is counted but not used.
+            self.rejected += 1
+            self.F, self.t = start, self.t - steps
+            for apply in self.pending:
+                self._advance(apply)
+                self._account(self._orthonormalise(), 1)
+        else:
+            self._account(logs, steps)
+        self.pending.clear()
+
+    def _orthonormalise(self) -> torch.Tensor:
+        """QR of the frame; the frame becomes Q (with a positive R diagonal); returns log|R_ii| in float64.
+
+        The rows of the n × k matrix (one per hidden unit) are sorted by decreasing norm first: R is unchanged by a
+        row permutation, and Householder QR with sorted rows is row-wise backward stable (Powell & Reid 1969; Cox &
+        Higham 1998), so a unit that σ' ≈ 0 nearly switches off (one tiny row of D_t W Q) is still resolved —
+        unsorted, the error, relative to the column norms, swamps that row (seen: gelu, one step spanning 66 nats).
+        """
+        norms = torch.linalg.vector_norm(self.F, dim=1)  # (batch, n): the rows of the n × k frame
+        index = torch.argsort(norms, dim=-1, descending=True)[:, None, :].expand_as(self.F)
+        q, r = torch.linalg.qr(self.F.gather(2, index).mT)
         diagonal = torch.diagonal(r, dim1=-2, dim2=-1)
         # Positive R diagonal: the unique QR, so the frame is a continuous function of the data on every backend.
         sign = torch.where(diagonal < 0, -1.0, 1.0).to(q.dtype)
-        self.F = (q * sign[:, None, :]).mT.contiguous()
-        self.spare = torch.empty_like(self.F) if self.spare.shape != self.F.shape else self.spare
-        logs = torch.log(diagonal.abs().to(_F64))
+        rows = q.mT * sign[:, :, None]  # (batch, k, n), rows still in the sorted order
+        self.F = self.checkpoint = torch.empty_like(rows).scatter_(2, index, rows)
         self.qr_count += 1
-        steps = self.since_qr
-        self.since_qr = 0
+        return torch.log(diagonal.abs().to(_F64))
+
+    @staticmethod
+    def _spread(logs: torch.Tensor) -> float:
+        """max over the batch of max_i log R_ii − min_i log R_ii (+inf for a dead direction)."""
+        return float(_nan_to_inf(logs.amax(dim=-1) - logs.amin(dim=-1)).amax())
+
+    def _account(self, logs: torch.Tensor, steps: int) -> None:
+        """Add an accepted interval of ``steps`` steps ending at self.t to the sums, blocks and history."""
+        spread = self._spread(logs)
         self.total_all += logs
-        spread = _nan_to_inf(logs.amax(dim=-1) - logs.amin(dim=-1)).amax()
-        magnitude = _nan_to_inf(logs.abs().amax())
-        self.max_spread = max(self.max_spread, float(spread))
+        self.max_spread = max(self.max_spread, spread)
         if self.t > self.options.warmup:
             self.total += logs
             self.blocks[self.block] += logs
             if self.t == self.block_ends[self.block]:
                 self.block = min(self.block + 1, self.options.blocks - 1)
-            if len(self.history) < len(self.history_steps) and self.t == self.history_steps[len(self.history)]:
+            if self.history_points and self.history_points[0] <= self.t:
+                self.history_points = [p for p in self.history_points if p > self.t]
+                self.history_steps.append(self.t)
                 self.history.append(self.total / (self.t - self.options.warmup))
-        if self.options.qr_every == QR_AUTO:
-            self._choose_interval(float(spread) / steps, float(magnitude) / steps)
+        if self.auto:
+            magnitude = float(_nan_to_inf(logs.abs().amax()))
+            self._choose_interval(spread / steps, magnitude / steps)
 
     def _choose_interval(self, spread_last: float, magnitude_last: float) -> None:
         self.recent.append((spread_last, magnitude_last))
@@ -579,6 +647,7 @@ class _Benettin:
         return LyapunovSpectrum(
             exponents=exponents.gather(-1, order),
             exponents_stderr=stderr.gather(-1, order),
+            frame_index=order,
             block_exponents=block_means.gather(-1, order[:, None, :].expand_as(block_means)),
             history_steps=tuple(self.history_steps),
             history=history.gather(-1, order[:, None, :].expand_as(history)),
@@ -587,7 +656,9 @@ class _Benettin:
             warmup=options.warmup,
             qr_every=options.qr_every,
             qr_count=self.qr_count,
+            rejected_intervals=self.rejected,
             max_log_spread=self.max_spread,
+            log_spread_target=self.target,
             log_spread_limit=self.limit,
             sum_rule_expected=sum_rule_expected,
             dtype=self.F.dtype,

@@ -12,7 +12,7 @@ import torch
 from rnnstab import _io
 from rnnstab.lyapunov import LyapunovSpectrum, SingularValueSpectrum
 from rnnstab.plots import plot_lyapunov_convergence, plot_lyapunov_spectrum, plot_singular_values
-from rnnstab.theory import MeanField
+from rnnstab.theory import DEFAULT_RATE_TOL, MeanField
 from rnnstab.validation import SOURCES, ValidationCheck
 
 FILES = {
@@ -22,7 +22,6 @@ FILES = {
     "convergence": "lyapunov_convergence.png",
     "singular_values": "singular_values.png",
 }
-MARGINAL_RATE = 1e-3  # nats per step: a half-life of ~700 steps; |λ₁| below this is called marginal
 
 REFERENCES = [
     SOURCES["benettin"],
@@ -54,7 +53,13 @@ def summarise(
     top = result.exponents[:, 0]
     means, errors = result.batch_mean()
     top_mean, top_error = float(means[0]), float(errors[0])
-    verdict = "vanishing" if top_mean < -MARGINAL_RATE else "exploding" if top_mean > MARGINAL_RATE else "marginal"
+    # The regimes of rnnstab.verdicts, with λ₁ as the rate: δ < 1 proves vanishing whatever λ₁ shows.
+    if log_delta < 0:
+        verdict = "guaranteed vanishing"
+    elif abs(top_mean) <= DEFAULT_RATE_TOL:
+        verdict = "marginal"
+    else:
+        verdict = "vanishing" if top_mean < 0 else "exploding"
     dimension = result.kaplan_yorke_dimension()
     residual = result.sum_rule_residual
     expected = result.sum_rule_expected
@@ -82,6 +87,7 @@ def summarise(
             "qr_every": result.qr_every,
             "qr_count": result.qr_count,
             "max_log_spread": result.max_log_spread,
+            "log_spread_target": result.log_spread_target,
             "log_spread_limit": result.log_spread_limit,
         },
         "mean_field": None

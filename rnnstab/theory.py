@@ -388,6 +388,38 @@ def critical_gain(
     return float(brentq(log_chi, lo, hi, xtol=1e-13, rtol=1e-13))
 
 
+def critical_delta(
+    activation: str | Activation | Callable[[torch.Tensor], torch.Tensor] = "tanh",
+    *,
+    input_variance: float = 0.0,
+    init: str = "gaussian",
+) -> float:
+    """δ = γ‖W‖₂ at the mean-field order-to-chaos transition, for placing the χ = 1 line on a (δ, ·) phase diagram.
+
+    W = g·W₀ has ‖W‖₂ = g·‖W₀‖₂, with ‖W₀‖₂ → 2 for i.i.d. N(0, 1/n) entries as n → ∞ (the edge of the
+    quarter-circle law of its singular values; finite-n fluctuations are of order n^(-2/3)) and = 1 for a Haar
+    orthogonal W₀, whose entries have the same variance 1/n and hence the same variance map and χ. So
+    δ_c = γ·g_c·‖W₀‖₂ with g_c from :func:`critical_gain`.
+
+    Args:
+        activation: as for :func:`mean_field`.
+        input_variance: σ²_in ≥ 0.
+        init: ``gaussian`` or ``orthogonal`` (the schemes of :func:`rnnstab.init_weights`).
+
+    Raises:
+        InvalidArgumentError: an unknown init, σ²_in < 0, an unknown activation.
+
+    Example:
+        >>> critical_delta("tanh"), critical_delta("tanh", init="orthogonal")
+        (2.0, 1.0)
+    """
+    norms = {"gaussian": 2.0, "orthogonal": 1.0}
+    if init not in norms:
+        raise InvalidArgumentError(f"init must be one of {sorted(norms)} for critical_delta, got {init!r}")
+    act = get_activation(activation)
+    return act.gamma * critical_gain(act, input_variance=input_variance) * norms[init]
+
+
 def _fixed_point(act: Activation, gain: float, sigma_in: float) -> float:
     """The largest fixed point of q ↦ g²·E[σ(√q z)²] + σ²_in (see :func:`mean_field`)."""
 

@@ -42,7 +42,7 @@ def test_lyapunov_json_on_stdout_matches_the_library(tmp_path):
     assert summary["num_exponents"] == 3 and summary["sum_rule"] is None
     assert summary["log_delta"] == pytest.approx(math.log(0.8), abs=1e-12)
     assert summary["lambda_max_per_step"] <= math.log(0.8) + 1e-12  # δ < 1: guaranteed vanishing
-    assert summary["gradient_verdict"] == "vanishing"
+    assert summary["gradient_verdict"] == "guaranteed vanishing"
     assert summary["files"]["spectrum"].endswith("lyapunov_spectrum.png")
 
 
@@ -124,7 +124,7 @@ def test_validate_json_and_exit_code_1_on_a_failure(monkeypatch):
 def test_help_texts_explain_the_options():
     result = runner.invoke(app, ["lyapunov", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for phrase in ("nats per step", "⅓·ln(1/ε)", "σ(c·x)", "N(0, g²/n)", "O(T·n²·k)"):
+    for phrase in ("nats per step", "½·ln(1/ε)", "σ(c·x)", "N(0, g²/n)", "O(T·n²·k)"):
         assert phrase in result.output
     result = runner.invoke(app, ["validate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Newman" in result.output and "Exit code" in result.output

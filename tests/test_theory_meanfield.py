@@ -100,6 +100,15 @@ def test_critical_gains():
     assert rnnstab.critical_gain("tanh", input_variance=1.0) > rnnstab.critical_gain("tanh", input_variance=0.1)
 
 
+def test_critical_delta_places_the_transition_in_delta():
+    assert rnnstab.critical_delta("tanh") == pytest.approx(2.0, abs=1e-12)  # γ = 1, g_c = 1, ‖W₀‖₂ → 2
+    assert rnnstab.critical_delta("relu", init="orthogonal") == pytest.approx(math.sqrt(2), rel=1e-12)
+    g_c = rnnstab.critical_gain("sigmoid", input_variance=0.5)
+    assert rnnstab.critical_delta("sigmoid", input_variance=0.5) == pytest.approx(0.25 * g_c * 2, rel=1e-12)
+    with pytest.raises(rnnstab.InvalidArgumentError, match="init"):
+        rnnstab.critical_delta("tanh", init="identity")
+
+
 def test_mean_field_accepts_callables_and_names_its_activation():
     mf = rnnstab.mean_field(torch.tanh, gain=2.0)
     assert mf.lyapunov_max_per_step == pytest.approx(rnnstab.mean_field("tanh", gain=2.0).lyapunov_max_per_step)
