@@ -115,11 +115,11 @@ def main() -> None:
     print(f"| top-{args.top} ÷ full time (auto) | {ratio:.4f} | ≤ {RATIO_TARGET} ({_verdict(ratio <= RATIO_TARGET)}) |")
     print(f"| every-step ÷ auto time, full spectrum | {t_full_every / t_full_auto:.2f} | speed-up |")
     print(f"| every-step ÷ auto time, top {args.top} | {t_top_every / t_top_auto:.2f} | speed-up |")
-    ok_full = agreement_full <= AGREEMENT_TARGET
-    ok_top = agreement_top <= AGREEMENT_TARGET
-    print(f"| max |λ(every) − λ(auto)|, full | {agreement_full:.2e} | ≤ {AGREEMENT_TARGET:g} ({_verdict(ok_full)}) |")
-    top_line = f"| max |λ(every) − λ(auto)|, top {args.top} | {agreement_top:.2e} | ≤ {AGREEMENT_TARGET:g}"
-    print(f"{top_line} ({_verdict(ok_top)}) |")
+    for label, agreement in (("full", agreement_full), (f"top {args.top}", agreement_top)):
+        # The 1e-6 target is for float64; float32 rounding alone is ~1e-6 per exponent.
+        met = _verdict(agreement <= AGREEMENT_TARGET)
+        target = f"≤ {AGREEMENT_TARGET:g} ({met})" if dtype == torch.float64 else "—"
+        print(f"| max |λ(every) − λ(auto)|, {label} | {agreement:.2e} | {target} |")
     print(f"| max |top-{args.top} − full[:{args.top}]|, frame order | {top_vs_full:.2e} | rounding |")
     if full_auto.sum_rule_residual is not None:
         print(f"| sum-rule residual (auto) | {float(full_auto.sum_rule_residual.abs().max()):.2e} | rounding |")
