@@ -122,14 +122,17 @@ def plot_phase_diagram(table: Any, *, path: Path, y_label: str, title: str = "")
     Args:
         table: a DataFrame with columns ``panel`` (str), ``delta`` (float), ``y`` (the row's label on the vertical
             axis, str), ``y_order`` (sort key of ``y``), ``rate_per_step`` (mean over seeds, nats/step) and
-            ``regime`` (the verdict; cells not vanishing are marked).
+            ``regime`` (the verdict; cells not vanishing are marked); optionally ``delta_critical`` (δ at the
+            mean-field transition χ = 1 for the row's setting, NaN where there is no prediction).
         path: where to write the PNG.
         y_label: what the vertical axis shows.
         title: the figure title.
 
     Colour is the rate (blue: gradients shrink, red: they grow; white: rate 0), the dashed line is the threshold
     δ = 1, and markers flag cells whose verdict is marginal (○), exploding (▲) or mixed over seeds (◇), and cells
-    whose Jacobian became exactly zero (×, rate −∞, drawn in the darkest blue).
+    whose Jacobian became exactly zero (×, rate −∞, drawn in the darkest blue). The solid green line is the
+    mean-field χ = 1 transition, where the theory predicts the rate crosses 0; when it lies beyond the δ range of a
+    panel, an arrow at that edge says where.
     """
     from matplotlib import colors
     from matplotlib.lines import Line2D
@@ -173,6 +176,8 @@ def plot_phase_diagram(table: Any, *, path: Path, y_label: str, title: str = "")
                 y = levels.index(row["y"])
                 ax.plot(row["delta"], y, markers[kind], color=colour, markersize=6, fillstyle="none")
         ax.axvline(1.0, color="black", linestyle="--", linewidth=1.5)
+        if "delta_critical" in sub and _draw_critical(ax, sub, levels, edges):
+            present.add("chi")
         ax.set_yticks(range(len(levels)), levels)
         ax.set_xlim(edges[0], edges[-1])
         ax.set_xlabel("δ = γ‖W‖₂")
@@ -185,6 +190,7 @@ def plot_phase_diagram(table: Any, *, path: Path, y_label: str, title: str = "")
         bar.set_label(f"empirical rate λ\n(nats/step, {_NATURAL_LOG})")
     handles = [
         Line2D([], [], color="black", linestyle="--", label="threshold δ = 1"),
+        *([Line2D([], [], color=_CHAOS, linewidth=2.5, label="mean-field χ = 1")] if "chi" in present else []),
         *(
             Line2D([], [], marker=m, color="black", linestyle="", fillstyle="none", label=label)
             for label, m in markers.items()
@@ -240,6 +246,35 @@ def plot_rate_vs_log_delta(table: Any, *, path: Path, title: str = "") -> Figure
     ax.legend(loc="upper left", fontsize=9)
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
     return fig
+
+
+_CHAOS = "#1b7837"
+
+
+def _draw_critical(ax: Any, sub: Any, levels: list[str], edges: np.ndarray) -> bool:
+    """Draw the χ = 1 line through the rows of one panel (an arrow at the edge for rows beyond the δ range).
+
+    Returns whether anything was drawn.
+    """
+    critical = sub.groupby("y", sort=False)["delta_critical"].first()
+    points = sorted((levels.index(y), float(d)) for y, d in critical.items() if np.isfinite(d))
+    inside = [(d, y) for y, d in points if edges[0] <= d <= edges[-1]]
+    if inside:
+        xs, ys = zip(*inside, strict=True)
+        ax.plot(xs, ys, color=_CHAOS, linewidth=2.5, marker="|", markersize=12)
+    for y, d in points:
+        if not edges[0] <= d <= edges[-1]:
+            right = d > edges[-1]
+            ax.annotate(
+                f"χ = 1 at δ ≈ {d:.3g} {'→' if right else '←'}",
+                xy=(edges[-1] if right else edges[0], y),
+                ha="right" if right else "left",
+                va="center",
+                fontsize=8,
+                color=_CHAOS,
+                fontweight="bold",
+            )
+    return bool(points)
 
 
 def _cell_edges(values: list[float]) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import html
 import math
 import os
@@ -77,7 +78,9 @@ def configuration_table(frame: Any) -> Any:
     deviation over seeds, NaN for one seed), ``rate_per_step_min``/``_max``; ``log_delta``; ``slack_per_step``
     (log δ − mean rate); ``max_bound_excess`` (max over seeds and inputs and t); ``bound_holds`` (all);
     ``bound_violations`` (sum); ``verdict`` (the seeds' common regime, or ``mixed: …`` with counts);
-    ``half_life_steps`` / ``doubling_steps`` (from the mean rate). Logs are natural, rates in nats per step.
+    ``half_life_steps`` / ``doubling_steps`` (from the mean rate); ``mean_field_delta_critical`` (δ at the
+    mean-field transition χ = 1 for the configuration's setting, see :func:`mean_field_delta`; NaN where the theory
+    has no prediction). Logs are natural, rates in nats per step.
     """
     import pandas as pd
 
@@ -114,6 +117,9 @@ def configuration_table(frame: Any) -> Any:
                 "verdict": verdict,
                 "half_life_steps": math.log(2) / -mean_rate if mean_rate < 0 else None,
                 "doubling_steps": math.log(2) / mean_rate if mean_rate > 0 else None,
+                "mean_field_delta_critical": mean_field_delta(
+                    str(values[0]), float(values[1]), float(values[5]), str(values[6])
+                ),
             }
         )
     return pd.DataFrame(rows)
@@ -364,11 +370,33 @@ def _phase_table(table: Any, varying: list[str]) -> tuple[Any, str]:
                 "y_order": (float(value) if isinstance(value, (int, float, np.number)) else 0.0, str(value)),
                 "rate_per_step": row["rate_per_step"],
                 "regime": row["verdict"],
+                "delta_critical": row["mean_field_delta_critical"],
             }
         )
     import pandas as pd
 
     return pd.DataFrame(rows), y_label
+
+
+@functools.cache
+def mean_field_delta(activation: str, gamma: float, input_scale: float, init: str) -> float:
+    """δ at the mean-field order-to-chaos transition (χ = 1) for a sweep cell, or NaN where the theory says nothing.
+
+    A sweep drives each unit with U x_t of variance input_scale² (U ~ N(0, 1/m), x ~ N(0, input_scale²)), so the
+    mean-field input variance is input_scale²; see :func:`rnnstab.theory.critical_delta`. Only the i.i.d. Gaussian
+    and Haar-orthogonal inits have a mean-field prediction; any other init gives NaN, as does an activation whose χ
+    never reaches 1.
+
+    Example:
+        >>> round(mean_field_delta("tanh", 1.0, 1.0, "gaussian"), 4), mean_field_delta("tanh", 1.0, 1.0, "identity")
+        (3.7112, nan)
+    """
+    from rnnstab.activations import get_activation
+    from rnnstab.theory import critical_delta
+
+    if init not in ("gaussian", "orthogonal"):
+        return math.nan
+    return critical_delta(get_activation(activation, gamma=gamma), input_variance=input_scale**2, init=init)
 
 
 def _summary(
@@ -537,7 +565,9 @@ def _captions() -> dict[str, str]:
     return {
         "norms": "log‖J_t‖₂ (natural log) against t, one colour per δ: line = mean over seeds, band = min–max "
         "over seeds, dashed = the bound t·log δ",
-        "phase": "Phase diagram: the empirical rate (nats/step) over the grid; dashed = the threshold δ = 1",
+        "phase": "Phase diagram: the empirical rate (nats/step) over the grid; dashed = the threshold δ = 1; "
+        "solid green = the mean-field order-to-chaos transition χ = 1 (Gaussian and orthogonal inits; its position "
+        "is noted under the figure when it lies beyond the grid)",
         "rates": "Empirical rate against log δ (natural log); the diagonal rate = log δ is where the bound is tight",
     }
 

@@ -14,7 +14,7 @@ import pytest
 import rnnstab
 from rnnstab import store
 from rnnstab.plots import plot_phase_diagram, plot_rate_vs_log_delta, plot_sweep_norms
-from rnnstab.report import conclusions
+from rnnstab.report import conclusions, mean_field_delta
 
 GRID = rnnstab.Grid(
     activation=("tanh", "identity"),
@@ -84,6 +84,48 @@ def test_table_aggregates_seeds(swept):
         assert row["slack_per_step"] == pytest.approx(math.log(row["delta"]) - row["rate_per_step"])
         assert row["max_bound_excess"] == pytest.approx(seeds["max_bound_excess"].max())
         assert row["spectral_norm_W"] == pytest.approx(row["delta"], rel=1e-12)
+
+
+def test_mean_field_transition_is_in_the_table_and_matches_linear_theory(swept):
+    _, report = swept
+    critical = report.table.groupby("activation")["mean_field_delta_critical"].first()
+    # identity σ: χ = g², so χ = 1 at g = 1, and an orthogonal W of gain 1 has δ = ‖W‖₂ = 1 — where the rate of a
+    # linear orthogonal network, log δ, crosses 0.
+    assert critical["identity"] == pytest.approx(1.0, abs=1e-9)
+    rates = report.table[report.table["activation"] == "identity"].set_index("delta")["rate_per_step"]
+    assert rates[1.0] == pytest.approx(0.0, abs=1e-9) and rates[0.8] < 0 < rates[1.25]
+    # unit-variance inputs (input_scale 1) push tanh's transition above the noiseless g_c = 1
+    assert critical["tanh"] == pytest.approx(rnnstab.critical_gain("tanh", input_variance=1.0))
+    assert critical["tanh"] > 1.5
+
+
+def test_mean_field_delta_needs_a_mean_field_init():
+    assert mean_field_delta("tanh", 1.0, 0.5, "gaussian") == pytest.approx(
+        rnnstab.critical_delta("tanh", input_variance=0.25, init="gaussian")
+    )
+    assert math.isnan(mean_field_delta("tanh", 1.0, 0.5, "identity"))
+
+
+def test_phase_diagram_draws_the_transition_or_points_to_it(tmp_path):
+    table = pd.DataFrame(
+        [
+            {
+                "panel": "tanh",
+                "delta": d,
+                "y": str(g),
+                "y_order": g,
+                "rate_per_step": -0.1,
+                "regime": "vanishing",
+                "delta_critical": 1.2 if g == 1.0 else 9.0,
+            }
+            for g in (0.5, 1.0)
+            for d in (0.5, 1.5)
+        ]
+    )
+    ax = plot_phase_diagram(table, path=tmp_path / "phase.png", y_label="γ").axes[0]
+    line = next(line for line in ax.lines if line.get_color() == "#1b7837")
+    assert list(line.get_xdata()) == [1.2] and list(line.get_ydata()) == [1]
+    assert [t.get_text() for t in ax.texts] == ["χ = 1 at δ ≈ 9 →"]
 
 
 def test_identity_orthogonal_conclusion_is_exact(swept):
