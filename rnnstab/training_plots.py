@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rnnstab._io import atomic_write
+from rnnstab._io import atomic_write, output_dir
 
 _MAX_HEATMAPS = 6
 _LINESTYLES = ("-", "--", ":", "-.")
@@ -69,18 +69,19 @@ def plot_state_gradients(frames: Sequence[Any], *, path: Path, title: str = "") 
     fig = Figure(figsize=(5 * columns, 3.8 * rows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
-    for ax, frame in zip(axes, shown, strict=False):
-        values = np.array(frame["state_grad_norms"].tolist(), dtype=float)
-        with np.errstate(divide="ignore"):
-            logs = np.log(values).T  # rows t = 1..T, columns training steps
+    logs = [_log_state_gradients(frame) for frame in shown]
+    finite = np.concatenate([grid[np.isfinite(grid)] for grid in logs] or [np.zeros(1)])
+    limits = {"vmin": float(finite.min()), "vmax": float(finite.max())} if finite.size else {}
+    for ax, frame, grid in zip(axes, shown, logs, strict=False):
         steps = frame["step"].to_numpy()
         image = ax.imshow(
-            np.where(np.isfinite(logs), logs, np.nan),
+            grid,
             aspect="auto",
             origin="lower",
             interpolation="nearest",
             cmap="viridis",
-            extent=(steps[0] - 0.5, steps[-1] + 0.5, 0.5, logs.shape[0] + 0.5),
+            extent=(steps[0] - 0.5, steps[-1] + 0.5, 0.5, grid.shape[0] + 0.5),
+            **limits,  # one colour scale for every panel, so that runs compare by colour
         )
         ax.set(xlabel="training step", ylabel="t (time step of the sequence)", title=run_label(frame))
         fig.colorbar(image, ax=ax, label="ln ‖∂ℓ/∂g_t‖ (natural log, batch mean)")
@@ -120,7 +121,11 @@ def plot_weightnorm(frames: Sequence[Any], *, path: Path, title: str = "") -> Fi
 
 
 def write_training_figures(frames: Sequence[Any], directory: Path, *, title: str = "") -> list[Path]:
-    """Write training.png, state_gradients.png and, when a run used weight normalisation, weightnorm.png."""
+    """Write training.png, state_gradients.png and, when a run used weight normalisation, weightnorm.png.
+
+    ``directory`` is created if needed; returns the paths written.
+    """
+    directory = output_dir(directory)
     paths = [directory / "training.png", directory / "state_gradients.png"]
     plot_training_curves(frames, path=paths[0], title=title)
     plot_state_gradients(frames, path=paths[1], title=title)
@@ -129,6 +134,14 @@ def write_training_figures(frames: Sequence[Any], directory: Path, *, title: str
         paths.append(directory / "weightnorm.png")
         plot_weightnorm(normalised, path=paths[-1], title=title)
     return paths
+
+
+def _log_state_gradients(frame: Any) -> np.ndarray:
+    """(T, steps) ln ‖∂ℓ/∂g_t‖, NaN where the norm is 0 or not finite."""
+    values = np.array(frame["state_grad_norms"].tolist(), dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(values).T
+    return np.where(np.isfinite(logs), logs, np.nan)
 
 
 def _colours(count: int) -> list[Any]:
