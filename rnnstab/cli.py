@@ -920,8 +920,12 @@ def train_command(
     dtype: Annotated[str, typer.Option(help="float32 or float64 for training (the monitor uses float64).")] = "float32",
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
     monitor_every: Annotated[
-        int, typer.Option(help="Measure ‖W‖₂, ρ(W) and the Jacobian rate every this many steps.")
-    ] = 25,
+        int,
+        typer.Option(
+            help="Measure ‖W‖₂, ρ(W) and the Jacobian rate every this many steps (and at the first and last); "
+            "at the defaults this costs about 10 % of the training time."
+        ),
+    ] = 50,
     out: Annotated[Path, typer.Option(help="Directory for runs/, the figures and summary.json.")] = Path(
         "rnnstab-results/train"
     ),

@@ -210,7 +210,7 @@ def train(
     seed: int = 0,
     dtype: torch.dtype | str = torch.float32,
     device: torch.device | str = "cpu",
-    monitor_every: int = 25,
+    monitor_every: int = 50,
     log_path: str | os.PathLike[str] | None = None,
     callback: Callable[[StepRecord, RecurrentModel], None] | None = None,
 ) -> TrainingRun:
