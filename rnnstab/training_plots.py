@@ -7,6 +7,7 @@ Each function takes training logs as pandas DataFrames — from :func:`rnnstab.l
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from rnnstab._io import atomic_write, output_dir
+from rnnstab.exceptions import InvalidArgumentError
 
 _MAX_HEATMAPS = 6
 _LINESTYLES = ("-", "--", ":", "-.")
@@ -120,18 +122,36 @@ def plot_weightnorm(frames: Sequence[Any], *, path: Path, title: str = "") -> Fi
     return fig
 
 
-def write_training_figures(frames: Sequence[Any], directory: Path, *, title: str = "") -> list[Path]:
+def write_training_figures(frames: Sequence[Any], directory: str | os.PathLike[str], *, title: str = "") -> list[Path]:
     """Write training.png, state_gradients.png and, when a run used weight normalisation, weightnorm.png.
 
-    ``directory`` is created if needed; returns the paths written.
+    Args:
+        frames: training logs (:func:`rnnstab.load_training_log` or :meth:`rnnstab.TrainingRun.frame`), at least one;
+            the state-gradient heatmaps show the first six.
+        directory: where to write (created if needed).
+        title: the figures' title.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        InvalidArgumentError: no frames, or ``directory`` cannot be created.
+
+    Example:
+        >>> import tempfile, rnnstab
+        >>> run = rnnstab.train("adding", length=6, hidden=4, steps=3, param="weight_norm")
+        >>> [p.name for p in write_training_figures([run.frame()], tempfile.mkdtemp())]
+        ['training.png', 'state_gradients.png', 'weightnorm.png']
     """
-    directory = output_dir(directory)
-    paths = [directory / "training.png", directory / "state_gradients.png"]
+    if not frames:
+        raise InvalidArgumentError("write_training_figures needs at least one training log")
+    out = output_dir(directory)
+    paths = [out / "training.png", out / "state_gradients.png"]
     plot_training_curves(frames, path=paths[0], title=title)
     plot_state_gradients(frames, path=paths[1], title=title)
     normalised = [f for f in frames if f.attrs["header"]["parameters"]["param"] == "weight_norm"]
     if normalised:
-        paths.append(directory / "weightnorm.png")
+        paths.append(out / "weightnorm.png")
         plot_weightnorm(normalised, path=paths[-1], title=title)
     return paths
 
