@@ -934,11 +934,14 @@ def train_command(
 ) -> None:
     """Train and monitor (help: :data:`_TRAIN_HELP`)."""
     with _user_errors():
+        # dict.fromkeys drops repeated values (they would share one log file) and keeps the order given
         rates = [_checks.positive_float("--lr", v) for v in parse_values("--lr", lr)] if lr else [default_lr(optimizer)]
+        rates = list(dict.fromkeys(rates))
         batches = [
             _checks.positive_int("--batch-size", v)
             for v in parse_values("--batch-size", batch_size or ["32"], kind="int")
         ]
+        batches = list(dict.fromkeys(batches))
         out_dir = _io.output_dir(out)
         options: dict[str, Any] = {
             "length": length,

@@ -22,7 +22,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_every_combination_of_rates_and_batch_sizes_gets_a_log(tmp_path):
-    grid = ["--lr", "0.01,0.02", "--batch-size", "4", "--batch-size", "8"]
+    grid = ["--lr", "0.01,0.02,0.01", "--batch-size", "4", "--batch-size", "8"]  # a repeated value runs once
     result = runner.invoke(app, ["train", *SMALL[:-1], *grid, "--out", str(tmp_path)])  # not --quiet
     assert result.exit_code == 0, result.output
     assert "lr 0.02, batch 8: finished" in result.stdout and "baseline loss 0.167" in result.stdout
