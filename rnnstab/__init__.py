@@ -29,11 +29,19 @@ from rnnstab.lyapunov import (
     product_lyapunov_spectrum,
     singular_value_spectrum,
 )
-from rnnstab.optimizers import check_ema_bias, check_ema_unrolled, check_momentum_ema
+from rnnstab.optimizers import (
+    OPTIMIZERS,
+    Optimizer,
+    check_ema_bias,
+    check_ema_unrolled,
+    check_momentum_ema,
+    make_optimizer,
+)
 from rnnstab.report import Report, write_report
 from rnnstab.rnn import VanillaRNN
 from rnnstab.store import Configuration, Record, load_sweep
 from rnnstab.sweep import Grid, SweepProgress, SweepResult, run_sweep, sweep_network
+from rnnstab.tasks import TASKS, Task, adding_problem, copy_task, get_task
 from rnnstab.theory import (
     REGIMES,
     BoundViolation,
@@ -47,6 +55,8 @@ from rnnstab.theory import (
     mean_field,
     verdicts,
 )
+from rnnstab.training import PARAMETRIZATIONS, StepRecord, TrainingRun, load_training_log, train
+from rnnstab.training_plots import write_training_figures
 from rnnstab.validation import ValidationCheck, run_validation
 from rnnstab.weightnorm import (
     check_weightnorm_gradient,
@@ -61,7 +71,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "IDENTITIES",
+    "OPTIMIZERS",
+    "PARAMETRIZATIONS",
     "REGIMES",
+    "TASKS",
     "Activation",
     "ArgumentTypeError",
     "BoundViolation",
@@ -74,19 +87,24 @@ __all__ = [
     "MeanField",
     "MissingDependencyError",
     "NonFiniteError",
+    "Optimizer",
     "Record",
     "Report",
     "RnnstabError",
     "RnnstabWarning",
     "ShapeError",
     "SingularValueSpectrum",
+    "StepRecord",
     "SweepProgress",
     "SweepResult",
+    "Task",
+    "TrainingRun",
     "ValidationCheck",
     "VanillaRNN",
     "Verdict",
     "__version__",
     "activation_names",
+    "adding_problem",
     "bound_violations",
     "check_ema_bias",
     "check_ema_unrolled",
@@ -98,17 +116,21 @@ __all__ = [
     "check_weightnorm_gradient",
     "check_weightnorm_growth",
     "check_wn_bn",
+    "copy_task",
     "critical_delta",
     "critical_gain",
     "gaussian_expectation",
     "get_activation",
+    "get_task",
     "induction_check",
     "init_weights",
     "jacobian_norms",
     "kaplan_yorke_dimension",
     "load_sweep",
+    "load_training_log",
     "log_bound",
     "lyapunov_spectrum",
+    "make_optimizer",
     "mean_field",
     "norm_growth",
     "product_lyapunov_spectrum",
@@ -120,7 +142,9 @@ __all__ = [
     "singular_value_spectrum",
     "spectral_norm",
     "sweep_network",
+    "train",
     "verdicts",
     "weightnorm_gradients",
     "write_report",
+    "write_training_figures",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -61,3 +62,19 @@ def finite_or_none(data: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return [finite_or_none(value) for value in data]
     return data
+
+
+def versions() -> dict[str, str]:
+    """The versions a result depends on, for the metadata written beside it."""
+    import numpy as np
+    import torch
+
+    import rnnstab
+
+    return {
+        "rnnstab": rnnstab.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

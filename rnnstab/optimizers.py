@@ -1,13 +1,165 @@
-"""Momentum and the running average (EMA): the same update, its unrolled weights, and its bias (Adam's correction)."""
+"""Optimizers as explicit update rules (SGD, momentum, the running average, Adam), and the identities they obey:
+momentum and the running average (EMA) are the same update, the EMA's unrolled weights, and its bias (Adam's
+correction).
+
+The rules, for a gradient g_t at step t = 1, 2, … and a rate ``lr``:
+
+- ``sgd``: θ ← θ − lr·g_t.
+- ``momentum``: v_t = α v_{t-1} + lr·g_t, θ ← θ − v_t (lr is ε; torch.optim.SGD's buffer is v_t/lr).
+- ``ema``: u_t = β u_{t-1} + (1−β) g_t, θ ← θ − lr·u_t (lr is δ; ≡ momentum with ε = δ(1−β)).
+- ``adam``: m_t = β₁ m_{t-1} + (1−β₁) g_t, v_t = β₂ v_{t-1} + (1−β₂) g_t², m̂ = m_t/(1−β₁^t),
+  v̂ = v_t/(1−β₂^t), θ ← θ − lr·m̂/(√v̂ + ε); without bias correction m̂ = m_t and v̂ = v_t.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from rnnstab import _checks
 from rnnstab._identity import IdentityCheck, eps, problem, rnn_loss, unit_interval, verdict
+from rnnstab.exceptions import InvalidArgumentError
+
+OPTIMIZERS = ("sgd", "momentum", "ema", "adam")
+
+
+class Optimizer:
+    """An explicit update rule over a fixed list of parameters (see the module docstring for the rules).
+
+    ``step(grads)`` advances t by one and updates every parameter in place, outside autograd.
+
+    Attributes:
+        params: the tensors updated in place.
+        lr: the rate (ε for momentum, δ for the running average).
+        t: the number of steps taken.
+    """
+
+    name = "sgd"
+
+    def __init__(self, params: Sequence[torch.Tensor], *, lr: float) -> None:
+        self.params = list(params)
+        self.lr = _checks.positive_float("lr", lr)
+        self.t = 0
+
+    def step(self, grads: Sequence[torch.Tensor]) -> None:
+        """Apply one update θ ← θ − Δθ with Δθ from :meth:`delta`, for each parameter and its gradient."""
+        self.t += 1
+        with torch.no_grad():
+            for i, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
+                param -= self.delta(i, grad)
+
+    def delta(self, i: int, grad: torch.Tensor) -> torch.Tensor:
+        """The step Δθ of parameter ``i`` given its gradient (updating the rule's state)."""
+        return self.lr * grad
+
+
+class Momentum(Optimizer):
+    """v_t = α v_{t-1} + lr·g_t, θ ← θ − v_t."""
+
+    name = "momentum"
+
+    def __init__(self, params: Sequence[torch.Tensor], *, lr: float, alpha: float) -> None:
+        super().__init__(params, lr=lr)
+        self.alpha = unit_interval("momentum", alpha)
+        self.velocity = [torch.zeros_like(p) for p in self.params]
+
+    def delta(self, i: int, grad: torch.Tensor) -> torch.Tensor:
+        self.velocity[i] = self.alpha * self.velocity[i] + self.lr * grad
+        return self.velocity[i]
+
+
+class RunningAverage(Optimizer):
+    """u_t = β u_{t-1} + (1−β) g_t, θ ← θ − lr·u_t (no bias correction: u_t is biased towards 0 early on)."""
+
+    name = "ema"
+
+    def __init__(self, params: Sequence[torch.Tensor], *, lr: float, beta: float) -> None:
+        super().__init__(params, lr=lr)
+        self.beta = unit_interval("beta", beta)
+        self.average = [torch.zeros_like(p) for p in self.params]
+
+    def delta(self, i: int, grad: torch.Tensor) -> torch.Tensor:
+        self.average[i] = self.beta * self.average[i] + (1 - self.beta) * grad
+        return self.lr * self.average[i]
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015), with or without the bias correction 1/(1−β^t) of both moments."""
+
+    name = "adam"
+
+    def __init__(
+        self,
+        params: Sequence[torch.Tensor],
+        *,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        bias_correction: bool = True,
+        eps: float = 1e-8,
+    ) -> None:
+        super().__init__(params, lr=lr)
+        self.beta1, self.beta2 = unit_interval("beta", beta1), unit_interval("beta2", beta2)
+        self.bias_correction = bias_correction
+        self.eps = _checks.positive_float("eps", eps)
+        self.first = [torch.zeros_like(p) for p in self.params]
+        self.second = [torch.zeros_like(p) for p in self.params]
+
+    def delta(self, i: int, grad: torch.Tensor) -> torch.Tensor:
+        self.first[i] = self.beta1 * self.first[i] + (1 - self.beta1) * grad
+        self.second[i] = self.beta2 * self.second[i] + (1 - self.beta2) * grad * grad
+        m, v = self.first[i], self.second[i]
+        if self.bias_correction:
+            m, v = m / (1 - self.beta1**self.t), v / (1 - self.beta2**self.t)
+        return self.lr * m / (v.sqrt() + self.eps)
+
+
+def make_optimizer(
+    name: str,
+    params: Sequence[torch.Tensor],
+    *,
+    lr: float,
+    momentum: float = 0.9,
+    beta2: float = 0.999,
+    bias_correction: bool = True,
+) -> Optimizer:
+    """The optimizer ``name`` (one of :data:`OPTIMIZERS`) over ``params``.
+
+    Args:
+        name: ``sgd``, ``momentum``, ``ema`` or ``adam``.
+        params: the tensors to update in place.
+        lr: the rate, > 0 (ε for momentum, δ for ema).
+        momentum: α for momentum, β for ema, β₁ for adam; in (0, 1). Unused by sgd.
+        beta2: β₂ for adam, in (0, 1).
+        bias_correction: adam only; False drops the 1/(1−β^t) factors.
+
+    Returns:
+        An :class:`Optimizer`.
+
+    Raises:
+        InvalidArgumentError: an unknown name, lr ≤ 0, a coefficient outside (0, 1), or bias_correction=False with
+            an optimizer other than adam.
+
+    Example:
+        >>> theta = torch.zeros(2, dtype=torch.float64)
+        >>> opt = make_optimizer("momentum", [theta], lr=0.1, momentum=0.5)
+        >>> for _ in range(2):
+        ...     opt.step([torch.ones(2, dtype=torch.float64)])
+        >>> theta.tolist()  # v₁ = 0.1, v₂ = 0.5·0.1 + 0.1 = 0.15
+        [-0.25, -0.25]
+    """
+    if name not in OPTIMIZERS:
+        raise InvalidArgumentError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+    if not bias_correction and name != "adam":
+        raise InvalidArgumentError(f"bias correction can only be turned off for adam, not {name}")
+    if name == "momentum":
+        return Momentum(params, lr=lr, alpha=momentum)
+    if name == "ema":
+        return RunningAverage(params, lr=lr, beta=momentum)
+    if name == "adam":
+        return Adam(params, lr=lr, beta1=momentum, beta2=beta2, bias_correction=bias_correction)
+    return Optimizer(params, lr=lr)
 
 
 def check_momentum_ema(

@@ -27,7 +27,6 @@ import itertools
 import logging
 import math
 import os
-import platform
 import shutil
 import time
 import warnings
@@ -940,21 +939,9 @@ def _metadata(
         "seeds": union["seeds"],
         "dtype": union["dtype"],
         "device": device,
-        "versions": _versions(),
+        "versions": _io.versions(),
         "units": "natural log; rates in nats per step; traces: column t-1 is step t",
         "runs": runs,
-    }
-
-
-def _versions() -> dict[str, str]:
-    import rnnstab
-
-    return {
-        "rnnstab": rnnstab.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
     }
 
 

@@ -1,0 +1,175 @@
+"""Figures of training runs (matplotlib's object API with the Agg canvas, written atomically).
+
+Each function takes training logs as pandas DataFrames — from :func:`rnnstab.load_training_log` or
+:meth:`rnnstab.TrainingRun.frame` — whose ``attrs["header"]["parameters"]`` hold the run's options.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from rnnstab._io import atomic_write, output_dir
+from rnnstab.exceptions import InvalidArgumentError
+
+_MAX_HEATMAPS = 6
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def run_label(frame: Any) -> str:
+    """``lr = …, batch = …`` for a log (the two options a ``rnnstab train`` grid varies)."""
+    parameters = frame.attrs["header"]["parameters"]
+    return f"lr = {parameters['lr']:g}, batch = {parameters['batch_size']}"
+
+
+def plot_training_curves(frames: Sequence[Any], *, path: Path, title: str = "") -> Figure:
+    """Loss (with the task's memoryless baseline), ‖∇L‖, ‖W‖₂ and ρ(W), and the Jacobian rate against the step."""
+    fig = Figure(figsize=(11, 7.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    (loss, grad), (norms, rate) = fig.subplots(2, 2, sharex=True)
+    colours = _colours(len(frames))
+    for frame, colour in zip(frames, colours, strict=True):
+        label = run_label(frame)
+        loss.plot(frame["step"], frame["loss"], color=colour, linewidth=1, label=label)
+        grad.plot(frame["step"], frame["grad_norm"], color=colour, linewidth=1)
+        monitored = frame.dropna(subset=["spectral_norm_W"])
+        norms.plot(monitored["step"], monitored["spectral_norm_W"], "o-", color=colour, markersize=3)
+        norms.plot(monitored["step"], monitored["spectral_radius_W"], "s--", color=colour, markersize=3)
+        rate.plot(monitored["step"], monitored["jacobian_rate"], "o-", color=colour, markersize=3)
+    baseline = frames[0].attrs["header"]["baseline_loss"]
+    loss.axhline(baseline, color="k", linestyle=":", label=f"memoryless baseline {baseline:.3g}")
+    loss.set(yscale="log", ylabel="training loss L", title="loss")
+    loss.legend(fontsize=8)
+    grad.set(yscale="log", ylabel="‖∇L‖ (before clipping)", title="gradient norm")
+    norms.set(xlabel="training step", ylabel="‖W‖₂ (o, solid), ρ(W) (□, dashed)", title="recurrent weights")
+    norms.axhline(1.0, color="grey", linewidth=0.6)
+    rate.axhline(0.0, color="grey", linewidth=0.6)
+    rate.set(
+        xlabel="training step",
+        ylabel="late rate of log‖∂g_t/∂g_0‖₂ (nats/step)",
+        title="Jacobian rate (< 0: vanishing, > 0: exploding)",
+    )
+    for ax in (loss, grad, norms, rate):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "training")
+    _save(fig, path)
+    return fig
+
+
+def plot_state_gradients(frames: Sequence[Any], *, path: Path, title: str = "") -> Figure:
+    """Heatmaps of ln ‖∂ℓ/∂g_t‖ over (training step, t), one panel per run (at most six)."""
+    shown = list(frames)[:_MAX_HEATMAPS]
+    columns = min(len(shown), 3)
+    rows = math.ceil(len(shown) / columns)
+    fig = Figure(figsize=(5 * columns, 3.8 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    logs = [_log_state_gradients(frame) for frame in shown]
+    finite = np.concatenate([grid[np.isfinite(grid)] for grid in logs] or [np.zeros(1)])
+    limits = {"vmin": float(finite.min()), "vmax": float(finite.max())} if finite.size else {}
+    for ax, frame, grid in zip(axes, shown, logs, strict=False):
+        steps = frame["step"].to_numpy()
+        image = ax.imshow(
+            grid,
+            aspect="auto",
+            origin="lower",
+            interpolation="nearest",
+            cmap="viridis",
+            extent=(steps[0] - 0.5, steps[-1] + 0.5, 0.5, grid.shape[0] + 0.5),
+            **limits,  # one colour scale for every panel, so that runs compare by colour
+        )
+        ax.set(xlabel="training step", ylabel="t (time step of the sequence)", title=run_label(frame))
+        fig.colorbar(image, ax=ax, label="ln ‖∂ℓ/∂g_t‖ (natural log, batch mean)")
+    for ax in axes[len(shown) :]:
+        ax.set_visible(False)
+    fig.suptitle(title or "per-timestep gradient norms: how far back the loss reaches")
+    _save(fig, path)
+    return fig
+
+
+def plot_weightnorm(frames: Sequence[Any], *, path: Path, title: str = "") -> Figure:
+    """‖v‖ and g/‖v‖ against the step: one colour per learning rate, one line style per batch size."""
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    v_ax, rate_ax = fig.subplots(1, 2, sharex=True)
+    parameters = [frame.attrs["header"]["parameters"] for frame in frames]
+    rates = sorted({p["lr"] for p in parameters})
+    batches = sorted({p["batch_size"] for p in parameters})
+    colours = dict(zip(rates, _colours(len(rates)), strict=True))
+    for frame, p in zip(frames, parameters, strict=True):
+        style = {"color": colours[p["lr"]], "linestyle": _LINESTYLES[batches.index(p["batch_size"]) % 4]}
+        v_ax.plot(frame["step"], frame["wn_v_norm"], label=run_label(frame), **style)
+        rate_ax.plot(frame["step"], frame["wn_g_over_v"], **style)
+    v_ax.set(yscale="log", xlabel="training step", ylabel="‖v‖ (RMS over the rows of V)", title="‖v‖ grows")
+    rate_ax.set(
+        yscale="log",
+        xlabel="training step",
+        ylabel="g/‖v‖ (mean over rows)",
+        title="… until the effective rate settles",
+    )
+    v_ax.legend(fontsize=8)
+    for ax in (v_ax, rate_ax):
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(title or "weight normalisation: self-stabilisation of the effective learning rate")
+    _save(fig, path)
+    return fig
+
+
+def write_training_figures(frames: Sequence[Any], directory: str | os.PathLike[str], *, title: str = "") -> list[Path]:
+    """Write training.png, state_gradients.png and, when a run used weight normalisation, weightnorm.png.
+
+    Args:
+        frames: training logs (:func:`rnnstab.load_training_log` or :meth:`rnnstab.TrainingRun.frame`), at least one;
+            the state-gradient heatmaps show the first six.
+        directory: where to write (created if needed).
+        title: the figures' title.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        InvalidArgumentError: no frames, or ``directory`` cannot be created.
+
+    Example:
+        >>> import tempfile, rnnstab
+        >>> run = rnnstab.train("adding", length=6, hidden=4, steps=3, param="weight_norm")
+        >>> [p.name for p in write_training_figures([run.frame()], tempfile.mkdtemp())]
+        ['training.png', 'state_gradients.png', 'weightnorm.png']
+    """
+    if not frames:
+        raise InvalidArgumentError("write_training_figures needs at least one training log")
+    out = output_dir(directory)
+    paths = [out / "training.png", out / "state_gradients.png"]
+    plot_training_curves(frames, path=paths[0], title=title)
+    plot_state_gradients(frames, path=paths[1], title=title)
+    normalised = [f for f in frames if f.attrs["header"]["parameters"]["param"] == "weight_norm"]
+    if normalised:
+        paths.append(out / "weightnorm.png")
+        plot_weightnorm(normalised, path=paths[-1], title=title)
+    return paths
+
+
+def _log_state_gradients(frame: Any) -> np.ndarray:
+    """(T, steps) ln ‖∂ℓ/∂g_t‖, NaN where the norm is 0 or not finite."""
+    values = np.array(frame["state_grad_norms"].tolist(), dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(values).T
+    return np.where(np.isfinite(logs), logs, np.nan)
+
+
+def _colours(count: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis" if count > 10 else "tab10"]
+    return [cmap(i / max(count - 1, 1)) if count > 10 else cmap(i) for i in range(count)]
+
+
+def _save(fig: Figure, path: Path) -> None:
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=100))

@@ -1,0 +1,109 @@
+"""Tests of ``rnnstab train``: the grid of runs, the files, the exit codes and the error lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rnnstab import load_training_log
+from rnnstab.cli import app
+
+runner = CliRunner()
+SMALL = ["--length", "8", "--hidden", "6", "--steps", "4", "--monitor-every", "2", "--device", "cpu", "--quiet"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_combination_of_rates_and_batch_sizes_gets_a_log(tmp_path):
+    grid = ["--lr", "0.01,0.02,0.01", "--batch-size", "4", "--batch-size", "8"]  # a repeated value runs once
+    result = runner.invoke(app, ["train", *SMALL[:-1], *grid, "--out", str(tmp_path)])  # not --quiet
+    assert result.exit_code == 0, result.output
+    assert "lr 0.02, batch 8: finished" in result.stdout and "baseline loss 0.167" in result.stdout
+    logs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert logs == ["lr0.01_batch4.jsonl", "lr0.01_batch8.jsonl", "lr0.02_batch4.jsonl", "lr0.02_batch8.jsonl"]
+    for name in logs:
+        frame = load_training_log(tmp_path / "runs" / name)
+        assert len(frame) == 4 and frame.attrs["status"] == "finished"
+    for figure in ("training.png", "state_gradients.png"):
+        assert (tmp_path / figure).read_bytes()[:8] == PNG
+    assert not (tmp_path / "weightnorm.png").exists()  # only for --param weight_norm
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [(r["lr"], r["batch_size"]) for r in summary["runs"]] == [(0.01, 4), (0.01, 8), (0.02, 4), (0.02, 8)]
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_weight_norm_json_summary(tmp_path):
+    args = ["train", *SMALL, "--param", "weight_norm", "--optimizer", "sgd", "--lr", "0.5", "--out", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    (run,) = summary["runs"]
+    assert run["status"] == "finished" and run["batch_size"] == 32
+    assert run["wn_v_norm_final"] >= run["wn_v_norm_first"]  # SGD on v never shrinks ‖v‖
+    assert summary["metadata"]["parameters"]["param"] == "weight_norm"
+    assert (tmp_path / "weightnorm.png").read_bytes()[:8] == PNG
+
+
+def test_a_diverging_run_stops_with_its_step_and_exit_1_the_others_go_on(tmp_path):
+    args = ["train", *SMALL, "--steps", "20", "--optimizer", "sgd", "--lr", "0.01,10000", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "lr10000_batch32: stopped at step" in result.stderr and "try --clip" in result.stderr
+    stopped = load_training_log(tmp_path / "runs" / "lr10000_batch32.jsonl")
+    assert stopped.attrs["status"] == "stopped" and stopped.attrs["end"]["reason"].startswith("stopped at step")
+    assert load_training_log(tmp_path / "runs" / "lr0.01_batch32.jsonl").attrs["status"] == "finished"
+    assert (tmp_path / "training.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lr", "0"], "--lr must be a finite number > 0"),
+        (["--lr", "-1"], "--lr must be a finite number > 0"),
+        (["--lr", "abc"], "--lr: 'abc' is not a number"),
+        (["--momentum", "1"], "momentum must lie in the open interval (0, 1)"),
+        (["--beta", "0"], "momentum must be a finite number > 0"),
+        (["--beta2", "1.5"], "beta2 must lie in the open interval (0, 1)"),
+        (["--task", "parity"], "unknown task 'parity'; valid names: adding, copy"),
+        (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'; valid names: sgd, momentum, ema, adam"),
+        (["--param", "spectral"], "unknown parametrization 'spectral'"),
+        (["--init", "nope"], "unknown init scheme 'nope'"),
+        (["--clip", "0"], "clip must be a finite number > 0"),
+        (["--batch-size", "0"], "--batch-size must be ≥ 1"),
+        (["--length", "1"], "length must be ≥ 2"),
+        (["--optimizer", "sgd", "--no-bias-correction"], "only be turned off for adam"),
+        (["--dtype", "float16"], "dtype"),
+    ],
+)
+def test_bad_options_give_one_line_and_exit_2(tmp_path, args, message):
+    result = runner.invoke(app, ["train", *SMALL, "--out", str(tmp_path), *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_killed_run_leaves_a_log_that_loads(tmp_path):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "rnnstab", "train", *SMALL, "--steps", "100000", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = out / "runs" / "lr0.001_batch32.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\n") < 4):
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    frame = load_training_log(log)
+    assert len(frame) >= 3 and frame.attrs["status"] == "killed"
+    assert list(frame["step"]) == list(range(1, len(frame) + 1))
