@@ -1,7 +1,7 @@
 """rnnstab: will gradients in a recurrent network vanish or explode, why, and by how much."""
 
 from rnnstab.activations import Activation, activation_names, get_activation, register_activation
-from rnnstab.audit import Audit, AuditRow, AuditSubject, Stat, audit, audit_schemes
+from rnnstab.audit import Audit, AuditRow, AuditSubject, Stat, audit, audit_schemes, write_audit_report
 from rnnstab.exceptions import (
     ArgumentTypeError,
     InvalidArgumentError,
@@ -143,5 +143,6 @@ __all__ = [
     "sweep_network",
     "verdicts",
     "weightnorm_gradients",
+    "write_audit_report",
     "write_report",
 ]
