@@ -294,7 +294,7 @@ def audit_schemes(
     Each scheme draws ``samples`` matrices (seed ``seed``); the sweep's conventions drive the trajectories:
     U ~ N(0, 1/m) entries, b = 0, inputs x ~ N(0, input_scale²) of shape (batch, T, m) — the same U and inputs
     for every scheme, so that schemes differ only in W. The Jacobian part uses the first ``jacobian_samples``
-    samples × ``batch`` inputs (the defaults keep all 16 schemes at n = 256 near a minute on two cores).
+    samples × ``batch`` inputs (with the defaults, all 15 schemes at n = 256 take about 50 s of CPU on one thread).
 
     Args:
         hidden: n.
