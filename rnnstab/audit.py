@@ -512,7 +512,9 @@ def _verdict(
         if float(gamma_radii.mean()) < 1:
             lead += f" although γρ(W) = {float(gamma_radii.mean()):.3g} < 1: the eigenvalues understate ‖W‖₂"
         lead += f"; measured {regime}"
-    if rate < -DEFAULT_RATE_TOL:
+    if rate == -math.inf:
+        measured = "the Jacobian became exactly zero (σ' = 0 on every unit: dead units)"
+    elif rate < -DEFAULT_RATE_TOL:
         measured = f"rate {rate:+.3g} nats/step (half-life {math.log(2) / -rate:.3g} steps)"
     elif rate > DEFAULT_RATE_TOL:
         measured = f"rate {rate:+.3g} nats/step (doubling every {math.log(2) / rate:.3g} steps)"

@@ -133,13 +133,15 @@ def summary_table(audit: Audit) -> Any:
 
 
 def format_stat(stat: Stat, digits: int = 4) -> str:
-    """'mean ± spread' ('—' for the spread of a single sample); '∞' for an infinite mean.
+    """'mean ± spread' ('—' for the spread of a single sample, or of values that are not all finite); '∞' for an
+    infinite mean.
 
     Example:
         >>> format_stat(Stat(1.98312, 0.0213)), format_stat(Stat(0.9, None))
         ('1.983 ± 0.021', '0.9 ± —')
     """
-    return f"{_number(stat.mean, digits)} ± {'—' if stat.spread is None else _number(stat.spread, 2)}"
+    spread = "—" if stat.spread is None or math.isnan(stat.spread) else _number(stat.spread, 2)
+    return f"{_number(stat.mean, digits)} ± {spread}"
 
 
 def horizon_text(row: AuditRow) -> str:

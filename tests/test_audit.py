@@ -224,3 +224,13 @@ def test_to_dict_is_json_ready():
 def test_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_a_dead_relu_network_has_a_zero_jacobian_and_says_so(tmp_path):
+    # Autonomous relu from h_0 = 0: every pre-activation is 0, relu'(0) = 0, so J_t = 0 from the first step.
+    rnn = VanillaRNN(torch.eye(3, dtype=torch.float64)[None].repeat(2, 1, 1), None, None, "relu")
+    row = audit([AuditSubject("dead", rnn, torch.zeros(1, 6, 0, dtype=torch.float64))]).rows[0]
+    assert row.rate_per_step.mean == -math.inf and row.memory_horizon_steps.mean == 1
+    assert "exactly zero" in row.verdict
+    report = write_audit_report(Audit((row,), 1e-3), tmp_path, title="dead", parameters={})
+    assert "−∞ ± —" in report.markdown.read_text()
