@@ -1,6 +1,7 @@
 """rnnstab: will gradients in a recurrent network vanish or explode, why, and by how much."""
 
 from rnnstab.activations import Activation, activation_names, get_activation, register_activation
+from rnnstab.audit import Audit, AuditRow, AuditSubject, Stat, audit, audit_schemes, write_audit_report
 from rnnstab.exceptions import (
     ArgumentTypeError,
     InvalidArgumentError,
@@ -65,7 +66,16 @@ from rnnstab.weightnorm import (
     norm_growth,
     weightnorm_gradients,
 )
-from rnnstab.weights import init_weights, scale_to_threshold, spectral_norm
+from rnnstab.weights import (
+    SCHEMES,
+    Param,
+    Scheme,
+    init_weights,
+    register_scheme,
+    scale_to_threshold,
+    scheme_names,
+    spectral_norm,
+)
 
 __version__ = "0.1.0"
 
@@ -74,9 +84,13 @@ __all__ = [
     "OPTIMIZERS",
     "PARAMETRIZATIONS",
     "REGIMES",
+    "SCHEMES",
     "TASKS",
     "Activation",
     "ArgumentTypeError",
+    "Audit",
+    "AuditRow",
+    "AuditSubject",
     "BoundViolation",
     "Configuration",
     "Grid",
@@ -88,12 +102,15 @@ __all__ = [
     "MissingDependencyError",
     "NonFiniteError",
     "Optimizer",
+    "Param",
     "Record",
     "Report",
     "RnnstabError",
     "RnnstabWarning",
+    "Scheme",
     "ShapeError",
     "SingularValueSpectrum",
+    "Stat",
     "StepRecord",
     "SweepProgress",
     "SweepResult",
@@ -105,6 +122,8 @@ __all__ = [
     "__version__",
     "activation_names",
     "adding_problem",
+    "audit",
+    "audit_schemes",
     "bound_violations",
     "check_ema_bias",
     "check_ema_unrolled",
@@ -135,16 +154,19 @@ __all__ = [
     "norm_growth",
     "product_lyapunov_spectrum",
     "register_activation",
+    "register_scheme",
     "run_identities",
     "run_sweep",
     "run_validation",
     "scale_to_threshold",
+    "scheme_names",
     "singular_value_spectrum",
     "spectral_norm",
     "sweep_network",
     "train",
     "verdicts",
     "weightnorm_gradients",
+    "write_audit_report",
     "write_report",
     "write_training_figures",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 _MAX_KRYLOV = 40
+_GENERIC_WEIGHT = 0.05
 
 
 class SpectralTracker:
@@ -29,6 +30,7 @@ class SpectralTracker:
     def __init__(self, *, rtol: float, max_iter: int) -> None:
         self.rtol, self.max_iter = rtol, max_iter
         self.v: torch.Tensor | None = None  # the warm start (rows), set at the first update
+        self.generic = torch.empty(0)  # the fixed generic start vector (rows), set at the first update
         self.image: torch.Tensor | None = None  # J v, rows
         self.iterations: list[int] = []
         self.fallbacks = 0
@@ -46,10 +48,17 @@ class SpectralTracker:
     def update(self, P: torch.Tensor, Wt: torch.Tensor, d: torch.Tensor, fro: torch.Tensor) -> torch.Tensor:
         """‖P‖₂ (batch,) after P was multiplied by Wᵀ diag(d); ``fro`` = ‖P‖_F (0 marks a dead product)."""
         if self.v is None or self.image is None:
-            run_v = self._allocate(P)
-            run_image = torch.bmm(run_v, P)
+            self.generic = self._allocate(P)
+            run_v, run_image = self.generic, torch.bmm(self.generic, P)
         else:
-            run_v, run_image = self.v, torch.matmul(self.image, Wt).mul_(d[:, None, :])  # J_t v from J_{t-1} v
+            # Mix the generic start into the warm start: when the top singular vector jumps to a direction the old
+            # one has no component along (every J_t diagonal, W = I: the top unit changes), a pure warm start stays
+            # in its invariant subspace and the Ritz value stops growing short of ‖J_t‖₂.
+            carried = torch.matmul(self.image, Wt).mul_(d[:, None, :])  # J_t v from J_{t-1} v
+            run_v = self.v + _GENERIC_WEIGHT * self.generic
+            run_image = carried.add_(torch.bmm(self.generic, P), alpha=_GENERIC_WEIGHT)
+            length = torch.linalg.vector_norm(run_v, dim=-1, keepdim=True)
+            run_v, run_image = run_v / length, run_image / length
         sigma = torch.zeros(P.shape[0], dtype=P.dtype, device=P.device)
         v, image = run_v, run_image
         pending = torch.ones_like(fro, dtype=torch.bool)
