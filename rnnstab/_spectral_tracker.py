@@ -7,9 +7,9 @@ still packed together. Later the top right singular vector converges (Oseledets)
 from the previous Ritz vector v, whose image J_t v is carried forward through the dynamics with a thin product
 by W instead of by P.
 
-Every estimate is the top singular value of the projected bidiagonal matrix, a Ritz value, hence never above
-‖J_t‖₂. A step ends when two successive Ritz values agree to ``rtol``; one that does not within ``max_iter``
-Lanczos steps falls back to an exact SVD.
+Every estimate is the top singular value of the projected bidiagonal matrix B (from the top eigenpair of BᵀB,
+which also gives the Ritz vector), a Ritz value, hence never above ‖J_t‖₂. A step ends when two successive Ritz
+values agree to ``rtol``; one that does not within ``max_iter`` Lanczos steps falls back to an exact SVD.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 
 _MAX_KRYLOV = 40
+_MIN_BASIS = 4  # orthogonalise against at least this many rows (see _allocate)
+_DGKS = 2**-0.5  # a second Gram–Schmidt pass for rows left with less than this fraction of their norm
 _GENERIC_WEIGHT = 0.05
 
 
@@ -25,6 +27,9 @@ class SpectralTracker:
 
     Each row of the batch converges on its own (finished rows are frozen while the others go on, and all start
     from the same fixed vector), so a network's numbers do not depend on which networks share its batch.
+
+    At n ≈ 128 a Lanczos step costs about as much in tensor-call overhead as in arithmetic, so the buffers and
+    every slice of them the loop touches are made once, and convergence is bookkept with few calls.
     """
 
     def __init__(self, *, rtol: float, max_iter: int) -> None:
@@ -37,42 +42,61 @@ class SpectralTracker:
 
     def _allocate(self, P: torch.Tensor) -> torch.Tensor:
         batch, n, _ = P.shape
-        self.size = min(n, _MAX_KRYLOV)  # Krylov dimension m ≤ n: more vectors cannot be orthogonal
+        size = self.size = min(n, _MAX_KRYLOV)  # Krylov dimension m ≤ n: more vectors cannot be orthogonal
         self.noise = n * torch.finfo(P.dtype).eps  # relative size of rounding in one thin product
-        self.right = torch.zeros(batch, self.size, n, dtype=P.dtype, device=P.device)  # q_j: input space
-        self.left = torch.zeros_like(self.right)  # p_j: output space
-        self.bidiagonal = torch.zeros(batch, self.size, self.size, dtype=torch.float64, device=P.device)
+        Q = self.right = torch.zeros(batch, size, n, dtype=P.dtype, device=P.device)  # q_j: input space
+        L = self.left = torch.zeros_like(Q)  # p_j: output space
+        B = self.bidiagonal = torch.zeros(batch, size, size, dtype=torch.float64, device=P.device)
+        self.top = torch.zeros(batch, size, 1, dtype=torch.float64, device=P.device)
+        self.bidiagonal_diagonal = B.diagonal(0, 1, 2)
+        self.bidiagonal_superdiagonal = B.diagonal(1, 1, 2)
+        self.q_row = [Q[:, j : j + 1] for j in range(size)]
+        self.l_row = [L[:, j : j + 1] for j in range(size)]
+        # Bases of fewer than _MIN_BASIS rows are padded with rows kept at zero, which add exact zeros: torch's
+        # bmm runs such thin shapes through a slow generic loop, and through BLAS from _MIN_BASIS rows on.
+        self.q_upto = [Q[:, : max(j, min(_MIN_BASIS, size))] for j in range(size)]
+        self.l_upto = [L[:, : max(j, min(_MIN_BASIS, size))] for j in range(size)]
+        self.b_upto = [B[:, : j + 1, : j + 1] for j in range(size)]
+        self.diagonal = [B[:, j, j] for j in range(size)]
+        self.superdiagonal = [B[:, j - 1, j] for j in range(1, size)]
+        self.top_upto = [self.top[:, : j + 1] for j in range(size)]
         start = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
         return (start / start.norm()).to(dtype=P.dtype, device=P.device).expand(batch, 1, n).contiguous()
 
     def update(self, P: torch.Tensor, Wt: torch.Tensor, d: torch.Tensor, fro: torch.Tensor) -> torch.Tensor:
         """‖P‖₂ (batch,) after P was multiplied by Wᵀ diag(d); ``fro`` = ‖P‖_F (0 marks a dead product)."""
         if self.v is None or self.image is None:
-            self.generic = self._allocate(P)
-            run_v, run_image = self.generic, torch.bmm(self.generic, P)
+            v = self.generic = self._allocate(P)
+            image = torch.bmm(v, P)
         else:
             # Mix the generic start into the warm start: when the top singular vector jumps to a direction the old
             # one has no component along (every J_t diagonal, W = I: the top unit changes), a pure warm start stays
             # in its invariant subspace and the Ritz value stops growing short of ‖J_t‖₂.
             carried = torch.matmul(self.image, Wt).mul_(d[:, None, :])  # J_t v from J_{t-1} v
-            run_v = self.v + _GENERIC_WEIGHT * self.generic
-            run_image = carried.add_(torch.bmm(self.generic, P), alpha=_GENERIC_WEIGHT)
-            length = torch.linalg.vector_norm(run_v, dim=-1, keepdim=True)
-            run_v, run_image = run_v / length, run_image / length
-        sigma = torch.zeros(P.shape[0], dtype=P.dtype, device=P.device)
-        v, image = run_v, run_image
-        pending = torch.ones_like(fro, dtype=torch.bool)
-        spent = 0
-        while spent < self.max_iter:
+            v = self.v + _GENERIC_WEIGHT * self.generic
+            image = carried.add_(torch.bmm(self.generic, P), alpha=_GENERIC_WEIGHT)
+            length = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+            v, image = v / length, image / length
+        run_sigma, spent, done, run_v, run_image = self._lanczos(P, v, image, fro, self.max_iter)
+        # σ = 0 for a non-zero product means v fell into J's null space: only an SVD can say more.
+        done &= (run_sigma > 0) | (fro == 0)
+        if bool(done.all()):  # the common case: one run settles every row
+            self.v, self.image = run_v, run_image
+            self.iterations.append(spent)
+            return run_sigma
+        sigma = torch.where(done, run_sigma, 0.0)
+        v = torch.where(done[:, None, None], run_v, v)
+        image = torch.where(done[:, None, None], run_image, image)
+        pending = ~done
+        while spent < self.max_iter and not bool((run_sigma[pending] == 0).any()):
             run_sigma, steps, done, run_v, run_image = self._lanczos(P, run_v, run_image, fro, self.max_iter - spent)
             spent += steps
-            # σ = 0 for a non-zero product means v fell into J's null space: only an SVD can say more.
             done &= pending & ((run_sigma > 0) | (fro == 0))
             sigma = torch.where(done, run_sigma, sigma)
             v = torch.where(done[:, None, None], run_v, v)
             image = torch.where(done[:, None, None], run_image, image)
             pending &= ~done
-            if not bool(pending.any()) or bool((run_sigma[pending] == 0).any()):
+            if not bool(pending.any()):
                 break
         self.iterations.append(spent)
         if bool(pending.any()):
@@ -92,65 +116,87 @@ class SpectralTracker:
         Returns (σ, Lanczos steps taken, which rows converged, each row's top Ritz vector v, and J v). A row
         converges at the first step j where its Ritz value grew by at most rtol; its bidiagonal is cut there, so
         later steps (taken for other rows) leave it unchanged."""
-        Q, L, B = self.right, self.left, self.bidiagonal
         floor = (self.noise * fro)[:, None, None]
+        Pt = P.mT
         alpha = torch.linalg.vector_norm(image, dim=-1, keepdim=True)
-        Q[:, :1] = start
-        _normalise(image, alpha, floor, out=L[:, :1])
-        B.zero_()
-        B[:, 0, 0] = alpha[:, 0, 0]
-        estimate = alpha[:, 0, 0].to(torch.float64)
+        self.right[:, 1:_MIN_BASIS].zero_()
+        self.left[:, 1:_MIN_BASIS].zero_()
+        self.q_row[0].copy_(start)
+        _normalise(image, alpha, floor, out=self.l_row[0])
+        self.bidiagonal.zero_()
+        self.diagonal[0].copy_(alpha.view(-1))
+        sigma = alpha.view(-1).to(torch.float64)  # each row's Ritz value, frozen once it converged
+        self.top.zero_()
+        self.top[:, 0] = 1.0  # each row's top right singular vector c of its bidiagonal, zero past its cut
         done = torch.zeros_like(fro, dtype=torch.bool)
-        cut = torch.zeros_like(fro, dtype=torch.long)  # each row's last Lanczos step
         j = 0
         for j in range(1, min(budget, self.size - 1) + 1):
-            r = torch.bmm(L[:, j - 1 : j], P.mT).addcmul_(Q[:, j - 1 : j], alpha, value=-1)  # Jᵀ p_{j-1} − α q_{j-1}
-            _orthogonalise(r, Q[:, :j])
-            beta = torch.linalg.vector_norm(r, dim=-1, keepdim=True)
-            _normalise(r, beta, floor, out=Q[:, j : j + 1])
-            s = torch.bmm(Q[:, j : j + 1], P).addcmul_(L[:, j - 1 : j], beta, value=-1)  # J q_j − β p_{j-1}
-            _orthogonalise(s, L[:, :j])
-            alpha = torch.linalg.vector_norm(s, dim=-1, keepdim=True)
-            _normalise(s, alpha, floor, out=L[:, j : j + 1])
-            B[:, j - 1, j] = beta[:, 0, 0]
-            B[:, j, j] = alpha[:, 0, 0]
-            ritz = torch.linalg.svdvals(B[:, : j + 1, : j + 1])[:, 0]
+            q, p, q_next, p_next = self.q_row[j - 1], self.l_row[j - 1], self.q_row[j], self.l_row[j]
+            r = torch.bmm(p, Pt).addcmul_(q, alpha, value=-1)  # Jᵀ p_{j-1} − α q_{j-1}
+            beta = _orthogonalise(r, self.q_upto[j])
+            _normalise(r, beta, floor, out=q_next)
+            s = torch.bmm(q_next, P).addcmul_(p, beta, value=-1)  # J q_j − β p_{j-1}
+            alpha = _orthogonalise(s, self.l_upto[j])
+            _normalise(s, alpha, floor, out=p_next)
+            self.superdiagonal[j - 1].copy_(beta.view(-1))
+            self.diagonal[j].copy_(alpha.view(-1))
+            # The top eigenpair of BᵀB gives σ₁² and c at once (eigh of this small matrix costs less than an SVD
+            # with vectors; σ₁² is accurate to rounding relative to itself, so σ₁ is too).
+            bidiagonal = self.b_upto[j]
+            eigenvalues, eigenvectors = torch.linalg.eigh(bidiagonal.mT @ bidiagonal)
+            ritz = eigenvalues[:, -1].clamp_min(0.0).sqrt()
+            running = ~done
+            self.top_upto[j].copy_(torch.where(running[:, None, None], eigenvectors[:, :, -1:], self.top_upto[j]))
             # Ritz values only grow with j; a dead product (fro = 0) has 0 = 0 and converges at once.
-            newly = ~done & ((ritz - estimate) <= self.rtol * ritz)
-            cut = torch.where(newly, j, cut)
-            done |= newly
-            estimate = ritz
+            done |= (ritz - sigma) <= self.rtol * ritz
+            sigma = torch.where(running, ritz, sigma)
             if bool(done.all()):
                 break
         m = j + 1
-        cut = torch.where(done, cut, j)  # a row still running keeps the whole bidiagonal
-        if m == Q.shape[-1]:
+        if m == self.right.shape[-1]:
             done[:] = True  # the Krylov space is all of ℝⁿ: the Ritz values are exact
-        sigma = torch.empty_like(fro)
-        v, image = torch.empty_like(start), torch.empty_like(image)
-        cuts = torch.unique(cut).tolist()
-        for last in cuts:
-            # Rows cut at the same step share one SVD of exactly their size: a padded matrix would change the
-            # last bits, and a network's numbers must not depend on its batch-mates.
-            rows = slice(None) if len(cuts) == 1 else (cut == last).nonzero()[:, 0]
-            size = last + 1
-            U, S, Vh = torch.linalg.svd(B[rows, :size, :size])
-            # J Q_m = L_m B_m, so the top Ritz vector v = Q_m c has J v = σ₁ L_m u (c, u: B_m's singular vectors).
-            v[rows] = torch.bmm(Vh[:, :1].to(P.dtype), Q[rows, :size])
-            image[rows] = torch.bmm((U[:, :, :1].mT * S[:, :1, None]).to(P.dtype), L[rows, :size])
-            sigma[rows] = S[:, 0].to(P.dtype)
-        return sigma, j, done, v, image
+        # J Q_m = L_m B_m, so the Ritz vector v = Q_m c has J v = L_m (B_m c), for any c: the next step's first
+        # estimate ‖J v‖ stays a Ritz value. B c is formed entrywise (two terms a row, in a fixed order).
+        c = self.top[:, :m, 0]
+        image_c = self.bidiagonal_diagonal[:, :m] * c
+        image_c[:, :-1].addcmul_(self.bidiagonal_superdiagonal[:, : m - 1], c[:, 1:])
+        dtype = P.dtype
+        v = _combine(c.to(dtype), self.q_row)
+        image = _combine(image_c.to(dtype), self.l_row)
+        return sigma.to(dtype), j, done, v, image
 
 
-def _orthogonalise(x: torch.Tensor, basis: torch.Tensor) -> None:
-    """Remove from the rows x their components along the orthonormal rows of ``basis``, in place.
+def _combine(coefficients: torch.Tensor, rows: list[torch.Tensor]) -> torch.Tensor:
+    """Σ_i c_i x_i for coefficients (batch, m) and rows[i] (batch, 1, n), summed in the order i = 0..m-1.
 
-    Two passes of classical Gram–Schmidt ("twice is enough"): when the Krylov space is exhausted (a rank-deficient
-    J, e.g. dead relu units) x is pure rounding noise, one pass leaves it far from orthogonal after normalising,
-    and the bidiagonal stops being a projection of J, whose Ritz values could then exceed ‖J‖₂.
+    Zero coefficients past a row's own cut then add exact zeros to exactly that row's own sum. A reduction kernel
+    (``sum`` over the Krylov index, or a GEMM) may regroup the terms depending on m, which depends on the other
+    rows of the batch."""
+    weights = coefficients[:, :, None, None]
+    total = rows[0] * weights[:, 0]
+    for i in range(1, coefficients.shape[1]):
+        total.addcmul_(rows[i], weights[:, i])
+    return total
+
+
+def _orthogonalise(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Remove from the rows x their components along the orthonormal rows of ``basis``, in place; return ‖x‖.
+
+    Classical Gram–Schmidt with the Daniel–Gragg–Kaufman–Stewart test: a row left with less than 1/√2 of its norm
+    lost most of itself to cancellation and gets a second pass ("twice is enough"). When the Krylov space is
+    exhausted (a rank-deficient J, e.g. dead relu units) x is pure rounding noise, one pass leaves it far from
+    orthogonal after normalising, and the bidiagonal stops being a projection of J, whose Ritz values could then
+    exceed ‖J‖₂. Whether a row gets the second pass depends on that row alone (batch independence); the pass is
+    skipped altogether when no row needs it, the common case.
     """
-    for _ in range(2):
-        x.baddbmm_(torch.bmm(x, basis.mT), basis, alpha=-1)
+    before = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    x.baddbmm_(torch.bmm(x, basis.mT), basis, alpha=-1)
+    after = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    again = after < before.mul_(_DGKS)
+    if bool(again.any()):
+        x.copy_(torch.where(again, x.baddbmm(torch.bmm(x, basis.mT), basis, alpha=-1), x))
+        after = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    return after
 
 
 def _normalise(x: torch.Tensor, norm: torch.Tensor, floor: torch.Tensor, *, out: torch.Tensor) -> None:
