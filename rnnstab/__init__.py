@@ -1,6 +1,13 @@
 """rnnstab: will gradients in a recurrent network vanish or explode, why, and by how much."""
 
 from rnnstab.activations import Activation, activation_names, get_activation, register_activation
+from rnnstab.checkpoint import (
+    RecurrentLayer,
+    layers_from_module,
+    layers_from_tensors,
+    load_inputs,
+    load_recurrent_layers,
+)
 from rnnstab.exceptions import (
     ArgumentTypeError,
     InvalidArgumentError,
@@ -75,6 +82,7 @@ __all__ = [
     "MissingDependencyError",
     "NonFiniteError",
     "Record",
+    "RecurrentLayer",
     "Report",
     "RnnstabError",
     "RnnstabWarning",
@@ -106,6 +114,10 @@ __all__ = [
     "init_weights",
     "jacobian_norms",
     "kaplan_yorke_dimension",
+    "layers_from_module",
+    "layers_from_tensors",
+    "load_inputs",
+    "load_recurrent_layers",
     "load_sweep",
     "log_bound",
     "lyapunov_spectrum",
