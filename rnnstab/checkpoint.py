@@ -68,7 +68,7 @@ class RecurrentLayer:
         name: ``"layer 0"``, ``"encoder layer 1 (reverse)"``: the network prefix, the layer, the direction.
         W: recurrent weights (n, n), in the dtype they were saved in.
         U: input weights (n, m); ``None`` for a bare matrix (inputs are then added to the pre-activation).
-        b: bias b_ih + b_hh (n,); ``None`` when the network has none.
+        b: bias b_ih + b_hh (n,), summed in float64; ``None`` when the network has none.
         activation: the registry name of σ.
         activation_source: where the activation came from (the module, the caller, or nn.RNN's default).
         keys: the keys (or array names) W, U and b were read from.
@@ -462,8 +462,8 @@ def _network_layers(
         biases = [f"{prefix}{kind}{suffix}" for kind in ("bias_ih", "bias_hh") if f"{prefix}{kind}{suffix}" in tensors]
         used = [keys[(layer, reverse)], ih, *biases]
         b = None
-        for key in biases:  # b_ih + b_hh, in nn.RNN's order
-            term = _weight(tensors, key, (n,))
+        for key in biases:  # in float64: the sum of two float32 biases is then exact, as nn.RNN in float64 has it
+            term = _weight(tensors, key, (n,)).to(torch.float64)
             b = term if b is None else b + term
         layers.append(
             RecurrentLayer(

@@ -29,7 +29,11 @@ def _expected(rnn: torch.nn.RNN) -> list[tuple[int, bool, torch.Tensor, torch.Te
     for layer in range(rnn.num_layers):
         for reverse in (False, True)[: 2 if rnn.bidirectional else 1]:
             suffix = f"_l{layer}" + ("_reverse" if reverse else "")
-            b = getattr(rnn, "bias_ih" + suffix) + getattr(rnn, "bias_hh" + suffix) if rnn.bias else None
+            b = (
+                getattr(rnn, "bias_ih" + suffix).double() + getattr(rnn, "bias_hh" + suffix).double()
+                if rnn.bias
+                else None
+            )
             rows.append((layer, reverse, getattr(rnn, "weight_hh" + suffix), getattr(rnn, "weight_ih" + suffix), b))
     return rows
 
