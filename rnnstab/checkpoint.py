@@ -356,22 +356,40 @@ def _unreadable(file: Path, what: str, err: BaseException) -> InvalidArgumentErr
     )
 
 
-def _flatten(value: object, prefix: str, tensors: dict[str, torch.Tensor], modules: dict[str, str]) -> None:
+def _flatten(
+    value: object,
+    prefix: str,
+    tensors: dict[str, torch.Tensor],
+    modules: dict[str, str],
+    parents: frozenset[int] = frozenset(),
+) -> None:
     """Collect every tensor under nested dicts/lists/modules as ``"a.b.c"`` keys; record each RNN's mode."""
+    if id(value) in parents:  # a container holding itself (possible in a trusted pickle)
+        return
+    inside = parents | {id(value)}
     if isinstance(value, torch.Tensor):
         tensors[prefix.removesuffix(".")] = value
     elif isinstance(value, torch.nn.Module):
         for name, sub in value.named_modules():
             if isinstance(sub, torch.nn.RNNBase):
-                modules[f"{prefix}{name}." if name else prefix] = sub.mode
-        for key, tensor in value.state_dict().items():
-            tensors[prefix + key] = tensor
+                at = f"{prefix}{name}." if name else prefix
+                modules[at] = sub.mode
+                # the attributes, not state_dict(): they are the effective weights under a parametrization
+                for weight in _rnn_weight_names(sub):
+                    tensors[at + weight] = getattr(sub, weight)
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            _flatten(item, f"{prefix}{key}.", tensors, modules)
+            _flatten(item, f"{prefix}{key}.", tensors, modules, inside)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _flatten(item, f"{prefix}{index}.", tensors, modules)
+            _flatten(item, f"{prefix}{index}.", tensors, modules, inside)
+
+
+def _rnn_weight_names(module: torch.nn.RNNBase) -> list[str]:
+    kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+    directions = ("", "_reverse")[: 2 if module.bidirectional else 1]
+    names = [f"{kind}_l{k}{d}" for k in range(module.num_layers) for d in directions for kind in kinds]
+    return [name for name in names if getattr(module, name, None) is not None]
 
 
 def _as_tensor(key: str, value: object) -> torch.Tensor:
@@ -450,6 +468,8 @@ def _network_layers(
     if W0.dim() != 2 or W0.shape[0] != W0.shape[1]:
         raise ShapeError(f"{keys[(0, False)]} must be a square (n, n) recurrent matrix, got {tuple(W0.shape)}")
     n = int(W0.shape[0])
+    if n == 0:
+        raise ShapeError(f"{keys[(0, False)]} is empty (hidden size 0)")
     network = prefix.removesuffix(".")
     layers = []
     for layer, reverse in wanted:

@@ -232,3 +232,17 @@ def test_load_inputs(tmp_path):
     torch.save({"x": torch.zeros(2, 3)}, tmp_path / "dict.pt")
     with pytest.raises(rnnstab.ArgumentTypeError, match="one array or tensor, got dict"):
         load_inputs(tmp_path / "dict.pt")
+
+
+def test_a_parametrized_module_gives_its_effective_weights():
+    rnn = torch.nn.utils.parametrizations.weight_norm(torch.nn.RNN(2, 3), name="weight_hh_l0")
+    (layer,) = layers_from_module(torch.nn.ModuleDict({"rnn": rnn}))
+    assert torch.equal(layer.W, rnn.weight_hh_l0.detach()) and layer.keys[0] == "rnn.weight_hh_l0"
+
+
+def test_a_checkpoint_that_contains_itself_is_read_once(tmp_path):
+    checkpoint = {"model": torch.nn.RNN(2, 3).state_dict()}
+    checkpoint["self"] = checkpoint
+    torch.save(checkpoint, tmp_path / "loop.pt")
+    (layer,) = rnnstab.load_recurrent_layers(tmp_path / "loop.pt")
+    assert layer.name == "model layer 0"
