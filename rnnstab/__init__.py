@@ -1,6 +1,7 @@
 """rnnstab: will gradients in a recurrent network vanish or explode, why, and by how much."""
 
 from rnnstab.activations import Activation, activation_names, get_activation, register_activation
+from rnnstab.audit import Audit, AuditRow, AuditSubject, Stat, audit, audit_schemes
 from rnnstab.checkpoint import (
     RecurrentLayer,
     layers_from_module,
@@ -62,15 +63,28 @@ from rnnstab.weightnorm import (
     norm_growth,
     weightnorm_gradients,
 )
-from rnnstab.weights import init_weights, scale_to_threshold, spectral_norm
+from rnnstab.weights import (
+    SCHEMES,
+    Param,
+    Scheme,
+    init_weights,
+    register_scheme,
+    scale_to_threshold,
+    scheme_names,
+    spectral_norm,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "IDENTITIES",
     "REGIMES",
+    "SCHEMES",
     "Activation",
     "ArgumentTypeError",
+    "Audit",
+    "AuditRow",
+    "AuditSubject",
     "BoundViolation",
     "Configuration",
     "Grid",
@@ -81,13 +95,16 @@ __all__ = [
     "MeanField",
     "MissingDependencyError",
     "NonFiniteError",
+    "Param",
     "Record",
     "RecurrentLayer",
     "Report",
     "RnnstabError",
     "RnnstabWarning",
+    "Scheme",
     "ShapeError",
     "SingularValueSpectrum",
+    "Stat",
     "SweepProgress",
     "SweepResult",
     "ValidationCheck",
@@ -95,6 +112,8 @@ __all__ = [
     "Verdict",
     "__version__",
     "activation_names",
+    "audit",
+    "audit_schemes",
     "bound_violations",
     "check_ema_bias",
     "check_ema_unrolled",
@@ -125,10 +144,12 @@ __all__ = [
     "norm_growth",
     "product_lyapunov_spectrum",
     "register_activation",
+    "register_scheme",
     "run_identities",
     "run_sweep",
     "run_validation",
     "scale_to_threshold",
+    "scheme_names",
     "singular_value_spectrum",
     "spectral_norm",
     "sweep_network",

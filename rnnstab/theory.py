@@ -131,17 +131,9 @@ def verdicts(trace: JacobianTrace, *, delta: float | torch.Tensor, rate_tol: flo
     out = []
     for b in range(trace.batch_size):
         rate, d = float(rates[b]), float(deltas[b])
-        if d < 1:
-            regime = "guaranteed vanishing"
-        elif rate < -rate_tol:
-            regime = "vanishing"
-        elif rate > rate_tol:
-            regime = "exploding"
-        else:
-            regime = "marginal"
         out.append(
             Verdict(
-                regime=regime,
+                regime=regime_of(d, rate, rate_tol=rate_tol),
                 rate_per_step=rate,
                 log_delta=math.log(d),
                 slack_per_step=math.log(d) - rate,
@@ -152,6 +144,23 @@ def verdicts(trace: JacobianTrace, *, delta: float | torch.Tensor, rate_tol: flo
             )
         )
     return out
+
+
+def regime_of(delta: float, rate: float, *, rate_tol: float = DEFAULT_RATE_TOL) -> str:
+    """The regime (one of :data:`REGIMES`) of a network with δ = γ‖W‖₂ and measured rate (nats/step); see
+    :func:`verdicts` for the thresholds.
+
+    Example:
+        >>> regime_of(0.9, 0.5), regime_of(2.0, -0.1), regime_of(2.0, 0.0), regime_of(2.0, 0.1)
+        ('guaranteed vanishing', 'vanishing', 'marginal', 'exploding')
+    """
+    if delta < 1:
+        return "guaranteed vanishing"
+    if rate < -rate_tol:
+        return "vanishing"
+    if rate > rate_tol:
+        return "exploding"
+    return "marginal"
 
 
 def late_rate(log_norms: torch.Tensor) -> torch.Tensor:

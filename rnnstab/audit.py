@@ -1,0 +1,490 @@
+"""Audit recurrent weights: their spectra, and what gradients do along input-driven trajectories.
+
+For each subject — S matrices W of one initialisation scheme, or one trained layer (S = 1) — an audit measures
+
+- ‖W‖₂ (exact largest singular value) and ρ(W) = max|λ(W)|, and δ = γ‖W‖₂ with γ = sup|σ'|;
+- whether the sufficient condition for vanishing gradients holds: δ < 1 gives ‖J_t‖₂ ≤ δ^t → 0;
+- Henrici's departure from normality, relative: dep(W) = √(‖W‖_F² − Σ|λ_i|²) / ‖W‖_F ∈ [0, 1] (0 exactly for a
+  normal W, where ‖W‖₂ = ρ(W); close to 1 when the eigenvalues say almost nothing about the norm);
+- the transient growth max_{1≤t≤T} ‖W^t‖₂ of the linear map, and the step where it peaks: ‖W^t‖₂^{1/t} → ρ(W)
+  (Gelfand), but a non-normal W can amplify for a while first;
+- the measured gradient rate: the late-half slope of log‖J_t‖₂ (:func:`rnnstab.theory.late_rate`) along the
+  trajectories g_t = σ(W g_{t-1} + U x_t + b), in nats per step;
+- the memory horizon: the first t with ‖J_t‖₂ ≤ ``horizon_drop`` (default 10⁻³), see :class:`AuditRow`;
+- a regime (:func:`rnnstab.theory.regime_of`) and a verdict in words.
+
+Spectra use every sample; the Jacobian part (rate, horizon, transient growth) uses the first ``jacobian_samples``
+samples (all by default), each driven by every input sequence, because it costs T matrix products per trajectory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rnnstab import _checks
+from rnnstab.activations import Activation, get_activation
+from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeError
+from rnnstab.jacobian import jacobian_norms
+from rnnstab.rnn import VanillaRNN
+from rnnstab.theory import DEFAULT_RATE_TOL, bound_violations, late_rate, regime_of
+
+#: δ below 1 by less than this is rounding of an exact δ = 1 (an orthogonal W), not a guarantee of decay.
+_DELTA_ROUNDING = 1e-12
+
+HORIZON_KINDS = ("measured", "extrapolated", "unbounded")
+
+
+@dataclass(frozen=True)
+class AuditSubject:
+    """What to audit: recurrent weights with the inputs that drive their trajectories.
+
+    Attributes:
+        name: shown in tables and figures (a scheme's registry name, or e.g. ``"layer 0"``); unique in an audit.
+        rnn: the network; W may be (S, n, n) — S samples of one scheme — with U (n, m) or (S, n, m), b (n,) or (S, n).
+        inputs: (batch, T, m) input sequences; every sample is driven by every sequence (S·batch trajectories).
+        details: free-form provenance shown in the report (e.g. ``{"keys": "weight_hh_l0, weight_ih_l0"}``).
+    """
+
+    name: str
+    rnn: VanillaRNN
+    inputs: torch.Tensor
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A mean over samples (or trajectories) with its spread: the sample standard deviation (ddof = 1), ``None``
+    when there is a single value."""
+
+    mean: float
+    spread: float | None
+
+    @classmethod
+    def of(cls, values: torch.Tensor) -> Stat:
+        v = values.detach().to(torch.float64).reshape(-1)
+        if v.numel() == 0:
+            raise InvalidArgumentError("a statistic needs at least one value")
+        mean = float(v.mean())
+        if v.numel() == 1:
+            return cls(mean, None)
+        spread = float(v.std()) if bool(torch.isfinite(v).all()) else math.nan
+        return cls(mean, spread)
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"mean": self.mean, "spread": self.spread}
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """The audit of one subject. Logs are natural; rates in nats per step; horizons in steps.
+
+    Attributes:
+        name, details: from the :class:`AuditSubject`.
+        activation: the activation's name; gamma: γ = sup|σ'|.
+        hidden: n; steps: T; samples: S (spectra); jacobian_samples: samples whose Jacobians were traced;
+            trajectories: jacobian_samples × input sequences.
+        spectral_norm, spectral_radius, delta: ‖W‖₂, ρ(W), δ = γ‖W‖₂ over the S samples.
+        vanishing_guaranteed: every sample has δ < 1 (by more than float rounding): ‖J_t‖₂ ≤ δ^t → 0 is proven.
+            δ = 1 exactly (orthogonal W, γ = 1) bounds the gradients but does not make them vanish.
+        nonnormality: Henrici's relative departure from normality √(‖W‖_F² − Σ|λ|²)/‖W‖_F over the samples.
+        transient_growth: max_{1≤t≤T} ‖W^t‖₂ over the Jacobian samples; transient_peak_step: the t of that max.
+        rate_per_step: late-half slope of log‖J_t‖₂ over the trajectories (:func:`rnnstab.theory.late_rate`).
+        memory_horizon_steps: steps until ‖J_t‖₂ falls by ``horizon_drop``, for the mean curve m_t (the mean over
+            trajectories of log‖J_t‖₂): ``measured`` — the first t ≤ T with m_t ≤ log(horizon_drop);
+            ``extrapolated`` — not reached within T but the mean curve's late-half rate r is negative:
+            T + (log(horizon_drop) − m_T)/r, rounded up; ``unbounded`` (mean = inf) — not reached and r ≥ 0.
+            The spread is the standard deviation of the trajectories' own horizons (same rule), ``None`` when any
+            of them is unbounded or there is one trajectory.
+        memory_horizon_kind: one of :data:`HORIZON_KINDS`.
+        regime: :func:`rnnstab.theory.regime_of` of (max δ, the mean curve's rate).
+        verdict: a sentence in words.
+        bound_holds: no trajectory exceeded ‖J_t‖₂ ≤ δ^t beyond float rounding (``False`` is a bug in rnnstab).
+        eigenvalues: (S, n) complex128 eigenvalues of each sample.
+        singular_values: (S, n) float64 singular values of each sample, descending.
+        log_norm_mean, log_norm_spread: (T,) mean and standard deviation over trajectories of log‖J_t‖₂
+            (spread 0 for one trajectory; -inf entries when a Jacobian became exactly zero).
+        log_transient: (T,) mean over the Jacobian samples of log‖W^t‖₂.
+    """
+
+    name: str
+    details: Mapping[str, Any]
+    activation: str
+    gamma: float
+    hidden: int
+    steps: int
+    samples: int
+    jacobian_samples: int
+    trajectories: int
+    spectral_norm: Stat
+    spectral_radius: Stat
+    delta: Stat
+    vanishing_guaranteed: bool
+    nonnormality: Stat
+    transient_growth: Stat
+    transient_peak_step: Stat
+    rate_per_step: Stat
+    memory_horizon_steps: Stat
+    memory_horizon_kind: str
+    regime: str
+    verdict: str
+    bound_holds: bool
+    eigenvalues: torch.Tensor
+    singular_values: torch.Tensor
+    log_norm_mean: torch.Tensor
+    log_norm_spread: torch.Tensor
+    log_transient: torch.Tensor
+
+    @property
+    def radius_hides_norm(self) -> bool:
+        """γ·ρ(W) < 1 ≤ γ‖W‖₂ on average: the eigenvalues look contracting but the bound does not apply."""
+        return self.gamma * self.spectral_radius.mean < 1 <= self.delta.mean
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scalar results, JSON-ready (each statistic as ``{"mean", "spread"}``; no per-sample arrays)."""
+        horizon: dict[str, Any] = {**self.memory_horizon_steps.to_dict()}
+        horizon["kind"] = self.memory_horizon_kind
+        if self.memory_horizon_kind == "unbounded":
+            horizon["mean"] = "unbounded"
+        return {
+            "activation": self.activation,
+            "gamma": self.gamma,
+            "hidden": self.hidden,
+            "steps": self.steps,
+            "samples": self.samples,
+            "jacobian_samples": self.jacobian_samples,
+            "trajectories": self.trajectories,
+            "spectral_norm": self.spectral_norm.to_dict(),
+            "spectral_radius": self.spectral_radius.to_dict(),
+            "delta": self.delta.to_dict(),
+            "vanishing_guaranteed": self.vanishing_guaranteed,
+            "radius_below_threshold_norm_above": self.radius_hides_norm,
+            "nonnormality": self.nonnormality.to_dict(),
+            "transient_growth": self.transient_growth.to_dict(),
+            "transient_peak_step": self.transient_peak_step.to_dict(),
+            "rate_per_step": self.rate_per_step.to_dict(),
+            "memory_horizon_steps": horizon,
+            "regime": self.regime,
+            "verdict": self.verdict,
+            "bound_holds": self.bound_holds,
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The rows of an audit, in the order of the subjects.
+
+    Attributes:
+        rows: one :class:`AuditRow` per subject.
+        horizon_drop: the factor by which ‖J_t‖₂ must fall for the memory horizon.
+    """
+
+    rows: tuple[AuditRow, ...]
+    horizon_drop: float
+
+    @property
+    def names(self) -> list[str]:
+        return [row.name for row in self.rows]
+
+    def __getitem__(self, name: str) -> AuditRow:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    @property
+    def bound_holds(self) -> bool:
+        return all(row.bound_holds for row in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: units, the horizon drop, and one entry per subject under its name."""
+        return {
+            "units": "natural log; rates in nats per step; horizons and peaks in steps",
+            "nonnormality_index": "Henrici's relative departure from normality √(‖W‖_F² − Σ|λ|²)/‖W‖_F",
+            "spread": "sample standard deviation over samples (null for one sample)",
+            "horizon_drop": self.horizon_drop,
+            "subjects": {row.name: row.to_dict() for row in self.rows},
+        }
+
+
+def audit(
+    subjects: Sequence[AuditSubject],
+    *,
+    horizon_drop: float = 1e-3,
+    jacobian_samples: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Audit:
+    """Audit each subject's recurrent weights and its gradients along input-driven trajectories (float64).
+
+    Args:
+        subjects: what to audit (names must be unique).
+        horizon_drop: the memory horizon is the first t with ‖J_t‖₂ ≤ horizon_drop, 0 < horizon_drop < 1.
+        jacobian_samples: trace the Jacobians of only the first this many samples of each subject (all by default);
+            the spectra always use every sample.
+        progress: called with each subject's name before it is audited.
+
+    Returns:
+        An :class:`Audit`.
+
+    Raises:
+        ArgumentTypeError: a subject is not an :class:`AuditSubject`.
+        InvalidArgumentError: duplicate names, horizon_drop outside (0, 1), jacobian_samples < 1.
+        ShapeError, NonFiniteError: inputs that do not fit the subject's network.
+
+    Example:
+        >>> import torch
+        >>> rnn = VanillaRNN(0.5 * torch.eye(3, dtype=torch.float64)[None], activation="identity")
+        >>> row = audit([AuditSubject("half", rnn, torch.zeros(1, 20, 0, dtype=torch.float64))]).rows[0]
+        >>> row.spectral_norm.mean, row.memory_horizon_steps.mean, row.memory_horizon_kind  # 0.5^10 ≤ 1e-3
+        (0.5, 10.0, 'measured')
+    """
+    drop = _checks.positive_float("horizon_drop", horizon_drop)
+    if drop >= 1:
+        raise InvalidArgumentError(f"horizon_drop must be in (0, 1), got {drop}")
+    if jacobian_samples is not None:
+        jacobian_samples = _checks.positive_int("jacobian_samples", jacobian_samples)
+    subjects = list(subjects)
+    for subject in subjects:
+        if not isinstance(subject, AuditSubject):
+            raise ArgumentTypeError(f"audit needs AuditSubject entries, got {type(subject).__name__}")
+    names = [s.name for s in subjects]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidArgumentError(f"subject names must be unique, repeated: {', '.join(duplicates)}")
+    rows = []
+    for subject in subjects:
+        if progress is not None:
+            progress(subject.name)
+        rows.append(_audit_one(subject, math.log(drop), jacobian_samples))
+    return Audit(rows=tuple(rows), horizon_drop=drop)
+
+
+def audit_schemes(
+    hidden: int,
+    activation: str | Activation,
+    *,
+    schemes: Sequence[str] | None = None,
+    samples: int = 20,
+    jacobian_samples: int = 4,
+    steps: int = 100,
+    batch: int = 2,
+    inputs: int = 4,
+    input_scale: float = 1.0,
+    seed: int = 0,
+    params: Mapping[str, Mapping[str, float]] | None = None,
+    horizon_drop: float = 1e-3,
+    progress: Callable[[str], None] | None = None,
+) -> Audit:
+    """Audit initialisation schemes of :func:`rnnstab.init_weights` at hidden size n for one activation.
+
+    Each scheme draws ``samples`` matrices (seed ``seed``); the sweep's conventions drive the trajectories:
+    U ~ N(0, 1/m) entries, b = 0, inputs x ~ N(0, input_scale²) of shape (batch, T, m) — the same U and inputs
+    for every scheme, so that schemes differ only in W. The Jacobian part uses the first ``jacobian_samples``
+    samples × ``batch`` inputs (the defaults keep all 16 schemes at n = 256 near a minute on two cores).
+
+    Args:
+        hidden: n.
+        activation: a name or an :class:`~rnnstab.Activation` (scaled families included).
+        schemes: registry names (default: every registered scheme, in registry order).
+        samples: S matrices per scheme for the spectra.
+        jacobian_samples: samples whose Jacobians are traced (at most ``samples``).
+        steps: horizon T.
+        batch: input sequences per sample.
+        inputs: input size m.
+        input_scale: standard deviation of the inputs (0: autonomous trajectories from g_0 = σ(0)).
+        seed: seed of the weights (per scheme) and of U and the inputs.
+        params: scheme name → parameter overrides, e.g. ``{"spectral_radius": {"rho": 0.9}}``.
+        horizon_drop: see :func:`audit`.
+        progress: see :func:`audit`.
+
+    Raises:
+        InvalidArgumentError: unknown scheme or parameter, bad sizes (naming the argument).
+
+    Example:
+        >>> a = audit_schemes(16, "tanh", schemes=["orthogonal"], samples=2, jacobian_samples=1, steps=5, batch=1)
+        >>> round(a["orthogonal"].spectral_norm.mean, 12), round(a["orthogonal"].nonnormality.mean, 6)
+        (1.0, 0.0)
+    """
+    from rnnstab.weights import SCHEMES, init_weights
+
+    act = get_activation(activation)
+    hidden = _checks.positive_int("hidden", hidden)
+    samples = _checks.positive_int("samples", samples)
+    jacobian_samples = min(_checks.positive_int("jacobian_samples", jacobian_samples), samples)
+    steps = _checks.positive_int("steps", steps)
+    batch = _checks.positive_int("batch", batch)
+    inputs = _checks.positive_int("inputs", inputs)
+    if isinstance(input_scale, bool) or not isinstance(input_scale, (int, float)) or not input_scale >= 0:
+        raise InvalidArgumentError(f"input_scale must be a finite number ≥ 0, got {input_scale!r}")
+    chosen = list(SCHEMES) if schemes is None else list(dict.fromkeys(schemes))
+    unknown = [s for s in chosen if s not in SCHEMES]
+    if unknown or not chosen:
+        raise InvalidArgumentError(
+            f"unknown scheme(s) {', '.join(map(repr, unknown)) or '(none given)'}; valid names: {', '.join(SCHEMES)}"
+        )
+    overrides = dict(params or {})
+    stray = [s for s in overrides if s not in chosen]
+    if stray:
+        raise InvalidArgumentError(f"parameters given for scheme(s) not audited: {', '.join(stray)}")
+    generator = torch.Generator().manual_seed(seed + 1)
+    U = torch.randn(hidden, inputs, generator=generator, dtype=torch.float64) / math.sqrt(inputs)
+    x = float(input_scale) * torch.randn(batch, steps, inputs, generator=generator, dtype=torch.float64)
+    b = torch.zeros(hidden, dtype=torch.float64)
+    subjects = []
+    for name in chosen:
+        W = init_weights(name, hidden, batch=samples, seed=seed, activation=act, **overrides.get(name, {}))
+        scheme = SCHEMES[name]
+        details = {
+            "summary": scheme.summary,
+            "‖W‖₂": scheme.norm_guarantee,
+            "ρ(W)": scheme.radius_guarantee,
+            "parameters": scheme.resolve(overrides.get(name, {})),
+        }
+        subjects.append(AuditSubject(name, VanillaRNN(W, U, b, act), x, details))
+    return audit(subjects, horizon_drop=horizon_drop, jacobian_samples=jacobian_samples, progress=progress)
+
+
+def henrici(W: torch.Tensor, eigenvalues: torch.Tensor) -> torch.Tensor:
+    """Henrici's relative departure from normality √(‖W‖_F² − Σ|λ_i|²)/‖W‖_F for (S, n, n) W, (S,) float64.
+
+    0 for a normal W (Schur: ‖W‖_F² = Σ|λ_i|² + ‖strictly upper part of the Schur form‖_F²), 0 for W = 0; rounding
+    that makes the difference negative is clamped to 0.
+
+    Example:
+        >>> W = torch.tensor([[[0.0, 1.0], [0.0, 0.0]]], dtype=torch.float64)  # nilpotent: every λ = 0
+        >>> henrici(W, torch.linalg.eigvals(W)).tolist()
+        [1.0]
+    """
+    fro2 = torch.linalg.matrix_norm(W, ord="fro") ** 2
+    gap = (fro2 - (eigenvalues.abs() ** 2).sum(-1)).clamp(min=0.0)
+    return torch.where(fro2 > 0, torch.sqrt(gap / torch.where(fro2 > 0, fro2, 1.0)), 0.0)
+
+
+def _audit_one(subject: AuditSubject, log_drop: float, jacobian_samples: int | None) -> AuditRow:
+    rnn = subject.rnn
+    if not isinstance(rnn, VanillaRNN):
+        raise ArgumentTypeError(f"subject {subject.name!r}: rnn must be a VanillaRNN, got {type(rnn).__name__}")
+    x = _checks.tensor(f"inputs of {subject.name!r}", subject.inputs, ndims=(3,))
+    if x.shape[-1] != rnn.input_size or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ShapeError(
+            f"inputs of {subject.name!r} must be (batch ≥ 1, T ≥ 1, {rnn.input_size}) for a network with "
+            f"{rnn.input_size} inputs, got {tuple(x.shape)}"
+        )
+    W = rnn.W.detach().to(dtype=torch.float64, device="cpu")
+    W = W if W.dim() == 3 else W[None]
+    samples, n = W.shape[0], W.shape[-1]
+    gamma = rnn.activation.gamma
+    eigenvalues = torch.linalg.eigvals(W)
+    singular_values = torch.linalg.svdvals(W)
+    norms = singular_values[:, 0]
+    radii = eigenvalues.abs().max(dim=-1).values
+    deltas = gamma * norms
+
+    traced = samples if jacobian_samples is None else min(jacobian_samples, samples)
+    batch, steps = x.shape[0], x.shape[1]
+    trace = jacobian_norms(_trajectories(rnn.to(dtype=torch.float64), traced, batch), x.repeat(traced, 1, 1))
+    assert trace.log_spectral is not None  # "spectral" is among jacobian_norms' default norms
+    log_norms = trace.log_spectral  # (traced·batch, T): trajectory k is sample k // batch, input k % batch
+    per_trajectory_delta = deltas[:traced].repeat_interleave(batch)
+    bound_holds = not bound_violations(trace, delta=per_trajectory_delta)
+
+    powers = jacobian_norms(
+        VanillaRNN(W[:traced], activation="identity"),
+        torch.zeros(traced, steps, 0, dtype=torch.float64),
+        norms=("spectral",),
+    ).log_spectral
+    assert powers is not None
+    peak_log, peak_index = powers.max(dim=-1)
+
+    mean_curve = log_norms.mean(dim=0)
+    rate = float(late_rate(mean_curve[None])[0])
+    horizon, kind = _horizon(mean_curve, rate, log_drop)
+    own = [_horizon(curve, float(r), log_drop)[0] for curve, r in zip(log_norms, late_rate(log_norms), strict=True)]
+    horizon_spread = None
+    if len(own) > 1 and all(math.isfinite(h) for h in own):
+        horizon_spread = float(torch.tensor(own, dtype=torch.float64).std())
+    guaranteed = bool((deltas < 1 - _DELTA_ROUNDING).all())
+    regime = regime_of(float(deltas.max()) if guaranteed else max(float(deltas.max()), 1.0), rate)
+    row_stats = {
+        "spectral_norm": Stat.of(norms),
+        "spectral_radius": Stat.of(radii),
+        "delta": Stat.of(deltas),
+        "nonnormality": Stat.of(henrici(W, eigenvalues)),
+        "rate_per_step": Stat.of(late_rate(log_norms)),
+    }
+    return AuditRow(
+        name=subject.name,
+        details=dict(subject.details),
+        activation=rnn.activation.name,
+        gamma=gamma,
+        hidden=n,
+        steps=steps,
+        samples=samples,
+        jacobian_samples=traced,
+        trajectories=traced * batch,
+        vanishing_guaranteed=guaranteed,
+        transient_growth=Stat.of(peak_log.exp()),
+        transient_peak_step=Stat.of((peak_index + 1).to(torch.float64)),
+        memory_horizon_steps=Stat(horizon, horizon_spread),
+        memory_horizon_kind=kind,
+        regime=regime,
+        verdict=_verdict(regime, deltas, radii * gamma, rate, horizon, kind),
+        bound_holds=bound_holds,
+        eigenvalues=eigenvalues,
+        singular_values=singular_values,
+        log_norm_mean=mean_curve,
+        log_norm_spread=log_norms.std(dim=0) if log_norms.shape[0] > 1 else torch.zeros_like(mean_curve),
+        log_transient=powers.mean(dim=0),
+        **row_stats,
+    )
+
+
+def _trajectories(rnn: VanillaRNN, samples: int, batch: int) -> VanillaRNN:
+    """One network per trajectory: sample j of W (with its U and b if those are per sample) repeated ``batch``
+    times, so that trajectory k = j·batch + i runs sample j on input sequence i."""
+    W = rnn.W if rnn.W.dim() == 3 else rnn.W[None]
+    U = rnn.U[:samples].repeat_interleave(batch, dim=0) if rnn.U.dim() == 3 else rnn.U
+    b = rnn.b[:samples].repeat_interleave(batch, dim=0) if rnn.b.dim() == 2 else rnn.b
+    return VanillaRNN(W[:samples].repeat_interleave(batch, dim=0), U, b, rnn.activation)
+
+
+def _horizon(curve: torch.Tensor, rate: float, log_drop: float) -> tuple[float, str]:
+    """(steps, kind) until the log-norm curve (T,) first falls to ``log_drop``; see :class:`AuditRow`."""
+    reached = (curve <= log_drop).nonzero()
+    if reached.numel():
+        return float(reached[0, 0] + 1), "measured"
+    if rate < 0:
+        steps = curve.shape[0]
+        return float(steps + math.ceil((log_drop - float(curve[-1])) / rate)), "extrapolated"
+    return math.inf, "unbounded"
+
+
+def _verdict(
+    regime: str, deltas: torch.Tensor, gamma_radii: torch.Tensor, rate: float, horizon: float, kind: str
+) -> str:
+    """One sentence: what the bound proves, what was measured, how long gradients carry memory."""
+    delta = float(deltas.mean())
+    if regime == "guaranteed vanishing":
+        lead = f"vanishing guaranteed: δ = γ‖W‖₂ = {delta:.3g} < 1, so ‖J_t‖₂ ≤ δ^t"
+    else:
+        lead = f"the bound does not apply (δ = γ‖W‖₂ = {delta:.3g} ≥ 1)"
+        if float(gamma_radii.mean()) < 1:
+            lead += f" although γρ(W) = {float(gamma_radii.mean()):.3g} < 1: the eigenvalues understate ‖W‖₂"
+        lead += f"; measured {regime}"
+    if rate < -DEFAULT_RATE_TOL:
+        measured = f"rate {rate:+.3g} nats/step (half-life {math.log(2) / -rate:.3g} steps)"
+    elif rate > DEFAULT_RATE_TOL:
+        measured = f"rate {rate:+.3g} nats/step (doubling every {math.log(2) / rate:.3g} steps)"
+    else:
+        measured = f"rate {rate:+.2g} nats/step (|rate| ≤ {DEFAULT_RATE_TOL:g}: marginal)"
+    memory = (
+        "memory unbounded within the horizon"
+        if kind == "unbounded"
+        else f"memory horizon {horizon:.0f} steps{' (extrapolated)' if kind == 'extrapolated' else ''}"
+    )
+    return f"{lead}; {measured}; {memory}."
