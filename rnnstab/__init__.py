@@ -1,6 +1,7 @@
 """rnnstab: will gradients in a recurrent network vanish or explode, why, and by how much."""
 
 from rnnstab.activations import Activation, activation_names, get_activation, register_activation
+from rnnstab.analysis import analyze, analyze_module, layer_inputs
 from rnnstab.audit import Audit, AuditRow, AuditSubject, Stat, audit, audit_schemes
 from rnnstab.checkpoint import (
     RecurrentLayer,
@@ -112,6 +113,8 @@ __all__ = [
     "Verdict",
     "__version__",
     "activation_names",
+    "analyze",
+    "analyze_module",
     "audit",
     "audit_schemes",
     "bound_violations",
@@ -133,6 +136,7 @@ __all__ = [
     "init_weights",
     "jacobian_norms",
     "kaplan_yorke_dimension",
+    "layer_inputs",
     "layers_from_module",
     "layers_from_tensors",
     "load_inputs",
