@@ -2,7 +2,7 @@
 
 from rnnstab.activations import Activation, activation_names, get_activation, register_activation
 from rnnstab.analysis import analyze, analyze_module, layer_inputs
-from rnnstab.audit import Audit, AuditRow, AuditSubject, Stat, audit, audit_schemes
+from rnnstab.audit import Audit, AuditRow, AuditSubject, Stat, audit, audit_schemes, write_audit_report
 from rnnstab.checkpoint import (
     RecurrentLayer,
     layers_from_module,
@@ -159,5 +159,6 @@ __all__ = [
     "sweep_network",
     "verdicts",
     "weightnorm_gradients",
+    "write_audit_report",
     "write_report",
 ]

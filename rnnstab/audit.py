@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -32,6 +32,11 @@ from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeErr
 from rnnstab.jacobian import jacobian_norms
 from rnnstab.rnn import VanillaRNN
 from rnnstab.theory import DEFAULT_RATE_TOL, bound_violations, late_rate, regime_of
+
+if TYPE_CHECKING:
+    import os
+
+    from rnnstab.report import Report
 
 #: δ below 1 by less than this is rounding of an exact δ = 1 (an orthogonal W), not a guarantee of decay.
 _DELTA_ROUNDING = 1e-12
@@ -349,11 +354,31 @@ def audit_schemes(
     return audit(subjects, horizon_drop=horizon_drop, jacobian_samples=jacobian_samples, progress=progress)
 
 
+def write_audit_report(
+    audit: Audit, directory: str | os.PathLike[str], *, title: str, parameters: Mapping[str, Any]
+) -> Report:
+    """Write report.md, a self-contained report.html, summary.json and three figures for an audit.
+
+    See :func:`rnnstab.audit_report.write_audit_report` for the files and the returned :class:`~rnnstab.Report`
+    (matplotlib is imported only when a report is written).
+
+    Example:
+        >>> import tempfile
+        >>> a = audit_schemes(8, "tanh", schemes=["orthogonal"], samples=1, steps=4, batch=1)
+        >>> report = write_audit_report(a, tempfile.mkdtemp(), title="inits", parameters={"n": 8})
+        >>> sorted(p.name for p in (report.markdown, report.html, report.summary_json))
+        ['report.html', 'report.md', 'summary.json']
+    """
+    from rnnstab import audit_report
+
+    return audit_report.write_audit_report(audit, directory, title=title, parameters=parameters)
+
+
 def henrici(W: torch.Tensor, eigenvalues: torch.Tensor) -> torch.Tensor:
     """Henrici's relative departure from normality √(‖W‖_F² − Σ|λ_i|²)/‖W‖_F for (S, n, n) W, (S,) float64.
 
-    0 for a normal W (Schur: ‖W‖_F² = Σ|λ_i|² + ‖strictly upper part of the Schur form‖_F²), 0 for W = 0; rounding
-    that makes the difference negative is clamped to 0.
+    0 for a normal W (Schur: ‖W‖_F² = Σ|λ_i|² + ‖strictly upper part of the Schur form‖_F²), 0 for W = 0;
+    differences within rounding of the eigenvalues (8·n·ε·‖W‖_F²) count as 0.
 
     Example:
         >>> W = torch.tensor([[[0.0, 1.0], [0.0, 0.0]]], dtype=torch.float64)  # nilpotent: every λ = 0
@@ -361,7 +386,10 @@ def henrici(W: torch.Tensor, eigenvalues: torch.Tensor) -> torch.Tensor:
         [1.0]
     """
     fro2 = torch.linalg.matrix_norm(W, ord="fro") ** 2
-    gap = (fro2 - (eigenvalues.abs() ** 2).sum(-1)).clamp(min=0.0)
+    gap = fro2 - (eigenvalues.abs() ** 2).sum(-1)
+    # Backward-stable eigenvalues carry errors of order n·ε·‖W‖_F, so a gap below that is rounding (of either sign):
+    # without this cut-off the square root would turn it into a spurious index of order √(n·ε) ≈ 1e-7.
+    gap = torch.where(gap > 8 * W.shape[-1] * torch.finfo(torch.float64).eps * fro2, gap, 0.0)
     return torch.where(fro2 > 0, torch.sqrt(gap / torch.where(fro2 > 0, fro2, 1.0)), 0.0)
 
 
@@ -399,7 +427,9 @@ def _audit_one(subject: AuditSubject, log_drop: float, jacobian_samples: int | N
         norms=("spectral",),
     ).log_spectral
     assert powers is not None
-    peak_log, peak_index = powers.max(dim=-1)
+    peak_log = powers.max(dim=-1).values
+    # The first t within rounding of the maximum: for an orthogonal W every ‖W^t‖₂ is 1 up to the last bit.
+    peak_index = (powers >= peak_log[:, None] - 1e-9).to(torch.int64).argmax(dim=-1)
 
     mean_curve = log_norms.mean(dim=0)
     rate = float(late_rate(mean_curve[None])[0])

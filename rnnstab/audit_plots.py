@@ -1,0 +1,111 @@
+"""Figures of an audit (matplotlib's object API with the Agg canvas): eigenvalues in the complex plane, singular
+values against the threshold 1/γ, and log‖J_t‖₂ against t. Each writes a PNG atomically and returns the Figure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from rnnstab._io import atomic_write
+from rnnstab.audit import AuditRow
+
+_COLUMNS = 4
+
+
+def plot_eigenvalues(rows: Sequence[AuditRow], *, path: Path, title: str = "") -> Figure:
+    """One panel per subject: the eigenvalues of every sample in the complex plane, with the unit circle (|λ| = 1)
+    and the circle |λ| = 1/γ (eigenvalues inside it do not make the δ^t bound apply: that needs ‖W‖₂ ≤ 1/γ)."""
+    fig, axes = _panels(len(rows))
+    angle = np.linspace(0.0, 2.0 * math.pi, 361)
+    for ax, row in zip(axes, rows, strict=False):
+        eig = row.eigenvalues.reshape(-1).numpy()
+        ax.scatter(eig.real, eig.imag, s=2, alpha=0.35, color="tab:blue", linewidths=0)
+        ax.plot(np.cos(angle), np.sin(angle), color="black", linewidth=1.0, label="|λ| = 1")
+        inverse = 1.0 / row.gamma
+        ax.plot(
+            inverse * np.cos(angle), inverse * np.sin(angle), "r--", linewidth=1.0, label=f"|λ| = 1/γ = {inverse:.3g}"
+        )
+        reach = 1.08 * max(float(np.abs(eig).max()), inverse, 1.0)
+        ax.set_xlim(-reach, reach)
+        ax.set_ylim(-reach, reach)
+        ax.set_aspect("equal")
+        ax.set_title(
+            f"{row.name}\nρ(W) = {_stat(row.spectral_radius.mean)}, ‖W‖₂ = {_stat(row.spectral_norm.mean)}", fontsize=9
+        )
+        ax.set_xlabel("Re λ")
+        ax.set_ylabel("Im λ")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper left", fontsize=7)
+    return _finish(fig, path, title or "Eigenvalues of W (every sample)")
+
+
+def plot_singular_values(rows: Sequence[AuditRow], *, path: Path, title: str = "") -> Figure:
+    """One panel per subject: the singular values σ_i of every sample against i/n (descending), with the line
+    1/γ — the δ^t bound applies when σ₁ = ‖W‖₂ lies below it."""
+    fig, axes = _panels(len(rows))
+    for ax, row in zip(axes, rows, strict=False):
+        values = row.singular_values.numpy()
+        position = (np.arange(values.shape[1]) + 0.5) / values.shape[1]
+        for sample in values:
+            ax.plot(position, sample, color="tab:blue", alpha=0.3, linewidth=0.8)
+        ax.axhline(1.0 / row.gamma, color="red", linestyle="--", linewidth=1.0, label=f"1/γ = {1.0 / row.gamma:.3g}")
+        ax.set_ylim(bottom=0.0, top=1.08 * max(float(values.max()), 1.0 / row.gamma))
+        ax.set_title(f"{row.name}\n‖W‖₂ = {_stat(row.spectral_norm.mean)}", fontsize=9)
+        ax.set_xlabel("i/n")
+        ax.set_ylabel("σ_i(W)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper right", fontsize=7)
+    return _finish(fig, path, title or "Singular values of W against the threshold 1/γ")
+
+
+def plot_jacobian_curves(rows: Sequence[AuditRow], *, path: Path, horizon_drop: float, title: str = "") -> Figure:
+    """log‖J_t‖₂ (natural log) against t, one line per subject (mean over trajectories, band ± one standard
+    deviation), with the memory-horizon level log(horizon_drop)."""
+    from matplotlib import colormaps
+
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    palette = colormaps["tab20"]
+    for k, row in enumerate(rows):
+        mean = row.log_norm_mean.numpy()
+        spread = row.log_norm_spread.numpy()
+        steps = np.arange(1, mean.shape[0] + 1)
+        colour = palette(k % 20)
+        with np.errstate(invalid="ignore"):
+            ax.fill_between(steps, mean - spread, mean + spread, color=colour, alpha=0.15, linewidth=0)
+        ax.plot(steps, mean, color=colour, linewidth=1.4, label=row.name)
+    ax.axhline(math.log(horizon_drop), color="black", linestyle=":", linewidth=1.2, label=f"log {horizon_drop:g}")
+    ax.axhline(0.0, color="grey", linewidth=0.6)
+    ax.set_xlabel("t (steps)")
+    ax.set_ylabel("log‖J_t‖₂  (natural log)")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize=8)
+    return _finish(fig, path, title or "Gradient norms ‖∂g_t/∂g_0‖₂ along input-driven trajectories")
+
+
+def _panels(count: int) -> tuple[Figure, list[Axes]]:
+    columns = min(count, _COLUMNS)
+    rows = math.ceil(count / columns)
+    fig = Figure(figsize=(3.4 * columns + 0.6, 3.4 * rows + 0.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(rows, columns, squeeze=False).flat)
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes[:count]
+
+
+def _finish(fig: Figure, path: Path, title: str) -> Figure:
+    fig.suptitle(title, fontsize=11)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
+    return fig
+
+
+def _stat(value: float) -> str:
+    return f"{value:.3g}"

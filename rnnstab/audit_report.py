@@ -1,0 +1,336 @@
+"""The report of an audit: ``report.md``, a self-contained ``report.html`` (figures embedded), ``summary.json`` and
+``figures/*.png``. Both documents are rendered from one list of blocks, so they always say the same thing."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rnnstab import _io
+from rnnstab.audit import Audit, AuditRow, Stat
+from rnnstab.report import _CSS, Report
+
+FIGURES = {
+    "eigenvalues": "figures/eigenvalues.png",
+    "singular_values": "figures/singular_values.png",
+    "jacobian": "figures/jacobian_norms.png",
+}
+
+_NORM_VS_RADIUS = (
+    "Why ‖W‖₂ and not ρ(W): the gradient bound ‖J_t‖₂ ≤ (γ‖W‖₂)^t uses the spectral norm ‖W‖₂ (the largest "
+    "singular value). The spectral radius ρ(W) (the largest |eigenvalue|) only fixes the long-run rate of the linear "
+    "map, ‖W^t‖₂^(1/t) → ρ(W), and ρ(W) ≤ ‖W‖₂ always, with equality for normal W (orthogonal, identity). For a "
+    "non-normal W the two differ — a random Gaussian matrix has ‖W‖₂ ≈ 2ρ(W) — so ρ(W) < 1/γ does not make "
+    "gradients provably vanish, and W^t can grow for a while before it decays (the transient growth column)."
+)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A piece of the report: kind is heading (level in ``level``), paragraph, bullets, table, figure or alert."""
+
+    kind: str
+    text: str = ""
+    level: int = 2
+    items: Sequence[str] = ()
+    header: Sequence[str] = ()
+    body: Sequence[Sequence[str]] = ()
+    path: str = ""
+
+
+def write_audit_report(
+    audit: Audit, directory: str | os.PathLike[str], *, title: str, parameters: Mapping[str, Any]
+) -> Report:
+    """Write report.md, a self-contained report.html, summary.json and three figures for an audit.
+
+    Works for subjects with one sample (spreads shown as "—") and for subjects of different n and γ.
+
+    Args:
+        audit: from :func:`rnnstab.audit` or :func:`rnnstab.audit_schemes`.
+        directory: where to write (created if missing).
+        title: the report's title.
+        parameters: shown in the report and stored in summary.json (JSON-ready values).
+
+    Returns:
+        A :class:`~rnnstab.Report` whose ``table`` is a DataFrame with one row per subject (means and spreads),
+        ``conclusions`` maps each subject to its verdict, and ``bound_holds`` is ``False`` only if a computed
+        ‖J_t‖₂ exceeded δ^t beyond float rounding (a bug in rnnstab).
+
+    Raises:
+        InvalidArgumentError: the directory cannot be created or written, or the audit is empty.
+    """
+    from rnnstab.audit_plots import plot_eigenvalues, plot_jacobian_curves, plot_singular_values
+    from rnnstab.exceptions import InvalidArgumentError
+
+    if not audit.rows:
+        raise InvalidArgumentError("the audit has no subjects: nothing to report")
+    root = _io.output_dir(directory)
+    (root / "figures").mkdir(exist_ok=True)
+    figures = {key: root / name for key, name in FIGURES.items()}
+    plot_eigenvalues(audit.rows, path=figures["eigenvalues"])
+    plot_singular_values(audit.rows, path=figures["singular_values"])
+    plot_jacobian_curves(audit.rows, path=figures["jacobian"], horizon_drop=audit.horizon_drop)
+
+    blocks = _blocks(audit, title, parameters)
+    paths = (root / "report.md", root / "report.html", root / "summary.json")
+    markdown = _markdown(blocks)
+    page = _html(blocks, title, root)
+    summary = {
+        "title": title,
+        "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "parameters": dict(parameters),
+        **audit.to_dict(),
+        "bound_holds": audit.bound_holds,
+        "files": {
+            "markdown": str(paths[0]),
+            "html": str(paths[1]),
+            "figures": [str(p) for p in figures.values()],
+        },
+    }
+    _io.atomic_write(paths[0], lambda handle: handle.write(markdown.encode()))
+    _io.atomic_write(paths[1], lambda handle: handle.write(page.encode()))
+    _io.write_json(paths[2], summary)
+    return Report(
+        directory=root,
+        markdown=paths[0],
+        html=paths[1],
+        summary_json=paths[2],
+        figures=tuple(figures.values()),
+        table=summary_table(audit),
+        conclusions={row.name: [row.verdict] for row in audit.rows},
+        bound_holds=audit.bound_holds,
+        summary=_io.finite_or_none(summary),
+    )
+
+
+def summary_table(audit: Audit) -> Any:
+    """A pandas DataFrame with one row per subject: ``name``, n, γ, each statistic's ``_mean`` and ``_spread``,
+    the horizon kind, ``vanishing_guaranteed``, ``regime``, ``verdict`` and ``bound_holds``."""
+    import pandas as pd
+
+    records = []
+    for row in audit.rows:
+        record: dict[str, Any] = {"name": row.name, "hidden": row.hidden, "gamma": row.gamma}
+        for key, value in vars(row).items():
+            if isinstance(value, Stat):
+                record[f"{key}_mean"], record[f"{key}_spread"] = value.mean, value.spread
+        record.update(
+            memory_horizon_kind=row.memory_horizon_kind,
+            vanishing_guaranteed=row.vanishing_guaranteed,
+            regime=row.regime,
+            verdict=row.verdict,
+            bound_holds=row.bound_holds,
+        )
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def format_stat(stat: Stat, digits: int = 4) -> str:
+    """'mean ± spread' ('—' for the spread of a single sample); '∞' for an infinite mean.
+
+    Example:
+        >>> format_stat(Stat(1.98312, 0.0213)), format_stat(Stat(0.9, None))
+        ('1.983 ± 0.021', '0.9 ± —')
+    """
+    return f"{_number(stat.mean, digits)} ± {'—' if stat.spread is None else _number(stat.spread, 2)}"
+
+
+def horizon_text(row: AuditRow) -> str:
+    """The memory horizon in words: 'unbounded', 'N ± s' (s over trajectories) or '≈ N (extrapolated)'."""
+    if row.memory_horizon_kind == "unbounded":
+        return "unbounded"
+    horizon = row.memory_horizon_steps
+    text = f"{horizon.mean:.0f}" + ("" if horizon.spread is None else f" ± {horizon.spread:.2g}")
+    return f"≈ {text} (extrapolated)" if row.memory_horizon_kind == "extrapolated" else text
+
+
+def table_rows(audit: Audit) -> tuple[list[str], list[list[str]]]:
+    """The results table (header, rows) as text, shared by the report and the command line."""
+    header = [
+        "subject",
+        "n",
+        "γ",
+        "‖W‖₂",
+        "ρ(W)",
+        "δ = γ‖W‖₂",
+        "‖W‖₂ ≤ 1/γ",
+        "non-normality",
+        "max_t ‖W^t‖₂ (at t)",
+        "rate (nats/step)",
+        "memory horizon (steps)",
+        "regime",
+    ]
+    body = [
+        [
+            row.name,
+            str(row.hidden),
+            f"{row.gamma:.4g}",
+            format_stat(row.spectral_norm),
+            format_stat(row.spectral_radius),
+            format_stat(row.delta),
+            "yes" if row.vanishing_guaranteed else "no",
+            format_stat(row.nonnormality, 3),
+            f"{format_stat(row.transient_growth)} (t ≈ {row.transient_peak_step.mean:.0f})",
+            format_stat(row.rate_per_step, 3),
+            horizon_text(row),
+            row.regime,
+        ]
+        for row in audit.rows
+    ]
+    return header, body
+
+
+def _blocks(audit: Audit, title: str, parameters: Mapping[str, Any]) -> list[_Block]:
+    rows = audit.rows
+    blocks = [_Block("heading", title, level=1)]
+    if not audit.bound_holds:
+        bad = ", ".join(row.name for row in rows if not row.bound_holds)
+        blocks.append(
+            _Block(
+                "alert",
+                f"BUG: a computed ‖J_t‖₂ exceeded the bound δ^t beyond float rounding ({bad}). This is a bug in "
+                "rnnstab, never a finding: please report it with this directory.",
+            )
+        )
+    blocks.append(
+        _Block(
+            "paragraph",
+            "All logs are natural; rates are in nats per step (the late-half slope of log‖J_t‖₂, J_t = ∂g_t/∂g_0, "
+            "along input-driven trajectories); horizons in steps. Each cell is the mean ± the standard deviation "
+            "over samples (— for a single one); for the rate and the memory horizon, over trajectories (samples × "
+            "input sequences). δ = γ‖W‖₂ with γ = sup|σ'|: δ < 1 proves ‖J_t‖₂ ≤ δ^t. "
+            "Non-normality is Henrici's relative departure √(‖W‖_F² − Σ|λ|²)/‖W‖_F (0: normal W). The memory "
+            f"horizon is the first t with ‖J_t‖₂ ≤ {audit.horizon_drop:g} — extrapolated from the rate when not "
+            "reached within the horizon T and the rate is negative, unbounded when the rate is ≥ 0.",
+        )
+    )
+    blocks += [
+        _Block("heading", "Parameters"),
+        _Block("table", header=["parameter", "value"], body=[[key, _plain(v)] for key, v in parameters.items()]),
+    ]
+    header, body = table_rows(audit)
+    blocks += [_Block("heading", "Results"), _Block("table", header=header, body=body)]
+    blocks += [
+        _Block("heading", "Verdicts"),
+        _Block("bullets", items=[f"{row.name}: {row.verdict}" for row in rows]),
+        _Block("heading", "Spectral radius against spectral norm"),
+        _Block("paragraph", _NORM_VS_RADIUS),
+    ]
+    hidden = [row for row in rows if row.radius_hides_norm]
+    if hidden:
+        blocks.append(
+            _Block(
+                "bullets",
+                items=[
+                    f"{row.name}: γρ(W) = {row.gamma * row.spectral_radius.mean:.3g} < 1 but δ = γ‖W‖₂ = "
+                    f"{row.delta.mean:.3g} ≥ 1 — the eigenvalues look contracting, yet the bound does not apply; "
+                    f"measured rate {row.rate_per_step.mean:+.3g} nats/step, max_t ‖W^t‖₂ = "
+                    f"{row.transient_growth.mean:.3g} at t ≈ {row.transient_peak_step.mean:.0f}."
+                    for row in hidden
+                ],
+            )
+        )
+    else:
+        blocks.append(_Block("paragraph", "No subject here has γρ(W) < 1 ≤ γ‖W‖₂."))
+    described = [row for row in rows if row.details]
+    if described:
+        blocks.append(_Block("heading", "Subjects"))
+        blocks.append(
+            _Block(
+                "bullets",
+                items=[
+                    f"{row.name} ({row.samples} sample{'s' if row.samples > 1 else ''}, Jacobians of "
+                    f"{row.jacobian_samples} × {row.trajectories // row.jacobian_samples} input sequences, "
+                    f"T = {row.steps}): " + "; ".join(f"{key}: {_plain(value)}" for key, value in row.details.items())
+                    for row in described
+                ],
+            )
+        )
+    blocks.append(_Block("heading", "Figures"))
+    captions = {
+        "eigenvalues": "Eigenvalues of W in the complex plane (every sample), with the unit circle and the circle "
+        "|λ| = 1/γ.",
+        "singular_values": "Singular values of W (every sample, descending, against i/n) and the line 1/γ: the "
+        "bound applies when the largest lies below it.",
+        "jacobian": "log‖J_t‖₂ (natural log) against t per subject: mean over trajectories, band ± one standard "
+        f"deviation; dotted: log {audit.horizon_drop:g}, the memory-horizon level.",
+    }
+    blocks += [_Block("figure", captions[key], path=FIGURES[key]) for key in FIGURES]
+    return blocks
+
+
+def _markdown(blocks: Sequence[_Block]) -> str:
+    lines: list[str] = []
+    for block in blocks:
+        if block.kind == "heading":
+            lines += ["#" * block.level + " " + block.text, ""]
+        elif block.kind == "alert":
+            lines += [f"> **⚠ {block.text}**", ""]
+        elif block.kind == "paragraph":
+            lines += [block.text, ""]
+        elif block.kind == "bullets":
+            lines += [f"- {item}" for item in block.items] + [""]
+        elif block.kind == "table":
+            lines.append("| " + " | ".join(_md_cell(h) for h in block.header) + " |")
+            lines.append("|" + "|".join("---" for _ in block.header) + "|")
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.body]
+            lines.append("")
+        elif block.kind == "figure":
+            lines += [f"![{block.text}]({block.path})", "", f"*{block.text}*", ""]
+    return "\n".join(lines)
+
+
+def _html(blocks: Sequence[_Block], title: str, root: Path) -> str:
+    e = html.escape
+    out = [
+        "<!DOCTYPE html>",
+        f'<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>',
+        f"<style>{_CSS}</style></head><body>",
+    ]
+    for block in blocks:
+        if block.kind == "heading":
+            out.append(f"<h{block.level}>{e(block.text)}</h{block.level}>")
+        elif block.kind == "alert":
+            out.append(f'<p class="bug">⚠ {e(block.text)}</p>')
+        elif block.kind == "paragraph":
+            out.append(f"<p>{e(block.text)}</p>")
+        elif block.kind == "bullets":
+            out.append("<ul>" + "".join(f"<li>{e(item)}</li>" for item in block.items) + "</ul>")
+        elif block.kind == "table":
+            out.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in block.header) + "</tr></thead>")
+            out.append("<tbody>")
+            out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in block.body]
+            out.append("</tbody></table>")
+        elif block.kind == "figure":
+            data = base64.b64encode((root / block.path).read_bytes()).decode()
+            out.append(
+                f'<figure><img alt="{e(block.text)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{e(block.text)}</figcaption></figure>"
+            )
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _number(value: float, digits: int) -> str:
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return f"{value:.{digits}g}"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} = {_plain(v)}" for k, v in value.items()) or "—"
+    return str(value)
