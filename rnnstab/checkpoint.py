@@ -432,10 +432,10 @@ def _network_activation(prefix: str, activation: str | None, mode: str | None, s
         recorded = mode.removeprefix("RNN_").lower()
         if activation is not None and activation != recorded:
             raise InvalidArgumentError(
-                f"activation {activation!r} contradicts {name} in {source}, a pickled nn.RNN with "
+                f"activation {activation!r} contradicts {name} in {source}, an nn.RNN module with "
                 f"nonlinearity={recorded!r}: drop --activation or pass {recorded}"
             )
-        return recorded, "recorded in the pickled module"
+        return recorded, "recorded in the nn.RNN module"
     if activation is None:
         return "tanh", "nn.RNN's default: a state_dict does not record the nonlinearity"
     if activation not in _TORCH_NONLINEARITIES:
