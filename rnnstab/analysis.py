@@ -149,6 +149,18 @@ def analyze_module(
 ) -> Audit:
     """:func:`analyze` of a live ``torch.nn.RNN`` (or a module holding some): the same numbers as its saved file.
 
+    Args:
+        module: a ``torch.nn.RNN``, or any module containing some (each analysed, named by its attribute path).
+        inputs, input_scale, steps, batch, seed, horizon_drop, progress: as :func:`analyze`.
+
+    Returns:
+        The :class:`~rnnstab.audit.Audit`, bitwise equal to that of the module saved as a state_dict, checkpoint,
+        pickle, safetensors or npz and read back.
+
+    Raises:
+        ArgumentTypeError: ``module`` is not a ``torch.nn.Module``.
+        InvalidArgumentError, ShapeError: no ``nn.RNN`` inside, or bad inputs (see :func:`analyze`).
+
     Example:
         >>> result = analyze_module(torch.nn.RNN(2, 3, nonlinearity="relu"), steps=20, batch=2)
         >>> [row.name for row in result.rows]

@@ -76,6 +76,11 @@ class RecurrentLayer:
         layer: the layer index k (layer k > 0 is driven by the outputs of layer k − 1).
         reverse: the backward direction of a bidirectional RNN (it reads the sequence time-reversed).
         directions: 2 for a bidirectional RNN, else 1 (layer k > 0 then sees both directions concatenated).
+
+    Example:
+        >>> layer = layers_from_module(torch.nn.RNN(2, 3))[0]
+        >>> layer.name, layer.keys[:2], tuple(layer.to_rnn().W.shape), layer.to_rnn().dtype
+        ('layer 0', ('weight_hh_l0', 'weight_ih_l0'), (3, 3), torch.float64)
     """
 
     name: str
