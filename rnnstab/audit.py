@@ -336,6 +336,8 @@ def audit_schemes(
     stray = [s for s in overrides if s not in chosen]
     if stray:
         raise InvalidArgumentError(f"parameters given for scheme(s) not audited: {', '.join(stray)}")
+    for name in chosen:  # every parameter is checked before any work starts
+        SCHEMES[name].resolve(overrides.get(name, {}))
     generator = torch.Generator().manual_seed(seed + 1)
     U = torch.randn(hidden, inputs, generator=generator, dtype=torch.float64) / math.sqrt(inputs)
     x = float(input_scale) * torch.randn(batch, steps, inputs, generator=generator, dtype=torch.float64)

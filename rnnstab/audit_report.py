@@ -151,39 +151,36 @@ def horizon_text(row: AuditRow) -> str:
     return f"≈ {text} (extrapolated)" if row.memory_horizon_kind == "extrapolated" else text
 
 
-def table_rows(audit: Audit) -> tuple[list[str], list[list[str]]]:
-    """The results table (header, rows) as text, shared by the report and the command line."""
-    header = [
-        "subject",
-        "n",
-        "γ",
-        "‖W‖₂",
-        "ρ(W)",
-        "δ = γ‖W‖₂",
-        "‖W‖₂ ≤ 1/γ",
-        "non-normality",
-        "max_t ‖W^t‖₂ (at t)",
-        "rate (nats/step)",
-        "memory horizon (steps)",
-        "regime",
-    ]
+def table_rows(audit: Audit, *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The results table (header, rows) as text, shared by the report and the command line.
+
+    ``compact`` (for a terminal) shows means only, to 3 significant digits, and leaves out n and γ.
+    """
+
+    def cell(stat: Stat, digits: int = 4) -> str:
+        return _number(stat.mean, 3) if compact else format_stat(stat, digits)
+
+    header = ["subject", "n", "γ", "‖W‖₂", "ρ(W)", "δ = γ‖W‖₂", "‖W‖₂ ≤ 1/γ", "non-normality"]
+    header += ["max_t ‖W^t‖₂ (at t)", "rate (nats/step)", "memory horizon (steps)", "regime"]
     body = [
         [
             row.name,
             str(row.hidden),
             f"{row.gamma:.4g}",
-            format_stat(row.spectral_norm),
-            format_stat(row.spectral_radius),
-            format_stat(row.delta),
+            cell(row.spectral_norm),
+            cell(row.spectral_radius),
+            cell(row.delta),
             "yes" if row.vanishing_guaranteed else "no",
-            format_stat(row.nonnormality, 3),
-            f"{format_stat(row.transient_growth)} (t ≈ {row.transient_peak_step.mean:.0f})",
-            format_stat(row.rate_per_step, 3),
+            cell(row.nonnormality, 3),
+            f"{cell(row.transient_growth)} (t ≈ {row.transient_peak_step.mean:.0f})",
+            cell(row.rate_per_step, 3),
             horizon_text(row),
             row.regime,
         ]
         for row in audit.rows
     ]
+    if compact:
+        header, body = header[:1] + header[3:], [line[:1] + line[3:] for line in body]
     return header, body
 
 

@@ -15,11 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnnstab import (
+    SCHEMES,
     ArgumentTypeError,
     InvalidArgumentError,
     NonFiniteError,
+    Param,
     ShapeError,
+    critical_gain,
     init_weights,
+    register_scheme,
     scale_to_threshold,
     spectral_norm,
 )
@@ -309,3 +313,221 @@ def test_bad_batch(bad):
 def test_non_integer_batch(bad):
     with pytest.raises(ArgumentTypeError, match="batch"):
         init_weights("gaussian", 4, batch=bad)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The scheme catalogue: each scheme against what it guarantees about ‖W‖₂ and ρ(W)
+
+
+def _radius(W: torch.Tensor) -> float:
+    return float(np.abs(np.linalg.eigvals(W.numpy())).max())
+
+
+def test_gaussian_and_orthogonal_draws_are_the_historical_ones():
+    # The sweep's stored results depend on these draws bit for bit.
+    n, seed = 24, 7
+    g = torch.Generator().manual_seed(seed)
+    assert init_weights("gaussian", n, seed=seed).equal(torch.randn(n, n, generator=g, dtype=torch.float64) / n**0.5)
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    assert init_weights("orthogonal", n, seed=seed).equal(q * torch.sign(torch.diagonal(r)))
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_every_scheme_is_reproducible_batched_and_float64(scheme):
+    a = init_weights(scheme, 16, batch=3, seed=5, activation="tanh")
+    assert a.shape == (3, 16, 16) and a.dtype == torch.float64
+    assert a.equal(init_weights(scheme, 16, batch=3, seed=5, activation="tanh"))
+    assert bool(torch.isfinite(a).all())
+    if scheme not in ("identity", "scaled_identity"):  # the deterministic schemes
+        assert not a.equal(init_weights(scheme, 16, batch=3, seed=6, activation="tanh"))
+        assert not a[0].equal(a[1])
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.5])
+def test_orthogonal_gain_is_every_singular_value_and_eigenvalue(gain):
+    W = init_weights("orthogonal", 32, seed=1, gain=gain).numpy()
+    # backward-stable QR/SVD/eig: errors ~ n·ε ≈ 1e-14; 1e-12 leaves margin
+    np.testing.assert_allclose(np.linalg.svd(W, compute_uv=False), gain, atol=1e-12)
+    np.testing.assert_allclose(np.abs(np.linalg.eigvals(W)), gain, atol=1e-12)
+
+
+def test_identity_schemes_are_exact():
+    assert init_weights("identity", 5).equal(torch.eye(5, dtype=torch.float64))
+    assert init_weights("scaled_identity", 5).equal(0.9 * torch.eye(5, dtype=torch.float64))
+    assert init_weights("scaled_identity", 5, scale=0.25).equal(0.25 * torch.eye(5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("gain", [1.0, 1.5])
+def test_gaussian_gain_norm_and_radius_asymptotics(gain):
+    # n = 256: ‖W‖₂/gain → 2 with Tracy–Widom fluctuations of order n^(-2/3) ≈ 0.025, so ±0.15 is > 5 sd;
+    # ρ/gain → 1 with a finite-n excess of order √(log n / n) ≈ 0.15 at most (measured ≈ 1.05), so [0.85, 1.2].
+    W = init_weights("gaussian", 256, batch=2, seed=3, gain=gain)
+    for w in W:
+        assert abs(float(spectral_norm(w)) / gain - 2.0) < 0.15
+        assert 0.85 < _radius(w) / gain < 1.2
+
+
+@pytest.mark.parametrize(
+    ("scheme", "reference"),
+    [
+        ("xavier_uniform", lambda t, g: torch.nn.init.xavier_uniform_(t, gain=1.0, generator=g)),
+        ("xavier_normal", lambda t, g: torch.nn.init.xavier_normal_(t, gain=1.0, generator=g)),
+        ("kaiming_uniform", lambda t, g: torch.nn.init.kaiming_uniform_(t, nonlinearity="relu", generator=g)),
+        ("kaiming_normal", lambda t, g: torch.nn.init.kaiming_normal_(t, nonlinearity="relu", generator=g)),
+    ],
+)
+def test_xavier_and_kaiming_match_torch_nn_init(scheme, reference):
+    # Same generator state, same law: torch's own initialiser is the reference (bounds may differ in the last bit).
+    n, seed = 48, 9
+    expected = reference(torch.empty(n, n, dtype=torch.float64), torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(init_weights(scheme, n, seed=seed), expected, rtol=1e-14, atol=0)
+
+
+def test_torch_default_is_what_nn_rnn_draws():
+    n = 256
+    W = init_weights("torch_default", n, seed=0)
+    bound = 1 / math.sqrt(n)
+    module = torch.nn.RNN(3, n)  # its reset_parameters: U(±1/√hidden_size)
+    assert float(module.weight_hh_l0.detach().abs().max()) <= bound
+    assert float(W.abs().max()) <= bound
+    # 65,536 uniform entries: the max is within 1e-3 of the bound (P(miss) = (1 − 5e-4)^65536 ≈ e^-33)
+    assert float(W.abs().max()) > 0.999 * bound
+    assert float(W.var()) * 3 * n == pytest.approx(1.0, rel=0.03)  # relative sd of the variance ≈ 0.005
+    assert abs(float(spectral_norm(W)) - 2 / math.sqrt(3)) < 0.1  # → 2/√3 (Bai–Yin), TW scale 0.015
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.9, 1.3])
+def test_spectral_radius_is_exact_and_the_norm_is_not_bounded(rho):
+    W = init_weights("spectral_radius", 128, seed=2, rho=rho)
+    assert _radius(W) == pytest.approx(rho, abs=1e-12)  # eigenvalue error ~ κ·n·ε, κ ~ √n for Gaussian W
+    assert float(spectral_norm(W)) > 1.5 * rho  # ‖W‖₂/ρ → 2 for Gaussian W: far above ρ
+
+
+def test_sparse_echo_state_radius_and_density():
+    W = init_weights("sparse_echo_state", 200, seed=4, rho=0.8, density=0.2)
+    assert _radius(W) == pytest.approx(0.8, abs=1e-12)
+    # 40,000 Bernoulli(0.2) entries: the fraction kept has sd 0.002; 0.01 is 5 sd
+    assert float((W != 0).double().mean()) == pytest.approx(0.2, abs=0.01)
+
+
+def test_sparse_echo_state_refuses_a_nilpotent_draw():
+    with pytest.raises(InvalidArgumentError, match=r"sparse_echo_state.*nilpotent.*raise density"):
+        init_weights("sparse_echo_state", 2, density=1e-9)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 0.9, 2.0])
+def test_spectral_norm_scheme_is_exact(sigma):
+    W = init_weights("spectral_norm", 64, seed=1, sigma=sigma)
+    assert float(_np_norm(W)) == pytest.approx(sigma, rel=1e-13)
+    assert _radius(W) <= sigma * (1 + 1e-12)  # ρ ≤ ‖W‖₂ always
+
+
+def test_torch_spectral_norm_lands_at_or_above_its_target():
+    # W = W₀/σ̂ with σ̂ = uᵀW₀v ≤ σ₁(W₀) (unit u, v): ‖W‖₂ ≥ 1 always. At n = 256 the top singular values of a
+    # Gaussian matrix are close (gap ~ n^(-2/3)), so 16 power steps leave σ̂ visibly low: ‖W‖₂ ≈ 1.01–1.05.
+    norms = spectral_norm(init_weights("torch_spectral_norm", 256, batch=4, seed=0))
+    assert bool((norms >= 1 - 1e-12).all())
+    assert float(norms.mean()) > 1.001
+    assert float(norms.max()) < 1.2
+
+
+def test_torch_spectral_norm_leaves_the_global_rng_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    init_weights("torch_spectral_norm", 8, seed=5)
+    assert torch.rand(3).equal(expected)
+
+
+@pytest.mark.parametrize("g", [1.0, 0.3])
+def test_weight_norm_rows_have_norm_g(g):
+    n = 64
+    W = init_weights("weight_norm", n, seed=2, g=g)
+    torch.testing.assert_close(torch.linalg.vector_norm(W, dim=1), torch.full((n,), g, dtype=torch.float64))
+    assert g * (1 - 1e-12) <= float(spectral_norm(W)) <= g * math.sqrt(n)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_critical_is_gaussian_at_the_critical_gain(activation):
+    expected = critical_gain(activation) * init_weights("gaussian", 32, seed=3)
+    got = init_weights("critical", 32, seed=3, activation=activation)
+    torch.testing.assert_close(got, expected, rtol=1e-15, atol=0)
+
+
+def test_critical_needs_the_activation():
+    with pytest.raises(InvalidArgumentError, match=r"'critical' depends on the activation"):
+        init_weights("critical", 8)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "params", "match"),
+    [
+        ("gaussian", {"rho": 0.9}, r"scheme 'gaussian' has no parameter 'rho'; valid parameters: gain"),
+        ("identity", {"gain": 2.0}, r"'identity' has no parameter 'gain'; it takes no parameters"),
+        ("gaussian", {"gain": 0.0}, r"scheme 'gaussian': parameter gain must be > 0, got 0.0"),
+        ("spectral_radius", {"rho": math.nan}, r"rho must be > 0, got nan"),
+        ("sparse_echo_state", {"density": 1.5}, r"density must be in \(0, 1\]"),
+        ("critical", {"input_variance": -1.0}, r"input_variance must be ≥ 0"),
+        ("orthogonal", {"gain": "2"}, r"gain must be > 0, got '2'"),
+        ("orthogonal", {"gain": True}, r"gain must be > 0, got True"),
+    ],
+)
+def test_bad_scheme_parameters_name_the_scheme_and_its_parameters(scheme, params, match):
+    with pytest.raises(InvalidArgumentError, match=match):
+        init_weights(scheme, 4, activation="tanh", **params)
+
+
+def test_register_a_user_callable():
+    def banded(n, generator, *, width):
+        W = torch.randn(n, n, generator=generator, dtype=torch.float64)
+        i = torch.arange(n)
+        return W * ((i[:, None] - i[None, :]).abs() <= width)
+
+    try:
+        register_scheme(
+            "banded",
+            banded,
+            summary="Gaussian entries within a band",
+            norm_guarantee="none",
+            radius_guarantee="none",
+            params={"width": Param(1.0, "half-width", lambda v: v >= 0, "≥ 0")},
+        )
+        W = init_weights("banded", 6, seed=1, width=0)
+        assert W.equal(torch.diag(torch.diagonal(W))) and bool((torch.diagonal(W) != 0).all())
+        assert init_weights("banded", 6, seed=1).equal(init_weights("banded", 6, seed=1, width=1))
+        with pytest.raises(InvalidArgumentError, match="already registered"):
+            register_scheme("banded", banded, summary="", norm_guarantee="", radius_guarantee="")
+        register_scheme(
+            "banded", lambda n, g: torch.ones(n, 1), summary="", norm_guarantee="", radius_guarantee="", replace=True
+        )
+        with pytest.raises(ShapeError, match=r"scheme 'banded' must return an \(6, 6\) tensor, got \(6, 1\)"):
+            init_weights("banded", 6)
+        register_scheme(
+            "banded",
+            lambda n, g: torch.full((n, n), math.inf),
+            summary="",
+            norm_guarantee="",
+            radius_guarantee="",
+            replace=True,
+        )
+        with pytest.raises(NonFiniteError, match="banded"):
+            init_weights("banded", 3)
+    finally:
+        SCHEMES.pop("banded", None)
+
+
+@pytest.mark.parametrize("name", ["", "has space", "a,b", "a=b"])
+def test_register_refuses_bad_names(name):
+    with pytest.raises(InvalidArgumentError, match="scheme name"):
+        register_scheme(name, lambda n, g: torch.eye(n), summary="", norm_guarantee="", radius_guarantee="")
+
+
+def test_register_refuses_a_non_callable():
+    with pytest.raises(ArgumentTypeError, match="callable"):
+        register_scheme("x", 3, summary="", norm_guarantee="", radius_guarantee="")  # type: ignore[arg-type]
+
+
+def test_every_scheme_documents_its_guarantees():
+    for scheme in SCHEMES.values():
+        assert scheme.summary and scheme.norm_guarantee and scheme.radius_guarantee
