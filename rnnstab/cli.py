@@ -884,24 +884,20 @@ def analyze_command(
                 seed=seed,
                 progress=lambda name: progress.update(task, description=name, completed=names.index(name)),
             )
+        synthetic = {"input_scale": 1.0 if input_scale is None else input_scale, "seed": seed} if x is None else {}
         parameters = {
             "path": str(path),
-            "inputs": str(inputs) if inputs is not None else "synthetic",
-            "input_scale": input_scale,
+            "inputs": "synthetic N(0, input_scale²)" if x is None else str(inputs),
+            **synthetic,
             "steps": result.rows[0].steps,
             "batch": result.rows[0].trajectories,
-            "seed": seed,
             "trust_pickle": trust_pickle,
         }
         report = rnnstab.write_audit_report(
             result, out_dir, title=f"rnnstab analyze {path.name}", parameters=parameters
         )
-    summary = {
-        "path": str(path),
-        "layers": [{"name": layer.name, **layer.details()} for layer in layers],
-        "audit": result.to_dict(),
-        "files": {"html": str(report.html), "markdown": str(report.markdown), "summary": str(report.summary_json)},
-    }
+    # what summary.json holds, plus where each layer came from
+    summary = {**report.summary, "layers": [{"name": layer.name, **layer.details()} for layer in layers]}
     if json_output:
         typer.echo(json.dumps(_io.finite_or_none(summary), indent=2, ensure_ascii=False))
     elif quiet:

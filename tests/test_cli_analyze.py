@@ -27,13 +27,15 @@ def saved(deep, tmp_path_factory):
     return save_formats(deep, tmp_path_factory.mktemp("formats"))
 
 
-def _numbers(record: dict, *, details: bool = False) -> dict:
-    """An audit's JSON as the CLI prints it; without each layer's provenance (how the file recorded σ) unless asked."""
-    record = json.loads(json.dumps(finite_or_none(record), ensure_ascii=False))
-    if not details:
-        for subject in record["subjects"].values():
-            subject.pop("details")
-    return record
+def assert_same_audit(printed: dict, live: rnnstab.Audit, *, details: bool = False) -> None:
+    """The audit in the printed JSON equals the live one's, number for number (provenance too if ``details``)."""
+    expected = json.loads(json.dumps(finite_or_none(live.to_dict()), ensure_ascii=False))
+    got = json.loads(json.dumps({key: printed[key] for key in expected}))  # a copy: details are popped below
+    if not details:  # a state_dict's σ is nn.RNN's default, a module's is recorded: the wording differs
+        for record in (got, expected):
+            for subject in record["subjects"].values():
+                subject.pop("details")
+    assert got == expected
 
 
 @pytest.mark.parametrize("kind", ["state_dict", "module", "safetensors"])
@@ -43,9 +45,7 @@ def test_json_audit_of_the_file_equals_the_live_module(deep, saved, tmp_path, ki
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     live = rnnstab.analyze_module(deep, steps=25, batch=2, seed=3)
-    assert _numbers(printed["audit"]) == _numbers(live.to_dict())
-    if kind == "module":  # the same provenance too, since the pickle records the nonlinearity as the module does
-        assert printed["audit"] == _numbers(live.to_dict(), details=True)
+    assert_same_audit(printed, live, details=kind == "module")
     assert [layer["keys"].split(", ")[0] for layer in printed["layers"]] == [
         "weight_hh_l0",
         "weight_hh_l0_reverse",
@@ -53,7 +53,8 @@ def test_json_audit_of_the_file_equals_the_live_module(deep, saved, tmp_path, ki
         "weight_hh_l1_reverse",
     ]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["subjects"] == printed["audit"]["subjects"] and summary["parameters"]["path"] == str(saved[kind])
+    assert summary == {key: value for key, value in printed.items() if key != "layers"}
+    assert summary["parameters"]["path"] == str(saved[kind]) and summary["parameters"]["input_scale"] == 1.0
     assert "weight_hh_l1_reverse" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64") == 3
     assert not [p for p in tmp_path.rglob("*.tmp")]
@@ -77,7 +78,9 @@ def test_user_inputs_file(deep, saved, tmp_path):
     )
     assert result.exit_code == 0, result.output
     live = rnnstab.analyze_module(deep, inputs=torch.from_numpy(x))
-    assert _numbers(json.loads(result.stdout)["audit"]) == _numbers(live.to_dict())
+    printed = json.loads(result.stdout)
+    assert_same_audit(printed, live)
+    assert printed["parameters"]["inputs"] == str(tmp_path / "x.npy") and "seed" not in printed["parameters"]
 
 
 def test_help_explains_formats_and_the_pickle_risk():
