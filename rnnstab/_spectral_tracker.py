@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 _MAX_KRYLOV = 40
+_GENERIC_WEIGHT = 0.05
 
 
 class SpectralTracker:
@@ -29,6 +30,7 @@ class SpectralTracker:
     def __init__(self, *, rtol: float, max_iter: int) -> None:
         self.rtol, self.max_iter = rtol, max_iter
         self.v: torch.Tensor | None = None  # the warm start (rows), set at the first update
+        self.generic = torch.empty(0)  # the fixed generic start vector (rows), set at the first update
         self.image: torch.Tensor | None = None  # J v, rows
         self.iterations: list[int] = []
         self.fallbacks = 0
@@ -45,34 +47,33 @@ class SpectralTracker:
 
     def update(self, P: torch.Tensor, Wt: torch.Tensor, d: torch.Tensor, fro: torch.Tensor) -> torch.Tensor:
         """‖P‖₂ (batch,) after P was multiplied by Wᵀ diag(d); ``fro`` = ‖P‖_F (0 marks a dead product)."""
-        warm = self.v is not None and self.image is not None
         if self.v is None or self.image is None:
-            run_v = self._allocate(P)
-            run_image = torch.bmm(run_v, P)
+            self.generic = self._allocate(P)
+            run_v, run_image = self.generic, torch.bmm(self.generic, P)
         else:
-            run_v, run_image = self.v, torch.matmul(self.image, Wt).mul_(d[:, None, :])  # J_t v from J_{t-1} v
+            # Mix the generic start into the warm start: when the top singular vector jumps to a direction the old
+            # one has no component along (every J_t diagonal, W = I: the top unit changes), a pure warm start stays
+            # in its invariant subspace and the Ritz value stops growing short of ‖J_t‖₂.
+            carried = torch.matmul(self.image, Wt).mul_(d[:, None, :])  # J_t v from J_{t-1} v
+            run_v = self.v + _GENERIC_WEIGHT * self.generic
+            run_image = carried.add_(torch.bmm(self.generic, P), alpha=_GENERIC_WEIGHT)
+            length = torch.linalg.vector_norm(run_v, dim=-1, keepdim=True)
+            run_v, run_image = run_v / length, run_image / length
         sigma = torch.zeros(P.shape[0], dtype=P.dtype, device=P.device)
         v, image = run_v, run_image
         pending = torch.ones_like(fro, dtype=torch.bool)
-        exhausted = torch.zeros_like(pending)
         spent = 0
         while spent < self.max_iter:
-            run_sigma, steps, done, run_v, run_image, run_exhausted = self._lanczos(
-                P, run_v, run_image, fro, self.max_iter - spent
-            )
+            run_sigma, steps, done, run_v, run_image = self._lanczos(P, run_v, run_image, fro, self.max_iter - spent)
             spent += steps
             # σ = 0 for a non-zero product means v fell into J's null space: only an SVD can say more.
             done &= pending & ((run_sigma > 0) | (fro == 0))
-            exhausted |= done & run_exhausted
             sigma = torch.where(done, run_sigma, sigma)
             v = torch.where(done[:, None, None], run_v, v)
             image = torch.where(done[:, None, None], run_image, image)
             pending &= ~done
             if not bool(pending.any()) or bool((run_sigma[pending] == 0).any()):
                 break
-        if warm and bool((exhausted & (fro > 0)).any()):
-            sigma, v, image, steps = self._redo_from_generic(P, fro, exhausted & (fro > 0), sigma, v, image)
-            spent += steps
         self.iterations.append(spent)
         if bool(pending.any()):
             self.fallbacks += 1
@@ -83,39 +84,14 @@ class SpectralTracker:
         self.v, self.image = v, image
         return sigma
 
-    def _redo_from_generic(
-        self,
-        P: torch.Tensor,
-        fro: torch.Tensor,
-        rows: torch.Tensor,
-        sigma: torch.Tensor,
-        v: torch.Tensor,
-        image: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        """Redo the rows whose warm start spanned an invariant subspace from the fixed generic start.
-
-        A warm start inside an invariant subspace of JᵀJ (a coordinate vector when every J_t is diagonal, W = I)
-        exhausts its Krylov space at once, so the Ritz value stops growing without having seen the top singular
-        value. A generic start has a component along every singular vector, so exhausting its Krylov space makes
-        the Ritz values exact instead. Both runs give lower bounds of ‖J‖₂: keep the larger.
-        """
-        start = self._allocate(P)
-        redo, steps, _, redo_v, redo_image, _ = self._lanczos(P, start, torch.bmm(start, P), fro, self.max_iter)
-        better = rows & (redo > sigma)
-        sigma = torch.where(better, redo, sigma)
-        v = torch.where(better[:, None, None], redo_v, v)
-        image = torch.where(better[:, None, None], redo_image, image)
-        return sigma, v, image, steps
-
     def _lanczos(
         self, P: torch.Tensor, start: torch.Tensor, image: torch.Tensor, fro: torch.Tensor, budget: int
-    ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One Lanczos run from (start, image = J start).
 
-        Returns (σ, Lanczos steps taken, which rows converged, each row's top Ritz vector v, J v, and which rows
-        converged because their Krylov space was exhausted — an invariant subspace — rather than by the Ritz value
-        settling). A row converges at the first step j where its Ritz value grew by at most rtol; its bidiagonal is
-        cut there, so later steps (taken for other rows) leave it unchanged."""
+        Returns (σ, Lanczos steps taken, which rows converged, each row's top Ritz vector v, and J v). A row
+        converges at the first step j where its Ritz value grew by at most rtol; its bidiagonal is cut there, so
+        later steps (taken for other rows) leave it unchanged."""
         Q, L, B = self.right, self.left, self.bidiagonal
         floor = (self.noise * fro)[:, None, None]
         alpha = torch.linalg.vector_norm(image, dim=-1, keepdim=True)
@@ -125,7 +101,6 @@ class SpectralTracker:
         B[:, 0, 0] = alpha[:, 0, 0]
         estimate = alpha[:, 0, 0].to(torch.float64)
         done = torch.zeros_like(fro, dtype=torch.bool)
-        exhausted = torch.zeros_like(done)
         cut = torch.zeros_like(fro, dtype=torch.long)  # each row's last Lanczos step
         j = 0
         for j in range(1, min(budget, self.size - 1) + 1):
@@ -143,7 +118,6 @@ class SpectralTracker:
             # Ritz values only grow with j; a dead product (fro = 0) has 0 = 0 and converges at once.
             newly = ~done & ((ritz - estimate) <= self.rtol * ritz)
             cut = torch.where(newly, j, cut)
-            exhausted |= newly & (beta[:, 0, 0] <= floor[:, 0, 0])
             done |= newly
             estimate = ritz
             if bool(done.all()):
@@ -165,7 +139,7 @@ class SpectralTracker:
             v[rows] = torch.bmm(Vh[:, :1].to(P.dtype), Q[rows, :size])
             image[rows] = torch.bmm((U[:, :, :1].mT * S[:, :1, None]).to(P.dtype), L[rows, :size])
             sigma[rows] = S[:, 0].to(P.dtype)
-        return sigma, j, done, v, image, exhausted
+        return sigma, j, done, v, image
 
 
 def _orthogonalise(x: torch.Tensor, basis: torch.Tensor) -> None:

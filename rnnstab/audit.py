@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 #: δ below 1 by less than this is rounding of an exact δ = 1 (an orthogonal W), not a guarantee of decay.
 _DELTA_ROUNDING = 1e-12
 
+#: |rate| below this (nats/step) is rounding of a norm-preserving network (orthogonal, linear), not a decay.
+_RATE_ROUNDING = 1e-9
+
 HORIZON_KINDS = ("measured", "extrapolated", "unbounded")
 
 
@@ -102,7 +105,8 @@ class AuditRow:
         memory_horizon_steps: steps until ‖J_t‖₂ falls by ``horizon_drop``, for the mean curve m_t (the mean over
             trajectories of log‖J_t‖₂): ``measured`` — the first t ≤ T with m_t ≤ log(horizon_drop);
             ``extrapolated`` — not reached within T but the mean curve's late-half rate r is negative:
-            T + (log(horizon_drop) − m_T)/r, rounded up; ``unbounded`` (mean = inf) — not reached and r ≥ 0.
+            T + (log(horizon_drop) − m_T)/r, rounded up; ``unbounded`` (mean = inf) — not reached and r ≥ 0
+            (rates within 1e-9 nats/step of 0 count as 0: rounding of a norm-preserving network).
             The spread is the standard deviation of the trajectories' own horizons (same rule), ``None`` when any
             of them is unbounded or there is one trajectory.
         memory_horizon_kind: one of :data:`HORIZON_KINDS`.
@@ -490,7 +494,7 @@ def _horizon(curve: torch.Tensor, rate: float, log_drop: float) -> tuple[float, 
     reached = (curve <= log_drop).nonzero()
     if reached.numel():
         return float(reached[0, 0] + 1), "measured"
-    if rate < 0:
+    if rate < -_RATE_ROUNDING:
         steps = curve.shape[0]
         return float(steps + math.ceil((log_drop - float(curve[-1])) / rate)), "extrapolated"
     return math.inf, "unbounded"

@@ -1,0 +1,226 @@
+"""Tests of rnnstab.audit against closed forms: linear RNNs W = a·I (‖J_t‖₂ = a^t), a 2 × 2 Jordan-type block
+(‖W^t‖₂ and Henrici's index in closed form), Haar-orthogonal W (‖W‖₂ = ρ = 1, normal), and the report files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rnnstab import (
+    ArgumentTypeError,
+    Audit,
+    AuditSubject,
+    InvalidArgumentError,
+    ShapeError,
+    VanillaRNN,
+    audit,
+    audit_schemes,
+    write_audit_report,
+)
+from rnnstab._io import finite_or_none
+from rnnstab.theory import late_rate
+
+
+def _linear(W: torch.Tensor, steps: int, *, inputs: int = 0, batch: int = 1) -> AuditSubject:
+    """An identity-activation RNN: J_t = W^t whatever the inputs."""
+    W = W.to(torch.float64)
+    n = W.shape[-1]
+    U = torch.ones(*W.shape[:-2], n, inputs, dtype=torch.float64)
+    x = torch.randn(batch, steps, inputs, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return AuditSubject("linear", VanillaRNN(W, U, None, "identity"), x)
+
+
+def _jordan_norms(a: float, b: float, steps: int) -> np.ndarray:
+    """‖W^t‖₂ for W = [[a, b], [0, a]], t = 1..steps: W^t = [[p, q], [0, p]] with p = a^t, q = t·a^(t-1)·b, whose
+    largest singular value is (|q| + √(q² + 4p²))/2 (σ₁σ₂ = p², σ₁² + σ₂² = 2p² + q²)."""
+    t = np.arange(1, steps + 1, dtype=float)
+    p, q = a**t, t * a ** (t - 1) * b
+    return (np.abs(q) + np.sqrt(q * q + 4 * p * p)) / 2
+
+
+@pytest.mark.parametrize(("steps", "kind"), [(50, "measured"), (20, "extrapolated")])
+def test_memory_horizon_of_a_scaled_identity(steps, kind):
+    # ‖J_t‖₂ = 0.8^t ≤ 1e-3 first at t = ⌈log(1e-3)/log(0.8)⌉ = ⌈30.96⌉ = 31, both measured and extrapolated.
+    row = audit([_linear(0.8 * torch.eye(5, dtype=torch.float64), steps, inputs=2, batch=2)]).rows[0]
+    assert row.memory_horizon_kind == kind
+    assert row.memory_horizon_steps.mean == 31
+    assert row.memory_horizon_steps.spread == 0.0  # every trajectory has the same J_t
+    assert row.rate_per_step.mean == pytest.approx(math.log(0.8), abs=1e-12)
+    assert row.spectral_norm.mean == pytest.approx(0.8, abs=1e-15) and row.spectral_radius.mean == pytest.approx(0.8)
+    assert row.vanishing_guaranteed and row.regime == "guaranteed vanishing"
+    assert row.bound_holds  # ‖J_t‖₂ = δ^t: the bound is tight and must not be reported as broken
+    np.testing.assert_allclose(row.log_norm_mean.numpy(), np.arange(1, steps + 1) * math.log(0.8), atol=1e-12)
+
+
+@pytest.mark.parametrize(("a", "regime"), [(1.0, "marginal"), (1.1, "exploding")])
+def test_memory_horizon_is_unbounded_when_the_norm_does_not_decay(a, regime):
+    row = audit([_linear(a * torch.eye(3, dtype=torch.float64), 30)]).rows[0]
+    assert row.memory_horizon_kind == "unbounded" and math.isinf(row.memory_horizon_steps.mean)
+    assert row.regime == regime and not row.vanishing_guaranteed
+    assert row.to_dict()["memory_horizon_steps"]["mean"] == "unbounded"
+
+
+def test_memory_horizon_drop_is_configurable():
+    row = audit([_linear(0.5 * torch.eye(2, dtype=torch.float64), 20)], horizon_drop=0.1).rows[0]
+    assert row.memory_horizon_steps.mean == 4  # 0.5^4 = 0.0625 ≤ 0.1 < 0.5^3
+
+
+def test_jordan_block_transient_growth_henrici_and_horizon():
+    a, b, steps = 0.8, 1.0, 80
+    reference = _jordan_norms(a, b, steps)
+    row = audit([_linear(torch.tensor([[a, b], [0.0, a]], dtype=torch.float64), steps)]).rows[0]
+    # n = 2: the Krylov space is all of ℝ², so every norm is exact to rounding
+    assert row.transient_growth.mean == pytest.approx(reference.max(), rel=1e-12)
+    assert row.transient_peak_step.mean == int(reference.argmax()) + 1
+    assert row.nonnormality.mean == pytest.approx(b / math.sqrt(2 * a * a + b * b), rel=1e-12)
+    assert row.spectral_radius.mean == pytest.approx(a, rel=1e-7)  # a double eigenvalue: error ~ √ε
+    assert row.spectral_norm.mean == pytest.approx(reference[0], rel=1e-14)
+    np.testing.assert_allclose(row.log_norm_mean.numpy(), np.log(reference), atol=1e-12)
+    assert row.memory_horizon_steps.mean == int(np.argmax(reference <= 1e-3)) + 1
+    expected_rate = float(late_rate(torch.from_numpy(np.log(reference))[None])[0])
+    assert row.rate_per_step.mean == pytest.approx(expected_rate, abs=1e-12)
+    # ρ = 0.8 < 1 ≤ ‖W‖₂ = 1.5: the eigenvalues hide the norm
+    assert row.radius_hides_norm and not row.vanishing_guaranteed
+    assert "eigenvalues understate ‖W‖₂" in row.verdict
+
+
+def test_orthogonal_scheme_is_normal_with_unit_norm_and_radius():
+    row = audit_schemes(16, "tanh", schemes=["orthogonal"], samples=3, jacobian_samples=1, steps=10, batch=1)[
+        "orthogonal"
+    ]
+    assert row.spectral_norm.mean == pytest.approx(1.0, abs=1e-13)
+    assert row.spectral_radius.mean == pytest.approx(1.0, abs=1e-13)
+    assert row.nonnormality.mean == 0.0  # below the eigenvalues' rounding the index is exactly 0
+    assert row.transient_growth.mean == pytest.approx(1.0, abs=1e-12) and row.transient_peak_step.mean == 1
+    assert not row.vanishing_guaranteed  # δ = 1 bounds the gradients but does not make them vanish
+    assert row.samples == 3 and row.jacobian_samples == 1 and row.trajectories == 1
+
+
+def test_per_sample_input_weights_pair_each_sample_with_its_own_trajectories():
+    # Trajectory k runs sample k // batch: auditing two samples together must give the mean of auditing each.
+    gen = torch.Generator().manual_seed(1)
+    n, m, batch, steps = 6, 2, 2, 15
+    W = 0.4 * torch.randn(2, n, n, generator=gen, dtype=torch.float64)
+    U = torch.randn(2, n, m, generator=gen, dtype=torch.float64)
+    x = torch.randn(batch, steps, m, generator=gen, dtype=torch.float64)
+    both = audit([AuditSubject("both", VanillaRNN(W, U, None, "tanh"), x)]).rows[0]
+    alone = [audit([AuditSubject("one", VanillaRNN(W[i], U[i], None, "tanh"), x)]).rows[0] for i in range(2)]
+    assert both.rate_per_step.mean == pytest.approx(np.mean([r.rate_per_step.mean for r in alone]), abs=1e-12)
+    assert both.spectral_norm.mean == pytest.approx(np.mean([r.spectral_norm.mean for r in alone]), abs=1e-14)
+    assert alone[0].spectral_norm.spread is None  # a single sample has no spread
+
+
+def test_spectral_radius_scheme_is_flagged_where_the_radius_hides_the_norm():
+    result = audit_schemes(
+        32, "tanh", schemes=["spectral_radius", "spectral_norm"], samples=2, jacobian_samples=1, steps=8, batch=1
+    )
+    assert result["spectral_radius"].radius_hides_norm  # ρ = 0.9 exactly, ‖W‖₂ ≈ 1.6
+    assert result["spectral_radius"].spectral_radius.mean == pytest.approx(0.9, abs=1e-12)
+    assert result["spectral_norm"].vanishing_guaranteed and not result["spectral_norm"].radius_hides_norm
+
+
+def test_audit_schemes_passes_parameters_and_reproduces():
+    kwargs = dict(schemes=["gaussian"], samples=2, jacobian_samples=1, steps=6, batch=1, seed=3)
+    one = audit_schemes(12, "relu", params={"gaussian": {"gain": 0.5}}, **kwargs)
+    two = audit_schemes(12, "relu", params={"gaussian": {"gain": 0.5}}, **kwargs)
+    default = audit_schemes(12, "relu", **kwargs)
+    assert one.to_dict() == two.to_dict()
+    assert one["gaussian"].spectral_norm.mean == pytest.approx(0.5 * default["gaussian"].spectral_norm.mean)
+    assert one["gaussian"].details["parameters"] == {"gain": 0.5}
+
+
+def test_report_for_subjects_of_different_size_and_gamma(tmp_path):
+    gen = torch.Generator().manual_seed(2)
+    small = AuditSubject(
+        "layer 0",
+        VanillaRNN(0.3 * torch.randn(4, 4, generator=gen, dtype=torch.float64), torch.ones(4, 2, dtype=torch.float64)),
+        torch.randn(3, 12, 2, generator=gen, dtype=torch.float64),
+        details={"keys": "weight_hh_l0, weight_ih_l0"},
+    )
+    large = AuditSubject(
+        "layer 1 (reverse)",
+        VanillaRNN(torch.randn(6, 6, generator=gen, dtype=torch.float64), None, None, "sigmoid"),
+        torch.zeros(1, 12, 0, dtype=torch.float64),
+    )
+    result = audit([small, large])
+    assert [r.gamma for r in result.rows] == [1.0, 0.25] and [r.hidden for r in result.rows] == [4, 6]
+    report = write_audit_report(result, tmp_path / "out", title="two layers", parameters={"checkpoint": "m.pt"})
+    markdown = report.markdown.read_text()
+    assert markdown.startswith("# two layers") and "± —" in markdown and "weight_hh_l0, weight_ih_l0" in markdown
+    assert "Spectral radius against spectral norm" in markdown
+    page = report.html.read_text()
+    assert page.count("data:image/png;base64,") == 3 and "layer 1 (reverse)" in page
+    for figure in report.figures:
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads(report.summary_json.read_text())
+    assert set(summary["subjects"]) == {"layer 0", "layer 1 (reverse)"}
+    entry = summary["subjects"]["layer 1 (reverse)"]
+    assert entry["spectral_norm"]["spread"] is None and entry["hidden"] == 6 and entry["gamma"] == 0.25
+    for field in ("spectral_norm", "spectral_radius", "delta", "nonnormality", "transient_growth", "rate_per_step"):
+        assert set(entry[field]) == {"mean", "spread"}
+    assert summary["parameters"] == {"checkpoint": "m.pt"} and summary["bound_holds"] is True
+    assert list(report.table["name"]) == ["layer 0", "layer 1 (reverse)"]
+    assert report.conclusions["layer 0"] == [result.rows[0].verdict]
+    assert not [p for p in (tmp_path / "out").rglob("*.tmp")]
+
+
+def test_to_dict_is_json_ready():
+    result = audit([_linear(torch.eye(2, dtype=torch.float64), 5)])
+    text = json.dumps(finite_or_none(result.to_dict()), allow_nan=False)
+    assert '"linear"' in text and "Henrici" in text
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: audit(
+                [_linear(torch.eye(2, dtype=torch.float64), 3), _linear(torch.eye(2, dtype=torch.float64), 3)]
+            ),
+            InvalidArgumentError,
+            "repeated",
+        ),
+        (
+            lambda: audit([_linear(torch.eye(2, dtype=torch.float64), 3)], horizon_drop=1.0),
+            InvalidArgumentError,
+            "horizon_drop",
+        ),
+        (
+            lambda: audit([_linear(torch.eye(2, dtype=torch.float64), 3)], horizon_drop=0.0),
+            InvalidArgumentError,
+            "horizon_drop",
+        ),
+        (
+            lambda: audit([_linear(torch.eye(2, dtype=torch.float64), 3)], jacobian_samples=0),
+            InvalidArgumentError,
+            "jacobian_samples",
+        ),
+        (lambda: audit(["W"]), ArgumentTypeError, "AuditSubject"),  # type: ignore[list-item]
+        (
+            lambda: audit([AuditSubject("s", VanillaRNN(torch.eye(2, dtype=torch.float64)), torch.zeros(1, 3, 2))]),
+            ShapeError,
+            r"inputs of 's' must be \(batch ≥ 1, T ≥ 1, 0\)",
+        ),
+        (lambda: audit_schemes(8, "tanh", schemes=["nope"]), InvalidArgumentError, "unknown scheme.*valid names"),
+        (
+            lambda: audit_schemes(8, "tanh", schemes=["gaussian"], params={"orthogonal": {"gain": 2.0}}),
+            InvalidArgumentError,
+            "not audited: orthogonal",
+        ),
+        (
+            lambda: audit_schemes(8, "tanh", schemes=["gaussian"], params={"gaussian": {"rho": 2.0}}),
+            InvalidArgumentError,
+            "'gaussian' has no parameter 'rho'",
+        ),
+        (lambda: audit_schemes(8, "tanh", input_scale=-1.0), InvalidArgumentError, "input_scale"),
+        (lambda: audit_schemes(0, "tanh"), InvalidArgumentError, "hidden"),
+        (lambda: write_audit_report(Audit((), 1e-3), ".", title="", parameters={}), InvalidArgumentError, "no subj"),
+    ],
+)
+def test_bad_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

@@ -1,0 +1,95 @@
+"""``rnnstab inits``: the files it writes, its JSON, and one clear line (exit 2) for each kind of bad input."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import rnnstab
+from rnnstab.cli import app
+
+runner = CliRunner()
+SMALL = ["inits", "--hidden", "12", "--samples", "3", "--jacobian-samples", "1", "--steps", "12", "--batch", "1"]
+
+
+def test_inits_writes_the_report_and_prints_a_table(tmp_path):
+    args = [*SMALL, "--scheme", "orthogonal,spectral_radius", "--scheme", "identity", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name in ("orthogonal", "spectral_radius", "identity", "regime"):
+        assert name in result.stdout
+    assert f"report: {tmp_path / 'report.html'}" in result.stdout.replace("\n", "")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["subjects"]) == ["orthogonal", "spectral_radius", "identity"]
+    for entry in summary["subjects"].values():
+        for field in ("spectral_norm", "spectral_radius", "delta", "nonnormality", "transient_growth"):
+            assert set(entry[field]) == {"mean", "spread"}
+        assert entry["memory_horizon_steps"]["kind"] in ("measured", "extrapolated", "unbounded")
+        assert entry["verdict"]
+    assert summary["subjects"]["orthogonal"]["spectral_norm"]["mean"] == pytest.approx(1.0, abs=1e-12)
+    assert (tmp_path / "report.md").read_text().startswith("# rnnstab inits")
+    assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 3
+    for figure in ("eigenvalues", "singular_values", "jacobian_norms"):
+        assert (tmp_path / "figures" / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_inits_json_parameters_and_gamma(tmp_path):
+    args = [*SMALL, "--scheme", "spectral_radius", "--param", "spectral_radius.rho=0.5", "--json"]
+    result = runner.invoke(app, [*args, "--activation", "sigmoid", "--gamma", "0.5", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    entry = summary["subjects"]["spectral_radius"]
+    assert entry["spectral_radius"]["mean"] == pytest.approx(0.5, abs=1e-12)
+    assert entry["gamma"] == pytest.approx(0.5) and entry["activation"] == "sigmoid[γ=0.5]"
+    assert entry["delta"]["mean"] == pytest.approx(0.5 * entry["spectral_norm"]["mean"])
+    assert summary["parameters"]["params"] == {"spectral_radius": {"rho": 0.5}}
+
+
+def test_inits_quiet_prints_only_the_report(tmp_path):
+    result = runner.invoke(app, [*SMALL, "--scheme", "identity", "--quiet", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(tmp_path / "report.html")
+
+
+def test_inits_runs_every_scheme_by_default(tmp_path):
+    result = runner.invoke(
+        app,
+        ["inits", "--hidden", "8", "--samples", "1", "--steps", "4", "--batch", "1", "--json", "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(result.stdout)["subjects"]) == rnnstab.scheme_names()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hidden", "0"], "--hidden must be ≥ 1"),
+        (["--samples", "0"], "--samples"),
+        (["--steps", "-1"], "--steps"),
+        (["--scheme", "nope"], "unknown scheme(s) 'nope'; valid names: gaussian"),
+        (["--param", "rho=0.5"], "--param must look like SCHEME.NAME=VALUE"),
+        (["--param", "spectral_radius.rho=abc"], "--param must look like SCHEME.NAME=VALUE"),
+        (["--param", "spectral_radius.rho=-1"], "parameter rho must be > 0"),
+        (["--scheme", "gaussian", "--param", "orthogonal.gain=2"], "not audited: orthogonal"),
+        (["--param", "gaussian.rho=2"], "'gaussian' has no parameter 'rho'; valid parameters: gain"),
+        (["--activation", "nope"], "valid names"),
+        (["--gamma", "0"], "gamma"),
+        (["--input-scale", "-1"], "--input-scale"),
+    ],
+)
+def test_bad_options_give_one_line_and_exit_2(tmp_path, args, message):
+    out = tmp_path / "out"
+    result = runner.invoke(app, [*SMALL, "--out", str(out), *args])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+    assert "Traceback" not in result.output
+    assert not (out / "summary.json").exists()
+
+
+def test_out_pointing_at_a_file_is_refused(tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("keep me")
+    result = runner.invoke(app, [*SMALL, "--scheme", "identity", "--out", str(target)])
+    assert result.exit_code == 2 and "is a file" in result.stderr
+    assert target.read_text() == "keep me"
