@@ -30,8 +30,9 @@ def layer_inputs(layers: Sequence[RecurrentLayer], inputs: torch.Tensor) -> list
         inputs: (batch, T, m) sequences for layer 0, m its input size.
 
     Returns:
-        One float64 tensor (batch, T, m_k) per layer, in that layer's own time order (reversed for a reverse
-        direction); running the layer on it gives its outputs inside the network.
+        One float64 tensor (batch, T, m_k) per layer, ordered layer 0, layer 0 (reverse), layer 1, …, each in
+        that layer's own time order (reversed for a reverse direction): running the layer on it gives its outputs
+        inside the network.
 
     Raises:
         InvalidArgumentError: layers from several networks, or not a complete stack.
@@ -93,7 +94,7 @@ def analyze(
         The :class:`~rnnstab.audit.Audit`, one row per layer and direction, named as the layers.
 
     Raises:
-        InvalidArgumentError: no layers; ``steps``/``batch`` together with ``inputs``; a bad scale, steps, batch.
+        InvalidArgumentError: no layers; ``input_scale``/``steps``/``batch`` with ``inputs``; a bad scale, steps, batch.
         ShapeError: ``inputs`` that do not fit layer 0.
 
     Example:
