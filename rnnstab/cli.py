@@ -112,7 +112,9 @@ def trace(
     batch: Annotated[int, typer.Option(help="Number of input sequences (one trace each).")] = 16,
     inputs: Annotated[int, typer.Option(help="Input size m (U is n × m, drawn N(0, 1/m)).")] = 4,
     input_scale: Annotated[float, typer.Option(help="Standard deviation of the inputs x_t.")] = 1.0,
-    init: Annotated[str, typer.Option(help="Recurrent weights before scaling: gaussian or orthogonal.")] = "gaussian",
+    init: Annotated[
+        str, typer.Option(help="Recurrent weights before scaling: a scheme of rnnstab inits (gaussian, orthogonal, …).")
+    ] = "gaussian",
     seed: Annotated[int, typer.Option(help="Seed for W, U and the inputs.")] = 0,
     dtype: Annotated[str, typer.Option(help="float64 (exact to ~1e-10) or float32 (faster).")] = "float64",
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
@@ -131,7 +133,8 @@ def trace(
         chosen_dtype = _checks.dtype("--dtype", dtype)
         chosen_device = _checks.device("--device", device)
         out_dir = _io.output_dir(out)
-        W = rnnstab.scale_to_threshold(rnnstab.init_weights(init, hidden, seed=seed), delta=delta, gamma=act.gamma)
+        W0 = rnnstab.init_weights(init, hidden, seed=seed, activation=act)
+        W = rnnstab.scale_to_threshold(W0, delta=delta, gamma=act.gamma)
         generator = torch.Generator().manual_seed(seed + 1)
         m = _checks.positive_int("--inputs", inputs)
         U = torch.randn(hidden, m, generator=generator, dtype=torch.float64) / m**0.5
@@ -276,7 +279,7 @@ def sweep(
         list[str] | None,
         typer.Option(
             help="Recurrent-weight schemes, before scaling to δ: gaussian (i.i.d. N(0, 1/n), non-normal: ρ(W) ≈ "
-            "‖W‖₂/2) or orthogonal (ρ(W) = ‖W‖₂). Default: gaussian.",
+            "‖W‖₂/2), orthogonal (ρ(W) = ‖W‖₂), or any other scheme of rnnstab inits. Default: gaussian.",
             rich_help_panel=_SWEEP_PANEL,
         ),
     ] = None,
@@ -578,7 +581,7 @@ def lyapunov(
         n_batch = _checks.positive_int("--batch", batch)
         interval = _qr_interval(qr_every)
         sv_steps = _steps_list("--singular-values-at", singular_values_at, steps)
-        W0 = rnnstab.init_weights(init, hidden, seed=seed)
+        W0 = rnnstab.init_weights(init, hidden, seed=seed, activation=act)
         if delta is not None:
             W = rnnstab.scale_to_threshold(W0, delta=_checks.positive_float("--delta", delta), gamma=act.gamma)
             g = float(rnnstab.spectral_norm(W) / rnnstab.spectral_norm(W0))

@@ -351,7 +351,9 @@ def sweep_network(configuration: Configuration, seed: int) -> tuple[VanillaRNN, 
     c = configuration
     act = get_activation(c.activation, gamma=c.gamma)
     W = scale_to_threshold(
-        init_weights(c.init, c.hidden, seed=task_seed(c, seed, "weights")), delta=c.delta, gamma=act.gamma
+        init_weights(c.init, c.hidden, seed=task_seed(c, seed, "weights"), activation=act),
+        delta=c.delta,
+        gamma=act.gamma,
     )
     generator = torch.Generator().manual_seed(task_seed(c, seed, "inputs"))
     U = torch.randn(c.hidden, c.inputs, generator=generator, dtype=torch.float64) / math.sqrt(c.inputs)
