@@ -1,7 +1,15 @@
 """rnnstab: will gradients in a recurrent network vanish or explode, why, and by how much."""
 
 from rnnstab.activations import Activation, activation_names, get_activation, register_activation
+from rnnstab.analysis import analyze, analyze_module, layer_inputs
 from rnnstab.audit import Audit, AuditRow, AuditSubject, Stat, audit, audit_schemes, write_audit_report
+from rnnstab.checkpoint import (
+    RecurrentLayer,
+    layers_from_module,
+    layers_from_tensors,
+    load_inputs,
+    load_recurrent_layers,
+)
 from rnnstab.exceptions import (
     ArgumentTypeError,
     InvalidArgumentError,
@@ -104,6 +112,7 @@ __all__ = [
     "Optimizer",
     "Param",
     "Record",
+    "RecurrentLayer",
     "Report",
     "RnnstabError",
     "RnnstabWarning",
@@ -122,6 +131,8 @@ __all__ = [
     "__version__",
     "activation_names",
     "adding_problem",
+    "analyze",
+    "analyze_module",
     "audit",
     "audit_schemes",
     "bound_violations",
@@ -145,6 +156,11 @@ __all__ = [
     "init_weights",
     "jacobian_norms",
     "kaplan_yorke_dimension",
+    "layer_inputs",
+    "layers_from_module",
+    "layers_from_tensors",
+    "load_inputs",
+    "load_recurrent_layers",
     "load_sweep",
     "load_training_log",
     "log_bound",

@@ -814,6 +814,111 @@ def _print_summary(summary: dict[str, Any]) -> None:
     Console().print(table)
 
 
+_ANALYZE_HELP = (
+    "Audit the recurrent weights of a real, trained RNN: do its gradients vanish or explode, how fast, and why.\n\n"
+    "PATH is one of:\n\n"
+    "• .pt/.pth/.ckpt/.bin (torch.save): a torch.nn.RNN state_dict (model.state_dict()) or a checkpoint dict "
+    "nesting one at any depth (keys such as rnn.weight_hh_l0, rnn.weight_hh_l1_reverse; several RNNs are told apart "
+    "by their prefix). Read with torch.load(weights_only=True): tensors and plain containers only, nothing runs.\n\n"
+    "• a whole pickled module (torch.save(model)): only with --trust-pickle. UNSAFE: unpickling runs any code the "
+    "file names; use it only for files from a source you trust (or save model.state_dict() instead).\n\n"
+    "• .safetensors: the same keys as a state_dict.\n\n"
+    "• .npz: the same keys, or one recurrent matrix W (or weight_hh) with optional input weights U (or weight_ih) "
+    "and bias b (or bias); --activation required.\n\n"
+    "• .npy: one square recurrent matrix W; --activation required. No input weights are saved, so the inputs "
+    "x_t (size n) are added to the pre-activation (U = I).\n\n"
+    "Every layer and direction is audited along the trajectories the real network runs: layer k > 0 is driven by "
+    "the outputs of layer k − 1 (both directions concatenated), a reverse direction reads its sequence backwards. "
+    "Only vanilla RNNs (nn.RNN, tanh or relu) are supported: GRU and LSTM weights are refused, by name.\n\n"
+    "Writes OUT/report.md, OUT/report.html and OUT/summary.json. Exit codes: 0 done; 2 bad input (one error: line); "
+    "3 the δ^t bound was violated (a bug in rnnstab)."
+)
+
+
+@app.command("analyze", help=_ANALYZE_HELP)
+def analyze_command(
+    path: Annotated[Path, typer.Argument(help="The saved model or matrix (formats above).", show_default=False)],
+    activation: Annotated[
+        str | None,
+        typer.Option(
+            help="σ. For nn.RNN weights tanh (the default: a state_dict does not record it) or relu; a pickled "
+            f"module records its own. Required for .npy/.npz matrices, one of: {', '.join(rnnstab.activation_names())}."
+        ),
+    ] = None,
+    inputs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your input sequences for layer 0: a .npy or .pt array of shape (batch, T, m), or (T, m) for one "
+            "sequence; m must be the input size of layer 0. Default: synthetic N(0, scale²) inputs."
+        ),
+    ] = None,
+    input_scale: Annotated[
+        float | None, typer.Option(help="Standard deviation of the synthetic inputs. Default 1.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="T of the synthetic inputs. Default 200.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Number of synthetic input sequences. Default 8.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--trust-pickle",
+            help="Allow unpickling arbitrary Python objects (a whole nn.Module). UNSAFE: a malicious file runs code "
+            "when loaded. Only for files you trust.",
+        ),
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Directory for the report.")] = Path("rnnstab-results/analyze"),
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the layers and the audit as JSON on stdout.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar, and only the report's location.")] = False,
+) -> None:
+    """Audit the layers of a saved RNN (help: :data:`_ANALYZE_HELP`)."""
+    with _user_errors(), _warnings_as_lines():
+        layers = rnnstab.load_recurrent_layers(path, activation=activation, trust_pickle=trust_pickle)
+        x = rnnstab.load_inputs(inputs) if inputs is not None else None
+        out_dir = _io.output_dir(out)
+        names = [layer.name for layer in layers]
+        with _progress(quiet or json_output) as progress:
+            task = progress.add_task("audit", total=len(layers))
+            result = rnnstab.analyze(
+                layers,
+                inputs=x,
+                input_scale=input_scale,
+                steps=steps,
+                batch=batch,
+                seed=seed,
+                progress=lambda name: progress.update(task, description=name, completed=names.index(name)),
+            )
+        synthetic = {"input_scale": 1.0 if input_scale is None else input_scale, "seed": seed} if x is None else {}
+        parameters = {
+            "path": str(path),
+            "inputs": "synthetic N(0, input_scale²)" if x is None else str(inputs),
+            **synthetic,
+            "steps": result.rows[0].steps,
+            "batch": result.rows[0].trajectories,
+            "trust_pickle": trust_pickle,
+        }
+        report = rnnstab.write_audit_report(
+            result, out_dir, title=f"rnnstab analyze {path.name}", parameters=parameters
+        )
+    # what summary.json holds, plus where each layer came from
+    summary = {**report.summary, "layers": [{"name": layer.name, **layer.details()} for layer in layers]}
+    if json_output:
+        typer.echo(json.dumps(_io.finite_or_none(summary), indent=2, ensure_ascii=False))
+    elif quiet:
+        typer.echo(str(report.html))
+    else:
+        _print_analysis(layers, result, report)
+    if not result.bound_holds:
+        console.print(
+            "[bold red]BUG: a computed ‖J_t‖₂ exceeded δ^t beyond float rounding — a bug in rnnstab, see the "
+            "report[/bold red]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(3)
+
+
 _INITS_HELP = (
     "Compare recurrent-weight initialisation schemes: what each does to ‖W‖₂, ρ(W) and the gradients.\n\n"
     "For each scheme, SAMPLES matrices of size n × n are drawn; the table shows, as mean ± standard deviation over "
@@ -968,6 +1073,18 @@ def _print_audit(result: rnnstab.Audit, title: str) -> None:
     out.print(table)
     for row in result.rows:
         out.print(f"[bold]{escape(row.name)}[/bold]: {escape(row.verdict)}", highlight=False)
+
+
+def _print_analysis(layers: list[rnnstab.RecurrentLayer], result: rnnstab.Audit, report: rnnstab.Report) -> None:
+    out = Console(soft_wrap=True)
+    for layer in layers:
+        out.print(
+            f"[bold]{escape(layer.name)}[/bold]: {escape(', '.join(layer.keys))} (n = {layer.hidden_size}, "
+            f"m = {layer.input_size}; {escape(layer.activation)}: {escape(layer.activation_source)})",
+            highlight=False,
+        )
+    _print_audit(result, "rnnstab analyze")
+    out.print(f"report: [bold]{report.html}[/bold]  (also report.md, summary.json, figures/)", highlight=False)
 
 
 _IDENTITIES_HELP = (

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch.func import jacrev
 
@@ -85,3 +88,68 @@ def non_normal_linear(n: int, *, radius: float, shear: float, seed: int = 0) -> 
     eig = torch.linspace(radius / 2, radius, n, dtype=F64)
     S = torch.eye(n, dtype=F64) + shear * torch.triu(torch.randn(n, n, generator=gen, dtype=F64), diagonal=1)
     return S @ torch.diag(eig) @ torch.linalg.inv(S)
+
+
+def trained_rnn(
+    *,
+    nonlinearity: str = "tanh",
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    bias: bool = True,
+    hidden: int = 6,
+    inputs: int = 3,
+    steps: int = 30,
+    seed: int = 0,
+) -> tuple[torch.nn.RNN, list[float]]:
+    """An nn.RNN (float32, batch_first) trained briefly with Adam to output the running mean of its first input.
+
+    Returns the module and the loss before and after training (the second must be lower: it really trained).
+    """
+    torch.manual_seed(seed)
+    rnn = torch.nn.RNN(
+        inputs,
+        hidden,
+        num_layers=num_layers,
+        nonlinearity=nonlinearity,
+        bidirectional=bidirectional,
+        bias=bias,
+        batch_first=True,
+    )
+    head = torch.nn.Linear(hidden * (2 if bidirectional else 1), 1)
+    optimiser = torch.optim.Adam([*rnn.parameters(), *head.parameters()], lr=0.02)
+    x = torch.randn(32, 10, inputs)
+    target = x[:, :, :1].cumsum(1) / torch.arange(1, 11).reshape(1, 10, 1)
+    losses = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: extra threads only spin against the other test processes
+    try:
+        for _ in range(steps):
+            optimiser.zero_grad()
+            loss = torch.nn.functional.mse_loss(head(rnn(x)[0]), target)
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+    finally:
+        torch.set_num_threads(threads)
+    return rnn, [losses[0], losses[-1]]
+
+
+def save_formats(rnn: torch.nn.RNN, directory: Path) -> dict[str, Path]:
+    """Save ``rnn`` in every layout rnnstab analyse reads; the checkpoint nests it under model_state_dict.rnn."""
+    from safetensors.torch import save_file
+
+    state = rnn.state_dict()
+    paths = {
+        "state_dict": directory / "rnn.pt",
+        "checkpoint": directory / "checkpoint.ckpt",
+        "module": directory / "module.pth",
+        "safetensors": directory / "rnn.safetensors",
+        "npz": directory / "rnn.npz",
+    }
+    torch.save(state, paths["state_dict"])
+    checkpoint = {"model_state_dict": {f"rnn.{k}": v for k, v in state.items()}, "epoch": 30, "loss": 0.1}
+    torch.save(checkpoint, paths["checkpoint"])
+    torch.save(rnn, paths["module"])
+    save_file(state, paths["safetensors"])
+    np.savez(paths["npz"], **{k: v.numpy() for k, v in state.items()})
+    return paths

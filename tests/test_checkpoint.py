@@ -1,0 +1,248 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import rnnstab
+from rnnstab.checkpoint import RecurrentLayer, layers_from_module, layers_from_tensors, load_inputs
+from tests.problems import save_formats, trained_rnn
+
+
+@pytest.fixture(scope="module")
+def deep():
+    """A trained 2-layer bidirectional tanh nn.RNN."""
+    rnn, (before, after) = trained_rnn(num_layers=2, bidirectional=True)
+    assert after < 0.8 * before  # it really trained
+    return rnn
+
+
+@pytest.fixture(scope="module")
+def saved(deep, tmp_path_factory):
+    return save_formats(deep, tmp_path_factory.mktemp("formats"))
+
+
+def _expected(rnn: torch.nn.RNN) -> list[tuple[int, bool, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """(layer, reverse, W, U, b_ih + b_hh) read straight from the module's parameters."""
+    rows = []
+    for layer in range(rnn.num_layers):
+        for reverse in (False, True)[: 2 if rnn.bidirectional else 1]:
+            suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+            b = (
+                getattr(rnn, "bias_ih" + suffix).double() + getattr(rnn, "bias_hh" + suffix).double()
+                if rnn.bias
+                else None
+            )
+            rows.append((layer, reverse, getattr(rnn, "weight_hh" + suffix), getattr(rnn, "weight_ih" + suffix), b))
+    return rows
+
+
+def _assert_layers_equal(layers: list[RecurrentLayer], rnn: torch.nn.RNN, activation: str) -> None:
+    expected = _expected(rnn)
+    assert len(layers) == len(expected)
+    for got, (layer, reverse, W, U, b) in zip(layers, expected, strict=True):
+        assert (got.layer, got.reverse, got.activation) == (layer, reverse, activation)
+        assert torch.equal(got.W, W.detach()) and torch.equal(got.U, U.detach())
+        assert (got.b is None and b is None) or torch.equal(got.b, b.detach())
+
+
+@pytest.mark.parametrize("kind", ["state_dict", "checkpoint", "module", "safetensors", "npz"])
+def test_every_format_reads_the_live_modules_weights_bitwise(deep, saved, kind):
+    layers = rnnstab.load_recurrent_layers(saved[kind], trust_pickle=kind == "module")
+    _assert_layers_equal(layers, deep, "tanh")
+    prefix = "model_state_dict.rnn " if kind == "checkpoint" else ""
+    assert [layer.name for layer in layers] == [
+        f"{prefix}layer 0",
+        f"{prefix}layer 0 (reverse)",
+        f"{prefix}layer 1",
+        f"{prefix}layer 1 (reverse)",
+    ]
+    keys_prefix = "model_state_dict.rnn." if kind == "checkpoint" else ""
+    assert layers[3].keys == tuple(
+        f"{keys_prefix}{k}_l1_reverse" for k in ("weight_hh", "weight_ih", "bias_ih", "bias_hh")
+    )
+    assert layers[2].U.shape == (6, 12)  # layer 1 reads both directions of layer 0
+
+
+def test_live_module_layers_match_from_torch(deep):
+    for layer in layers_from_module(deep):
+        reference = rnnstab.VanillaRNN.from_torch(deep, layer=layer.layer, reverse=layer.reverse)
+        rnn = layer.to_rnn(dtype=torch.float32)
+        assert torch.equal(rnn.W, reference.W) and torch.equal(rnn.U, reference.U) and torch.equal(rnn.b, reference.b)
+
+
+def test_nonlinearity_state_dict_default_tanh_module_records_it(tmp_path):
+    rnn, _ = trained_rnn(nonlinearity="relu", bias=False, steps=5)
+    paths = save_formats(rnn, tmp_path)
+    plain = rnnstab.load_recurrent_layers(paths["state_dict"])
+    assert plain[0].activation == "tanh" and "default" in plain[0].activation_source
+    _assert_layers_equal(rnnstab.load_recurrent_layers(paths["state_dict"], activation="relu"), rnn, "relu")
+    _assert_layers_equal(rnnstab.load_recurrent_layers(paths["module"], trust_pickle=True), rnn, "relu")
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"contradicts .* nonlinearity='relu'"):
+        rnnstab.load_recurrent_layers(paths["module"], trust_pickle=True, activation="tanh")
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"not an nn.RNN nonlinearity"):
+        rnnstab.load_recurrent_layers(paths["state_dict"], activation="sigmoid")
+
+
+def test_pickled_module_refused_without_trust(saved):
+    with pytest.raises(rnnstab.InvalidArgumentError, match="--trust-pickle") as err:
+        rnnstab.load_recurrent_layers(saved["module"])
+    assert "runs any code" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_several_rnns_in_one_model_are_named_by_prefix(tmp_path):
+    model = torch.nn.ModuleDict(
+        {"encoder": torch.nn.RNN(3, 4, nonlinearity="relu"), "decoder": torch.nn.RNN(4, 5, bidirectional=True)}
+    )
+    torch.save({"model": model}, tmp_path / "model.pt")
+    layers = rnnstab.load_recurrent_layers(tmp_path / "model.pt", trust_pickle=True)
+    assert [(layer.name, layer.activation) for layer in layers] == [
+        ("model.decoder layer 0", "tanh"),
+        ("model.decoder layer 0 (reverse)", "tanh"),
+        ("model.encoder layer 0", "relu"),
+    ]
+    assert [layer.name for layer in layers_from_module(model)][-1] == "encoder layer 0"
+
+
+@pytest.mark.parametrize(("module", "kind"), [(torch.nn.GRU(3, 4), "GRU"), (torch.nn.LSTM(3, 4, proj_size=2), "LSTM")])
+def test_gated_rnns_are_refused_naming_what_is_supported(tmp_path, module, kind):
+    torch.save({"net.": module.state_dict()}, tmp_path / "gated.pt")
+    with pytest.raises(rnnstab.InvalidArgumentError, match=f"({kind}).*not a vanilla one.*torch.nn.RNN"):
+        rnnstab.load_recurrent_layers(tmp_path / "gated.pt")
+    with pytest.raises(rnnstab.InvalidArgumentError, match=f"({kind})"):
+        layers_from_module(module)
+
+
+def test_gated_rnn_next_to_a_vanilla_one_is_skipped_with_a_warning():
+    tensors = {
+        **{f"gru.{k}": v for k, v in torch.nn.GRU(3, 4).state_dict().items()},
+        **{f"rnn.{k}": v for k, v in torch.nn.RNN(3, 4).state_dict().items()},
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layers = layers_from_tensors(tensors)
+    assert [layer.name for layer in layers] == ["rnn layer 0"]
+    assert len(caught) == 1 and caught[0].category is rnnstab.RnnstabWarning and "gru (GRU)" in str(caught[0].message)
+
+
+def test_bare_npy_needs_an_activation_and_has_no_input_weights(tmp_path):
+    W = np.random.default_rng(0).standard_normal((5, 5)).astype(np.float32)
+    np.save(tmp_path / "W.npy", W)
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"pass --activation .*sigmoid"):
+        rnnstab.load_recurrent_layers(tmp_path / "W.npy")
+    with pytest.raises(rnnstab.InvalidArgumentError, match="unknown activation 'tan'"):
+        rnnstab.load_recurrent_layers(tmp_path / "W.npy", activation="tan")
+    (layer,) = rnnstab.load_recurrent_layers(tmp_path / "W.npy", activation="sigmoid")
+    assert layer.U is None and layer.b is None and layer.input_size == 5 and layer.keys == ("W",)
+    rnn = layer.to_rnn()
+    assert torch.equal(rnn.W, torch.from_numpy(W).double()) and torch.equal(rnn.U, torch.eye(5, dtype=torch.float64))
+
+
+def test_npz_with_w_u_b_or_one_array(tmp_path):
+    rng = np.random.default_rng(1)
+    W, U, b = rng.standard_normal((4, 4)), rng.standard_normal((4, 2)), rng.standard_normal(4)
+    np.savez(tmp_path / "wub.npz", weight_hh=W, U=U, b=b, notes=np.zeros(3))
+    (layer,) = rnnstab.load_recurrent_layers(tmp_path / "wub.npz", activation="relu")
+    assert layer.keys == ("weight_hh", "U", "b") and layer.input_size == 2
+    assert np.array_equal(layer.W.numpy(), W) and np.array_equal(layer.U.numpy(), U) and np.array_equal(layer.b, b)
+    np.savez(tmp_path / "one.npz", recurrent=W)
+    assert rnnstab.load_recurrent_layers(tmp_path / "one.npz", activation="tanh")[0].keys == ("recurrent",)
+    np.savez(tmp_path / "two.npz", A=W, B=W)
+    with pytest.raises(rnnstab.InvalidArgumentError, match="arrays A, B but none named W or weight_hh"):
+        rnnstab.load_recurrent_layers(tmp_path / "two.npz", activation="tanh")
+
+
+@pytest.mark.parametrize(
+    ("tensors", "error", "message"),
+    [
+        ({"weight_hh_l0": torch.zeros(4, 5), "weight_ih_l0": torch.zeros(4, 2)}, rnnstab.ShapeError, "square"),
+        ({"weight_hh_l0": torch.zeros(4, 4)}, rnnstab.InvalidArgumentError, "no weight_ih_l0"),
+        (
+            {"weight_hh_l0": torch.zeros(2, 2), "weight_ih_l0": torch.zeros(2, 1), "weight_hh_l2": torch.zeros(2, 2)},
+            rnnstab.InvalidArgumentError,
+            "no weight_hh_l1",
+        ),
+        (
+            {"weight_hh_l0": torch.full((2, 2), float("nan")), "weight_ih_l0": torch.zeros(2, 1)},
+            rnnstab.NonFiniteError,
+            "weight_hh_l0 holds 4 non-finite",
+        ),
+        (
+            {"weight_hh_l0": torch.zeros(2, 2, dtype=torch.int64), "weight_ih_l0": torch.zeros(2, 1)},
+            rnnstab.ArgumentTypeError,
+            "floating",
+        ),
+        (
+            {"weight_hh_l0": torch.zeros(2, 2), "weight_ih_l0": torch.zeros(2, 1), "bias_ih_l0": torch.zeros(3)},
+            rnnstab.ShapeError,
+            r"bias_ih_l0 must have shape \(2,\)",
+        ),
+        ({"fc.weight": torch.zeros(2, 2)}, rnnstab.InvalidArgumentError, "no RNN weights.*fc.weight"),
+    ],
+)
+def test_bad_state_dicts(tensors, error, message):
+    with pytest.raises(error, match=message):
+        layers_from_tensors(tensors)
+
+
+def test_unreadable_files_give_one_line(tmp_path, saved):
+    data = saved["state_dict"].read_bytes()
+    cases = {
+        "truncated.pt": data[: len(data) // 2],
+        "garbage.pth": b"not a checkpoint at all",
+        "empty.ckpt": b"",
+        "bad.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00{broken",
+        "bad.npy": b"\x93NUMPY nonsense",
+        "bad.npz": b"PK\x03\x04 truncated",
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(rnnstab.InvalidArgumentError, match=f"cannot read {name} as .*corrupted or truncated") as e:
+            rnnstab.load_recurrent_layers(tmp_path / name, activation="tanh")
+        assert "\n" not in str(e.value)
+    (tmp_path / "weights.txt").write_text("1 2 3")
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"extension '\.txt'.*\.safetensors"):
+        rnnstab.load_recurrent_layers(tmp_path / "weights.txt")
+    with pytest.raises(rnnstab.InvalidArgumentError, match="no such file"):
+        rnnstab.load_recurrent_layers(tmp_path / "missing.pt")
+
+
+def test_safetensors_reads_its_own_keys(tmp_path):
+    state = {f"body.rnn.{k}": v for k, v in torch.nn.RNN(2, 3, num_layers=2).state_dict().items()}
+    save_file(state, tmp_path / "model.safetensors")
+    layers = rnnstab.load_recurrent_layers(tmp_path / "model.safetensors", activation="relu")
+    assert [layer.name for layer in layers] == ["body.rnn layer 0", "body.rnn layer 1"]
+    assert all(torch.equal(layer.W, state[layer.keys[0]]) for layer in layers)
+
+
+def test_load_inputs(tmp_path):
+    x = np.random.default_rng(2).standard_normal((7, 3))
+    np.save(tmp_path / "x.npy", x)
+    loaded = load_inputs(tmp_path / "x.npy")
+    assert loaded.shape == (1, 7, 3) and loaded.dtype == torch.float64 and np.array_equal(loaded[0].numpy(), x)
+    torch.save(torch.ones(2, 5, 3, dtype=torch.float32), tmp_path / "x.pt")
+    assert load_inputs(tmp_path / "x.pt").shape == (2, 5, 3)
+    np.save(tmp_path / "flat.npy", np.zeros(4))
+    with pytest.raises(rnnstab.ShapeError, match=r"--inputs flat.npy must be 3-D"):
+        load_inputs(tmp_path / "flat.npy")
+    np.save(tmp_path / "ints.npy", np.zeros((2, 3), dtype=np.int64))
+    with pytest.raises(rnnstab.ArgumentTypeError, match="floating"):
+        load_inputs(tmp_path / "ints.npy")
+    torch.save({"x": torch.zeros(2, 3)}, tmp_path / "dict.pt")
+    with pytest.raises(rnnstab.ArgumentTypeError, match="one array or tensor, got dict"):
+        load_inputs(tmp_path / "dict.pt")
+
+
+def test_a_parametrized_module_gives_its_effective_weights():
+    rnn = torch.nn.utils.parametrizations.weight_norm(torch.nn.RNN(2, 3), name="weight_hh_l0")
+    (layer,) = layers_from_module(torch.nn.ModuleDict({"rnn": rnn}))
+    assert torch.equal(layer.W, rnn.weight_hh_l0.detach()) and layer.keys[0] == "rnn.weight_hh_l0"
+
+
+def test_a_checkpoint_that_contains_itself_is_read_once(tmp_path):
+    checkpoint = {"model": torch.nn.RNN(2, 3).state_dict()}
+    checkpoint["self"] = checkpoint
+    torch.save(checkpoint, tmp_path / "loop.pt")
+    (layer,) = rnnstab.load_recurrent_layers(tmp_path / "loop.pt")
+    assert layer.name == "model layer 0"

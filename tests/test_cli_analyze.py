@@ -1,0 +1,146 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+import rnnstab
+from rnnstab._io import finite_or_none
+from rnnstab.cli import app
+from tests.problems import save_formats, trained_rnn
+
+runner = CliRunner()
+SMALL = ["--steps", "25", "--batch", "2", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def deep():
+    rnn, (before, after) = trained_rnn(num_layers=2, bidirectional=True, steps=20, seed=4)
+    assert after < before
+    return rnn
+
+
+@pytest.fixture(scope="module")
+def saved(deep, tmp_path_factory):
+    return save_formats(deep, tmp_path_factory.mktemp("formats"))
+
+
+def assert_same_audit(printed: dict, live: rnnstab.Audit, *, details: bool = False) -> None:
+    """The audit in the printed JSON equals the live one's, number for number (provenance too if ``details``)."""
+    expected = json.loads(json.dumps(finite_or_none(live.to_dict()), ensure_ascii=False))
+    got = json.loads(json.dumps({key: printed[key] for key in expected}))  # a copy: details are popped below
+    if not details:  # a state_dict's σ is nn.RNN's default, a module's is recorded: the wording differs
+        for record in (got, expected):
+            for subject in record["subjects"].values():
+                subject.pop("details")
+    assert got == expected
+
+
+@pytest.mark.parametrize("kind", ["state_dict", "module"])  # every format: tests/test_analysis.py
+def test_json_audit_of_the_file_equals_the_live_module(deep, saved, tmp_path, kind):
+    args = ["analyze", str(saved[kind]), *SMALL, "--out", str(tmp_path), "--json"]
+    result = runner.invoke(app, [*args, "--trust-pickle"] if kind == "module" else args)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    live = rnnstab.analyze_module(deep, steps=25, batch=2, seed=3)
+    assert_same_audit(printed, live, details=kind == "module")
+    assert [layer["keys"].split(", ")[0] for layer in printed["layers"]] == [
+        "weight_hh_l0",
+        "weight_hh_l0_reverse",
+        "weight_hh_l1",
+        "weight_hh_l1_reverse",
+    ]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == {key: value for key, value in printed.items() if key != "layers"}
+    assert summary["parameters"]["path"] == str(saved[kind]) and summary["parameters"]["input_scale"] == 1.0
+    assert "weight_hh_l1_reverse" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "report.html").read_text().count("data:image/png;base64") == 3
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_human_output_names_keys_table_and_report(saved, tmp_path):
+    result = runner.invoke(app, ["analyze", str(saved["checkpoint"]), *SMALL, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "model_state_dict.rnn layer 1 (reverse): model_state_dict.rnn.weight_hh_l1_reverse" in out
+    assert "tanh: nn.RNN's default: a state_dict does not record the nonlinearity" in out
+    assert "rnnstab analyze (natural logs" in out and "report:" in out and str(tmp_path) in out.replace("\n", "")
+    assert result.stderr == ""
+
+
+def test_user_inputs_file(deep, saved, tmp_path):
+    x = np.random.default_rng(0).standard_normal((2, 9, 3))
+    np.save(tmp_path / "x.npy", x)
+    result = runner.invoke(
+        app, ["analyze", str(saved["npz"]), "--inputs", str(tmp_path / "x.npy"), "--out", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    live = rnnstab.analyze_module(deep, inputs=torch.from_numpy(x))
+    printed = json.loads(result.stdout)
+    assert_same_audit(printed, live)
+    assert printed["parameters"]["inputs"] == str(tmp_path / "x.npy") and "seed" not in printed["parameters"]
+
+
+def test_help_explains_formats_and_the_pickle_risk():
+    result = runner.invoke(app, ["analyze", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    for phrase in (".safetensors", ".npy", ".npz", "state_dict", "--trust-pickle", "UNSAFE", "weights_only=True"):
+        assert phrase in text, phrase
+
+
+def _bad_files(directory, saved):
+    """name → (arguments, expected fragment of the error line)."""
+    data = saved["state_dict"].read_bytes()
+    (directory / "truncated.pt").write_bytes(data[: len(data) // 3])
+    (directory / "corrupt.pth").write_bytes(b"\x80\x02 definitely not a checkpoint")
+    torch.save({"head.weight": torch.zeros(2, 2), "epoch": 3}, directory / "no_rnn.pt")
+    np.save(directory / "rect.npy", np.zeros((3, 4)))
+    state = {k: v.clone() for k, v in torch.nn.RNN(2, 3).state_dict().items()}
+    state["weight_hh_l0"][1, 2] = float("nan")
+    torch.save(state, directory / "nan.pt")
+    np.save(directory / "W.npy", np.eye(3))
+    torch.save(torch.nn.GRU(2, 3).state_dict(), directory / "gru.pt")
+    save_file(torch.nn.LSTM(2, 3).state_dict(), directory / "lstm.safetensors")
+    (directory / "weights.txt").write_text("1 2 3")
+    np.save(directory / "x_wrong.npy", np.zeros((2, 5, 4)))
+    d = str(directory)
+    return {
+        "truncated": ([f"{d}/truncated.pt"], "cannot read truncated.pt as a torch.save file"),
+        "corrupt": ([f"{d}/corrupt.pth"], "cannot read corrupt.pth"),
+        "no rnn weights": ([f"{d}/no_rnn.pt"], "holds no RNN weights"),
+        "non-square": ([f"{d}/rect.npy", "--activation", "tanh"], "must be square (n, n), got (3, 4)"),
+        "nan": ([f"{d}/nan.pt"], "weight_hh_l0 holds 1 non-finite value(s)"),
+        "npy without activation": ([f"{d}/W.npy"], "pass --activation"),
+        "npy wrong activation": ([f"{d}/W.npy", "--activation", "tanhh"], "unknown activation 'tanhh'"),
+        "state_dict wrong activation": ([str(saved["state_dict"]), "--activation", "gelu"], "tanh or relu"),
+        "module wrong activation": (
+            [str(saved["module"]), "--trust-pickle", "--activation", "relu"],
+            "nonlinearity='tanh'",
+        ),
+        "pickle not trusted": ([str(saved["module"])], "--trust-pickle"),
+        "gru": ([f"{d}/gru.pt"], "(GRU) is a gated RNN"),
+        "lstm": ([f"{d}/lstm.safetensors"], "(LSTM) is a gated RNN"),
+        "extension": ([f"{d}/weights.txt"], "extension '.txt'"),
+        "missing": ([f"{d}/missing.pt"], "no such file"),
+        "inputs size": ([str(saved["state_dict"]), "--inputs", f"{d}/x_wrong.npy"], "takes m = 3"),
+        "inputs and steps": (
+            [str(saved["state_dict"]), "--inputs", f"{d}/W.npy", "--steps", "5"],
+            "leave them unset",
+        ),
+        "steps": ([str(saved["state_dict"]), "--steps", "0"], "steps"),
+    }
+
+
+def test_every_bad_input_gives_one_line_and_exit_2(saved, tmp_path):
+    for case, (args, fragment) in _bad_files(tmp_path, saved).items():
+        out = tmp_path / "out"
+        result = runner.invoke(app, ["analyze", *args, "--out", str(out)])
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 2, (case, result.output)
+        assert len(lines) == 1 and lines[0].startswith("error:"), (case, result.stderr)
+        assert fragment in lines[0], (case, lines[0])
+        assert "Traceback" not in result.output, case
+        assert not (out / "summary.json").exists(), case
