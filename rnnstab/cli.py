@@ -42,6 +42,15 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
+_Activation = Annotated[str, typer.Option(help=f"Activation σ, one of: {', '.join(rnnstab.activation_names())}.")]
+_Gamma = Annotated[
+    float | None,
+    typer.Option(
+        help="Use the scaled family σ_γ(x) = σ(c·x) with c chosen so that sup|σ_γ'| = γ "
+        "(tanh with γ = 0.5 is tanh(0.5x)). Default: the activation's own γ = sup|σ'|."
+    ),
+]
+
 
 def main() -> None:
     """Console-script entry point."""
@@ -96,16 +105,8 @@ def _root(
 
 @app.command()
 def trace(
-    activation: Annotated[
-        str, typer.Option(help=f"Activation σ, one of: {', '.join(rnnstab.activation_names())}.")
-    ] = "tanh",
-    gamma: Annotated[
-        float | None,
-        typer.Option(
-            help="Use the scaled family σ_γ(x) = σ(c·x) with c chosen so that sup|σ_γ'| = γ "
-            "(tanh with γ = 0.5 is tanh(0.5x)). Default: the activation's own γ = sup|σ'|."
-        ),
-    ] = None,
+    activation: _Activation = "tanh",
+    gamma: _Gamma = None,
     delta: Annotated[
         float, typer.Option(help="Scale W so that γ‖W‖₂ = δ exactly. δ < 1 guarantees vanishing gradients.")
     ] = 0.9,
@@ -498,19 +499,14 @@ def _sweep_progress(disable: bool) -> Progress:
 
 @app.command()
 def lyapunov(
-    activation: Annotated[
-        str, typer.Option(help=f"Activation σ, one of: {', '.join(rnnstab.activation_names())}.")
-    ] = "tanh",
-    gamma: Annotated[
-        float | None,
-        typer.Option(
-            help="Use the scaled family σ_γ(x) = σ(c·x) with c chosen so that sup|σ_γ'| = γ "
-            "(tanh with γ = 0.5 is tanh(0.5x)). Default: the activation's own γ = sup|σ'|."
-        ),
-    ] = None,
+    activation: _Activation = "tanh",
+    gamma: _Gamma = None,
     init: Annotated[
         str,
-        typer.Option(help="W₀: gaussian (i.i.d. N(0, 1/n) entries, the mean-field setting) or orthogonal (Haar)."),
+        typer.Option(
+            help="W₀, a scheme of rnnstab inits: gaussian (i.i.d. N(0, 1/n) entries, the mean-field setting, the only "
+            "one with a mean-field prediction), orthogonal (Haar), identity, …"
+        ),
     ] = "gaussian",
     gain: Annotated[
         float | None,
@@ -935,16 +931,8 @@ _INITS_HELP = (
 @app.command("inits", help=_INITS_HELP)
 def inits(
     hidden: Annotated[int, typer.Option(help="Hidden size n.")] = 256,
-    activation: Annotated[
-        str, typer.Option(help=f"Activation σ, one of: {', '.join(rnnstab.activation_names())}.")
-    ] = "tanh",
-    gamma: Annotated[
-        float | None,
-        typer.Option(
-            help="Use the scaled family σ_γ(x) = σ(c·x) with c chosen so that sup|σ_γ'| = γ "
-            "(tanh with γ = 0.5 is tanh(0.5x)). Default: the activation's own γ = sup|σ'|."
-        ),
-    ] = None,
+    activation: _Activation = "tanh",
+    gamma: _Gamma = None,
     scheme: Annotated[
         list[str] | None,
         typer.Option(help="Scheme(s) to compare: repeat the option or give a comma list. Default: all."),
@@ -1156,9 +1144,7 @@ def train_command(
     ] = "adding",
     length: Annotated[int, typer.Option(help="Sequence length T (the memory the task needs).")] = 50,
     hidden: Annotated[int, typer.Option(help="Hidden size n.")] = 64,
-    activation: Annotated[
-        str, typer.Option(help=f"Activation σ, one of: {', '.join(rnnstab.activation_names())}.")
-    ] = "tanh",
+    activation: _Activation = "tanh",
     init: Annotated[
         str, typer.Option(help=f"Initial W, a scheme from: {', '.join(sorted(rnnstab.weights.SCHEMES))}.")
     ] = "orthogonal",
