@@ -508,7 +508,10 @@ def _verdict(
     if regime == "guaranteed vanishing":
         lead = f"vanishing guaranteed: δ = γ‖W‖₂ = {delta:.3g} < 1, so ‖J_t‖₂ ≤ δ^t"
     else:
-        lead = f"the bound does not apply (δ = γ‖W‖₂ = {delta:.3g} ≥ 1)"
+        if abs(delta - 1) <= 1e-12:
+            lead = "δ = γ‖W‖₂ = 1: the bound ‖J_t‖₂ ≤ 1 rules out growth, not vanishing"
+        else:
+            lead = f"the bound does not apply (δ = γ‖W‖₂ = {delta:.3g} > 1)"
         if float(gamma_radii.mean()) < 1:
             lead += f" although γρ(W) = {float(gamma_radii.mean()):.3g} < 1: the eigenvalues understate ‖W‖₂"
         lead += f"; measured {regime}"

@@ -97,6 +97,7 @@ def test_orthogonal_scheme_is_normal_with_unit_norm_and_radius():
     assert row.nonnormality.mean == 0.0  # below the eigenvalues' rounding the index is exactly 0
     assert row.transient_growth.mean == pytest.approx(1.0, abs=1e-12) and row.transient_peak_step.mean == 1
     assert not row.vanishing_guaranteed  # δ = 1 bounds the gradients but does not make them vanish
+    assert row.verdict.startswith("δ = γ‖W‖₂ = 1: the bound ‖J_t‖₂ ≤ 1 rules out growth, not vanishing")
     assert row.samples == 3 and row.jacobian_samples == 1 and row.trajectories == 1
 
 
