@@ -355,7 +355,9 @@ def _read_npz(file: Path) -> dict[str, np.ndarray]:
 
 def _unreadable(file: Path, what: str, err: BaseException) -> InvalidArgumentError:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    reason = ": " + _ANSI.sub("", lines[0])[:200] if lines else ""
+    # torch's own messages run on with advice about other causes: its first sentence is the fact
+    first = _ANSI.sub("", lines[0]).split(". ")[0].rstrip(".") if lines else ""
+    reason = ": " + first[:200] if first else ""
     return InvalidArgumentError(
         f"cannot read {file.name} as {what}, is it corrupted or truncated? ({type(err).__name__}{reason})"
     )
