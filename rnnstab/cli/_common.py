@@ -1,0 +1,127 @@
+"""What the commands share: the typer ``app``, the stderr console, error and warning lines, progress bars,
+run metadata, the --activation/--gamma options and the ≥ 0 check of lyapunov and inits."""
+
+from __future__ import annotations
+
+import platform
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+import rnnstab
+
+app = typer.Typer(
+    help="rnnstab: will gradients in your recurrent network vanish or explode, why, and by how much.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+_Activation = Annotated[str, typer.Option(help=f"Activation σ, one of: {', '.join(rnnstab.activation_names())}.")]
+_Gamma = Annotated[
+    float | None,
+    typer.Option(
+        help="Use the scaled family σ_γ(x) = σ(c·x) with c chosen so that sup|σ_γ'| = γ "
+        "(tanh with γ = 0.5 is tanh(0.5x)). Default: the activation's own γ = sup|σ'|."
+    ),
+]
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn a library error into one red line on stderr and exit code 2 (no traceback)."""
+    try:
+        yield
+    except rnnstab.RnnstabError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Print each library warning as one yellow ``warning:`` line on stderr, as soon as it is raised."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", rnnstab.RnnstabWarning)
+        default = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, rnnstab.RnnstabWarning):
+                console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+            else:
+                default(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
+
+
+def _non_negative(name: str, value: float) -> float:
+    if not np.isfinite(value) or value < 0:
+        raise rnnstab.InvalidArgumentError(f"{name} must be a finite number ≥ 0, got {value}")
+    return float(value)
+
+
+def _sweep_progress(disable: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}[/bold]"),
+        BarColumn(bar_width=20),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=console,
+        disable=disable or not console.is_terminal,  # a bar in a log or pipe is noise (and a stray blank line)
+        transient=True,  # an error then leaves one line, not a stopped bar
+    )
+
+
+def _train_progress(disable: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}[/bold]"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("loss {task.fields[loss]}  ‖∇L‖ {task.fields[grad]}"),
+        console=console,
+        disable=disable or not console.is_terminal,
+        transient=True,
+    )
+
+
+def _progress(disable: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=disable or not console.is_terminal,  # a bar in a log or pipe is noise (and a stray blank line)
+        transient=True,  # an error then leaves one line, not a stopped bar
+    )
+
+
+def _metadata(**parameters: Any) -> dict[str, Any]:
+    return {
+        "parameters": parameters,
+        "rnnstab": rnnstab.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

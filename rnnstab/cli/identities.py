@@ -1,0 +1,60 @@
+"""``rnnstab identities``: the numerical checks of the results around gradient stability."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import rnnstab
+from rnnstab import _checks
+from rnnstab.cli._common import _user_errors, app, console
+
+_IDENTITIES_HELP = (
+    "Check numerically the results around gradient stability, each with PASS/FAIL.\n\n"
+    "Each row states a claim (momentum equals a running average, the second-order Taylor model, Newton's step, "
+    "the weight-normalisation gradient, …), the discrepancy measured on a small real problem, and the tolerance it "
+    "must stay under (a few hundred rounding units of the dtype, a slope, or a Monte-Carlo confidence interval). "
+    "Exit code 1 when any check fails, 2 on bad options.\n\n"
+    f"Checks: {', '.join(rnnstab.IDENTITIES)}."
+)
+
+
+@app.command("identities", help=_IDENTITIES_HELP)
+def identities(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the results as a JSON list on stdout.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for every random network, data set and Monte-Carlo sample.")] = 0,
+    dtype: Annotated[
+        str, typer.Option(help="float64 (tolerances ≈ 1e-12) or float32 (tolerances ≈ 1e-4).")
+    ] = "float64",
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only this check (repeat the option for several). Default: all."),
+    ] = None,
+) -> None:
+    with _user_errors():
+        results = rnnstab.run_identities(seed=seed, dtype=_checks.dtype("--dtype", dtype), only=only or None)
+    if json_output:
+        record = [r.to_dict() for r in results]
+        typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
+    else:
+        table = Table(title=f"rnnstab identities (seed {seed}, {dtype})")
+        table.add_column("check")
+        table.add_column("claim", overflow="fold")
+        table.add_column("discrepancy", justify="right")
+        table.add_column("tolerance", justify="right")
+        table.add_column("result")
+        for r in results:
+            verdict = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
+            table.add_row(r.name, escape(r.claim), f"{r.discrepancy:.3g}", f"{r.tolerance:.3g}", verdict)
+        Console().print(table)
+        failed = [r.name for r in results if not r.passed]
+        console.print(
+            f"{len(results) - len(failed)}/{len(results)} passed" + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
+    if any(not r.passed for r in results):
+        raise typer.Exit(1)

@@ -1,0 +1,295 @@
+"""``rnnstab sweep`` and ``rnnstab report``: a grid of configurations, and its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+import rnnstab
+from rnnstab import _io
+from rnnstab.cli._common import _sweep_progress, _user_errors, _warnings_as_lines, app, console
+
+_SWEEP_PANEL = "Grid (each option takes several values)"
+_RUN_PANEL = "Execution"
+
+
+_SWEEP_HELP = (
+    "Sweep a grid of (activation, γ, δ, n, T, …) × seeds and report where gradients vanish or explode.\n\n"
+    "Every configuration's W is scaled so that γ‖W‖₂ = δ, and its exact Jacobian norms ‖∂g_t/∂g_0‖ (t = 1..T) are "
+    "computed for --batch input sequences; configurations sharing (activation, γ, n, T, dtype) run as one batched "
+    "product. Each configuration × seed is saved in OUT/records as soon as it is done, so an interrupted sweep loses "
+    "nothing: rerun the same command with --resume. At the end OUT/report.html (self-contained), report.md and "
+    "summary.json are written (see rnnstab report).\n\n"
+    "Grid options take several values: repeat the flag (--delta 0.5 --delta 1), give a comma list "
+    "(--activation tanh,relu), and for numbers a range START:STOP:COUNT — COUNT evenly spaced values including both "
+    "ends (0.5:1.5:11 = 0.5, 0.6, …, 1.5) — or log:START:STOP:COUNT, spaced geometrically (log:0.1:10:5 = 0.1, "
+    "0.32, 1, 3.2, 10).\n\n"
+    "Exit codes: 0 done; 2 bad input (one error: line); 3 the δ^t bound was violated (a bug in rnnstab); "
+    "130 interrupted."
+)
+_REPORT_HELP = (
+    "Write DIRECTORY/report.md, report.html (self-contained, figures embedded) and summary.json for a sweep.\n\n"
+    "The report tabulates every configuration (‖W‖₂, ρ(W), the measured rate with its spread over seeds, log δ, the "
+    "slack, the largest excess over the δ^t bound, the verdict and the gradient half-life); draws log‖J_t‖₂ against "
+    "t with the t·log δ lines, a phase diagram of the rate over the grid, and the rate against log δ; and says in "
+    "plain words, per activation, where gradients vanished or exploded. Exit code 3 if the bound was violated."
+)
+
+
+@app.command(help=_SWEEP_HELP)
+def sweep(
+    activation: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"Activations σ to compare, from: {', '.join(rnnstab.activation_names())}. Default: tanh.",
+            rich_help_panel=_SWEEP_PANEL,
+        ),
+    ] = None,
+    gamma: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="γ = sup|σ'|: each activation is used as the scaled family member σ(c·x) with c chosen so that "
+            "sup|σ'| = γ (tanh with γ = 0.5 is tanh(0.5x); sigmoid's own γ is 0.25). Must be > 0. Default: 1.",
+            rich_help_panel=_SWEEP_PANEL,
+        ),
+    ] = None,
+    delta: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="δ = γ‖W‖₂: W is scaled so that γ‖W‖₂ = δ exactly. δ < 1 guarantees vanishing gradients; "
+            "above 1 they may vanish or explode. Must be > 0. Default: 0.5:1.5:21, which includes 1.",
+            rich_help_panel=_SWEEP_PANEL,
+        ),
+    ] = None,
+    hidden: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Hidden sizes n (integers also take START:STOP, every integer). Default: 64.",
+            rich_help_panel=_SWEEP_PANEL,
+        ),
+    ] = None,
+    steps: Annotated[
+        list[str] | None,
+        typer.Option(help="Horizons T: Jacobians ∂g_t/∂g_0 for t = 1..T. Default: 300.", rich_help_panel=_SWEEP_PANEL),
+    ] = None,
+    seeds: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Seeds: a single N means the N seeds 0..N−1; a list (0,4,9) or range (10:19) names them. Each seed "
+            "draws an independent W, U and set of inputs. Default: 3.",
+            rich_help_panel=_SWEEP_PANEL,
+        ),
+    ] = None,
+    input_scale: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Standard deviations of the inputs x_t (> 0); larger inputs saturate σ more. Default: 1.",
+            rich_help_panel=_SWEEP_PANEL,
+        ),
+    ] = None,
+    init: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Recurrent-weight schemes, before scaling to δ: gaussian (i.i.d. N(0, 1/n), non-normal: ρ(W) ≈ "
+            "‖W‖₂/2), orthogonal (ρ(W) = ‖W‖₂), or any other scheme of rnnstab inits. Default: gaussian.",
+            rich_help_panel=_SWEEP_PANEL,
+        ),
+    ] = None,
+    dtype: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="dtypes of the Jacobian product: float64 (exact to ~1e-10) and/or float32 (faster). Default: float64.",
+            rich_help_panel=_SWEEP_PANEL,
+        ),
+    ] = None,
+    batch: Annotated[
+        int, typer.Option(help="Input sequences per network (one trace each).", rich_help_panel=_SWEEP_PANEL)
+    ] = 8,
+    inputs: Annotated[
+        int, typer.Option(help="Input size m (U is n × m, drawn N(0, 1/m)).", rich_help_panel=_SWEEP_PANEL)
+    ] = 4,
+    out: Annotated[
+        Path, typer.Option(help="Sweep directory: records, sweep.json and the report.", rich_help_panel=_RUN_PANEL)
+    ] = Path("rnnstab-results/sweep"),
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the sweep in --out: finished configurations are kept, the rest (and any corrupted "
+            "record) computed. The fixed parameters (--batch, --inputs) must match; new grid values are "
+            "added.",
+            rich_help_panel=_RUN_PANEL,
+        ),
+    ] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local: this process. dask: a Dask cluster (pip install 'rnnstab\\[dask]'), --scheduler or a local "
+            "one with --workers.",
+            rich_help_panel=_RUN_PANEL,
+        ),
+    ] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="--executor dask: worker processes of the local cluster. Default: one per CPU core.",
+            rich_help_panel=_RUN_PANEL,
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="--executor dask: address of a running scheduler (tcp://host:8786, from `dask scheduler`).",
+            rich_help_panel=_RUN_PANEL,
+        ),
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.", rich_help_panel=_RUN_PANEL)
+    ] = "auto",
+    stack: Annotated[
+        int | None,
+        typer.Option(
+            help="Networks per batched product (default: about 256 MiB worth). It changes speed and memory, "
+            "never the results.",
+            rich_help_panel=_RUN_PANEL,
+        ),
+    ] = None,
+    make_report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Write the report at the end.", rich_help_panel=_RUN_PANEL)
+    ] = True,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print a machine-readable summary as JSON on stdout.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar, and only the report's location.")] = False,
+) -> None:
+    """Sweep a grid and write its report (help: :data:`_SWEEP_HELP`)."""
+    with _user_errors(), _warnings_as_lines():
+        grid = rnnstab.Grid.from_strings(
+            activation=activation,
+            gamma=gamma,
+            delta=delta,
+            hidden=hidden,
+            steps=steps,
+            seeds=seeds,
+            input_scale=input_scale,
+            init=init,
+            dtype=dtype,
+            batch=batch,
+            inputs=inputs,
+        )
+        try:
+            with _sweep_progress(quiet or json_output) as progress:
+                # Hidden until the library reports: a refused sweep then prints its error line and nothing else.
+                bar = progress.add_task("sweep", total=None, counts="", visible=False)
+
+                def show(state: rnnstab.SweepProgress) -> None:
+                    call = min(state.chunks_done + 1, state.chunks_total)
+                    progress.update(
+                        bar,
+                        visible=True,
+                        total=max(state.work_total, 1e-9),
+                        completed=state.work_done,
+                        counts=f"{state.tasks_written}/{state.tasks_to_compute} saved · {state.tasks_skipped} "
+                        f"done before · call {call}/{state.chunks_total}",
+                    )
+
+                result = rnnstab.run_sweep(
+                    grid,
+                    out,
+                    resume=resume,
+                    executor=executor,
+                    device=device,
+                    workers=workers,
+                    scheduler=scheduler,
+                    stack=stack,
+                    progress=show,
+                )
+        except KeyboardInterrupt:
+            console.print(
+                f"[red]interrupted[/red]: every finished configuration is saved in {out}; "
+                "run the same command with --resume to finish",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(130) from None
+        summary: dict[str, Any] = {
+            "directory": str(result.directory),
+            "configurations": len(grid.configurations()),
+            "seeds": list(grid.seeds),
+            "tasks": result.tasks_total,
+            "computed": result.tasks_computed,
+            "skipped": result.tasks_skipped,
+            "recomputed": result.tasks_recomputed,
+            "batched_calls": result.chunks,
+            "seconds": round(result.seconds_total, 3),
+            "seconds_jacobian": round(result.seconds_jacobian, 3),
+            "executor": result.executor,
+            "device": result.device,
+        }
+        if not make_report:
+            _finish(summary, None, json_output=json_output, quiet=quiet)
+            return
+        if not (quiet or json_output):
+            console.print("writing the report…", highlight=False)
+        _finish(summary, rnnstab.write_report(result.directory), json_output=json_output, quiet=quiet)
+
+
+@app.command("report", help=_REPORT_HELP)
+def report_command(
+    directory: Annotated[Path, typer.Argument(help="A sweep directory (rnnstab sweep --out).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option(help="Print only the report's location.")] = False,
+) -> None:
+    """Write the report of a sweep directory (help: :data:`_REPORT_HELP`)."""
+    with _user_errors(), _warnings_as_lines():
+        _finish({"directory": str(directory)}, rnnstab.write_report(directory), json_output=json_output, quiet=quiet)
+
+
+def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_output: bool, quiet: bool) -> None:
+    """Print the outcome (JSON on stdout, or lines for a person) and exit 3 if the bound check failed."""
+    if report is not None:
+        summary = {
+            **summary,
+            "records": report.summary["records"],
+            "regimes": report.summary["regimes"],
+            "bound": report.summary["bound"],
+            "conclusions": report.conclusions,
+            "files": {
+                "html": str(report.html),
+                "markdown": str(report.markdown),
+                "summary": str(report.summary_json),
+                "figures": [str(f) for f in report.figures],
+            },
+        }
+    if json_output:
+        typer.echo(json.dumps(_io.finite_or_none(summary), indent=2, ensure_ascii=False))
+    elif quiet:
+        typer.echo(str(report.html) if report is not None else summary["directory"])
+    else:
+        out = Console(soft_wrap=True)  # long sentences stay whole lines in logs and pipes
+        if "tasks" in summary:
+            out.print(
+                f"[bold]sweep[/bold] {summary['tasks']} configurations × seeds in {summary['directory']}: "
+                f"{summary['computed']} computed, {summary['skipped']} already done"
+                + (f", {summary['recomputed']} recomputed" if summary["recomputed"] else "")
+                + f" ({summary['seconds']:.1f} s, {summary['batched_calls']} batched calls, {summary['device']})",
+                highlight=False,
+            )
+        if report is not None:
+            for activation, sentences in report.conclusions.items():
+                out.print(f"[bold]{activation}[/bold]", highlight=False)
+                for sentence in sentences:
+                    out.print(f"  • {sentence}", highlight=False)
+            out.print(f"report: [bold]{report.html}[/bold]  (also report.md, summary.json)", highlight=False)
+    if report is not None and not report.bound_holds:
+        console.print(f"[bold red]BUG:[/bold red] {report.summary['bound']}", highlight=False, soft_wrap=True)
+        console.print(
+            "[bold red]BUG: a computed ‖J_t‖₂ exceeded δ^t beyond float rounding — a bug in rnnstab, see the "
+            "report[/bold red]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(3)

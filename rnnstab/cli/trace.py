@@ -1,0 +1,134 @@
+"""``rnnstab trace``: the Jacobian norms of one random RNN against the δ^t bound."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import rnnstab
+from rnnstab import _checks, _io
+from rnnstab.cli._common import _Activation, _Gamma, _metadata, _progress, _user_errors, app
+from rnnstab.plots import plot_trace
+
+
+@app.command()
+def trace(
+    activation: _Activation = "tanh",
+    gamma: _Gamma = None,
+    delta: Annotated[
+        float, typer.Option(help="Scale W so that γ‖W‖₂ = δ exactly. δ < 1 guarantees vanishing gradients.")
+    ] = 0.9,
+    hidden: Annotated[int, typer.Option(help="Hidden size n.")] = 128,
+    steps: Annotated[int, typer.Option(help="Horizon T: Jacobians ∂g_t/∂g_0 for t = 1..T.")] = 200,
+    batch: Annotated[int, typer.Option(help="Number of input sequences (one trace each).")] = 16,
+    inputs: Annotated[int, typer.Option(help="Input size m (U is n × m, drawn N(0, 1/m)).")] = 4,
+    input_scale: Annotated[float, typer.Option(help="Standard deviation of the inputs x_t.")] = 1.0,
+    init: Annotated[
+        str, typer.Option(help="Recurrent weights before scaling: a scheme of rnnstab inits (gaussian, orthogonal, …).")
+    ] = "gaussian",
+    seed: Annotated[int, typer.Option(help="Seed for W, U and the inputs.")] = 0,
+    dtype: Annotated[str, typer.Option(help="float64 (exact to ~1e-10) or float32 (faster).")] = "float64",
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
+    out: Annotated[Path, typer.Option(help="Directory for trace.png and trace.json.")] = Path("rnnstab-results/trace"),
+    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Trace log‖∂g_t/∂g_0‖ for t = 1..T of a random RNN scaled to γ‖W‖₂ = δ, against the δ^t bound.
+
+    Writes OUT/trace.png (the curves with the t·log δ line) and OUT/trace.json (every number, natural logs).
+    """
+    with _user_errors():
+        act = rnnstab.get_activation(activation, gamma=gamma)
+        delta = _checks.positive_float("--delta", delta)
+        input_scale = _checks.positive_float("--input-scale", input_scale)
+        chosen_dtype = _checks.dtype("--dtype", dtype)
+        chosen_device = _checks.device("--device", device)
+        out_dir = _io.output_dir(out)
+        W0 = rnnstab.init_weights(init, hidden, seed=seed, activation=act)
+        W = rnnstab.scale_to_threshold(W0, delta=delta, gamma=act.gamma)
+        generator = torch.Generator().manual_seed(seed + 1)
+        m = _checks.positive_int("--inputs", inputs)
+        U = torch.randn(hidden, m, generator=generator, dtype=torch.float64) / m**0.5
+        x = input_scale * torch.randn(
+            _checks.positive_int("--batch", batch),
+            _checks.positive_int("--steps", steps),
+            m,
+            generator=generator,
+            dtype=torch.float64,
+        )
+        rnn = rnnstab.VanillaRNN(W, U, None, act).to(device=chosen_device)
+        with _progress(quiet or json_output) as progress:
+            task = progress.add_task("Jacobian products", total=steps)
+            result = rnnstab.jacobian_norms(
+                rnn, x, dtype=chosen_dtype, progress=lambda done: progress.advance(task, done)
+            )
+        verdicts = rnnstab.verdicts(result, delta=delta)
+        violations = rnnstab.bound_violations(result, delta=delta)
+        summary = {
+            "activation": act.name,
+            "gamma": act.gamma,
+            "delta": delta,
+            "spectral_norm_W": float(rnnstab.spectral_norm(W)),
+            "hidden": hidden,
+            "steps": steps,
+            "batch": batch,
+            "dtype": str(chosen_dtype).removeprefix("torch."),
+            "device": str(chosen_device),
+            "log_bound_final": steps * float(np.log(delta)),
+            "log_spectral_final_median": float(result.log_spectral.median(dim=0).values[-1])
+            if result.log_spectral is not None
+            else None,
+            "rate_per_step_median": float(np.median([v.rate_per_step for v in verdicts])),
+            "regimes": dict(Counter(v.regime for v in verdicts)),
+            "bound_violations": len(violations),
+            "svd_fallbacks": result.svd_fallbacks,
+            "files": {"png": str(out_dir / "trace.png"), "json": str(out_dir / "trace.json")},
+        }
+        record = {
+            "summary": summary,
+            "metadata": _metadata(seed=seed, init=init, inputs=m, input_scale=input_scale),
+            "units": "natural log; rates in nats per step; column t-1 is step t",
+            "steps": list(range(1, steps + 1)),
+            "log_bound": [t * float(np.log(delta)) for t in range(1, steps + 1)],
+            "log_spectral": result.log_spectral.tolist() if result.log_spectral is not None else None,
+            "log_frobenius": result.log_frobenius.tolist() if result.log_frobenius is not None else None,
+            "verdicts": [v.__dict__ for v in verdicts],
+            "bound_violations_detail": [v.__dict__ for v in violations],
+        }
+        plot_trace(
+            result,
+            delta=delta,
+            path=out_dir / "trace.png",
+            title=f"{act.name}, n = {hidden}, δ = γ‖W‖₂ = {delta:g}, {batch} input sequences",
+        )
+        _io.write_json(out_dir / "trace.json", record)
+        if json_output:
+            typer.echo(json.dumps(_io.finite_or_none(summary), indent=2, ensure_ascii=False))
+        else:
+            _print_summary(summary)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    table = Table(title="rnnstab trace (natural logs)", show_header=False)
+    rows = [
+        ("activation, γ", f"{summary['activation']}, {summary['gamma']:.6g}"),
+        ("δ = γ‖W‖₂", f"{summary['delta']:.6g}  (‖W‖₂ = {summary['spectral_norm_W']:.6g})"),
+        ("n, T, batch", f"{summary['hidden']}, {summary['steps']}, {summary['batch']}"),
+        ("log‖J_T‖₂ (median)", f"{summary['log_spectral_final_median']:.6g}"),
+        ("bound T·log δ", f"{summary['log_bound_final']:.6g}"),
+        ("rate (median, nats/step)", f"{summary['rate_per_step_median']:.4g}"),
+        ("regimes", ", ".join(f"{k}: {v}" for k, v in summary["regimes"].items())),
+        ("bound violations", str(summary["bound_violations"]) + ("  ← BUG" if summary["bound_violations"] else "")),
+        ("files", f"{summary['files']['png']}\n{summary['files']['json']}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    Console().print(table)
