@@ -79,7 +79,7 @@ def train_command(
         int,
         typer.Option(
             help="Measure ‖W‖₂, ρ(W) and the Jacobian rate every this many steps (and at the first and last); "
-            "at the defaults this costs about 10 % of the training time."
+            "at the defaults this costs about 10–15 % of the training time."
         ),
     ] = 50,
     out: Annotated[Path, typer.Option(help="Directory for runs/, the figures and summary.json.")] = Path(
