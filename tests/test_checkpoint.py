@@ -11,14 +11,6 @@ from tests.problems import save_formats, trained_rnn
 
 
 @pytest.fixture(scope="module")
-def deep():
-    """A trained 2-layer bidirectional tanh nn.RNN."""
-    rnn, (before, after) = trained_rnn(num_layers=2, bidirectional=True)
-    assert after < 0.8 * before  # it really trained
-    return rnn
-
-
-@pytest.fixture(scope="module")
 def saved(deep, tmp_path_factory):
     return save_formats(deep, tmp_path_factory.mktemp("formats"))
 
