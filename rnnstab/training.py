@@ -14,9 +14,9 @@ At every step the log records the loss, ‖∇L‖ over all parameters (before c
 ‖∂L/∂g_t‖, the size of the update, and under weight normalisation ‖v‖, g and g/‖v‖; every ``monitor_every``
 steps (and at the first and last) it adds ‖W‖₂, ρ(W) and the Jacobian rate of the current weights.
 
-Seeds: W comes from ``init_weights(init, n, seed=seed)``; U (N(0, 1/m) entries) and C (N(0, 1/n)) from seed + 1,
-b = c = 0; the training batches from seed + 2; the monitor's fixed sequences from seed + 3. Runs that differ only
-in the learning rate therefore start from the same network and see the same data.
+Seeds: W comes from ``init_weights(init, n, seed=seed, activation=σ)``; U (N(0, 1/m) entries) and C
+(N(0, 1/n)) from seed + 1, b = c = 0; the training batches from seed + 2; the monitor's fixed sequences from
+seed + 3. Runs that differ only in the learning rate therefore start from the same network and see the same data.
 """
 
 from __future__ import annotations
@@ -362,7 +362,7 @@ def initial_model(
     task: Task, *, hidden: int, activation: Activation, init: str, param: str, seed: int
 ) -> RecurrentModel:
     """The network :func:`train` starts from, in float64 on the CPU (see the module docstring for the seeds)."""
-    W = init_weights(init, hidden, seed=seed)
+    W = init_weights(init, hidden, seed=seed, activation=activation)
     generator = torch.Generator().manual_seed(seed + 1)
     U = torch.randn(hidden, task.input_size, generator=generator, dtype=torch.float64) / task.input_size**0.5
     C = torch.randn(task.output_size, hidden, generator=generator, dtype=torch.float64) / hidden**0.5

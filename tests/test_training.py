@@ -15,7 +15,16 @@ import math
 import pytest
 import torch
 
-from rnnstab import InvalidArgumentError, get_activation, get_task, load_training_log, make_optimizer, train
+from rnnstab import (
+    SCHEMES,
+    InvalidArgumentError,
+    get_activation,
+    get_task,
+    init_weights,
+    load_training_log,
+    make_optimizer,
+    train,
+)
 from rnnstab.training import TIMING_FIELDS, initial_model, loss_and_gradients
 from rnnstab.weightnorm import norm_growth
 
@@ -224,6 +233,13 @@ def test_orthogonal_parametrisation_stays_orthogonal(dtype):
         assert r.spectral_norm_W == pytest.approx(1.0, abs=tolerance)
         assert r.spectral_radius_W == pytest.approx(1.0, abs=tolerance)
         assert r.jacobian_rate <= tolerance  # tanh with ‖W‖₂ = 1: δ = 1, so the rate cannot be positive
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_every_scheme_of_the_catalogue_can_start_training(scheme):
+    # critical needs the activation (its gain is σ's mean-field critical gain): the model must pass it on
+    W = start("adding", param="plain", init=scheme, seed=3).W.detach()
+    assert torch.equal(W, init_weights(scheme, W.shape[0], seed=3, activation=get_activation("tanh")))
 
 
 def test_monitor_steps_and_exact_norms():
