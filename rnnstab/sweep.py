@@ -333,9 +333,9 @@ def task_seed(configuration: Configuration, seed: int, stream: str) -> int:
 def sweep_network(configuration: Configuration, seed: int) -> tuple[VanillaRNN, torch.Tensor]:
     """The network and inputs of one configuration × seed, exactly as a sweep builds them (float64, CPU).
 
-    W = ``init_weights(init, n, seed=s_W)`` scaled so that γ‖W‖₂ = δ; U has i.i.d. N(0, 1/m) entries; b = 0;
-    inputs x ~ N(0, input_scale²) of shape (batch, T, m); σ is the scaled family member with sup|σ'| = γ. The
-    seeds s_W and s_x come from :func:`task_seed`.
+    W = ``init_weights(init, n, seed=s_W, activation=σ)`` scaled so that γ‖W‖₂ = δ; U has i.i.d. N(0, 1/m)
+    entries; b = 0; inputs x ~ N(0, input_scale²) of shape (batch, T, m); σ is the scaled family member with
+    sup|σ'| = γ. The seeds s_W and s_x come from :func:`task_seed`.
 
     Returns:
         (rnn, x): a one-network :class:`~rnnstab.VanillaRNN` and its inputs, ready for
