@@ -73,7 +73,7 @@ def analyze(
     input_scale: float | None = None,
     steps: int | None = None,
     batch: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     horizon_drop: float = 1e-3,
     progress: Callable[[str], None] | None = None,
 ) -> Audit:
@@ -87,14 +87,15 @@ def analyze(
         input_scale: standard deviation of the synthetic inputs (> 0, default 1); with ``inputs``, leave ``None``.
         steps: T of the synthetic inputs (default 200); with ``inputs``, leave ``None``.
         batch: number of synthetic sequences (default 8); with ``inputs``, leave ``None``.
-        seed: seed of the synthetic inputs.
+        seed: seed of the synthetic inputs (default 0); with ``inputs``, leave ``None``.
         horizon_drop, progress: passed to :func:`~rnnstab.audit.audit`.
 
     Returns:
         The :class:`~rnnstab.audit.Audit`, one row per layer and direction, named as the layers.
 
     Raises:
-        InvalidArgumentError: no layers; ``input_scale``/``steps``/``batch`` with ``inputs``; a bad scale, steps, batch.
+        InvalidArgumentError: no layers; ``input_scale``/``steps``/``batch``/``seed`` with ``inputs``; a bad scale,
+            steps, batch.
         ShapeError: ``inputs`` that do not fit layer 0.
 
     Example:
@@ -104,10 +105,12 @@ def analyze(
         ['layer 0', 'layer 1']
     """
     if inputs is not None:
-        if input_scale is not None or steps is not None or batch is not None:
+        synthetic = {"input_scale": input_scale, "steps": steps, "batch": batch, "seed": seed}
+        given = [f"{name} (--{name.replace('_', '-')})" for name, value in synthetic.items() if value is not None]
+        if given:
             raise InvalidArgumentError(
-                "input_scale, steps and batch (--input-scale, --steps, --batch) describe synthetic inputs: leave them "
-                "unset when inputs are given (--inputs)"
+                f"{', '.join(given)}: these describe synthetic inputs and have no effect when inputs are given "
+                "(--inputs); leave them unset"
             )
         inputs = _checks.tensor("inputs", inputs, ndims=(2, 3))
         inputs = inputs[None] if inputs.dim() == 2 else inputs
@@ -116,6 +119,7 @@ def analyze(
         _checks.positive_int("batch", DEFAULT_BATCH if batch is None else batch),
         _checks.positive_int("steps", DEFAULT_STEPS if steps is None else steps),
     )
+    seed = 0 if seed is None else seed
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ArgumentTypeError(f"seed must be an integer, got {type(seed).__name__}")
     subjects = []
@@ -144,7 +148,7 @@ def analyze_module(
     input_scale: float | None = None,
     steps: int | None = None,
     batch: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     horizon_drop: float = 1e-3,
     progress: Callable[[str], None] | None = None,
 ) -> Audit:

@@ -130,6 +130,10 @@ def _bad_files(directory, saved):
             [str(saved["state_dict"]), "--inputs", f"{d}/W.npy", "--steps", "5"],
             "leave them unset",
         ),
+        "inputs and seed": (
+            [str(saved["state_dict"]), "--inputs", f"{d}/W.npy", "--seed", "1"],
+            "seed (--seed): these describe synthetic inputs",
+        ),
         "steps": ([str(saved["state_dict"]), "--steps", "0"], "steps"),
     }
 

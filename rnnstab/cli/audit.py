@@ -67,7 +67,7 @@ def analyze_command(
     ] = None,
     steps: Annotated[int | None, typer.Option(help="T of the synthetic inputs. Default 200.")] = None,
     batch: Annotated[int | None, typer.Option(help="Number of synthetic input sequences. Default 8.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed of the synthetic inputs. Default 0.")] = None,
     trust_pickle: Annotated[
         bool,
         typer.Option(
@@ -99,7 +99,11 @@ def analyze_command(
                 seed=seed,
                 progress=lambda name: progress.update(task, description=name, completed=names.index(name)),
             )
-        synthetic = {"input_scale": 1.0 if input_scale is None else input_scale, "seed": seed} if x is None else {}
+        synthetic = (
+            {"input_scale": 1.0 if input_scale is None else input_scale, "seed": 0 if seed is None else seed}
+            if x is None
+            else {}
+        )
         parameters = {
             "path": str(path),
             "inputs": "synthetic N(0, input_scale²)" if x is None else str(inputs),
