@@ -7,9 +7,10 @@ baseline — the number a network must beat to show that it carries information 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -132,6 +133,7 @@ class Task:
         loss: ``(outputs (batch, T, output_size), targets) → (batch,)`` per-sequence losses.
         baseline: ``length → `` the loss of the memoryless baseline.
         description: one line for help texts.
+        options: the task's own settings (the copy task's ``symbols`` and ``memory``), recorded with a run.
     """
 
     name: str
@@ -142,9 +144,39 @@ class Task:
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     baseline: Callable[[int], float]
     description: str
+    options: dict[str, int] = field(default_factory=dict)
 
 
-#: name → :class:`Task`.
+def copy_spec(*, symbols: int = COPY_SYMBOLS, memory: int = COPY_MEMORY) -> Task:
+    """The copy task as a :class:`Task`: remember S = ``memory`` symbols out of K = ``symbols``.
+
+    Raises:
+        InvalidArgumentError: symbols < 2 or memory < 1.
+
+    Example:
+        >>> task = copy_spec(symbols=4, memory=3)
+        >>> task.input_size, task.output_size, task.min_length, round(task.baseline(30), 4)
+        (6, 5, 7, 0.1386)
+    """
+    symbols = _checks.positive_int("symbols", symbols)
+    memory = _checks.positive_int("memory", memory)
+    if symbols < 2:
+        raise InvalidArgumentError(f"symbols must be ≥ 2, got {symbols}")
+    return Task(
+        "copy",
+        symbols + 2,
+        symbols + 1,
+        2 * memory + 1,
+        functools.partial(copy_task, symbols=symbols, memory=memory),
+        _copy_loss,
+        lambda length: memory * math.log(symbols) / length,
+        f"repeat S symbols out of K after a delay (default S = {COPY_MEMORY}, K = {COPY_SYMBOLS}); cross-entropy "
+        "per step (baseline S·ln K/length)",
+        {"symbols": symbols, "memory": memory},
+    )
+
+
+#: name → :class:`Task` (the copy task with its default S and K).
 TASKS: dict[str, Task] = {
     "adding": Task(
         "adding",
@@ -156,29 +188,28 @@ TASKS: dict[str, Task] = {
         lambda length: 1.0 / 6.0,
         "add the two marked numbers; MSE at the last step (baseline 0.167: always predict 1)",
     ),
-    "copy": Task(
-        "copy",
-        COPY_SYMBOLS + 2,
-        COPY_SYMBOLS + 1,
-        2 * COPY_MEMORY + 1,
-        copy_task,
-        _copy_loss,
-        lambda length: COPY_MEMORY * math.log(COPY_SYMBOLS) / length,
-        f"repeat {COPY_MEMORY} symbols after a delay; cross-entropy per step (baseline {COPY_MEMORY}·ln 8/length)",
-    ),
+    "copy": copy_spec(),
 }
 
 
-def get_task(name: str) -> Task:
-    """The task registered under ``name``.
+def get_task(name: str, *, symbols: int | None = None, memory: int | None = None) -> Task:
+    """The task registered under ``name``; for the copy task, with its alphabet size and memory if given.
 
     Raises:
-        InvalidArgumentError: an unknown name (the message lists the valid ones).
+        InvalidArgumentError: an unknown name (the message lists the valid ones); ``symbols`` or ``memory`` for a
+            task other than copy, or out of range (see :func:`copy_spec`).
 
     Example:
         >>> round(get_task("adding").baseline(50), 3), round(get_task("copy").baseline(50), 3)
         (0.167, 0.208)
+        >>> get_task("copy", memory=10).min_length
+        21
     """
     if name not in TASKS:
         raise InvalidArgumentError(f"unknown task {name!r}; valid names: {', '.join(sorted(TASKS))}")
-    return TASKS[name]
+    options = {key: value for key, value in (("symbols", symbols), ("memory", memory)) if value is not None}
+    if not options:
+        return TASKS[name]
+    if name != "copy":
+        raise InvalidArgumentError(f"{' and '.join(options)} apply to the copy task only, not to {name!r}")
+    return copy_spec(**options)

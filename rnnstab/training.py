@@ -195,6 +195,8 @@ def train(
     task: str = "adding",
     *,
     length: int = 50,
+    symbols: int | None = None,
+    memory: int | None = None,
     hidden: int = 64,
     activation: str = "tanh",
     init: str = "orthogonal",
@@ -226,6 +228,8 @@ def train(
     Args:
         task: a name from :data:`rnnstab.tasks.TASKS` (``adding``, ``copy``).
         length: sequence length T.
+        symbols, memory: the copy task's alphabet size K ≥ 2 and number of symbols to remember S ≥ 1 (defaults
+            8 and 5; T must be ≥ 2S + 1); refused for the adding task.
         hidden: hidden size n.
         activation: σ, a registry name.
         init: the initial W, any key of :data:`rnnstab.weights.SCHEMES`.
@@ -250,7 +254,8 @@ def train(
 
     Raises:
         InvalidArgumentError: an unknown task, init scheme, activation, optimizer or parametrisation; a rate,
-            clip, size or count ≤ 0; a coefficient outside (0, 1); a length too short for the task.
+            clip, size or count ≤ 0; a coefficient outside (0, 1); a length too short for the task; ``symbols`` or
+            ``memory`` for the adding task.
         KeyboardInterrupt: passed on after the log's last line marks the run as interrupted (any other exception
             raised during training is passed on the same way, marked ``error``).
 
@@ -261,7 +266,7 @@ def train(
         >>> run.records[-1].loss < run.records[0].loss
         True
     """
-    spec = get_task(task)
+    spec = get_task(task, symbols=symbols, memory=memory)
     act = get_activation(activation)
     length = _checks.positive_int("length", length)
     if length < spec.min_length:
@@ -278,6 +283,7 @@ def train(
     parameters: dict[str, Any] = {
         "task": task,
         "length": length,
+        **spec.options,
         "hidden": hidden,
         "activation": act.name,
         "init": init,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -51,6 +52,16 @@ def test_weight_norm_json_summary(tmp_path):
     assert (tmp_path / "weightnorm.png").read_bytes()[:8] == PNG
 
 
+def test_copy_task_with_its_own_alphabet_and_memory(tmp_path):
+    args = ["train", *SMALL, "--task", "copy", "--symbols", "3", "--memory", "2", "--out", str(tmp_path), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["baseline_loss"] == pytest.approx(2 * math.log(3) / 8, rel=1e-12)  # S·ln K / T
+    header = load_training_log(tmp_path / "runs" / "lr0.001_batch32.jsonl").attrs["header"]
+    assert header["parameters"]["symbols"] == 3 and header["parameters"]["memory"] == 2
+
+
 def test_a_diverging_run_stops_with_its_step_and_exit_1_the_others_go_on(tmp_path):
     args = ["train", *SMALL, "--steps", "20", "--optimizer", "sgd", "--lr", "0.01,10000", "--out", str(tmp_path)]
     result = runner.invoke(app, args)
@@ -78,6 +89,9 @@ def test_a_diverging_run_stops_with_its_step_and_exit_1_the_others_go_on(tmp_pat
         (["--clip", "0"], "clip must be a finite number > 0"),
         (["--batch-size", "0"], "--batch-size must be ≥ 1"),
         (["--length", "1"], "length must be ≥ 2"),
+        (["--memory", "3"], "memory apply to the copy task only, not to 'adding'"),
+        (["--task", "copy", "--memory", "4"], "length must be ≥ 9 for the copy task, got 8"),
+        (["--task", "copy", "--symbols", "1"], "symbols must be ≥ 2"),
         (["--optimizer", "sgd", "--no-bias-correction"], "only be turned off for adam"),
         (["--dtype", "float16"], "dtype"),
     ],

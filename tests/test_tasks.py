@@ -56,6 +56,23 @@ def test_copy_baseline_is_the_loss_of_the_memoryless_predictor():
     assert task.baseline(length) == pytest.approx(COPY_MEMORY * math.log(8) / 30)
 
 
+def test_copy_task_with_its_own_alphabet_and_memory():
+    # S = 3 symbols out of K = 4: the task's sizes, data and baseline all follow, checked as above.
+    task, length = get_task("copy", symbols=4, memory=3), 25
+    assert (task.input_size, task.output_size, task.min_length) == (6, 5, 7)
+    assert task.options == {"symbols": 4, "memory": 3}
+    x, y = task.generate(8, length, gen())
+    classes = x.argmax(-1)
+    assert x.shape == (8, length, 6) and ((classes[:, :3] >= 1) & (classes[:, :3] <= 4)).all()
+    assert (classes[:, length - 4] == 5).all() and torch.equal(y[:, -3:], classes[:, :3])
+    logits = torch.full((8, length, 5), -1e9, dtype=torch.float64)
+    logits[:, : length - 3, 0] = 0.0
+    logits[:, length - 3 :, 1:] = 0.0
+    assert task.loss(logits, y).mean().item() == pytest.approx(3 * math.log(4) / length, rel=1e-12)
+    assert task.baseline(length) == pytest.approx(3 * math.log(4) / length, rel=1e-12)
+    assert get_task("copy") is get_task("copy", symbols=None, memory=None)
+
+
 def test_same_generator_seed_same_data():
     for task in ("adding", "copy"):
         generate = get_task(task).generate
@@ -72,6 +89,9 @@ def test_same_generator_seed_same_data():
         (lambda: adding_problem(0, 10, gen()), "batch"),
         (lambda: copy_task(4, 10, gen(), memory=5), "length must be ≥ 11"),
         (lambda: copy_task(4, 10, gen(), symbols=1), "symbols"),
+        (lambda: get_task("copy", symbols=1), "symbols must be ≥ 2"),
+        (lambda: get_task("copy", memory=0), "memory"),
+        (lambda: get_task("adding", memory=3), "memory apply to the copy task only, not to 'adding'"),
     ],
 )
 def test_bad_arguments(call, message):

@@ -37,6 +37,13 @@ def train_command(
         typer.Option(help=f"Task: {'; '.join(f'{k} — {t.description}' for k, t in rnnstab.TASKS.items())}."),
     ] = "adding",
     length: Annotated[int, typer.Option(help="Sequence length T (the memory the task needs).")] = 50,
+    symbols: Annotated[
+        int | None, typer.Option(help="Copy task only: the alphabet size K ≥ 2 of the symbols to repeat. Default 8.")
+    ] = None,
+    memory: Annotated[
+        int | None,
+        typer.Option(help="Copy task only: how many symbols S ≥ 1 to repeat; T must be ≥ 2S + 1. Default 5."),
+    ] = None,
     hidden: Annotated[int, typer.Option(help="Hidden size n.")] = 64,
     activation: _Activation = "tanh",
     init: Annotated[
@@ -101,6 +108,8 @@ def train_command(
         out_dir = _io.output_dir(out)
         options: dict[str, Any] = {
             "length": length,
+            "symbols": symbols,
+            "memory": memory,
             "hidden": hidden,
             "activation": activation,
             "init": init,
