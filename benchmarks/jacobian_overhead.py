@@ -8,6 +8,10 @@ For a vanilla tanh RNN g_t = tanh(W g_{t-1} + U x_t + b) with W Gaussian scaled 
   ``torch.matmul(P, Wt, out=buf)`` with Wt = Wᵀ contiguous, swapping buffers, T times;
 * spectral: ``jacobian_norms(rnn, x, norms=("spectral", "frobenius"))`` and its ratio to bare (target ≤ 1.5);
 * frobenius: ``jacobian_norms(rnn, x, norms=("frobenius",))`` and its ratio to bare (target ≤ 1.15);
+* Lanczos floor: the bare loop plus, at every step, only the thin products (row vector × P, alternately P and Pᵀ)
+  that the spectral run's measured number of Lanczos steps needs (two per Lanczos step, rounded to the nearest
+  whole number of products), over bare: what any per-step Lanczos with that iteration count must cost at least,
+  before any orthogonalisation, Ritz value or bookkeeping;
 * torch.func jacrev: what a user would otherwise write: for each t = 1..T,
   ``J_t = vmap(jacrev(f_t))(g0, x)`` with f_t running the RNN t steps from g0 for one sequence, then
   ``torch.linalg.matrix_norm(J_t, ord=2)``; and its ratio to our spectral time (target ≥ 30). This path costs
@@ -81,6 +85,8 @@ class Row:
     bare: float
     spectral: float
     frobenius: float
+    floor: float  # bare loop + the thin products of the measured Lanczos steps alone
+    lanczos_steps: float  # mean Lanczos steps per time step in the spectral run
     jacrev_total: float  # extrapolated to every t = 1..T
     jacrev_measured: float  # sum over the sampled horizons
     jacrev_affine: float  # cross-check: least-squares a + c·t over the samples, summed over t = 1..T
@@ -155,6 +161,24 @@ def bare_loop(problem: Problem) -> Callable[[], torch.Tensor]:
         for _ in range(problem.steps):
             torch.matmul(P, Wt, out=buf)
             P, buf = buf, P
+        return P
+
+    return run
+
+
+def floor_loop(problem: Problem, products: int) -> Callable[[], torch.Tensor]:
+    """The bare loop plus ``products`` thin products (B, 1, n) × P or Pᵀ per step: a per-step Lanczos's floor."""
+    Wt = problem.rnn.W.T.contiguous()
+    start = Wt.expand(problem.batch, problem.n, problem.n).clone()
+    row = torch.ones(problem.batch, 1, problem.n, dtype=problem.dtype, device=problem.device) / problem.n**0.5
+
+    def run() -> torch.Tensor:
+        P, buf = start, torch.empty_like(start)
+        for _ in range(problem.steps):
+            torch.matmul(P, Wt, out=buf)
+            P, buf = buf, P
+            for i in range(products):
+                torch.bmm(row, P if i % 2 else P.mT)
         return P
 
     return run
@@ -239,6 +263,8 @@ def measure(problem: Problem) -> Row:
     frobenius, _ = time_median(ours(problem, ("frobenius",)), device)
     assert isinstance(trace, rnnstab.JacobianTrace) and trace.log_spectral is not None
     ours_log = trace.log_spectral  # (B, T), float64 on the CPU
+    lanczos_steps = float(trace.spectral_iterations.double().mean())
+    floor, _ = time_median(floor_loop(problem, round(2 * lanczos_steps)), device)
 
     samples = sampled_horizons(problem.steps)
     jacrev_norm(problem, 1)  # warm-up
@@ -259,6 +285,8 @@ def measure(problem: Problem) -> Row:
         bare,
         spectral,
         frobenius,
+        floor,
+        lanczos_steps,
         jacrev_total,
         sum(seconds),
         jacrev_affine,
@@ -308,6 +336,8 @@ def print_table(rows: list[Row], device: torch.device) -> None:
         f"spectral/bare (≤ {SPECTRAL_TARGET})",
         "frobenius [s]",
         f"frobenius/bare (≤ {FROBENIUS_TARGET})",
+        "Lanczos steps per t",
+        "Lanczos floor/bare",
         "torch.func jacrev¹ [s]",
         f"jacrev/spectral (≥ {TORCH_FUNC_TARGET:g})",
         "torch.func jacfwd² [s]",
@@ -331,6 +361,8 @@ def print_table(rows: list[Row], device: torch.device) -> None:
             f"{spectral_ratio:.2f} {mark(spectral_ratio <= SPECTRAL_TARGET)}",
             f"{row.frobenius:.4f}",
             f"{frobenius_ratio:.2f} {mark(frobenius_ratio <= FROBENIUS_TARGET)}",
+            f"{row.lanczos_steps:.1f}",
+            f"{row.floor / row.bare:.2f}",
             f"{row.jacrev_total:.2f}",
             f"{jacrev_ratio:.0f} {mark(jacrev_ratio >= TORCH_FUNC_TARGET)}",
             f"{row.jacfwd:.3f}",
@@ -361,6 +393,10 @@ def print_footnotes(rows: list[Row], device: torch.device) -> None:
     print(
         "\n² Measured over all t at once: vmap(jacfwd(g0 ↦ (g_1, …, g_T))) then matrix_norm(ord=2) of every J_t "
         "(the strongest torch.func alternative; it holds all T Jacobians, B·T·n² numbers)."
+    )
+    print(
+        "\nLanczos floor/bare: the bare loop plus only the thin products (row × P or Pᵀ) of the measured Lanczos "
+        "steps — two per Lanczos step — over bare: a lower bound for any per-step Lanczos that needs that many steps."
     )
     if device.type == "cuda":
         print("\n³ bare time / ours: the fraction of the bare cuBLAS batched-matmul throughput that we reach.")
