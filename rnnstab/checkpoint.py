@@ -16,6 +16,12 @@ Formats:
   one array only is read as W whatever its name.
 - ``.npy``: one square recurrent matrix W.
 
+``torch.nn.RNNCell`` weights (``weight_hh``, ``weight_ih``, ``bias_ih``, ``bias_hh``, saved or pickled) are read as
+a one-layer network. A weight under weight normalisation — ``parametrizations.weight_hh_l0.original0/1`` of
+``torch.nn.utils.parametrizations.weight_norm``, or ``weight_hh_l0_g``/``_v`` of the older
+``torch.nn.utils.weight_norm`` — is rebuilt as g·v/‖v‖ in its own dtype. Any other parametrization stores only its
+unconstrained ``original``, not the weight the network uses, and is refused with what to save instead.
+
 A state_dict does not record the nonlinearity of ``nn.RNN``: it is tanh unless ``activation`` says relu. A pickled
 module records it (a different ``activation`` is an error). Bare matrices (``.npy``, ``.npz`` with W/U/b) record
 none: ``activation`` is required, any registered name. A matrix saved without U is driven by inputs added straight
@@ -43,13 +49,19 @@ from rnnstab.rnn import VanillaRNN
 
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 SUPPORTED = (
-    "torch.nn.RNN (tanh or relu, any number of layers, bidirectional) saved as a state_dict, a checkpoint dict "
+    "torch.nn.RNN or nn.RNNCell (tanh or relu, any number of layers, bidirectional, weight norm allowed) saved as "
+    "a state_dict, a checkpoint dict "
     f"nesting one, or a pickled module ({'/'.join(TORCH_SUFFIXES)}); the same keys in .safetensors or .npz; "
     "a recurrent matrix W in .npy or .npz (W/U/b) with an activation"
 )
 #: Keys of a bare-matrix ``.npz``, first match wins.
 NPZ_KEYS = {"W": ("W", "weight_hh"), "U": ("U", "weight_ih"), "b": ("b", "bias")}
 _RNN_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)weight_hh_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
+_RNN_WEIGHT = r"(?:weight|bias)_(?:ih|hh|hr)_l\d+(?:_reverse)?"
+_PARAMETRIZED = re.compile(rf"^(?P<prefix>(?:.*\.)?)parametrizations\.(?P<name>{_RNN_WEIGHT})\.original(?P<part>\d*)$")
+_LEGACY_WEIGHT_NORM = re.compile(rf"^(?P<name>(?:.*\.)?{_RNN_WEIGHT})_(?P<part>[gv])$")
+_CELL_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh)$")
+_CELL_MODES = ((torch.nn.GRUCell, "GRU"), (torch.nn.LSTMCell, "LSTM"))
 _REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")  # torch.load(weights_only=True) met a class
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # torch colours parts of its messages
 _TORCH_NONLINEARITIES = ("tanh", "relu")
@@ -163,7 +175,8 @@ def load_recurrent_layers(
         return [_bare_layer({"W": _read_npy(file)}, {"W": "W"}, activation=activation, source=file.name)]
     if suffix == ".npz":
         arrays = _read_npz(file)
-        if any(_RNN_KEY.match(key) for key in arrays):
+        # nn.RNN keys, or an nn.RNNCell's (its biases tell it from a bare matrix saved as weight_hh/weight_ih)
+        if any(_RNN_KEY.match(key) or key.endswith(("bias_ih", "bias_hh")) for key in arrays):
             return layers_from_tensors(arrays, activation=activation, source=file.name)
         return [_bare_layer(arrays, _npz_roles(arrays, file.name), activation=activation, source=file.name)]
     raise InvalidArgumentError(
@@ -229,6 +242,7 @@ def layers_from_tensors(
         ('enc layer 0', ('enc.weight_hh_l0', 'enc.weight_ih_l0'), None)
     """
     modules = modules or {}
+    tensors = _cells_as_layers(_effective_weights(tensors, source))
     networks: dict[str, dict[tuple[int, bool], str]] = {}
     for key in tensors:
         match = _RNN_KEY.match(key)
@@ -384,12 +398,77 @@ def _flatten(
                 # the attributes, not state_dict(): they are the effective weights under a parametrization
                 for weight in _rnn_weight_names(sub):
                     tensors[at + weight] = getattr(sub, weight)
+            elif isinstance(sub, torch.nn.RNNCellBase):
+                at = f"{prefix}{name}." if name else prefix
+                modules[at] = _cell_mode(sub)
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    if getattr(sub, kind, None) is not None:
+                        tensors[f"{at}{kind}_l0"] = getattr(sub, kind)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             _flatten(item, f"{prefix}{key}.", tensors, modules, inside)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             _flatten(item, f"{prefix}{index}.", tensors, modules, inside)
+
+
+def _effective_weights(
+    tensors: Mapping[str, torch.Tensor | np.ndarray], source: str
+) -> dict[str, torch.Tensor | np.ndarray]:
+    """Replace weight-normalised RNN weights (both torch APIs) by the weight g·v/‖v‖ the network uses.
+
+    Raises:
+        InvalidArgumentError: an RNN weight under another parametrization, or a g that does not fit its v.
+    """
+    parts: dict[str, dict[str, str]] = {}  # effective key → {"g": key, "v": key} (or {"": key}: not weight norm)
+    for key in tensors:
+        if match := _PARAMETRIZED.match(key):
+            role = {"0": "g", "1": "v"}.get(match["part"], match["part"] or "original")
+            parts.setdefault(match["prefix"] + match["name"], {})[role] = key
+        elif match := _LEGACY_WEIGHT_NORM.match(key):
+            parts.setdefault(match["name"], {})[match["part"]] = key
+    if not parts:
+        return dict(tensors)
+    result = {key: value for key, value in tensors.items() if not any(key in p.values() for p in parts.values())}
+    for name, roles in parts.items():
+        if set(roles) != {"g", "v"}:
+            raise InvalidArgumentError(
+                f"{source}: {name} is under a parametrization other than weight normalisation "
+                f"({', '.join(sorted(roles.values()))}); the file holds its unconstrained original, not the weight "
+                "the network uses: save the state_dict after "
+                f"torch.nn.utils.parametrize.remove_parametrizations(module, {name.rsplit('.', 1)[-1]!r}), or pass "
+                "the pickled module itself (--trust-pickle)"
+            )
+        g, v = _as_tensor(roles["g"], tensors[roles["g"]]), _as_tensor(roles["v"], tensors[roles["v"]])
+        if g.dim() != v.dim() or any(a not in (1, b) for a, b in zip(g.shape, v.shape, strict=True)):
+            raise ShapeError(
+                f"{source}: {roles['g']} of shape {tuple(g.shape)} is not the magnitude g of {roles['v']} of shape "
+                f"{tuple(v.shape)} (weight normalisation keeps one g per slice of v)"
+            )
+        summed = [d for d in range(v.dim()) if g.shape[d] == 1]
+        result[name] = v * (g / torch.linalg.vector_norm(v, dim=summed, keepdim=True))
+    return result
+
+
+def _cells_as_layers(tensors: dict[str, torch.Tensor | np.ndarray]) -> dict[str, torch.Tensor | np.ndarray]:
+    """Name the weights of an ``nn.RNNCell`` (``weight_hh``, …) as layer 0 of an ``nn.RNN`` (``weight_hh_l0``)."""
+    cells = {match["prefix"] for key in tensors if (match := _CELL_KEY.match(key)) and match["kind"] == "weight_hh"}
+    layered = {match["prefix"] for key in tensors if (match := _RNN_KEY.match(key))}
+    renamed = {}
+    for key, value in tensors.items():
+        match = _CELL_KEY.match(key)
+        if match and match["prefix"] in cells - layered:
+            key = f"{key}_l0"
+        renamed[key] = value
+    return renamed
+
+
+def _cell_mode(cell: torch.nn.RNNCellBase) -> str:
+    """The ``nn.RNNBase.mode`` an ``nn.RNN`` with this cell's gates and nonlinearity would have."""
+    for kind, mode in _CELL_MODES:
+        if isinstance(cell, kind):
+            return mode
+    return "RNN_RELU" if getattr(cell, "nonlinearity", "tanh") == "relu" else "RNN_TANH"
 
 
 def _rnn_weight_names(module: torch.nn.RNNBase) -> list[str]:

@@ -238,3 +238,62 @@ def test_a_checkpoint_that_contains_itself_is_read_once(tmp_path):
     torch.save(checkpoint, tmp_path / "loop.pt")
     (layer,) = rnnstab.load_recurrent_layers(tmp_path / "loop.pt")
     assert layer.name == "model layer 0"
+
+
+@pytest.mark.parametrize("api", ["parametrizations", "legacy"])
+def test_a_weight_normalised_state_dict_gives_the_weight_the_network_uses(tmp_path, api):
+    torch.manual_seed(3)
+    rnn = torch.nn.RNN(2, 5, num_layers=2, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.nn.utils.weight_norm is deprecated
+        for name in ("weight_hh_l0", "weight_ih_l1"):
+            if api == "parametrizations":
+                torch.nn.utils.parametrizations.weight_norm(rnn, name=name)
+            else:
+                torch.nn.utils.weight_norm(rnn, name=name)
+    with torch.no_grad():  # g away from ‖v‖, so that a missed g/‖v‖ factor shows
+        for parameter_name, parameter in rnn.named_parameters():
+            if parameter_name.endswith(("original0", "_g")):
+                parameter.mul_(1.7)
+    torch.save(rnn.state_dict(), tmp_path / "wn.pt")
+    layers = rnnstab.load_recurrent_layers(tmp_path / "wn.pt")
+    rnn(torch.zeros(1, 1, 2, dtype=torch.float64))  # the legacy API recomputes its weights in a forward pre-hook
+    # the module's own effective weights, from torch's weight-norm code
+    expected = {(0, "W"): rnn.weight_hh_l0, (1, "U"): rnn.weight_ih_l1, (1, "W"): rnn.weight_hh_l1}
+    for (layer, role), weight in expected.items():
+        torch.testing.assert_close(getattr(layers[layer], role), weight.detach(), rtol=1e-14, atol=0)
+    assert layers[0].keys[0] == "weight_hh_l0"
+
+
+def test_another_parametrization_is_refused_with_what_to_save():
+    rnn = torch.nn.utils.parametrizations.orthogonal(torch.nn.RNN(2, 3), name="weight_hh_l0")
+    message = r"weight_hh_l0 is under a parametrization other than weight .*remove_parametrizations\(module, 'weight"
+    with pytest.raises(rnnstab.InvalidArgumentError, match=message):
+        layers_from_tensors(rnn.state_dict())
+    g = torch.ones(2, 3)  # one g per row would be (3, 1): this is not weight norm of a 3×3 v
+    with pytest.raises(rnnstab.ShapeError, match=r"weight_hh_l0_g of shape \(2, 3\) is not the magnitude g"):
+        layers_from_tensors({"weight_hh_l0_g": g, "weight_hh_l0_v": torch.ones(3, 3)})
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_rnn_cells_are_one_layer_networks(tmp_path, nonlinearity):
+    torch.manual_seed(4)
+    cell = torch.nn.RNNCell(3, 4, nonlinearity=nonlinearity)
+    as_rnn = torch.nn.RNN(3, 4, nonlinearity=nonlinearity)
+    with torch.no_grad():
+        for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(as_rnn, f"{kind}_l0").copy_(getattr(cell, kind))
+    torch.save(cell.state_dict(), tmp_path / "cell.pt")
+    torch.save({"encoder": cell}, tmp_path / "module.pt")
+    np.savez(tmp_path / "cell.npz", **{k: v.numpy() for k, v in cell.state_dict().items()})
+    for path, options, prefix in (
+        ("cell.pt", {"activation": nonlinearity}, ""),
+        ("cell.npz", {"activation": nonlinearity}, ""),
+        ("module.pt", {"trust_pickle": True}, "encoder "),  # the pickled cell records its nonlinearity
+    ):
+        (layer,) = rnnstab.load_recurrent_layers(tmp_path / path, **options)
+        assert layer.name == f"{prefix}layer 0" and layer.activation == nonlinearity
+        _assert_layers_equal([layer], as_rnn, nonlinearity)
+    torch.save({"gate": torch.nn.GRUCell(3, 4)}, tmp_path / "gru.pt")
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"gate \(GRU\) is a gated RNN"):
+        rnnstab.load_recurrent_layers(tmp_path / "gru.pt", trust_pickle=True)
