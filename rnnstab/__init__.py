@@ -50,7 +50,7 @@ from rnnstab.report import Report, write_report
 from rnnstab.rnn import VanillaRNN
 from rnnstab.store import Configuration, Record, load_sweep
 from rnnstab.sweep import Grid, SweepProgress, SweepResult, run_sweep, sweep_network
-from rnnstab.tasks import TASKS, Task, adding_problem, copy_task, get_task
+from rnnstab.tasks import TASKS, Task, adding_problem, copy_spec, copy_task, get_task
 from rnnstab.theory import (
     REGIMES,
     BoundViolation,
@@ -146,6 +146,7 @@ __all__ = [
     "check_weightnorm_gradient",
     "check_weightnorm_growth",
     "check_wn_bn",
+    "copy_spec",
     "copy_task",
     "critical_delta",
     "critical_gain",
