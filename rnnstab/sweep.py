@@ -9,7 +9,8 @@ Tasks → batched products. Tasks that share (activation, γ, n, T, dtype) are s
 (B, n, n) — each network repeated once per input sequence — and go through :func:`rnnstab.jacobian_norms`
 together: a grid of a hundred configurations costs a few batched loops, not a hundred loops. The split of a stack
 group into calls ("chunks") is canonical: tasks sorted by record key, cut into balanced chunks of at most ``stack``
-networks (default: as many as fit in 256 MiB, a function of n, T and dtype only). ``jacobian_norms`` treats every
+networks (default: on a CPU, products of about 8 MiB, which stay in cache; on a GPU, as many as fit in 256 MiB —
+a function of n, T, dtype and the kind of device only). ``jacobian_norms`` treats every
 network of a batch on its own (convergence is decided per network), so the numbers are bit-identical whatever the
 chunking, the executor, the number of workers, or an interruption and resume.
 
@@ -67,6 +68,9 @@ _INT_AXES = ("hidden", "steps")
 _NAME_AXES = ("activation", "init", "dtype")
 _SIGNIFICANT = 12  # grid values are rounded to 12 significant digits: 0.5:1.5:11 gives the same 0.6 as "0.6"
 _CALL_BUDGET_BYTES = 256 * 2**20  # default memory of one batched call; sets the canonical chunk size
+# On a CPU, one (networks, n, n) product of about this size keeps the step's GEMM and thin products in the last-level
+# cache; measured on a 2-core EPYC (32 MiB L3), 8 MiB products ran 25–30 % faster than 256 MiB calls (n = 64, 128).
+_CPU_PRODUCT_BYTES = 8 * 2**20
 _MEMORY_FRACTION = 0.8  # refuse a sweep whose largest call needs more than this share of free memory
 _DISK_FRACTION = 0.9
 
@@ -388,12 +392,14 @@ def _canonical_bytes_per_network(configuration: Configuration) -> int:
     )
 
 
-def plan_chunks(tasks: Sequence[Task], *, stack: int | None = None) -> list[tuple[Task, ...]]:
+def plan_chunks(tasks: Sequence[Task], *, stack: int | None = None, device: str = "cpu") -> list[tuple[Task, ...]]:
     """Split tasks into batched calls: one stack group per (activation, γ, n, T, dtype), cut canonically.
 
     Within a group, tasks are sorted by record key and cut into the fewest balanced chunks of at most ``stack``
-    networks (a task is ``batch`` networks); ``stack=None`` sizes chunks to about 256 MiB each. The result depends
-    only on the set of tasks and ``stack``.
+    networks (a task is ``batch`` networks). ``stack=None`` sizes chunks to about 256 MiB each and, unless
+    ``device`` names CUDA, to (networks, n, n) products of about 8 MiB, which stay in a CPU's cache. The result
+    depends only on the set of tasks, ``stack`` and whether ``device`` is CUDA; the numbers computed never depend
+    on it.
 
     Raises:
         InvalidArgumentError: ``stack`` smaller than one task's ``batch``.
@@ -406,7 +412,11 @@ def plan_chunks(tasks: Sequence[Task], *, stack: int | None = None) -> list[tupl
         members = sorted(groups[key], key=lambda t: t.key)
         config = members[0].configuration
         if stack is None:
-            per_chunk = max(1, _CALL_BUDGET_BYTES // (config.batch * _canonical_bytes_per_network(config)))
+            networks = _CALL_BUDGET_BYTES // _canonical_bytes_per_network(config)
+            if not device.startswith("cuda"):
+                itemsize = 4 if config.dtype == "float32" else 8
+                networks = min(networks, _CPU_PRODUCT_BYTES // (itemsize * config.hidden**2))
+            per_chunk = max(1, networks // config.batch)
         else:
             if stack < config.batch:
                 raise InvalidArgumentError(
@@ -628,7 +638,8 @@ def run_sweep(
             is given (default: one per CPU core, each with its share of torch threads).
         scheduler: Dask only: address of a running scheduler (``tcp://host:8786``).
         client: Dask only: an existing ``distributed.Client`` to use (left open).
-        stack: networks per batched call (default: about 256 MiB worth); it changes speed and memory, not results.
+        stack: networks per batched call (default: products of about 8 MiB on a CPU, calls of about 256 MiB on a GPU);
+            it changes speed and memory, not results.
         chunks_per_shard: Dask only: batched calls per submitted task (scheduling granularity; no effect on results).
         progress: called with a :class:`SweepProgress` as work advances.
 
@@ -663,7 +674,7 @@ def run_sweep(
 
     directory = Path(out)
     tasks = grid.tasks()
-    chunks = plan_chunks(tasks, stack=stack)
+    chunks = plan_chunks(tasks, stack=stack, device=device)
     fixed = {**grid.fixed(), "format": FORMAT_VERSION, "rate_tol": DEFAULT_RATE_TOL}
     share = None if remote else 1 if executor == "local" else workers or os.cpu_count() or 1
     _check_resources(directory, chunks, device=device, share=share)
