@@ -418,9 +418,10 @@ def _effective_weights(
     """Replace weight-normalised RNN weights (both torch APIs) by the weight g·v/‖v‖ the network uses.
 
     Raises:
-        InvalidArgumentError: an RNN weight under another parametrization, or a g that does not fit its v.
+        InvalidArgumentError: an RNN weight under another parametrization.
+        ShapeError: a magnitude g that does not fit its direction v.
     """
-    parts: dict[str, dict[str, str]] = {}  # effective key → {"g": key, "v": key} (or {"": key}: not weight norm)
+    parts: dict[str, dict[str, str]] = {}  # effective key → {"g": key, "v": key}; other roles: not weight norm
     for key in tensors:
         if match := _PARAMETRIZED.match(key):
             role = {"0": "g", "1": "v"}.get(match["part"], match["part"] or "original")
