@@ -4,12 +4,19 @@ J_t = D_t W J_{t-1} is held transposed, P = J_tᵀ (times a known scale), so bot
 times P: memory-bound thin products, cheap next to the step's GEMM. Lanczos on JᵀJ converges like the square
 root of power iteration's rate, which matters early on, when the top singular values of a random product are
 still packed together. Later the top right singular vector converges (Oseledets) and each step is warm-started
-from the previous Ritz vector v, whose image J_t v is carried forward through the dynamics with a thin product
-by W instead of by P.
+from the previous Ritz vector v. Its image J_t v is formed afresh from P, one thin product: carried through the
+step's D_t W instead, its rounding error would keep its size while the image itself shrinks by the smallest
+derivatives (saturated units, where σ' spans orders of magnitude), and the bidiagonal built from it would stop
+being a projection of J_t — Ritz values above ‖J_t‖₂ (seen: 3 % in float32).
 
 Every estimate is the top singular value of the projected bidiagonal matrix B (from the top eigenpair of BᵀB,
 which also gives the Ritz vector), a Ritz value, hence never above ‖J_t‖₂. A step ends when two successive Ritz
 values agree to ``rtol``; one that does not within ``max_iter`` Lanczos steps falls back to an exact SVD.
+
+That test can be fooled by a plateau: a warm start with almost no component along the new top direction converges
+to a lower singular value (every J_t diagonal, W = I with tanh: when the top unit changes, Lanczos stays on the old
+one). The largest column norm max_i ‖J e_i‖, which the Frobenius pass gives for free, is a second lower bound of
+‖J_t‖₂; a Ritz value below it proves the run stopped short, and the row is run again with e_i mixed into its start.
 """
 
 from __future__ import annotations
@@ -36,7 +43,6 @@ class SpectralTracker:
         self.rtol, self.max_iter = rtol, max_iter
         self.v: torch.Tensor | None = None  # the warm start (rows), set at the first update
         self.generic = torch.empty(0)  # the fixed generic start vector (rows), set at the first update
-        self.image: torch.Tensor | None = None  # J v, rows
         self.iterations: list[int] = []
         self.fallbacks = 0
 
@@ -63,38 +69,37 @@ class SpectralTracker:
         start = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
         return (start / start.norm()).to(dtype=P.dtype, device=P.device).expand(batch, 1, n).contiguous()
 
-    def update(self, P: torch.Tensor, Wt: torch.Tensor, d: torch.Tensor, fro: torch.Tensor) -> torch.Tensor:
-        """‖P‖₂ (batch,) after P was multiplied by Wᵀ diag(d); ``fro`` = ‖P‖_F (0 marks a dead product)."""
-        if self.v is None or self.image is None:
+    def update(self, P: torch.Tensor, fro: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """‖P‖₂ (batch,) of the product's new value P; ``fro`` = ‖P‖_F (0 marks a dead product) and ``columns``
+        (batch, n) the norms of P's rows, the columns J e_i of J."""
+        if self.v is None:
             v = self.generic = self._allocate(P)
-            image = torch.bmm(v, P)
         else:
             # Mix the generic start into the warm start: when the top singular vector jumps to a direction the old
             # one has no component along (every J_t diagonal, W = I: the top unit changes), a pure warm start stays
             # in its invariant subspace and the Ritz value stops growing short of ‖J_t‖₂.
-            carried = torch.matmul(self.image, Wt).mul_(d[:, None, :])  # J_t v from J_{t-1} v
-            v = self.v + _GENERIC_WEIGHT * self.generic
-            image = carried.add_(torch.bmm(self.generic, P), alpha=_GENERIC_WEIGHT)
-            length = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
-            v, image = v / length, image / length
+            v = torch.add(self.v, self.generic, alpha=_GENERIC_WEIGHT)
+            v /= torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+        image = torch.bmm(v, P)
         run_sigma, spent, done, run_v, run_image = self._lanczos(P, v, image, fro, self.max_iter)
+        short = self._short(run_sigma, columns)
         # σ = 0 for a non-zero product means v fell into J's null space: only an SVD can say more.
-        done &= (run_sigma > 0) | (fro == 0)
+        done &= ((run_sigma > 0) | (fro == 0)) & ~short
         if bool(done.all()):  # the common case: one run settles every row
-            self.v, self.image = run_v, run_image
+            self.v = run_v
             self.iterations.append(spent)
             return run_sigma
         sigma = torch.where(done, run_sigma, 0.0)
         v = torch.where(done[:, None, None], run_v, v)
-        image = torch.where(done[:, None, None], run_image, image)
         pending = ~done
         while spent < self.max_iter and not bool((run_sigma[pending] == 0).any()):
+            run_v, run_image = _with_top_column(P, run_v, run_image, columns, short)
             run_sigma, steps, done, run_v, run_image = self._lanczos(P, run_v, run_image, fro, self.max_iter - spent)
             spent += steps
-            done &= pending & ((run_sigma > 0) | (fro == 0))
+            short = self._short(run_sigma, columns)
+            done &= pending & ((run_sigma > 0) | (fro == 0)) & ~short
             sigma = torch.where(done, run_sigma, sigma)
             v = torch.where(done[:, None, None], run_v, v)
-            image = torch.where(done[:, None, None], run_image, image)
             pending &= ~done
             if not bool(pending.any()):
                 break
@@ -104,9 +109,12 @@ class SpectralTracker:
             _, sigma_all, right = torch.linalg.svd(P.mT)
             sigma = torch.where(pending, sigma_all[:, 0], sigma)
             v = torch.where(pending[:, None, None], right[:, :1], v)
-            image = torch.where(pending[:, None, None], torch.bmm(right[:, :1].contiguous(), P), image)
-        self.v, self.image = v, image
+        self.v = v
         return sigma
+
+    def _short(self, sigma: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """Rows whose Ritz value is below a column norm of J (beyond rounding and rtol): Lanczos stopped short."""
+        return columns.amax(dim=-1) > sigma * (1 + self.rtol + 4 * self.noise)
 
     def _lanczos(
         self, P: torch.Tensor, start: torch.Tensor, image: torch.Tensor, fro: torch.Tensor, budget: int
@@ -164,6 +172,24 @@ class SpectralTracker:
         v = _combine(c.to(dtype), self.q_row)
         image = _combine(image_c.to(dtype), self.l_row)
         return sigma.to(dtype), j, done, v, image
+
+
+def _with_top_column(
+    P: torch.Tensor, v: torch.Tensor, image: torch.Tensor, columns: torch.Tensor, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the rows marked, (v ± e_i, J v ± J e_i) normalised, i the largest column of J; the others unchanged.
+
+    J e_i is row i of P, so the image stays exact; the sign follows v_i, so that v ± e_i has norm ≥ 1."""
+    if not bool(rows.any()):
+        return v, image
+    top = columns.argmax(dim=-1)[:, None, None]  # (batch, 1, 1)
+    sign = torch.where(torch.gather(v, -1, top) < 0, -1.0, 1.0).to(v.dtype)
+    unit = torch.zeros_like(v).scatter_(-1, top, sign)
+    column = torch.gather(P, 1, top.expand(-1, 1, P.shape[-1])) * sign
+    mixed, mixed_image = v + unit, image + column
+    length = torch.linalg.vector_norm(mixed, dim=-1, keepdim=True)
+    marked = rows[:, None, None]
+    return torch.where(marked, mixed / length, v), torch.where(marked, mixed_image / length, image)
 
 
 def _combine(coefficients: torch.Tensor, rows: list[torch.Tensor]) -> torch.Tensor:

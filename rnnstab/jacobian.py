@@ -185,7 +185,7 @@ class _ExactSpectral:
         self.iterations: list[int] = []
         self.fallbacks = 0
 
-    def update(self, P: torch.Tensor, Wt: torch.Tensor, d: torch.Tensor, fro: torch.Tensor) -> torch.Tensor:
+    def update(self, P: torch.Tensor, fro: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
         self.iterations.append(0)
         return torch.linalg.matrix_norm(P, ord=2)
 
@@ -210,11 +210,12 @@ class _Engine:
         else:
             apply_tangent(self.P, self.rnn._Wt, d, out=self.spare)
             self.P, self.spare = self.spare, self.P
-        fro = torch.linalg.vector_norm(self.P.flatten(1), dim=1)
+        columns = torch.linalg.vector_norm(self.P, dim=-1)  # ‖J e_i‖: P's rows are J's columns
+        fro = torch.linalg.vector_norm(columns, dim=-1)
         self.fro_rows.append(fro)
         self.prev_fro = torch.where(fro > 0, fro, 1.0)  # a dead (zero) product stays zero
         if self.tracker is not None:
-            self.spec_rows.append(self.tracker.update(self.P, self.rnn._Wt, d, fro))
+            self.spec_rows.append(self.tracker.update(self.P, fro, columns))
 
     def log_singular_values(self, t: int) -> torch.Tensor:
         """log σ_i(J_t) for every i, exact (SVD), in float64: (batch, n)."""
