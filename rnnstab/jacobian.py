@@ -8,7 +8,8 @@ so the renormalisation costs no extra pass, and the log scales s_t accumulate in
 The spectral norm ‖J_t‖₂ at every t comes from Golub–Kahan–Lanczos bidiagonalisation of J_t, warm-started from
 the previous step's top right singular vector (which converges as t grows, by Oseledets' theorem) and run at each
 step until two successive Ritz values agree to ``rtol``; a step that does not converge within ``max_iter`` Lanczos
-steps falls back to an exact SVD. Every estimate is a Ritz value, hence never above the true norm (see
+steps falls back to an exact SVD. Every estimate is a Ritz value, hence never above the true norm, and a run that
+ends below the largest column norm ‖J_t e_i‖ (also a lower bound, free from the Frobenius pass) is run again (see
 ``rnnstab/_spectral_tracker.py``).
 """
 
