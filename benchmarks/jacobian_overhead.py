@@ -29,7 +29,7 @@ time subnormal-arithmetic stalls (float32) instead of GEMM throughput.
 A correctness guard compares our log‖J_t‖₂ with the log of torch.func's ``matrix_norm`` at the sampled t in float64
 (must agree to < 1e-8 for n=128).
 
-Run (about 5 minutes on a 2-core CPU)::
+Run (about 1–2 minutes on a 2-core CPU)::
 
     python benchmarks/jacobian_overhead.py              # the full table on the CPU
     python benchmarks/jacobian_overhead.py --quick      # T divided by 4, a smoke test
