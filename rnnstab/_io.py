@@ -14,11 +14,17 @@ from typing import Any, BinaryIO
 from rnnstab.exceptions import InvalidArgumentError
 
 
-def output_dir(path: str | os.PathLike[str]) -> Path:
-    """Create ``path`` as a directory (with parents) or raise a clear error if that is impossible."""
+def output_dir(path: str | os.PathLike[str], *, created: list[Path] | None = None) -> Path:
+    """Create ``path`` as a directory (with parents) or raise a clear error if that is impossible.
+
+    ``created``, if given, receives the directories this call made, deepest first, so that a command that then
+    fails can remove them again (:func:`remove_empty`)."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"--out {out} exists and is a file, not a directory")
+    if created is not None:
+        target = out.absolute()
+        created.extend(directory for directory in (target, *target.parents) if not directory.exists())
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -26,6 +32,15 @@ def output_dir(path: str | os.PathLike[str]) -> Path:
     if not os.access(out, os.W_OK):
         raise InvalidArgumentError(f"output directory {out} is not writable")
     return out
+
+
+def remove_empty(directories: list[Path]) -> None:
+    """Remove each directory in turn (deepest first) while it is empty; stop at the first that is not."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:

@@ -56,7 +56,25 @@ def test_bad_options_give_one_line_and_exit_2(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
     assert "Traceback" not in result.output
-    assert not (out / "trace.json").exists()
+    assert not out.exists()  # the output directory it made is removed again: a refused run leaves nothing
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["trace", "--init", "nope"],  # each is refused after its output directory was made
+        ["train", "--task", "copy", "--memory", "0"],
+        ["inits", "--scheme", "nope"],
+    ],
+)
+def test_a_refused_command_removes_the_directories_it_made_and_keeps_the_others(tmp_path, command):
+    existing = tmp_path / "existing"
+    (existing / "old").mkdir(parents=True)
+    for out in (tmp_path / "new" / "deeper", existing / "fresh"):
+        result = runner.invoke(app, [*command, "--out", str(out)])
+        assert result.exit_code == 2, result.output
+    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in existing.iterdir()) == ["old"]
 
 
 def test_out_pointing_at_a_file_is_refused(tmp_path):

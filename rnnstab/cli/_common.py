@@ -7,6 +7,7 @@ import platform
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from rich.progress import (
 )
 
 import rnnstab
+from rnnstab import _io
 
 app = typer.Typer(
     help="rnnstab: will gradients in your recurrent network vanish or explode, why, and by how much.",
@@ -44,11 +46,16 @@ _Gamma = Annotated[
 
 
 @contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn a library error into one red line on stderr and exit code 2 (no traceback)."""
+def _user_errors() -> Iterator[list[Path]]:
+    """Turn a library error into one red line on stderr and exit code 2 (no traceback).
+
+    Yields a list for ``_io.output_dir(..., created=)``: output directories the command made and left empty are
+    removed again, so a refused command leaves nothing behind."""
+    created: list[Path] = []
     try:
-        yield
+        yield created
     except rnnstab.RnnstabError as err:
+        _io.remove_empty(created)
         console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 

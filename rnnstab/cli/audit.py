@@ -85,10 +85,10 @@ def analyze_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar, and only the report's location.")] = False,
 ) -> None:
     """Audit the layers of a saved RNN (help: :data:`_ANALYZE_HELP`)."""
-    with _user_errors(), _warnings_as_lines():
+    with _user_errors() as made, _warnings_as_lines():
         layers = rnnstab.load_recurrent_layers(path, activation=activation, trust_pickle=trust_pickle)
         x = rnnstab.load_inputs(inputs) if inputs is not None else None
-        out_dir = _io.output_dir(out)
+        out_dir = _io.output_dir(out, created=made)
         names = [layer.name for layer in layers]
         with _progress(quiet or json_output) as progress:
             task = progress.add_task("audit", total=len(layers))
@@ -182,7 +182,7 @@ def inits(
     quiet: Annotated[bool, typer.Option(help="No progress bar; print only the report's location.")] = False,
 ) -> None:
     """Compare initialisation schemes (help: :data:`_INITS_HELP`)."""
-    with _user_errors():
+    with _user_errors() as made:
         act = rnnstab.get_activation(activation, gamma=gamma)
         sizes = {
             name: _checks.positive_int(name, value)
@@ -198,7 +198,7 @@ def inits(
         input_scale = _non_negative("--input-scale", input_scale)
         chosen = [name.strip() for item in scheme or [] for name in item.split(",") if name.strip()] or None
         overrides = _scheme_params(param or [])
-        out_dir = _io.output_dir(out)
+        out_dir = _io.output_dir(out, created=made)
         with _progress(quiet or json_output) as progress:
             names = chosen or rnnstab.scheme_names()
             task = progress.add_task("schemes", total=len(names))

@@ -87,7 +87,7 @@ def lyapunov(
     chosen t. Writes OUT/lyapunov.json, OUT/lyapunov.md, OUT/lyapunov_spectrum.png, OUT/lyapunov_convergence.png and
     OUT/singular_values.png.
     """
-    with _user_errors():
+    with _user_errors() as made:
         act = rnnstab.get_activation(activation, gamma=gamma)
         if gain is not None and delta is not None:
             raise rnnstab.InvalidArgumentError("--gain and --delta are alternatives: give one of them")
@@ -106,7 +106,7 @@ def lyapunov(
         else:
             g = _checks.positive_float("--gain", 1.5 if gain is None else gain)
             W = g * W0
-        out_dir = _io.output_dir(out)
+        out_dir = _io.output_dir(out, created=made)
         generator = torch.Generator().manual_seed(seed + 1)
         U = torch.randn(hidden, m, generator=generator, dtype=torch.float64) / m**0.5
         x = input_scale * torch.randn(n_batch, steps, m, generator=generator, dtype=torch.float64)
@@ -194,8 +194,8 @@ def validate(
     bars against the exact standard errors); the δ^T bound; the mean-field λ_max = ½ log χ of random tanh RNNs.
     Exit code 0 when every check passes, 1 when any fails.
     """
-    with _user_errors():
-        out_dir = _io.output_dir(out) if out is not None else None
+    with _user_errors() as made:
+        out_dir = _io.output_dir(out, created=made) if out is not None else None
         suite = validation.SUITE_SIZE
         with _progress(quiet or json_output) as progress:
             task = progress.add_task("reference checks", total=suite)

@@ -45,13 +45,13 @@ def trace(
 
     Writes OUT/trace.png (the curves with the t·log δ line) and OUT/trace.json (every number, natural logs).
     """
-    with _user_errors():
+    with _user_errors() as made:
         act = rnnstab.get_activation(activation, gamma=gamma)
         delta = _checks.positive_float("--delta", delta)
         input_scale = _checks.positive_float("--input-scale", input_scale)
         chosen_dtype = _checks.dtype("--dtype", dtype)
         chosen_device = _checks.device("--device", device)
-        out_dir = _io.output_dir(out)
+        out_dir = _io.output_dir(out, created=made)
         W0 = rnnstab.init_weights(init, hidden, seed=seed, activation=act)
         W = rnnstab.scale_to_threshold(W0, delta=delta, gamma=act.gamma)
         generator = torch.Generator().manual_seed(seed + 1)

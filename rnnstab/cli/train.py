@@ -96,7 +96,7 @@ def train_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train and monitor (help: :data:`_TRAIN_HELP`)."""
-    with _user_errors():
+    with _user_errors() as made:
         # dict.fromkeys drops repeated values (they would share one log file) and keeps the order given
         rates = [_checks.positive_float("--lr", v) for v in parse_values("--lr", lr)] if lr else [default_lr(optimizer)]
         rates = list(dict.fromkeys(rates))
@@ -105,7 +105,7 @@ def train_command(
             for v in parse_values("--batch-size", batch_size or ["32"], kind="int")
         ]
         batches = list(dict.fromkeys(batches))
-        out_dir = _io.output_dir(out)
+        out_dir = _io.output_dir(out, created=made)
         options: dict[str, Any] = {
             "length": length,
             "symbols": symbols,
