@@ -77,6 +77,18 @@ def _warnings_as_lines() -> Iterator[None]:
         yield
 
 
+def _exit_on_bound_violation(bound_holds: bool) -> None:
+    """A computed ‖J_t‖₂ above δ^t beyond rounding is a bug in rnnstab: say so loudly and exit with code 3."""
+    if not bound_holds:
+        console.print(
+            "[bold red]BUG: a computed ‖J_t‖₂ exceeded δ^t beyond float rounding — a bug in rnnstab, see the "
+            "report[/bold red]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(3)
+
+
 def _non_negative(name: str, value: float) -> float:
     if not np.isfinite(value) or value < 0:
         raise rnnstab.InvalidArgumentError(f"{name} must be a finite number ≥ 0, got {value}")

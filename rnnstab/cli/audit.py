@@ -15,13 +15,13 @@ import rnnstab
 from rnnstab import _checks, _io, audit_report
 from rnnstab.cli._common import (
     _Activation,
+    _exit_on_bound_violation,
     _Gamma,
     _non_negative,
     _progress,
     _user_errors,
     _warnings_as_lines,
     app,
-    console,
 )
 
 _ANALYZE_HELP = (
@@ -125,14 +125,7 @@ def analyze_command(
         typer.echo(str(report.html))
     else:
         _print_analysis(layers, result, report)
-    if not result.bound_holds:
-        console.print(
-            "[bold red]BUG: a computed ‖J_t‖₂ exceeded δ^t beyond float rounding — a bug in rnnstab, see the "
-            "report[/bold red]",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(3)
+    _exit_on_bound_violation(result.bound_holds)
 
 
 _INITS_HELP = (
@@ -245,9 +238,7 @@ def inits(
         Console(soft_wrap=True).print(
             f"report: [bold]{report.html}[/bold]  (also report.md, summary.json, figures/)", highlight=False
         )
-    if not report.bound_holds:
-        console.print("[bold red]BUG: a computed ‖J_t‖₂ exceeded δ^t beyond float rounding — see the report[/bold red]")
-        raise typer.Exit(3)
+    _exit_on_bound_violation(report.bound_holds)
 
 
 def _scheme_params(items: list[str]) -> dict[str, dict[str, float]]:

@@ -11,7 +11,14 @@ from rich.console import Console
 
 import rnnstab
 from rnnstab import _io
-from rnnstab.cli._common import _sweep_progress, _user_errors, _warnings_as_lines, app, console
+from rnnstab.cli._common import (
+    _exit_on_bound_violation,
+    _sweep_progress,
+    _user_errors,
+    _warnings_as_lines,
+    app,
+    console,
+)
 
 _SWEEP_PANEL = "Grid (each option takes several values)"
 _RUN_PANEL = "Execution"
@@ -286,10 +293,4 @@ def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_outp
             out.print(f"report: [bold]{report.html}[/bold]  (also report.md, summary.json)", highlight=False)
     if report is not None and not report.bound_holds:
         console.print(f"[bold red]BUG:[/bold red] {report.summary['bound']}", highlight=False, soft_wrap=True)
-        console.print(
-            "[bold red]BUG: a computed ‖J_t‖₂ exceeded δ^t beyond float rounding — a bug in rnnstab, see the "
-            "report[/bold red]",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(3)
+        _exit_on_bound_violation(report.bound_holds)
