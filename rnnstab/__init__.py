@@ -18,6 +18,7 @@ from rnnstab.exceptions import (
     RnnstabError,
     RnnstabWarning,
     ShapeError,
+    StateOverflowError,
 )
 from rnnstab.identities import (
     IDENTITIES,
@@ -120,6 +121,7 @@ __all__ = [
     "ShapeError",
     "SingularValueSpectrum",
     "Stat",
+    "StateOverflowError",
     "StepRecord",
     "SweepProgress",
     "SweepResult",

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import torch
 
-from rnnstab.exceptions import InvalidArgumentError
+from rnnstab.exceptions import InvalidArgumentError, StateOverflowError
 from rnnstab.rnn import VanillaRNN
 
 CHUNK_STEPS = 128
@@ -38,7 +38,28 @@ def derivative_chunks(
         for t in range(drive.shape[1]):
             pre[:, t] = rnn.recur(g, drive[:, t])
             g = rnn.activation.fn(pre[:, t])
+        _check_finite(pre, start)
         yield start, rnn.activation.derivative(pre)
+
+
+def _check_finite(pre: torch.Tensor, start: int) -> None:
+    """Refuse a trajectory whose state left the dtype's range: σ' of NaN would pass for a dead unit (relu'(NaN) = 0),
+    and an exploding network would be reported as vanishing."""
+    finite = torch.isfinite(pre).all(dim=-1)  # (batch, steps)
+    if bool(finite.all()):
+        return
+    first = (~finite).to(torch.int8).argmax(dim=1)  # each sequence's first bad step (0 if none)
+    rows = (~finite.all(dim=1)).nonzero().flatten()
+    row = int(rows[first[rows].argmin()])
+    t = start + int(first[row]) + 1
+    dtype = str(pre.dtype).removeprefix("torch.")
+    wider = "" if pre.dtype == torch.float64 else ", float64"
+    raise StateOverflowError(
+        f"the forward pass overflowed {dtype} at step t = {t} of input sequence {row}: the hidden state explodes, "
+        f"and ∂g_t/∂g_0 is not defined from there. Use at most {t - 1} steps{wider}, or a smaller δ or input scale",
+        step=t,
+        sequence=row,
+    )
 
 
 def apply_tangent(F: torch.Tensor, Wt: torch.Tensor, d: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,19 @@ class NonFiniteError(InvalidArgumentError):
     """A tensor argument holds NaN or ±Inf."""
 
 
+class StateOverflowError(NonFiniteError):
+    """The forward pass left the dtype's range (an exploding network): ∂g_t/∂g_0 is undefined from ``step`` on.
+
+    Attributes:
+        step: the first step t (1-based) whose pre-activation is ±Inf or NaN.
+        sequence: the input sequence (batch row) where that happened first.
+    """
+
+    def __init__(self, message: str, *, step: int, sequence: int) -> None:
+        super().__init__(message)
+        self.step, self.sequence = step, sequence
+
+
 class ArgumentTypeError(RnnstabError, TypeError):
     """An argument has the wrong type (a string where a tensor was expected, …)."""
 

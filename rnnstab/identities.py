@@ -16,7 +16,7 @@ from rnnstab import _checks
 from rnnstab._identity import IdentityCheck, eps, flat_loss, problem, verdict
 from rnnstab.exceptions import InvalidArgumentError
 from rnnstab.optimizers import check_ema_bias, check_ema_unrolled, check_momentum_ema
-from rnnstab.rnn import VanillaRNN
+from rnnstab.rnn import VanillaRNN, check_rnn
 from rnnstab.weightnorm import check_weightnorm_gradient, check_weightnorm_growth, check_wn_bn
 
 __all__ = [
@@ -43,7 +43,7 @@ def induction_check(rnn: VanillaRNN, x: torch.Tensor, *, h0: torch.Tensor | None
         >>> induction_check(rnn, torch.randn(3, 20, 2)) < 1e-12
         True
     """
-    post = rnn.run(x, h0=h0)
+    post = check_rnn(rnn).run(x, h0=h0)
     pre = rnn.run_preactivation(x, h0=h0)
     return float((rnn.activation.fn(pre) - post).abs().max())
 

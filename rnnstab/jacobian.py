@@ -25,10 +25,11 @@ from rnnstab import _checks
 from rnnstab._spectral_tracker import SpectralTracker
 from rnnstab._tangent import CHUNK_STEPS, apply_tangent, check_memory, derivative_chunks
 from rnnstab.exceptions import InvalidArgumentError
-from rnnstab.rnn import VanillaRNN
+from rnnstab.rnn import VanillaRNN, check_rnn
 
 NORMS = ("spectral", "frobenius")
 SPECTRAL_METHODS = ("lanczos", "svd")
+_W_EXPONENT_LIMIT = 64  # W is rescaled by a power of two when max|W| is beyond 2^{±64}
 _DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-6}
 
 
@@ -143,7 +144,7 @@ def jacobian_norms(
     if unknown or not wanted:
         raise InvalidArgumentError(f"norms must be a non-empty subset of {NORMS}, got {wanted}")
     dtype = _checks.dtype("dtype", dtype)
-    weights_dtype = rnn.dtype
+    weights_dtype = check_rnn(rnn).dtype
     rnn = rnn.to(dtype=dtype, device=device)
     x = rnn.check_inputs(x)
     batch, steps, _ = x.shape
@@ -202,14 +203,25 @@ class _Engine:
         self.fro_rows: list[torch.Tensor] = []
         self.spec_rows: list[torch.Tensor] = []
         self.prev_fro = torch.ones(batch, dtype=dtype, device=device)
+        # J_t = 2^{et} Π D_s (W/2^e). Norms square the entries, so a W of scale 2^{±64} or beyond (δ = 1e200, or 1e-30
+        # in float32) would overflow or underflow them: such a W is multiplied in as W/2^e, exactly (a power of
+        # two), with e·log 2 per step added to the log scale. Any other W is used as it is.
+        largest = rnn.W.abs().amax(dim=(-2, -1)).expand(batch).to(torch.float64)
+        exponent = torch.where(largest > 0, torch.log2(largest).round(), 0.0)
+        self.Wt = rnn._Wt
+        self.log_w = torch.zeros(batch, dtype=torch.float64)
+        if bool((exponent.abs() > _W_EXPONENT_LIMIT).any()):
+            factor = torch.exp2(-exponent).to(dtype)
+            self.Wt = rnn._Wt * (factor[0] if rnn.W.dim() == 2 else factor[:, None, None])
+            self.log_w = exponent.cpu() * math.log(2)
         self.tracker = tracker
 
     def step(self, t: int, derivative: torch.Tensor) -> None:
         d = derivative / self.prev_fro[:, None]
         if t == 0:
-            torch.mul(self.rnn._Wt, d[:, None, :], out=self.P)
+            torch.mul(self.Wt, d[:, None, :], out=self.P)
         else:
-            apply_tangent(self.P, self.rnn._Wt, d, out=self.spare)
+            apply_tangent(self.P, self.Wt, d, out=self.spare)
             self.P, self.spare = self.spare, self.P
         columns = torch.linalg.vector_norm(self.P, dim=-1)  # ‖J e_i‖: P's rows are J's columns
         fro = torch.linalg.vector_norm(columns, dim=-1)
@@ -225,7 +237,7 @@ class _Engine:
 
     def _log_scales(self) -> torch.Tensor:
         """(t, batch) cumulative log ‖P̃_s‖_F — that is, log‖J_s‖_F — for the steps done so far."""
-        return torch.cumsum(torch.log(torch.stack(self.fro_rows).to(torch.float64).cpu()), dim=0)
+        return torch.cumsum(torch.log(torch.stack(self.fro_rows).to(torch.float64).cpu()) + self.log_w, dim=0)
 
     def result(
         self,
@@ -237,8 +249,9 @@ class _Engine:
         log_fro = self._log_scales()  # (T, batch)
         log_spec = None
         if self.tracker is not None:
-            before = torch.cat([torch.zeros_like(log_fro[:1]), log_fro[:-1]])
-            log_spec = (before + torch.log(torch.stack(self.spec_rows).to(torch.float64).cpu())).T.contiguous()
+            spec, fro = (torch.stack(rows).to(torch.float64).cpu() for rows in (self.spec_rows, self.fro_rows))
+            ratio = torch.where(fro > 0, spec / fro, 0.0)  # ‖J_t‖₂/‖J_t‖_F: a dead product stays at −inf
+            log_spec = (log_fro + torch.log(ratio)).T.contiguous()
         return JacobianTrace(
             log_spectral=log_spec if "spectral" in wanted else None,
             log_frobenius=log_fro.T.contiguous() if "frobenius" in wanted else None,

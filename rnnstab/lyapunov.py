@@ -62,7 +62,7 @@ from rnnstab import _checks
 from rnnstab._tangent import CHUNK_STEPS, apply_tangent, check_memory, derivative_chunks
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeError
 from rnnstab.jacobian import jacobian_norms
-from rnnstab.rnn import VanillaRNN
+from rnnstab.rnn import VanillaRNN, check_rnn
 
 QR_AUTO = "auto"
 _MAX_INTERVAL = 64
@@ -232,7 +232,7 @@ def lyapunov_spectrum(
         [0.693147, -0.693147, -1.386294]
     """
     dtype = _checks.dtype("dtype", dtype)
-    rnn = rnn.to(dtype=dtype, device=device)
+    rnn = check_rnn(rnn).to(dtype=dtype, device=device)
     x = rnn.check_inputs(x)
     batch, steps, _ = x.shape
     n = rnn.hidden_size
@@ -426,7 +426,7 @@ def singular_value_spectrum(
         True
     """
     wanted = tuple(sorted(set(at)))
-    steps = rnn.check_inputs(x).shape[1]
+    steps = check_rnn(rnn).check_inputs(x).shape[1]
     bad = [t for t in wanted if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= steps]
     if not wanted or bad:
         raise InvalidArgumentError(f"at must hold integer steps in 1..{steps}, got {list(at)}")

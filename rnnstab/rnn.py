@@ -48,6 +48,8 @@ class VanillaRNN:
         n = W.shape[-1]
         if W.shape[-2] != n:
             raise ShapeError(f"W must be square (n, n) or (B, n, n), got shape {tuple(W.shape)}")
+        if n == 0 or (W.dim() == 3 and W.shape[0] == 0):
+            raise ShapeError(f"W must hold at least one unit and one network, got shape {tuple(W.shape)}")
         batch = W.shape[0] if W.dim() == 3 else None
         if U is None:
             U = torch.zeros(*W.shape[:-1], 0, dtype=W.dtype, device=W.device)
@@ -231,3 +233,17 @@ class VanillaRNN:
             params["bias_ih_l0"].copy_(self.b)
             params["bias_hh_l0"].zero_()
         return module
+
+
+def check_rnn(rnn: object) -> VanillaRNN:
+    """``rnn`` itself when it is a :class:`VanillaRNN`; a clear error otherwise (a bare W is the usual slip).
+
+    Raises:
+        ArgumentTypeError: naming the type received and how to build a VanillaRNN.
+    """
+    if not isinstance(rnn, VanillaRNN):
+        raise ArgumentTypeError(
+            f"rnn must be a rnnstab.VanillaRNN, got {type(rnn).__name__}: wrap the weights as "
+            "rnnstab.VanillaRNN(W, U, b, activation=...)"
+        )
+    return rnn

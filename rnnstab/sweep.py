@@ -42,7 +42,7 @@ import torch
 
 from rnnstab import _checks, _io
 from rnnstab.activations import activation_names, get_activation
-from rnnstab.exceptions import InvalidArgumentError, MissingDependencyError, RnnstabWarning
+from rnnstab.exceptions import InvalidArgumentError, MissingDependencyError, RnnstabWarning, StateOverflowError
 from rnnstab.jacobian import jacobian_norms, memory_estimate
 from rnnstab.rnn import VanillaRNN
 from rnnstab.store import (
@@ -476,7 +476,18 @@ def compute_chunk(
         networks[0][0].activation,
     )
     jacobian_start = time.perf_counter()
-    trace = jacobian_norms(rnn, x, dtype=first.dtype, device=where, progress=progress)
+    try:
+        trace = jacobian_norms(rnn, x, dtype=first.dtype, device=where, progress=progress)
+    except StateOverflowError as error:
+        task = tasks[error.sequence // batch]
+        setting = ", ".join(f"{axis} = {getattr(task.configuration, axis)}" for axis in GRID_AXES)
+        raise StateOverflowError(
+            f"{setting}, seed {task.seed}: the forward pass overflowed {first.dtype} at step t = {error.step}: the "
+            "hidden state explodes and its Jacobian is undefined from there. Leave this configuration out of the "
+            "grid, or lower --steps or use float64; records already written are kept for --resume",
+            step=error.step,
+            sequence=error.sequence,
+        ) from None
     jacobian_seconds = time.perf_counter() - jacobian_start
     assert trace.log_spectral is not None and trace.log_frobenius is not None  # both norms are requested
 

@@ -20,6 +20,7 @@ from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeErr
 
 #: fn(n, generator, **params) → (n, n) float64 matrix; a scheme that needs the activation also gets ``activation``.
 WeightScheme = Callable[..., torch.Tensor]
+_SPARSE_DRAWS = 1000  # sparse patterns drawn before giving up on one with a cycle (a non-nilpotent one)
 
 
 def spectral_norm(W: torch.Tensor) -> torch.Tensor:
@@ -31,8 +32,19 @@ def spectral_norm(W: torch.Tensor) -> torch.Tensor:
         ShapeError: W is not (n, n) or (B, n, n) with square matrices.
         NonFiniteError: W holds NaN or Inf.
     """
-    W = _square("W", W)
-    return torch.linalg.matrix_norm(W.to(torch.float64), ord=2)
+    unit, scale = _power_of_two_scaled(_square("W", W))
+    return torch.linalg.matrix_norm(unit, ord=2) * scale
+
+
+def _power_of_two_scaled(W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W/s in float64, s) with s the power of two nearest max|W| per matrix (1 for a zero matrix).
+
+    LAPACK's SVD fails on subnormal or near-overflow entries; dividing by a power of two is exact, so the SVD of W/s
+    gives W's singular values to the same rounding."""
+    W = W.to(torch.float64)
+    largest = W.abs().amax(dim=(-2, -1))
+    scale = torch.exp2(torch.where(largest > 0, torch.log2(largest).round(), 0.0))
+    return W / scale[..., None, None], scale
 
 
 def scale_to_threshold(W: torch.Tensor, *, delta: float, gamma: float) -> torch.Tensor:
@@ -48,7 +60,8 @@ def scale_to_threshold(W: torch.Tensor, *, delta: float, gamma: float) -> torch.
     Raises:
         ShapeError: W is not square.
         NonFiniteError: W holds NaN or Inf.
-        InvalidArgumentError: δ ≤ 0, γ ≤ 0, or a matrix of W is zero (it cannot be scaled to any norm).
+        InvalidArgumentError: δ ≤ 0, γ ≤ 0, a matrix of W is zero (it cannot be scaled to any norm), or δ/γ is so
+            large that the scaled W overflows its dtype.
 
     Example:
         >>> W = scale_to_threshold(torch.randn(64, 64, dtype=torch.float64), delta=0.9, gamma=1.0)
@@ -57,12 +70,20 @@ def scale_to_threshold(W: torch.Tensor, *, delta: float, gamma: float) -> torch.
     """
     delta = _checks.positive_float("delta", delta)
     gamma = _checks.positive_float("gamma", gamma)
-    norms = spectral_norm(W)
+    unit, _ = _power_of_two_scaled(_square("W", W))
+    norms = torch.linalg.matrix_norm(unit, ord=2)
     if bool((norms == 0).any()):
         which = "W" if norms.dim() == 0 else f"W[{int((norms == 0).nonzero()[0])}]"
         raise InvalidArgumentError(f"{which} is the zero matrix: it cannot be scaled to ‖W‖₂ = δ/γ")
     factor = (delta / gamma) / norms
-    return (W.to(torch.float64) * factor[..., None, None]).to(W.dtype)
+    scaled = (unit * factor[..., None, None]).to(W.dtype)
+    if not bool(torch.isfinite(scaled).all()):
+        wider = " or float64 weights" if W.dtype != torch.float64 else ""
+        raise InvalidArgumentError(
+            f"delta/gamma = {delta / gamma:.3g} makes entries of W overflow {str(W.dtype).removeprefix('torch.')} "
+            f"(largest {torch.finfo(W.dtype).max:.3g}): use a smaller delta{wider}"
+        )
+    return scaled
 
 
 @dataclass(frozen=True)
@@ -249,8 +270,21 @@ def _spectral_radius(n: int, generator: torch.Generator, *, rho: float) -> torch
 
 
 def _sparse_echo_state(n: int, generator: torch.Generator, *, rho: float, density: float) -> torch.Tensor:
-    mask = torch.rand(n, n, generator=generator, dtype=torch.float64) < density
+    # A pattern without a cycle (likely when n·density is small) is nilpotent whatever its values: ρ = 0 cannot be
+    # scaled to ρ, and LAPACK would return rounding noise ~ε^{1/n} for it. Such patterns are redrawn.
+    for _ in range(_SPARSE_DRAWS):
+        mask = torch.rand(n, n, generator=generator, dtype=torch.float64) < density
+        if _has_cycle(mask):
+            break
     return _to_radius(_randn(n, generator) * mask, rho, "sparse_echo_state")
+
+
+def _has_cycle(mask: torch.Tensor) -> bool:
+    """Whether the directed graph i → j for mask[i, j] has a cycle: reachability closed under squaring n times."""
+    reach = mask.to(torch.float64)
+    for _ in range(max(1, math.ceil(math.log2(mask.shape[0]))) + 1):
+        reach = ((reach + reach @ reach) > 0).to(torch.float64)
+    return bool(reach.diagonal().any())
 
 
 def _to_radius(W: torch.Tensor, rho: float, scheme: str) -> torch.Tensor:

@@ -301,3 +301,43 @@ def test_every_scheme_matches_an_svd_of_the_same_product_at_every_step(scheme):
         assert torch.equal(torch.isfinite(trace.log_spectral), alive)  # a dead product is -inf in both
         gap = (trace.log_spectral - trace.log_singular_values[..., 0])[alive]
         assert gap.max() <= 1e-13 and gap.min() >= -1e-9, (activation, gap.min().item(), gap.max().item())
+
+
+@pytest.mark.parametrize(
+    ("dtype", "delta"), [(torch.float64, 1e-200), (torch.float64, 1e200), (torch.float32, 1e-30), (torch.float32, 1e30)]
+)
+def test_extreme_weight_scales_stay_exact(dtype, delta):
+    # J_t = W^t with W = δ·Q orthogonal: log‖J_t‖₂ = log‖J_t‖_F − ½ log n = t·log δ. Squared in the norms, W's
+    # entries would overflow or underflow the dtype without the power-of-two rescaling.
+    n, steps = 8, 6
+    W = rnnstab.scale_to_threshold(rnnstab.init_weights("orthogonal", n, seed=3), delta=delta, gamma=1.0)
+    trace = rnnstab.jacobian_norms(
+        rnnstab.VanillaRNN(W.to(dtype), activation="identity"), torch.zeros(1, steps, 0, dtype=dtype)
+    )
+    exact = torch.arange(1, steps + 1, dtype=torch.float64) * math.log(delta)
+    rel = 1e-12 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(trace.log_spectral[0], exact, rtol=rel, atol=0)
+    torch.testing.assert_close(trace.log_frobenius[0], exact + 0.5 * math.log(n), rtol=rel, atol=0)
+
+
+def test_an_overflowing_forward_pass_is_refused_not_read_as_dead_units():
+    # relu'(NaN) = 0: an overflowed state used to pass for a dead unit, and an exploding network for a vanishing one.
+    W = rnnstab.scale_to_threshold(
+        torch.randn(16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), delta=40.0, gamma=1.0
+    )
+    rnn = rnnstab.VanillaRNN(W, torch.ones(16, 1, dtype=torch.float64), activation="relu")
+    x = torch.ones(2, 400, 1, dtype=torch.float64)
+    finite = torch.isfinite(rnn.run_preactivation(x)).all(dim=-1)  # (batch, T)
+    first_bad = int((~finite).to(torch.int8).argmax(dim=1).min()) + 1
+    assert 1 < first_bad < 400
+    for compute in (rnnstab.jacobian_norms, rnnstab.lyapunov_spectrum):
+        with pytest.raises(rnnstab.StateOverflowError, match=f"overflowed float64 at step t = {first_bad} ") as caught:
+            compute(rnn, x)
+        assert caught.value.step == first_bad
+    trace = rnnstab.jacobian_norms(rnn, x[:, : first_bad - 1])
+    assert bool(torch.isfinite(trace.log_spectral).all())
+
+
+def test_a_bare_weight_matrix_is_refused_by_name():
+    with pytest.raises(rnnstab.ArgumentTypeError, match="rnn must be a rnnstab.VanillaRNN, got Tensor"):
+        rnnstab.jacobian_norms(torch.eye(3), torch.zeros(1, 4, 0))

@@ -434,6 +434,12 @@ def _ok():
         (lambda W, U, b: (torch.randn(2, 4, 5, dtype=F64), U, b), ShapeError, r"^W must be square"),
         (lambda W, U, b: (torch.randn(4, dtype=F64), U, b), ShapeError, r"^W must be 2-D or 3-D"),
         (lambda W, U, b: (torch.randn(1, 1, 4, 4, dtype=F64), U, b), ShapeError, r"^W must be 2-D or 3-D"),
+        (lambda W, U, b: (torch.zeros(0, 0, dtype=F64), None, None), ShapeError, r"^W must hold at least one unit"),
+        (
+            lambda W, U, b: (torch.zeros(0, 4, 4, dtype=F64), None, None),
+            ShapeError,
+            r"one network, got shape \(0, 4, 4\)",
+        ),
         (lambda W, U, b: (W.numpy(), U, b), ArgumentTypeError, r"^W must be a torch.Tensor"),
         (lambda W, U, b: (W.long(), U, b), ArgumentTypeError, r"^W must be a floating-point"),
         (lambda W, U, b: (W, torch.randn(5, 2, dtype=F64), b), ShapeError, r"^U must have 4 rows"),

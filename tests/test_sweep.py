@@ -250,6 +250,18 @@ def test_compute_chunk_refuses_mixed_stacks():
         compute_chunk([])
 
 
+def test_an_overflowing_configuration_is_named():
+    tasks = rnnstab.Grid(
+        activation=("relu",), init=("orthogonal",), delta=(1.2, 40.0), hidden=(16,), steps=(300,), dtype=("float32",)
+    ).tasks()
+    with pytest.raises(
+        rnnstab.StateOverflowError,
+        match=r"^activation = relu, .*delta = 40.0, .*seed \d: the forward pass "
+        r"overflowed float32 at step t = \d+",
+    ):
+        compute_chunk(tasks)
+
+
 # --- determinism across executors and shardings ----------------------------------------------------------------------
 
 DETERMINISM_GRID = rnnstab.Grid(

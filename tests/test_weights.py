@@ -531,3 +531,24 @@ def test_register_refuses_a_non_callable():
 def test_every_scheme_documents_its_guarantees():
     for scheme in SCHEMES.values():
         assert scheme.summary and scheme.norm_guarantee and scheme.radius_guarantee
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8, 16])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_sparse_echo_state_redraws_nilpotent_patterns_at_small_n(n, seed):
+    # At n·density ≲ 1 most patterns have no cycle (n = 8, seeds 1–3 and n = 16, seed 2 did): they are redrawn.
+    W = init_weights("sparse_echo_state", n, seed=seed, rho=0.9)
+    assert float(np.abs(np.linalg.eigvals(W.numpy())).max()) == pytest.approx(0.9, rel=1e-10)
+
+
+def test_scale_to_threshold_refuses_a_scale_beyond_the_dtype():
+    with pytest.raises(InvalidArgumentError, match=r"delta/gamma = 1e\+60.*overflow float32.*float64 weights"):
+        scale_to_threshold(_randn(4, 4, dtype=torch.float32), delta=1e30, gamma=1e-30)
+
+
+@pytest.mark.parametrize("size", [1e-310, 1e-200, 1e200, 1e300])
+def test_scale_to_threshold_handles_extreme_entries(size):
+    # LAPACK's SVD fails on subnormal entries (1e-310) and overflows on huge ones unless W is rescaled first.
+    W = _randn(6, 6) * size
+    assert float(_np_norm(scale_to_threshold(W, delta=0.9, gamma=1.0))) == pytest.approx(0.9, rel=1e-13)
+    assert float(spectral_norm(W)) == pytest.approx(float(_np_norm(W / size)) * size, rel=1e-12)
