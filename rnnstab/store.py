@@ -190,7 +190,9 @@ def read_record(path: Path, *, traces: bool = True) -> Record:
             spectral = archive["log_spectral"] if traces else np.empty((0, 0))
             frobenius = archive["log_frobenius"] if traces else np.empty((0, 0))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as err:
-        raise CorruptRecordError(f"{path.name}: unreadable ({type(err).__name__}: {err})") from None
+        # numpy calls any non-archive "pickled data" and suggests allow_pickle=True: wrong here, and unsafe advice.
+        detail = "not a NumPy .npz archive" if "pickle" in str(err) else f"{type(err).__name__}: {err}"
+        raise CorruptRecordError(f"{path.name}: unreadable ({detail})") from None
     try:
         configuration = Configuration(**{f.name: meta[f.name] for f in dataclasses.fields(Configuration)})
         derived = {

@@ -63,6 +63,7 @@ from rnnstab.weights import SCHEMES, init_weights, scale_to_threshold, spectral_
 #: The grid axes, in the order records and tables list them.
 GRID_AXES = ("activation", "gamma", "delta", "hidden", "steps", "input_scale", "init", "dtype")
 EXECUTORS = ("local", "dask")
+MAX_TASKS = 1_000_000  # records in one sweep: far beyond any grid worth plotting, and planning stays within memory
 _FLOAT_AXES = ("gamma", "delta", "input_scale")
 _INT_AXES = ("hidden", "steps")
 _NAME_AXES = ("activation", "init", "dtype")
@@ -157,6 +158,12 @@ class Grid:
                         raise InvalidArgumentError(f"{label(axis)} must be integers ≥ 0, got {v!r}")
                 normalised = tuple(sorted(set(values)))
             object.__setattr__(self, axis, normalised)
+        records = math.prod(len(getattr(self, axis)) for axis in (*GRID_AXES, "seeds"))
+        if records > MAX_TASKS:
+            raise InvalidArgumentError(
+                f"the grid has {records:,} configuration × seed records; a sweep is limited to {MAX_TASKS:,}: "
+                "split it into several sweeps"
+            )
         object.__setattr__(self, "batch", _checks.positive_int(label("batch"), self.batch))
         object.__setattr__(self, "inputs", _checks.positive_int(label("inputs"), self.inputs))
 
@@ -261,6 +268,7 @@ def parse_values(name: str, raw: Sequence[str], *, kind: str = "float") -> list[
         count = _number(name, tokens[0], integer=True)
         if count < 1:
             raise InvalidArgumentError(f"{name} N must be ≥ 1 (N seeds 0..N−1), got {tokens[0]}")
+        _check_count(name, count)
         return list(range(int(count)))
     integer = kind in ("int", "seeds")
     values: list[Any] = []
@@ -271,6 +279,11 @@ def parse_values(name: str, raw: Sequence[str], *, kind: str = "float") -> list[
             number = _number(name, token, integer=integer)
             values.append(int(number) if integer else number)
     return values
+
+
+def _check_count(name: str, count: float) -> None:
+    if count > MAX_TASKS:
+        raise InvalidArgumentError(f"{name}: {count:.0f} values; a sweep is limited to {MAX_TASKS:,} records")
 
 
 def _number(name: str, token: str, *, integer: bool) -> float:
@@ -295,6 +308,7 @@ def _range(name: str, token: str, *, integer: bool) -> list[Any]:
         first, last = (int(_number(name, p, integer=True)) for p in parts)
         if last < first:
             raise InvalidArgumentError(f"{name}: range {token!r} has STOP < START")
+        _check_count(name, last - first + 1)
         return list(range(first, last + 1))
     if len(parts) != 3:
         raise InvalidArgumentError(f"{name}: range {token!r} must be {syntax}")
@@ -890,9 +904,9 @@ def _check_resources(directory: Path, chunks: Sequence[Sequence[Task]], *, devic
         available //= share
         if needed > _MEMORY_FRACTION * available:
             raise InvalidArgumentError(
-                f"this sweep needs about {needed / 2**30:.2f} GiB per batched call ({len(largest) * config.batch} "
+                f"this sweep needs about {_io.size(needed)} per batched call ({len(largest) * config.batch} "
                 f"networks, n = {config.hidden}, T = {config.steps}, {config.dtype}) and {place} has "
-                f"{available / 2**30:.2f} GiB available{' per worker' if share > 1 else ''}: "
+                f"{_io.size(available)} available{' per worker' if share > 1 else ''}: "
                 "lower --hidden, --steps, --batch or --stack, or use --dtype float32"
             )
     record_bytes = sum(16 * t.configuration.batch * t.configuration.steps + 4096 for chunk in chunks for t in chunk)
@@ -903,8 +917,8 @@ def _check_resources(directory: Path, chunks: Sequence[Sequence[Task]], *, devic
         free = shutil.disk_usage(existing).free
         if record_bytes > _DISK_FRACTION * free:
             raise InvalidArgumentError(
-                f"the records of this sweep need about {record_bytes / 2**30:.2f} GiB on disk and {existing} has "
-                f"{free / 2**30:.2f} GiB free: lower --steps, --batch or the size of the grid"
+                f"the records of this sweep need about {_io.size(record_bytes)} on disk and {existing} has "
+                f"{_io.size(free)} free: lower --steps, --batch or the size of the grid"
             )
 
 

@@ -174,3 +174,30 @@ def test_unwritable_directory_is_refused_even_for_root(tmp_path, monkeypatch):
     result = runner.invoke(app, ["sweep", *TINY, "--out", str(target)])
     assert result.exit_code == 2 and "is not writable" in result.stderr
     assert list(target.iterdir()) == []
+
+
+def test_a_write_failure_is_one_error_line(tmp_path, monkeypatch):
+    # A disk that fills up (or turns read-only) while the report is written: one line, no traceback.
+    def full(directory):
+        raise OSError(28, "No space left on device", str(directory / "report.html"))
+
+    monkeypatch.setattr("rnnstab.write_report", full)
+    result = runner.invoke(app, ["sweep", *TINY, "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1] == f"error: No space left on device: {tmp_path / 's' / 'report.html'}"
+
+
+def test_messages_print_user_text_verbatim(tmp_path):
+    # rich would read [bold] as markup and :smile: as an emoji code
+    for option, value in (("--activation", ":smile:"), ("--delta", "[bold]")):
+        result = runner.invoke(app, ["sweep", *TINY, option, value])
+        assert result.exit_code == 2 and f"'{value}'" in result.stderr
+    out = tmp_path / "[bold]x"
+    result = runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--no-report"])
+    assert result.exit_code == 0 and f"in {out}:" in result.stdout
+
+
+def test_a_huge_grid_is_refused_before_it_is_built(tmp_path):
+    for args in (["--seeds", "100000000"], ["--seeds", "0:99999999"], ["--seeds", "1000", "--delta", "0.5:1.5:2000"]):
+        result = runner.invoke(app, ["sweep", "--hidden", "4", "--steps", "5", *args, "--out", str(tmp_path / "s")])
+        assert result.exit_code == 2 and "limited to 1,000,000" in result.stderr, result.output

@@ -339,5 +339,5 @@ def test_an_overflowing_forward_pass_is_refused_not_read_as_dead_units():
 
 
 def test_a_bare_weight_matrix_is_refused_by_name():
-    with pytest.raises(rnnstab.ArgumentTypeError, match="rnn must be a rnnstab.VanillaRNN, got Tensor"):
+    with pytest.raises(rnnstab.ArgumentTypeError, match=r"rnn must be a rnnstab\.VanillaRNN, got Tensor"):
         rnnstab.jacobian_norms(torch.eye(3), torch.zeros(1, 4, 0))

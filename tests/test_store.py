@@ -61,8 +61,9 @@ def test_damaged_records_are_detected(tmp_path, damage):
         path.write_bytes(b"")
     else:  # a valid record under another configuration's name
         path = path.rename(path.with_name("0123456789abcdef-s0.npz"))
-    with pytest.raises(store.CorruptRecordError, match=path.name):
+    with pytest.raises(store.CorruptRecordError, match=path.name) as caught:
         store.read_record(path)
+    assert "allow_pickle" not in str(caught.value)  # numpy's advice to load untrusted data unsafely is not passed on
 
 
 def test_load_sweep_is_tidy(reference):

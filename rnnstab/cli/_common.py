@@ -23,6 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 import rnnstab
 from rnnstab import _io
@@ -56,8 +57,18 @@ def _user_errors() -> Iterator[list[Path]]:
         yield created
     except rnnstab.RnnstabError as err:
         _io.remove_empty(created)
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        _print_line("error:", "red", str(err))
         raise typer.Exit(2) from None
+    except OSError as err:  # the disk filled up, or the directory turned read-only, while results were written
+        _io.remove_empty(created)
+        _print_line("error:", "red", f"{err.strerror or err}: {err.filename}" if err.filename else str(err))
+        raise typer.Exit(2) from None
+
+
+def _print_line(label: str, style: str, message: str) -> None:
+    """One ``label message`` line on stderr; the message is printed as it is (a path or value the user typed may
+    hold ``[bold]`` or ``:smile:``, which rich would otherwise read as markup or emoji)."""
+    console.print(Text.assemble((label, style), " ", message), highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -69,7 +80,7 @@ def _warnings_as_lines() -> Iterator[None]:
 
         def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
             if issubclass(category, rnnstab.RnnstabWarning):
-                console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+                _print_line("warning:", "yellow", str(message))
             else:
                 default(message, category, *args, **kwargs)
 

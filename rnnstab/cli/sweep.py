@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 import rnnstab
 from rnnstab import _io
@@ -216,7 +217,7 @@ def sweep(
                 )
         except KeyboardInterrupt:
             console.print(
-                f"[red]interrupted[/red]: every finished configuration is saved in {out}; "
+                f"[red]interrupted[/red]: every finished configuration is saved in {escape(str(out))}; "
                 "run the same command with --resume to finish",
                 highlight=False,
                 soft_wrap=True,
@@ -278,11 +279,14 @@ def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_outp
     else:
         out = Console(soft_wrap=True)  # long sentences stay whole lines in logs and pipes
         if "tasks" in summary:
+            records = _count(summary["tasks"], "record")
+            grid = f"{_count(summary['configurations'], 'configuration')} × {_count(len(summary['seeds']), 'seed')}"
+            calls = _count(summary["batched_calls"], "batched call")
             out.print(
-                f"[bold]sweep[/bold] {summary['tasks']} configurations × seeds in {summary['directory']}: "
+                f"[bold]sweep[/bold] {records} ({grid}) in {escape(summary['directory'])}: "
                 f"{summary['computed']} computed, {summary['skipped']} already done"
                 + (f", {summary['recomputed']} recomputed" if summary["recomputed"] else "")
-                + f" ({summary['seconds']:.1f} s, {summary['batched_calls']} batched calls, {summary['device']})",
+                + f" ({summary['seconds']:.1f} s, {calls}, {summary['device']})",
                 highlight=False,
             )
         if report is not None:
@@ -290,7 +294,12 @@ def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_outp
                 out.print(f"[bold]{activation}[/bold]", highlight=False)
                 for sentence in sentences:
                     out.print(f"  • {sentence}", highlight=False)
-            out.print(f"report: [bold]{report.html}[/bold]  (also report.md, summary.json)", highlight=False)
+            where = escape(str(report.html))
+            out.print(f"report: [bold]{where}[/bold]  (also report.md, summary.json)", highlight=False)
     if report is not None and not report.bound_holds:
         console.print(f"[bold red]BUG:[/bold red] {report.summary['bound']}", highlight=False, soft_wrap=True)
         _exit_on_bound_violation(report.bound_holds)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
