@@ -50,7 +50,7 @@ from rnnstab.optimizers import (
 from rnnstab.report import Report, write_report
 from rnnstab.rnn import VanillaRNN
 from rnnstab.store import Configuration, Record, load_sweep
-from rnnstab.sweep import Grid, SweepProgress, SweepResult, run_sweep, sweep_network
+from rnnstab.sweep import Grid, SweepProgress, SweepResult, run_sweep, saved_grids, sweep_network
 from rnnstab.tasks import TASKS, Task, adding_problem, copy_spec, copy_task, get_task
 from rnnstab.theory import (
     REGIMES,
@@ -177,6 +177,7 @@ __all__ = [
     "run_identities",
     "run_sweep",
     "run_validation",
+    "saved_grids",
     "scale_to_threshold",
     "scheme_names",
     "singular_value_spectrum",

@@ -102,3 +102,8 @@ def size(nbytes: float) -> str:
             value = nbytes / scale
             return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
     return f"{nbytes:.0f} B"
+
+
+def plural(number: int, noun: str) -> str:
+    """``"1 seed"``, ``"3 seeds"``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

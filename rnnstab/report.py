@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnstab._io import atomic_write, finite_or_none, write_json
+from rnnstab._io import atomic_write, finite_or_none, plural, write_json
 from rnnstab.exceptions import InvalidArgumentError
 from rnnstab.store import read_metadata
 
@@ -419,6 +419,7 @@ def _summary(
             "records": len(frame),
             "configurations": len(table),
             "seeds": sorted(int(s) for s in frame["seed"].unique()),
+            "seeds_per_configuration": {"min": int(table["seeds"].min()), "max": int(table["seeds"].max())},
             "regimes": regimes,
             "bound": {
                 "holds": bound_holds,
@@ -515,9 +516,17 @@ def _intro(summary: dict[str, Any]) -> str:
         if bound["holds"]
         else "The bound log‖J_t‖₂ ≤ t·log δ was VIOLATED — see the BUG notice above."
     )
+    configurations, seeds, records = summary["configurations"], len(summary["seeds"]), summary["records"]
+    if records == configurations * seeds:
+        count = f"{plural(configurations, 'configuration')} × {plural(seeds, 'seed')} = {plural(records, 'record')}"
+    else:  # an unfinished sweep, or grids with different seeds resumed into one directory
+        low, high = summary["seeds_per_configuration"]["min"], summary["seeds_per_configuration"]["max"]
+        count = (
+            f"{plural(records, 'record')} of {plural(configurations, 'configuration')}, with {low}–{high} of the "
+            f"{plural(seeds, 'seed')} each (not every configuration ran with every seed)"
+        )
     return (
-        f"{summary['configurations']} configurations × {len(summary['seeds'])} seed(s) = {summary['records']} "
-        f"records ({regimes}). {check} All logs are natural; rates are in nats per step (the late-half slope of "
+        f"{count} ({regimes}). {check} All logs are natural; rates are in nats per step (the late-half slope of "
         "log‖J_t‖₂, an estimate of the top Lyapunov exponent): a rate r means ‖J_t‖₂ shrinks or grows like e^(r·t)."
     )
 

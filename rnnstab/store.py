@@ -223,6 +223,11 @@ def read_record(path: Path, *, traces: bool = True) -> Record:
     return record
 
 
+def present_keys(directory: Path) -> set[str]:
+    """The keys of every record file in ``directory`` (not checked: see :func:`scan_records`)."""
+    return {p.name.removesuffix(_RECORD_SUFFIX) for p in _record_files(directory)}
+
+
 def scan_records(directory: Path, keys: Iterable[str]) -> tuple[set[str], dict[str, str]]:
     """Check the records named ``keys`` that exist: return (the valid ones, {corrupted key: reason}).
 
@@ -230,7 +235,7 @@ def scan_records(directory: Path, keys: Iterable[str]) -> tuple[set[str], dict[s
     """
     valid: set[str] = set()
     corrupted: dict[str, str] = {}
-    present = {p.name.removesuffix(_RECORD_SUFFIX) for p in _record_files(directory)}
+    present = present_keys(directory)
     for key in keys:
         if key not in present:
             continue

@@ -49,6 +49,7 @@ from rnnstab.store import (
     FORMAT_VERSION,
     Configuration,
     Record,
+    present_keys,
     read_metadata,
     record_key,
     remove_stale_temporaries,
@@ -724,6 +725,14 @@ def run_sweep(
                 RnnstabWarning,
                 stacklevel=2,
             )
+        left_behind = _planned_before(previous) - set(wanted) - present_keys(directory)
+        if left_behind:
+            warnings.warn(
+                f"{len(left_behind)} record(s) planned by an earlier run of this sweep are missing and not in this "
+                "grid; resuming with no grid options (rnnstab sweep --out DIR --resume) finishes every earlier grid",
+                RnnstabWarning,
+                stacklevel=2,
+            )
         todo = [chunk for chunk in chunks if any(t.key not in valid for t in chunk)]
         to_compute = sum(1 for chunk in todo for t in chunk if t.key not in valid)
         run_entry: dict[str, Any] = {
@@ -947,6 +956,33 @@ def _check_directory(directory: Path, fixed: dict[str, Any], *, resume: bool) ->
             "use the same ones, or choose another --out"
         )
     return previous
+
+
+def _planned_before(previous: dict[str, Any] | None) -> set[str]:
+    return {key for run in (previous or {}).get("runs", []) for key in run.get("planned", [])}
+
+
+def saved_grids(out: str | os.PathLike[str]) -> list[Grid]:
+    """The grids of the runs recorded in a sweep directory, oldest first, without repeats.
+
+    Resuming each of them (``run_sweep(grid, out, resume=True)``) finishes everything the sweep ever planned.
+
+    Raises:
+        InvalidArgumentError: ``out`` holds no sweep, or its ``sweep.json`` is damaged.
+    """
+    metadata = read_metadata(Path(out))
+    if metadata is None or not metadata.get("runs"):
+        raise InvalidArgumentError(f"{out} holds no sweep to resume (no sweep.json with a run in it)")
+    grids: list[Grid] = []
+    for run in metadata["runs"]:
+        saved = run.get("grid", {})
+        try:
+            grid = Grid(**{name: saved[name] for name in (*GRID_AXES, "seeds", "batch", "inputs")})
+        except (KeyError, TypeError):
+            raise InvalidArgumentError(f"{out}/sweep.json lists a run without a complete grid: damaged") from None
+        if grid not in grids:
+            grids.append(grid)
+    return grids
 
 
 def _missing_from_finished_runs(previous: dict[str, Any] | None, present: set[str], wanted: set[str]) -> set[str]:

@@ -201,3 +201,36 @@ def test_a_huge_grid_is_refused_before_it_is_built(tmp_path):
     for args in (["--seeds", "100000000"], ["--seeds", "0:99999999"], ["--seeds", "1000", "--delta", "0.5:1.5:2000"]):
         result = runner.invoke(app, ["sweep", "--hidden", "4", "--steps", "5", *args, "--out", str(tmp_path / "s")])
         assert result.exit_code == 2 and "limited to 1,000,000" in result.stderr, result.output
+
+
+def test_resume_without_grid_options_finishes_every_earlier_grid(tmp_path):
+    out = str(tmp_path / "s")
+    assert runner.invoke(app, ["sweep", *TINY, "--out", out, "--no-report", "--quiet"]).exit_code == 0
+    extra = ["--hidden", "6", "--steps", "15", "--delta", "2.5", "--seeds", "1", "--batch", "2"]
+    assert runner.invoke(app, ["sweep", *extra, "--out", out, "--resume", "--no-report", "--quiet"]).exit_code == 0
+    records = sorted((tmp_path / "s" / "records").iterdir())
+    assert len(records) == 5
+    kept = {path.name: path.read_bytes() for path in records}
+    lost = next(path for path in records if "-s1" in path.name)  # a record only the first grid plans
+    lost.unlink()
+    # resuming with another grid leaves it missing, and says so
+    again = runner.invoke(app, ["sweep", *extra, "--out", out, "--resume", "--no-report", "--quiet"])
+    assert again.exit_code == 0 and "1 record(s) planned by an earlier run" in again.stderr
+    assert not lost.exists()
+    # resuming alone runs both grids: the lost record comes back bit for bit
+    result = runner.invoke(app, ["sweep", "--out", out, "--resume", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["grids"] == 2 and summary["computed"] == 1 and summary["configurations"] == 3
+    assert {path.name: path.read_bytes() for path in sorted(lost.parent.iterdir())} == kept
+    assert summary["records"] == 5
+
+
+def test_report_header_counts_an_uneven_sweep_truthfully(tmp_path):
+    out = str(tmp_path / "s")
+    assert runner.invoke(app, ["sweep", *TINY, "--out", out, "--no-report", "--quiet"]).exit_code == 0
+    extra = ["--hidden", "6", "--steps", "15", "--delta", "2.5", "--seeds", "1", "--batch", "2"]
+    assert runner.invoke(app, ["sweep", *extra, "--out", out, "--resume", "--quiet"]).exit_code == 0
+    text = (tmp_path / "s" / "report.md").read_text()
+    assert "5 records of 3 configurations, with 1–2 of the 2 seeds each" in text
+    assert "seed(s)" not in text

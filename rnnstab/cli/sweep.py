@@ -115,11 +115,13 @@ def sweep(
         ),
     ] = None,
     batch: Annotated[
-        int, typer.Option(help="Input sequences per network (one trace each).", rich_help_panel=_SWEEP_PANEL)
-    ] = 8,
+        int | None,
+        typer.Option(help="Input sequences per network (one trace each). Default: 8.", rich_help_panel=_SWEEP_PANEL),
+    ] = None,
     inputs: Annotated[
-        int, typer.Option(help="Input size m (U is n × m, drawn N(0, 1/m)).", rich_help_panel=_SWEEP_PANEL)
-    ] = 4,
+        int | None,
+        typer.Option(help="Input size m (U is n × m, drawn N(0, 1/m)). Default: 4.", rich_help_panel=_SWEEP_PANEL),
+    ] = None,
     out: Annotated[
         Path, typer.Option(help="Sweep directory: records, sweep.json and the report.", rich_help_panel=_RUN_PANEL)
     ] = Path("rnnstab-results/sweep"),
@@ -127,8 +129,8 @@ def sweep(
         bool,
         typer.Option(
             help="Continue the sweep in --out: finished configurations are kept, the rest (and any corrupted "
-            "record) computed. The fixed parameters (--batch, --inputs) must match; new grid values are "
-            "added.",
+            "record) computed. With no grid option, every grid the sweep was run with is finished; with grid "
+            "options, that grid is run and added to the sweep. The fixed parameters (--batch, --inputs) must match.",
             rich_help_panel=_RUN_PANEL,
         ),
     ] = False,
@@ -175,19 +177,25 @@ def sweep(
 ) -> None:
     """Sweep a grid and write its report (help: :data:`_SWEEP_HELP`)."""
     with _user_errors(), _warnings_as_lines():
-        grid = rnnstab.Grid.from_strings(
-            activation=activation,
-            gamma=gamma,
-            delta=delta,
-            hidden=hidden,
-            steps=steps,
-            seeds=seeds,
-            input_scale=input_scale,
-            init=init,
-            dtype=dtype,
-            batch=batch,
-            inputs=inputs,
-        )
+        options = {
+            "activation": activation,
+            "gamma": gamma,
+            "delta": delta,
+            "hidden": hidden,
+            "steps": steps,
+            "seeds": seeds,
+            "input_scale": input_scale,
+            "init": init,
+            "dtype": dtype,
+        }
+        if resume and all(value is None for value in (*options.values(), batch, inputs)) and out.is_dir():
+            grids = rnnstab.saved_grids(out)
+        else:
+            grids = [
+                rnnstab.Grid.from_strings(
+                    **options, batch=8 if batch is None else batch, inputs=4 if inputs is None else inputs
+                )
+            ]
         try:
             with _sweep_progress(quiet or json_output) as progress:
                 # Hidden until the library reports: a refused sweep then prints its error line and nothing else.
@@ -204,17 +212,20 @@ def sweep(
                         f"done before · call {call}/{state.chunks_total}",
                     )
 
-                result = rnnstab.run_sweep(
-                    grid,
-                    out,
-                    resume=resume,
-                    executor=executor,
-                    device=device,
-                    workers=workers,
-                    scheduler=scheduler,
-                    stack=stack,
-                    progress=show,
-                )
+                results = [
+                    rnnstab.run_sweep(
+                        grid,
+                        out,
+                        resume=resume,
+                        executor=executor,
+                        device=device,
+                        workers=workers,
+                        scheduler=scheduler,
+                        stack=stack,
+                        progress=show,
+                    )
+                    for grid in grids
+                ]
         except KeyboardInterrupt:
             console.print(
                 f"[red]interrupted[/red]: every finished configuration is saved in {escape(str(out))}; "
@@ -223,17 +234,19 @@ def sweep(
                 soft_wrap=True,
             )
             raise typer.Exit(130) from None
+        result = results[-1]
         summary: dict[str, Any] = {
             "directory": str(result.directory),
-            "configurations": len(grid.configurations()),
-            "seeds": list(grid.seeds),
-            "tasks": result.tasks_total,
-            "computed": result.tasks_computed,
-            "skipped": result.tasks_skipped,
-            "recomputed": result.tasks_recomputed,
-            "batched_calls": result.chunks,
-            "seconds": round(result.seconds_total, 3),
-            "seconds_jacobian": round(result.seconds_jacobian, 3),
+            "grids": len(grids),
+            "configurations": sum(len(grid.configurations()) for grid in grids),
+            "seeds": sorted({seed for grid in grids for seed in grid.seeds}),
+            "tasks": sum(r.tasks_total for r in results),
+            "computed": sum(r.tasks_computed for r in results),
+            "skipped": sum(r.tasks_skipped for r in results),
+            "recomputed": sum(r.tasks_recomputed for r in results),
+            "batched_calls": sum(r.chunks for r in results),
+            "seconds": round(sum(r.seconds_total for r in results), 3),
+            "seconds_jacobian": round(sum(r.seconds_jacobian for r in results), 3),
             "executor": result.executor,
             "device": result.device,
         }
@@ -279,9 +292,14 @@ def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_outp
     else:
         out = Console(soft_wrap=True)  # long sentences stay whole lines in logs and pipes
         if "tasks" in summary:
-            records = _count(summary["tasks"], "record")
-            grid = f"{_count(summary['configurations'], 'configuration')} × {_count(len(summary['seeds']), 'seed')}"
-            calls = _count(summary["batched_calls"], "batched call")
+            records = _io.plural(summary["tasks"], "record")
+            grid = (
+                f"{_io.plural(summary['configurations'], 'configuration')} × "
+                f"{_io.plural(len(summary['seeds']), 'seed')}"
+                if summary.get("grids", 1) == 1
+                else f"the {summary['grids']} grids of this sweep"
+            )
+            calls = _io.plural(summary["batched_calls"], "batched call")
             out.print(
                 f"[bold]sweep[/bold] {records} ({grid}) in {escape(summary['directory'])}: "
                 f"{summary['computed']} computed, {summary['skipped']} already done"
@@ -299,7 +317,3 @@ def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_outp
     if report is not None and not report.bound_holds:
         console.print(f"[bold red]BUG:[/bold red] {report.summary['bound']}", highlight=False, soft_wrap=True)
         _exit_on_bound_violation(report.bound_holds)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
