@@ -102,7 +102,7 @@ class AuditRow:
         nonnormality: Henrici's relative departure from normality √(‖W‖_F² − Σ|λ|²)/‖W‖_F over the samples.
         transient_growth: max_{1≤t≤T} ‖W^t‖₂ over the Jacobian samples; transient_peak_step: the t of that max.
         rate_per_step: late-half slope of log‖J_t‖₂ over the trajectories (:func:`rnnstab.theory.late_rate`).
-        memory_horizon_steps: steps until ‖J_t‖₂ falls by ``horizon_drop``, for the mean curve m_t (the mean over
+        memory_horizon_steps: steps until ‖J_t‖₂ falls to ``horizon_drop``, for the mean curve m_t (the mean over
             trajectories of log‖J_t‖₂): ``measured`` — the first t ≤ T with m_t ≤ log(horizon_drop);
             ``extrapolated`` — not reached within T but the mean curve's late-half rate r is negative:
             T + (log(horizon_drop) − m_T)/r, rounded up; ``unbounded`` (mean = inf) — not reached and r ≥ 0

@@ -179,8 +179,12 @@ class LyapunovSpectrum:
         return self.exponents.mean(dim=0), self.exponents_stderr.pow(2).sum(dim=0).sqrt() / self.batch_size
 
     def kaplan_yorke_dimension(self) -> torch.Tensor:
-        """(batch,) the Kaplan–Yorke dimension of each row's spectrum; see :func:`kaplan_yorke_dimension`."""
-        return kaplan_yorke_dimension(self.exponents, hidden_size=self.hidden_size)
+        """(batch,) the Kaplan–Yorke dimension of each row's spectrum; see :func:`kaplan_yorke_dimension`.
+
+        Partial sums within rounding of 0 (16·ε of the dtype per exponent) count as 0: every λ = 0 (an orthogonal
+        linear RNN) measures as ±1e-17, and the dimension must not hang on that sign."""
+        atol = 16 * torch.finfo(self.dtype).eps * self.exponents.shape[-1]
+        return kaplan_yorke_dimension(self.exponents, hidden_size=self.hidden_size, atol=atol)
 
 
 def lyapunov_spectrum(
@@ -315,7 +319,9 @@ def product_lyapunov_spectrum(
     return engine.result(expected)
 
 
-def kaplan_yorke_dimension(exponents: torch.Tensor, *, hidden_size: int | None = None) -> torch.Tensor:
+def kaplan_yorke_dimension(
+    exponents: torch.Tensor, *, hidden_size: int | None = None, atol: float = 0.0
+) -> torch.Tensor:
     """D_KY = j + (λ₁ + … + λ_j)/|λ_{j+1}|, with j the largest index whose partial sum λ₁ + … + λ_j is ≥ 0.
 
     Kaplan & Yorke (1979): the dimension of the attractor estimated from the exponents. 0 when λ₁ < 0 (a stable
@@ -325,6 +331,7 @@ def kaplan_yorke_dimension(exponents: torch.Tensor, *, hidden_size: int | None =
         exponents: (k,) or (batch, k), sorted descending.
         hidden_size: n; when the spectrum is truncated (k < n) and all k partial sums are ≥ 0 the dimension is not
             determined by the top k and NaN is returned.
+        atol: partial sums ≥ −atol count as ≥ 0 (the rounding level of measured exponents).
 
     Returns:
         A float64 tensor of shape () or (batch,).
@@ -339,7 +346,7 @@ def kaplan_yorke_dimension(exponents: torch.Tensor, *, hidden_size: int | None =
     out = torch.empty(rows.shape[0], dtype=_F64)
     for b, row in enumerate(rows):
         sums = torch.cumsum(row, dim=0)
-        non_negative = (sums >= 0).nonzero()
+        non_negative = (sums >= -atol).nonzero()
         if non_negative.numel() == 0:
             out[b] = 0.0
             continue
@@ -347,7 +354,7 @@ def kaplan_yorke_dimension(exponents: torch.Tensor, *, hidden_size: int | None =
         if j == k:
             out[b] = float(k) if hidden_size is None or hidden_size == k else math.nan
         else:
-            out[b] = j + float(sums[j - 1]) / abs(float(row[j]))
+            out[b] = j + max(float(sums[j - 1]), 0.0) / abs(float(row[j]))
     return out.reshape(values.shape[:-1])
 
 
@@ -475,6 +482,8 @@ class _Options:
         count = min(_checks.positive_int("blocks", blocks), steps - skip)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ArgumentTypeError(f"seed must be an integer, got {type(seed).__name__}")
+        if seed < 0:
+            raise InvalidArgumentError(f"seed must be ≥ 0 (trajectory b's frame is drawn from seed + b), got {seed}")
         return cls(k=size, steps=steps, warmup=skip, qr_every=interval, blocks=count, seed=seed)
 
 

@@ -70,8 +70,9 @@ def summarise(
         "lambda_last_per_step": float(result.exponents[:, -1].mean()),
         "num_exponents": result.num_exponents,
         "gradient_verdict": verdict,
-        "half_life_steps": math.log(2) / -top_mean if top_mean < 0 else None,
-        "doubling_steps": math.log(2) / top_mean if top_mean > 0 else None,
+        # a marginal λ₁ (within DEFAULT_RATE_TOL of 0) has no meaningful half-life: 1e17 steps is rounding noise
+        "half_life_steps": math.log(2) / -top_mean if top_mean < 0 and verdict != "marginal" else None,
+        "doubling_steps": math.log(2) / top_mean if top_mean > 0 and verdict != "marginal" else None,
         "log_delta": log_delta,
         "bound_slack_per_step": log_delta - float(top.max()),
         "bound_holds": bool(float(top.max()) <= log_delta + 1e-9),

@@ -121,3 +121,11 @@ def test_a_killed_run_leaves_a_log_that_loads(tmp_path):
     frame = load_training_log(log)
     assert len(frame) >= 3 and frame.attrs["status"] == "killed"
     assert list(frame["step"]) == list(range(1, len(frame) + 1))
+
+
+def test_rates_that_print_alike_get_their_own_logs(tmp_path):
+    result = runner.invoke(app, ["train", *SMALL, "--lr", "0.1,0.1000001", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    logs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert logs == ["lr0.1000001_batch32.jsonl", "lr0.1_batch32.jsonl"]
+    assert [load_training_log(tmp_path / "runs" / name).attrs["header"]["parameters"]["lr"] for name in logs] == [0.1000001, 0.1]

@@ -271,6 +271,20 @@ def test_kaplan_yorke_dimension(exponents, expected):
     assert float(rnnstab.kaplan_yorke_dimension(torch.tensor(exponents))) == pytest.approx(expected)
 
 
+def test_kaplan_yorke_dimension_of_a_neutral_spectrum_is_n_whatever_the_rounding():
+    # An orthogonal linear RNN: every λ = 0, measured as ±1e-17. D_KY = n, not a value that hangs on those signs.
+    W = rnnstab.init_weights("orthogonal", 12, seed=5)
+    spectrum = rnnstab.lyapunov_spectrum(rnnstab.VanillaRNN(W, activation="identity"), torch.zeros(3, 150, 0))
+    assert float(spectrum.exponents.abs().max()) < 1e-14
+    assert spectrum.kaplan_yorke_dimension().tolist() == [12.0, 12.0, 12.0]
+    assert float(rnnstab.kaplan_yorke_dimension(torch.tensor([1e-17, -2e-17, 0.0]), atol=1e-15)) == 3.0
+
+
+def test_a_negative_seed_is_refused_by_name():
+    with pytest.raises(rnnstab.InvalidArgumentError, match="seed must be ≥ 0"):
+        rnnstab.lyapunov_spectrum(random_rnn(4), inputs(1, 10, seed=0), seed=-1)
+
+
 def test_kaplan_yorke_dimension_of_a_truncated_spectrum_is_undetermined():
     value = rnnstab.kaplan_yorke_dimension(torch.tensor([[0.3, 0.1]]), hidden_size=5)
     assert torch.isnan(value).all()

@@ -105,6 +105,9 @@ def train_command(
             for v in parse_values("--batch-size", batch_size or ["32"], kind="int")
         ]
         batches = list(dict.fromkeys(batches))
+        # lr 0.1 and 0.1000001 print alike with 6 digits and would share (overwrite) one log file: then use repr
+        short = [f"{rate:g}" for rate in rates]
+        names = dict(zip(rates, short if len(set(short)) == len(rates) else map(repr, rates), strict=True))
         out_dir = _io.output_dir(out, created=made)
         options: dict[str, Any] = {
             "length": length,
@@ -135,7 +138,7 @@ def train_command(
 
                 for rate in rates:
                     for batch in batches:
-                        label = f"lr{rate:g}_batch{batch}"
+                        label = f"lr{names[rate]}_batch{batch}"
                         progress.update(bar, description=label)
                         run = rnnstab.train(
                             task,
