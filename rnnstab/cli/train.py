@@ -53,7 +53,7 @@ def train_command(
         str,
         typer.Option(
             help="How W is trained: plain (W itself), weight_norm (w_i = g_i·v_i/‖v_i‖ per row) or orthogonal "
-            "(W = Q₀·exp(A − Aᵀ), orthogonal at every step)."
+            "(W = Q₀·exp(A − Aᵀ), orthogonal at every step; Q₀ is the orthogonal polar factor of the --init draw)."
         ),
     ] = "plain",
     optimizer: Annotated[
@@ -172,7 +172,7 @@ def train_command(
         _io.write_json(out_dir / "summary.json", summary)
         if json_output:
             typer.echo(json.dumps(_io.finite_or_none(summary), indent=2, ensure_ascii=False))
-        elif not quiet:
+        else:  # --quiet drops the progress bar only, as in the other commands
             _print_training(summary)
     if any(run.stop_reason for run in runs):
         raise typer.Exit(1)
