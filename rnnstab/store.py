@@ -37,7 +37,7 @@ from rnnstab._io import atomic_write, write_json
 from rnnstab.exceptions import InvalidArgumentError, RnnstabWarning
 
 #: Bumped whenever the meaning of a record changes; part of every configuration's hash.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: float32 records run the float64 networks (Configuration.network_key)
 METADATA_FILE = "sweep.json"
 RECORDS_DIR = "records"
 LOCK_FILE = ".rnnstab-sweep.lock"
@@ -76,6 +76,16 @@ class Configuration:
     def key(self) -> str:
         """16 hex digits of the SHA-256 of the parameters (and the record format): the record's name."""
         payload = json.dumps({"format": FORMAT_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @functools.cached_property
+    def network_key(self) -> str:
+        """The hash the networks and inputs are drawn from: every parameter but the dtype, so that float32 and
+        float64 rows of one grid run the same networks and differ by precision alone.
+
+        The payload is the record key's of format 1 with dtype float64, so float64 networks are those of every
+        earlier rnnstab version; it changes only if the way networks are drawn changes."""
+        payload = json.dumps({"format": 1, **dataclasses.asdict(self), "dtype": "float64"}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def parameters(self) -> dict[str, Any]:

@@ -343,9 +343,10 @@ class Task:
 def task_seed(configuration: Configuration, seed: int, stream: str) -> int:
     """A 63-bit seed for one random stream (``"weights"`` or ``"inputs"``) of one configuration × seed.
 
-    Derived from the configuration's hash, so it depends on nothing but the task itself.
+    Derived from the configuration's hash without its dtype (:attr:`Configuration.network_key`), so it depends on
+    nothing but the task itself, and a float32 row runs the network of the float64 row beside it.
     """
-    digest = hashlib.sha256(f"{configuration.key}/{seed}/{stream}".encode()).digest()
+    digest = hashlib.sha256(f"{configuration.network_key}/{seed}/{stream}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 

@@ -138,7 +138,9 @@ def _config(**changes):
 def test_configuration_key_is_a_stable_hash_of_every_parameter():
     config = _config()
     # A fixed value: if this changes, every existing sweep directory stops resuming (bump FORMAT_VERSION instead).
-    assert config.key == "8e9fcd700278c232"
+    assert config.key == "e48ba53c400ff4a0"
+    # and the networks it draws: those of format 1 (the first release), for every dtype
+    assert config.network_key == "8e9fcd700278c232" == _config(dtype="float32").network_key
     changed = [
         _config(activation="relu"),
         _config(gamma=0.5),
@@ -152,6 +154,12 @@ def test_configuration_key_is_a_stable_hash_of_every_parameter():
         _config(inputs=5),
     ]
     assert len({c.key for c in changed} | {config.key}) == len(changed) + 1
+
+
+def test_float32_and_float64_rows_run_the_same_networks():
+    grid = rnnstab.Grid(delta=(0.9,), hidden=(8,), steps=(5,), dtype=("float32", "float64"), seeds=(0,))
+    (a, x_a), (b, x_b) = (sweep_network(task.configuration, task.seed) for task in grid.tasks())
+    assert torch.equal(a.W, b.W) and torch.equal(a.U, b.U) and torch.equal(x_a, x_b)
 
 
 def test_task_seeds_differ_across_configurations_seeds_and_streams():
