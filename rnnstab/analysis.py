@@ -106,11 +106,11 @@ def analyze(
     """
     if inputs is not None:
         synthetic = {"input_scale": input_scale, "steps": steps, "batch": batch, "seed": seed}
-        given = [f"{name} (--{name.replace('_', '-')})" for name, value in synthetic.items() if value is not None]
+        given = [name for name, value in synthetic.items() if value is not None]
         if given:
             raise InvalidArgumentError(
-                f"{', '.join(given)}: these describe synthetic inputs and have no effect when inputs are given "
-                "(--inputs); leave them unset"
+                f"{', '.join(given)}: these describe synthetic inputs and have no effect when inputs are given; "
+                "leave them unset"
             )
         inputs = _checks.tensor("inputs", inputs, ndims=(2, 3))
         inputs = inputs[None] if inputs.dim() == 2 else inputs

@@ -162,7 +162,7 @@ def table_rows(audit: Audit, *, compact: bool = False) -> tuple[list[str], list[
     def cell(stat: Stat, digits: int = 4) -> str:
         return _number(stat.mean, 3) if compact else format_stat(stat, digits)
 
-    header = ["subject", "n", "γ", "‖W‖₂", "ρ(W)", "δ = γ‖W‖₂", "δ < 1 (proven)", "non-normality"]
+    header = ["subject", "n", "γ", "‖W‖₂", "ρ(W)", "δ = γ‖W‖₂", "δ < 1", "non-normality"]
     header += ["max_t ‖W^t‖₂ (at t)", "rate (nats/step)", "memory horizon (steps)", "regime"]
     body = [
         [

@@ -37,6 +37,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -57,7 +58,7 @@ SUPPORTED = (
 #: Keys of a bare-matrix ``.npz``, first match wins.
 NPZ_KEYS = {"W": ("W", "weight_hh"), "U": ("U", "weight_ih"), "b": ("b", "bias")}
 _RNN_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)weight_hh_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
-_RNN_WEIGHT = r"(?:weight|bias)_(?:ih|hh|hr)_l\d+(?:_reverse)?"
+_RNN_WEIGHT = r"(?:weight|bias)_(?:ih|hh|hr)(?:_l\d+(?:_reverse)?)?"  # nn.RNN's, or an nn.RNNCell's (no _l<k>)
 _PARAMETRIZED = re.compile(rf"^(?P<prefix>(?:.*\.)?)parametrizations\.(?P<name>{_RNN_WEIGHT})\.original(?P<part>\d*)$")
 _LEGACY_WEIGHT_NORM = re.compile(rf"^(?P<name>(?:.*\.)?{_RNN_WEIGHT})_(?P<part>[gv])$")
 _CELL_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh)$")
@@ -153,7 +154,8 @@ def load_recurrent_layers(
 
     Raises:
         InvalidArgumentError: missing, unreadable, corrupted or truncated file; unknown extension; a pickled
-            object without ``trust_pickle``; no RNN weights; GRU/LSTM weights only; a wrong activation.
+            object without ``trust_pickle``, or with it a pickled class that cannot be imported here; no RNN
+            weights; GRU/LSTM weights only; a wrong activation.
         ShapeError: a non-square recurrent matrix, or sizes that do not fit together.
         NonFiniteError: NaN or Inf in a weight.
 
@@ -242,17 +244,13 @@ def layers_from_tensors(
         ('enc layer 0', ('enc.weight_hh_l0', 'enc.weight_ih_l0'), None)
     """
     modules = modules or {}
-    tensors = _cells_as_layers(_effective_weights(tensors, source))
-    networks: dict[str, dict[tuple[int, bool], str]] = {}
-    for key in tensors:
-        match = _RNN_KEY.match(key)
-        if match:
-            layer = (int(match["layer"]), bool(match["reverse"]))
-            networks.setdefault(match["prefix"], {})[layer] = key
+    tensors = _effective_weights(tensors, source)
+    networks = _networks(tensors)
     if not networks:
         shown = ", ".join(list(tensors)[:6]) + (", …" if len(tensors) > 6 else "")
         raise InvalidArgumentError(
-            f"{source} holds no RNN weights: no key ends in weight_hh_l<k> among its {len(tensors)} tensors"
+            f"{source} holds no RNN weights: no key ends in weight_hh_l<k> (nn.RNN) or weight_hh (nn.RNNCell) "
+            f"among its {len(tensors)} tensors"
             f"{' (' + shown + ')' if shown else ''}; supported: {SUPPORTED}"
         )
     layers: list[RecurrentLayer] = []
@@ -262,16 +260,22 @@ def layers_from_tensors(
         if kind is not None:
             gated.append(f"{prefix.rstrip('.') or 'the top level'} ({kind})")
             continue
-        act, act_source = _network_activation(prefix, activation, modules.get(prefix), source)
+        module_type = _module_type(prefix, networks[prefix])
+        act, act_source = _network_activation(prefix, module_type, activation, modules.get(prefix), source)
         layers += _network_layers(prefix, networks[prefix], tensors, act, act_source, source)
-    if gated:
-        message = (
-            f"{source}: {', '.join(gated)} {'is a gated RNN' if len(gated) == 1 else 'are gated RNNs'}, "
+    one = len(gated) == 1
+    if gated and not layers:
+        raise InvalidArgumentError(
+            f"{source}: {', '.join(gated)} {'is a gated RNN' if one else 'are gated RNNs'}, "
             f"not a vanilla one: rnnstab analyses {SUPPORTED}"
         )
-        if not layers:
-            raise InvalidArgumentError(message)
-        warnings.warn(f"skipped {message}", RnnstabWarning, stacklevel=2)
+    if gated:
+        warnings.warn(
+            f"{source}: skipped only {', '.join(gated)}: {'a gated RNN' if one else 'gated RNNs'}, not "
+            f"{'a vanilla one' if one else 'vanilla ones'}; the rest of {source} is analysed",
+            RnnstabWarning,
+            stacklevel=2,
+        )
     return layers
 
 
@@ -330,7 +334,14 @@ def _read_torch(file: Path, *, trust_pickle: bool) -> tuple[dict[str, torch.Tens
 
 def _load_torch(file: Path, *, trust_pickle: bool) -> object:
     try:
-        return torch.load(file, weights_only=not trust_pickle, map_location="cpu")
+        if trust_pickle:
+            return torch.load(file, weights_only=False, map_location="cpu", pickle_module=_CLASS_NAMING_PICKLE)
+        return torch.load(file, weights_only=True, map_location="cpu")
+    except _MissingClass as err:
+        raise InvalidArgumentError(
+            f"{file.name} pickles the class {err}, which cannot be imported here ({type(err.__cause__).__name__}: "
+            f"{err.__cause__}); save model.state_dict() instead, or load the file from code that can import the class"
+        ) from None
     except pickle.UnpicklingError as err:
         refused = _REFUSED_GLOBAL.search(str(err))
         if not trust_pickle and refused:
@@ -341,6 +352,24 @@ def _load_torch(file: Path, *, trust_pickle: bool) -> object:
         raise _unreadable(file, "a torch.save file", err) from None
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, … for damaged files
         raise _unreadable(file, "a torch.save file", err) from None
+
+
+class _MissingClass(Exception):
+    """A class named in a trusted pickle that cannot be imported; its message is ``module.name``."""
+
+
+class _ClassNamingUnpickler(pickle.Unpickler):
+    # pickle's ModuleNotFoundError names the module but not the class; here both are known, and the failure is
+    # told apart from a damaged file
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except (AttributeError, ImportError) as err:
+            raise _MissingClass(f"{module}.{name}") from err
+
+
+#: what ``torch.load(pickle_module=...)`` uses: its ``Unpickler`` for the objects, ``load`` for the header
+_CLASS_NAMING_PICKLE = SimpleNamespace(__name__="pickle", Unpickler=_ClassNamingUnpickler, load=pickle.load)
 
 
 def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
@@ -403,7 +432,7 @@ def _flatten(
                 modules[at] = _cell_mode(sub)
                 for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                     if getattr(sub, kind, None) is not None:
-                        tensors[f"{at}{kind}_l0"] = getattr(sub, kind)
+                        tensors[at + kind] = getattr(sub, kind)
     elif isinstance(value, Mapping):
         for key, item in value.items():
             _flatten(item, f"{prefix}{key}.", tensors, modules, inside)
@@ -436,9 +465,8 @@ def _effective_weights(
             raise InvalidArgumentError(
                 f"{source}: {name} is under a parametrization other than weight normalisation "
                 f"({', '.join(sorted(roles.values()))}); the file holds its unconstrained original, not the weight "
-                "the network uses: save the state_dict after "
-                f"torch.nn.utils.parametrize.remove_parametrizations(module, {name.rsplit('.', 1)[-1]!r}), or pass "
-                "the pickled module itself (--trust-pickle)"
+                "the network uses: call torch.nn.utils.parametrize.remove_parametrizations(module, "
+                f"{name.rsplit('.', 1)[-1]!r}) on the RNN module that holds it, then save the state_dict again"
             )
         g, v = _as_tensor(roles["g"], tensors[roles["g"]]), _as_tensor(roles["v"], tensors[roles["v"]])
         if g.dim() != v.dim() or any(a not in (1, b) for a, b in zip(g.shape, v.shape, strict=True)):
@@ -451,17 +479,24 @@ def _effective_weights(
     return result
 
 
-def _cells_as_layers(tensors: dict[str, torch.Tensor | np.ndarray]) -> dict[str, torch.Tensor | np.ndarray]:
-    """Name the weights of an ``nn.RNNCell`` (``weight_hh``, …) as layer 0 of an ``nn.RNN`` (``weight_hh_l0``)."""
-    cells = {match["prefix"] for key in tensors if (match := _CELL_KEY.match(key)) and match["kind"] == "weight_hh"}
-    layered = {match["prefix"] for key in tensors if (match := _RNN_KEY.match(key))}
-    renamed = {}
-    for key, value in tensors.items():
-        match = _CELL_KEY.match(key)
-        if match and match["prefix"] in cells - layered:
-            key = f"{key}_l0"
-        renamed[key] = value
-    return renamed
+def _networks(tensors: Mapping[str, object]) -> dict[str, dict[tuple[int, bool], str]]:
+    """Network prefix → {(layer, reverse): key of its recurrent matrix}.
+
+    An ``nn.RNNCell``'s ``weight_hh`` is layer 0 of its network, unless ``nn.RNN`` keys share its prefix.
+    """
+    networks: dict[str, dict[tuple[int, bool], str]] = {}
+    for key in tensors:
+        if match := _RNN_KEY.match(key):
+            networks.setdefault(match["prefix"], {})[(int(match["layer"]), bool(match["reverse"]))] = key
+    for key in tensors:
+        if (match := _CELL_KEY.match(key)) and match["kind"] == "weight_hh" and match["prefix"] not in networks:
+            networks[match["prefix"]] = {(0, False): key}
+    return networks
+
+
+def _module_type(prefix: str, keys: Mapping[tuple[int, bool], str]) -> str:
+    """``"nn.RNNCell"`` for a network saved with a cell's keys (``weight_hh``, no ``_l0``), else ``"nn.RNN"``."""
+    return "nn.RNNCell" if keys.get((0, False)) == f"{prefix}weight_hh" else "nn.RNN"
 
 
 def _cell_mode(cell: torch.nn.RNNCellBase) -> str:
@@ -513,22 +548,24 @@ def _gated_kind(
     return None
 
 
-def _network_activation(prefix: str, activation: str | None, mode: str | None, source: str) -> tuple[str, str]:
-    name = prefix.rstrip(".") or "the top-level nn.RNN"
+def _network_activation(
+    prefix: str, module_type: str, activation: str | None, mode: str | None, source: str
+) -> tuple[str, str]:
+    name = prefix.rstrip(".") or f"the top-level {module_type}"
     if mode is not None:
         recorded = mode.removeprefix("RNN_").lower()
         if activation is not None and activation != recorded:
             raise InvalidArgumentError(
-                f"activation {activation!r} contradicts {name} in {source}, an nn.RNN module with "
+                f"activation {activation!r} contradicts {name} in {source}, an {module_type} module with "
                 f"nonlinearity={recorded!r}: drop --activation or pass {recorded}"
             )
-        return recorded, "recorded in the nn.RNN module"
+        return recorded, f"recorded in the {module_type} module"
     if activation is None:
-        return "tanh", "nn.RNN's default: a state_dict does not record the nonlinearity"
+        return "tanh", f"{module_type}'s default: a state_dict does not record the nonlinearity"
     if activation not in _TORCH_NONLINEARITIES:
         raise InvalidArgumentError(
-            f"activation {activation!r} is not an nn.RNN nonlinearity: the weights of {name} in {source} follow "
-            f"nn.RNN's layout, which runs {' or '.join(_TORCH_NONLINEARITIES)}"
+            f"activation {activation!r} is not an {module_type} nonlinearity: the weights of {name} in {source} "
+            f"follow {module_type}'s layout, which runs {' or '.join(_TORCH_NONLINEARITIES)}"
         )
     return activation, "given by the caller"
 
@@ -560,7 +597,7 @@ def _network_layers(
     network = prefix.removesuffix(".")
     layers = []
     for layer, reverse in wanted:
-        suffix = _suffix(layer, reverse)
+        suffix = keys[(layer, reverse)].removeprefix(f"{prefix}weight_hh")  # "_l1_reverse"; "" for an nn.RNNCell
         ih = f"{prefix}weight_ih{suffix}"
         if ih not in tensors:
             raise InvalidArgumentError(f"{source}: found {keys[(layer, reverse)]} but no {ih} (the input weights)")

@@ -182,27 +182,33 @@ class VanillaRNN:
 
     @classmethod
     def from_torch(cls, module: torch.nn.Module, *, layer: int = 0, reverse: bool = False) -> VanillaRNN:
-        """The RNN of one layer (and direction) of a ``torch.nn.RNN``, with b = b_ih + b_hh.
+        """The RNN of one layer (and direction) of a ``torch.nn.RNN``, or of an ``nn.RNNCell``, with b = b_ih + b_hh.
 
         For a layer above the first, its inputs are the outputs of the layer below; for the reverse direction of
-        a bidirectional module, feed the sequence flipped in time.
+        a bidirectional module, feed the sequence flipped in time. A cell is one layer, one direction.
 
         Raises:
-            ArgumentTypeError: ``module`` is not a ``torch.nn.RNN`` (GRU and LSTM are not vanilla RNNs).
+            ArgumentTypeError: ``module`` is neither a ``torch.nn.RNN`` nor an ``nn.RNNCell`` (GRU and LSTM are not
+                vanilla RNNs).
             InvalidArgumentError: no such layer/direction, or a nonlinearity other than tanh/relu.
         """
-        if not isinstance(module, torch.nn.RNN):
+        if isinstance(module, torch.nn.RNN):
+            num_layers, bidirectional = module.num_layers, module.bidirectional
+            suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+        elif isinstance(module, torch.nn.RNNCell):
+            num_layers, bidirectional, suffix = 1, False, ""  # a cell names its weights without _l<k>
+        else:
+            gated = isinstance(module, (torch.nn.GRU, torch.nn.LSTM, torch.nn.GRUCell, torch.nn.LSTMCell))
             raise ArgumentTypeError(
-                f"from_torch needs a torch.nn.RNN (tanh or relu), got {type(module).__name__}; "
-                "GRU and LSTM are gated, not vanilla RNNs, and are not supported"
+                f"from_torch needs a torch.nn.RNN or nn.RNNCell (tanh or relu), got {type(module).__name__}"
+                + ("; GRU and LSTM are gated, not vanilla RNNs, and are not supported" if gated else "")
             )
         if module.nonlinearity not in _TORCH_ACTIVATIONS:
             raise InvalidArgumentError(f"unsupported nonlinearity {module.nonlinearity!r}")
-        if not 0 <= layer < module.num_layers:
-            raise InvalidArgumentError(f"layer must be in [0, {module.num_layers - 1}], got {layer}")
-        if reverse and not module.bidirectional:
+        if not 0 <= layer < num_layers:
+            raise InvalidArgumentError(f"layer must be in [0, {num_layers - 1}], got {layer}")
+        if reverse and not bidirectional:
             raise InvalidArgumentError("reverse=True needs a bidirectional nn.RNN")
-        suffix = f"_l{layer}" + ("_reverse" if reverse else "")
         W = getattr(module, "weight_hh" + suffix).detach().clone()
         U = getattr(module, "weight_ih" + suffix).detach().clone()
         b = None

@@ -1,3 +1,5 @@
+import sys
+import types
 import warnings
 
 import numpy as np
@@ -83,6 +85,32 @@ def test_pickled_module_refused_without_trust(saved):
     assert "runs any code" in str(err.value) and "\n" not in str(err.value)
 
 
+class _Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = torch.nn.RNN(2, 3)
+
+
+@pytest.mark.parametrize(
+    ("module", "cause"), [("__main__", "AttributeError"), ("my_training_code", "ModuleNotFoundError")]
+)
+def test_a_pickled_class_that_cannot_be_imported_is_named_not_called_corrupted(tmp_path, monkeypatch, module, cause):
+    # as torch.save(Net()) from the script (or a module of the user's) that defines class Net
+    net = type("Net", (_Net,), {"__module__": module})
+    with monkeypatch.context() as patch:
+        if module == "__main__":
+            patch.setattr(sys.modules["__main__"], "Net", net, raising=False)
+        else:
+            patch.setitem(sys.modules, module, types.ModuleType(module))
+            patch.setattr(sys.modules[module], "Net", net, raising=False)
+        torch.save(net(), tmp_path / "net_module.pt")
+    with pytest.raises(rnnstab.InvalidArgumentError) as err:
+        rnnstab.load_recurrent_layers(tmp_path / "net_module.pt", trust_pickle=True)
+    message = str(err.value)
+    assert message.startswith(f"net_module.pt pickles the class {module}.Net, which cannot be imported here ({cause}")
+    assert "save model.state_dict() instead" in message and "corrupted" not in message and "\n" not in message
+
+
 def test_several_rnns_in_one_model_are_named_by_prefix(tmp_path):
     model = torch.nn.ModuleDict(
         {"encoder": torch.nn.RNN(3, 4, nonlinearity="relu"), "decoder": torch.nn.RNN(4, 5, bidirectional=True)}
@@ -115,7 +143,9 @@ def test_gated_rnn_next_to_a_vanilla_one_is_skipped_with_a_warning():
         warnings.simplefilter("always")
         layers = layers_from_tensors(tensors)
     assert [layer.name for layer in layers] == ["rnn layer 0"]
-    assert len(caught) == 1 and caught[0].category is rnnstab.RnnstabWarning and "gru (GRU)" in str(caught[0].message)
+    assert len(caught) == 1 and caught[0].category is rnnstab.RnnstabWarning
+    # only the GRU is skipped, not the whole file
+    assert str(caught[0].message).startswith("the state_dict: skipped only gru (GRU): a gated RNN")
 
 
 def test_bare_npy_needs_an_activation_and_has_no_input_weights(tmp_path):
@@ -265,18 +295,37 @@ def test_a_weight_normalised_state_dict_gives_the_weight_the_network_uses(tmp_pa
     assert layers[0].keys[0] == "weight_hh_l0"
 
 
-def test_another_parametrization_is_refused_with_what_to_save():
-    rnn = torch.nn.utils.parametrizations.orthogonal(torch.nn.RNN(2, 3), name="weight_hh_l0")
-    message = r"weight_hh_l0 is under a parametrization other than weight .*remove_parametrizations\(module, 'weight"
-    with pytest.raises(rnnstab.InvalidArgumentError, match=message):
-        layers_from_tensors(rnn.state_dict())
+@pytest.mark.parametrize("parametrization", ["orthogonal", "spectral_norm"])
+def test_another_parametrization_is_refused_with_advice_that_works(tmp_path, parametrization):
+    torch.manual_seed(5)
+    model = torch.nn.ModuleDict({"rnn": torch.nn.RNN(2, 3)})
+    getattr(torch.nn.utils.parametrizations, parametrization)(model["rnn"], name="weight_hh_l0")
+    model.eval()  # spectral_norm runs no power iteration in eval mode: the weight stays put
+    with pytest.raises(rnnstab.InvalidArgumentError) as err:
+        layers_from_tensors(model.state_dict())
+    message = str(err.value)
+    assert "rnn.weight_hh_l0 is under a parametrization other than weight normalisation" in message
+    assert "torch.nn.utils.parametrize.remove_parametrizations(module, 'weight_hh_l0')" in message
+    # torch refuses to pickle a parametrized module, so that cannot be the advice
+    assert "pickle" not in message
+    with pytest.raises(RuntimeError, match="parametrized modules is only supported through state_dict"):
+        torch.save(model, tmp_path / "module.pt")
+    # the advice, followed, gives the weight the network used
+    W = model["rnn"].weight_hh_l0.detach().clone()
+    torch.nn.utils.parametrize.remove_parametrizations(model["rnn"], "weight_hh_l0")
+    torch.save(model.state_dict(), tmp_path / "removed.pt")
+    (layer,) = rnnstab.load_recurrent_layers(tmp_path / "removed.pt")
+    assert torch.equal(layer.W, W)
+
+
+def test_a_weight_that_is_not_weight_norm_is_refused():
     g = torch.ones(2, 3)  # one g per row would be (3, 1): this is not weight norm of a 3×3 v
     with pytest.raises(rnnstab.ShapeError, match=r"weight_hh_l0_g of shape \(2, 3\) is not the magnitude g"):
         layers_from_tensors({"weight_hh_l0_g": g, "weight_hh_l0_v": torch.ones(3, 3)})
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_rnn_cells_are_one_layer_networks(tmp_path, nonlinearity):
+def test_rnn_cells_are_one_layer_networks_under_their_own_keys(tmp_path, nonlinearity):
     torch.manual_seed(4)
     cell = torch.nn.RNNCell(3, 4, nonlinearity=nonlinearity)
     as_rnn = torch.nn.RNN(3, 4, nonlinearity=nonlinearity)
@@ -286,14 +335,60 @@ def test_rnn_cells_are_one_layer_networks(tmp_path, nonlinearity):
     torch.save(cell.state_dict(), tmp_path / "cell.pt")
     torch.save({"encoder": cell}, tmp_path / "module.pt")
     np.savez(tmp_path / "cell.npz", **{k: v.numpy() for k, v in cell.state_dict().items()})
-    for path, options, prefix in (
-        ("cell.pt", {"activation": nonlinearity}, ""),
-        ("cell.npz", {"activation": nonlinearity}, ""),
-        ("module.pt", {"trust_pickle": True}, "encoder "),  # the pickled cell records its nonlinearity
+    cell_keys = ("weight_hh", "weight_ih", "bias_ih", "bias_hh")
+    for path, options, prefix, activation, source in (
+        ("cell.pt", {}, "", "tanh", "nn.RNNCell's default"),
+        ("cell.npz", {"activation": nonlinearity}, "", nonlinearity, "given by the caller"),
+        ("module.pt", {"trust_pickle": True}, "encoder", nonlinearity, "recorded in the nn.RNNCell module"),
     ):
         (layer,) = rnnstab.load_recurrent_layers(tmp_path / path, **options)
-        assert layer.name == f"{prefix}layer 0" and layer.activation == nonlinearity
-        _assert_layers_equal([layer], as_rnn, nonlinearity)
+        assert layer.name == f"{prefix + ' ' if prefix else ''}layer 0"
+        # the keys the file really holds, not the nn.RNN names
+        assert layer.keys == tuple(f"{prefix + '.' if prefix else ''}{key}" for key in cell_keys)
+        assert layer.activation_source.startswith(source)
+        _assert_layers_equal([layer], as_rnn, activation)
     torch.save({"gate": torch.nn.GRUCell(3, 4)}, tmp_path / "gru.pt")
     with pytest.raises(rnnstab.InvalidArgumentError, match=r"gate \(GRU\) is a gated RNN"):
         rnnstab.load_recurrent_layers(tmp_path / "gru.pt", trust_pickle=True)
+
+
+def test_a_weight_normalised_cell_without_bias_gives_its_effective_weight():
+    cell = torch.nn.utils.parametrizations.weight_norm(torch.nn.RNNCell(2, 3, bias=False), name="weight_hh")
+    (layer,) = layers_from_tensors({f"cell.{k}": v for k, v in cell.state_dict().items()})
+    assert layer.keys == ("cell.weight_hh", "cell.weight_ih") and layer.b is None
+    torch.testing.assert_close(layer.W, cell.weight_hh.detach())
+
+
+@pytest.mark.parametrize(("nonlinearity", "bias"), [("tanh", True), ("relu", True), ("tanh", False)])
+def test_from_torch_reproduces_an_rnn_cell_step_by_step(nonlinearity, bias):
+    torch.manual_seed(6)
+    cell = torch.nn.RNNCell(4, 8, bias=bias, nonlinearity=nonlinearity, dtype=torch.float64)
+    rnn = rnnstab.VanillaRNN.from_torch(cell)
+    assert rnn.activation.name == nonlinearity and (bias or not rnn.b.any())
+    x = torch.randn(3, 20, 4, dtype=torch.float64)
+    h = torch.zeros(3, 8, dtype=torch.float64)
+    expected = []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            h = cell(x[:, t], h)
+            expected.append(h)
+    torch.testing.assert_close(rnn.run(x), torch.stack(expected, dim=1), rtol=1e-14, atol=1e-15)
+
+
+def test_from_torch_names_gated_rnns_only_for_gated_modules():
+    cell = torch.nn.RNNCell(4, 8)
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"layer must be in \[0, 0\], got 1"):
+        rnnstab.VanillaRNN.from_torch(cell, layer=1)
+    with pytest.raises(rnnstab.InvalidArgumentError, match="reverse=True needs a bidirectional"):
+        rnnstab.VanillaRNN.from_torch(cell, reverse=True)
+    for module in (torch.nn.GRUCell(4, 8), torch.nn.LSTMCell(4, 8), torch.nn.GRU(4, 8)):
+        with pytest.raises(rnnstab.ArgumentTypeError, match="GRU and LSTM are gated"):
+            rnnstab.VanillaRNN.from_torch(module)
+    with pytest.raises(rnnstab.ArgumentTypeError, match=r"needs a torch.nn.RNN or nn.RNNCell .*got Linear$"):
+        rnnstab.VanillaRNN.from_torch(torch.nn.Linear(4, 8))
+
+
+def test_library_errors_name_python_arguments_not_cli_flags():
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"^steps: these describe synthetic inputs") as err:
+        rnnstab.analyze_module(torch.nn.RNN(2, 3), inputs=torch.zeros(1, 4, 2), steps=5)
+    assert "--" not in str(err.value)

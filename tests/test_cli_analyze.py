@@ -1,4 +1,5 @@
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -132,7 +133,7 @@ def _bad_files(directory, saved):
         ),
         "inputs and seed": (
             [str(saved["state_dict"]), "--inputs", f"{d}/W.npy", "--seed", "1"],
-            "seed (--seed): these describe synthetic inputs",
+            "seed: these describe synthetic inputs",
         ),
         "steps": ([str(saved["state_dict"]), "--steps", "0"], "steps"),
     }
@@ -148,3 +149,34 @@ def test_every_bad_input_gives_one_line_and_exit_2(saved, tmp_path):
         assert fragment in lines[0], (case, lines[0])
         assert "Traceback" not in result.output, case
         assert not (out / "summary.json").exists(), case
+
+
+def test_a_cell_is_shown_with_the_keys_of_its_file_and_a_gated_neighbour_is_skipped_alone(tmp_path):
+    torch.save(torch.nn.RNNCell(3, 4).state_dict(), tmp_path / "cell.pt")
+    torch.save({"rnn": torch.nn.RNN(3, 4).state_dict(), "lstm": torch.nn.LSTM(3, 4).state_dict()}, tmp_path / "mix.pt")
+    result = runner.invoke(app, ["analyze", str(tmp_path / "cell.pt"), *SMALL, "--out", str(tmp_path / "cell")])
+    assert result.exit_code == 0, result.output
+    assert "layer 0: weight_hh, weight_ih, bias_ih, bias_hh (n = 4, m = 3; tanh: nn.RNNCell's default" in result.stdout
+    assert "_l0" not in result.stdout
+    result = runner.invoke(app, ["analyze", str(tmp_path / "mix.pt"), *SMALL, "--out", str(tmp_path / "mix")])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("warning: mix.pt: skipped only lstm (LSTM): a gated RNN, not a vanilla one; ")
+    assert "rnn layer 0: rnn.weight_hh_l0" in result.stdout
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = torch.nn.RNN(2, 3)
+
+
+def test_a_module_pickled_from_the_users_script_is_not_called_corrupted(tmp_path, monkeypatch):
+    with monkeypatch.context() as patch:  # as torch.save(Net()) in the script that defines class Net
+        patch.setattr(Net, "__module__", "__main__")
+        patch.setattr(sys.modules["__main__"], "Net", Net, raising=False)
+        torch.save(Net(), tmp_path / "net_module.pt")
+    result = runner.invoke(app, ["analyze", str(tmp_path / "net_module.pt"), "--trust-pickle", "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: net_module.pt pickles the class __main__.Net, which cannot be imported here")
+    assert "save model.state_dict() instead" in line and "corrupted" not in line

@@ -545,7 +545,6 @@ def test_h0_errors(method, h0, exc, match):
         (torch.nn.GRU(2, 4), r"got GRU; GRU and LSTM are gated"),
         (torch.nn.LSTM(2, 4), r"got LSTM; GRU and LSTM are gated"),
         (torch.nn.Linear(2, 4), r"needs a torch.nn.RNN .*got Linear"),
-        (torch.nn.RNNCell(2, 4), r"got RNNCell"),
     ],
 )
 def test_from_torch_rejects_non_rnn(module, match):
