@@ -138,3 +138,14 @@ def test_identities_help_lists_checks():
     result = runner.invoke(app, ["identities", "--help"])
     assert result.exit_code == 0
     assert "momentum-ema" in result.output and "Exit code 1" in result.output
+
+
+def test_errors_name_the_option_the_user_typed():
+    # the library names its arguments (monitor_every, k); the command line names its options
+    for args, line in (
+        (["train", "--monitor-every", "0"], "error: --monitor-every must be ≥ 1, got 0"),
+        (["lyapunov", "--top", "0", "--hidden", "4", "--steps", "20"], "error: --top must be ≥ 1, got 0"),
+        (["lyapunov", "--blocks", "0", "--hidden", "4", "--steps", "20"], "error: --blocks must be ≥ 1, got 0"),
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and result.stderr.strip() == line, result.output

@@ -4,8 +4,9 @@ run metadata, the --activation/--gamma options and the ≥ 0 check of lyapunov a
 from __future__ import annotations
 
 import platform
+import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -47,8 +48,12 @@ _Gamma = Annotated[
 
 
 @contextmanager
-def _user_errors() -> Iterator[list[Path]]:
+def _user_errors(ctx: typer.Context | None = None, aliases: Mapping[str, str] | None = None) -> Iterator[list[Path]]:
     """Turn a library error into one red line on stderr and exit code 2 (no traceback).
+
+    A message that starts with the name of a library argument (``monitor_every must be ≥ 1``) is made to start with
+    the command's option instead (``--monitor-every``): the command's own options by their parameter names, and
+    ``aliases`` for library names that differ from them (``{"k": "--top"}``).
 
     Yields a list for ``_io.output_dir(..., created=)``: output directories the command made and left empty are
     removed again, so a refused command leaves nothing behind."""
@@ -57,12 +62,21 @@ def _user_errors() -> Iterator[list[Path]]:
         yield created
     except rnnstab.RnnstabError as err:
         _io.remove_empty(created)
-        _print_line("error:", "red", str(err))
+        _print_line("error:", "red", _with_option_names(str(err), ctx, aliases or {}))
         raise typer.Exit(2) from None
     except OSError as err:  # the disk filled up, or the directory turned read-only, while results were written
         _io.remove_empty(created)
         _print_line("error:", "red", f"{err.strerror or err}: {err.filename}" if err.filename else str(err))
         raise typer.Exit(2) from None
+
+
+def _with_option_names(message: str, ctx: typer.Context | None, aliases: Mapping[str, str]) -> str:
+    options = {p.name: p.opts[0] for p in ctx.command.params if p.opts[0].startswith("--")} if ctx else {}
+    leading = re.match(r"[a-z_]+(?= must\b|:| is\b)", message)
+    if leading is None:
+        return message
+    flag = {**options, **aliases}.get(leading.group())
+    return flag + message[leading.end() :] if flag else message
 
 
 def _print_line(label: str, style: str, message: str) -> None:

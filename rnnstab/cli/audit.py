@@ -49,6 +49,7 @@ _ANALYZE_HELP = (
 
 @app.command("analyze", help=_ANALYZE_HELP)
 def analyze_command(
+    ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="The saved model or matrix (formats above).", show_default=False)],
     activation: Annotated[
         str | None,
@@ -85,7 +86,7 @@ def analyze_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar, and only the report's location.")] = False,
 ) -> None:
     """Audit the layers of a saved RNN (help: :data:`_ANALYZE_HELP`)."""
-    with _user_errors() as made, _warnings_as_lines():
+    with _user_errors(ctx) as made, _warnings_as_lines():
         layers = rnnstab.load_recurrent_layers(path, activation=activation, trust_pickle=trust_pickle)
         x = rnnstab.load_inputs(inputs) if inputs is not None else None
         out_dir = _io.output_dir(out, created=made)
@@ -143,6 +144,7 @@ _INITS_HELP = (
 
 @app.command("inits", help=_INITS_HELP)
 def inits(
+    ctx: typer.Context,
     hidden: Annotated[int, typer.Option(help="Hidden size n.")] = 256,
     activation: _Activation = "tanh",
     gamma: _Gamma = None,
@@ -175,7 +177,7 @@ def inits(
     quiet: Annotated[bool, typer.Option(help="No progress bar; print only the report's location.")] = False,
 ) -> None:
     """Compare initialisation schemes (help: :data:`_INITS_HELP`)."""
-    with _user_errors() as made:
+    with _user_errors(ctx) as made:
         act = rnnstab.get_activation(activation, gamma=gamma)
         sizes = {
             name: _checks.positive_int(name, value)

@@ -19,6 +19,7 @@ from rnnstab.cli._common import _Activation, _Gamma, _metadata, _non_negative, _
 
 @app.command()
 def lyapunov(
+    ctx: typer.Context,
     activation: _Activation = "tanh",
     gamma: _Gamma = None,
     init: Annotated[
@@ -87,7 +88,7 @@ def lyapunov(
     chosen t. Writes OUT/lyapunov.json, OUT/lyapunov.md, OUT/lyapunov_spectrum.png, OUT/lyapunov_convergence.png and
     OUT/singular_values.png.
     """
-    with _user_errors() as made:
+    with _user_errors(ctx, {"k": "--top"}) as made:
         act = rnnstab.get_activation(activation, gamma=gamma)
         if gain is not None and delta is not None:
             raise rnnstab.InvalidArgumentError("--gain and --delta are alternatives: give one of them")
@@ -179,6 +180,7 @@ def lyapunov(
 
 @app.command()
 def validate(
+    ctx: typer.Context,
     quick: Annotated[bool, typer.Option(help="Smaller sizes (seconds): looser statistical tolerances.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
     out: Annotated[
@@ -194,7 +196,7 @@ def validate(
     bars against the exact standard errors); the δ^T bound; the mean-field λ_max = ½ log χ of random tanh RNNs.
     Exit code 0 when every check passes, 1 when any fails.
     """
-    with _user_errors() as made:
+    with _user_errors(ctx) as made:
         out_dir = _io.output_dir(out, created=made) if out is not None else None
         suite = validation.SUITE_SIZE
         with _progress(quiet or json_output) as progress:

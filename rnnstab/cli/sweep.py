@@ -50,6 +50,7 @@ _REPORT_HELP = (
 
 @app.command(help=_SWEEP_HELP)
 def sweep(
+    ctx: typer.Context,
     activation: Annotated[
         list[str] | None,
         typer.Option(
@@ -176,7 +177,7 @@ def sweep(
     quiet: Annotated[bool, typer.Option(help="No progress bar, and only the report's location.")] = False,
 ) -> None:
     """Sweep a grid and write its report (help: :data:`_SWEEP_HELP`)."""
-    with _user_errors(), _warnings_as_lines():
+    with _user_errors(ctx), _warnings_as_lines():
         options = {
             "activation": activation,
             "gamma": gamma,
@@ -260,12 +261,13 @@ def sweep(
 
 @app.command("report", help=_REPORT_HELP)
 def report_command(
+    ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(help="A sweep directory (rnnstab sweep --out).")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option(help="Print only the report's location.")] = False,
 ) -> None:
     """Write the report of a sweep directory (help: :data:`_REPORT_HELP`)."""
-    with _user_errors(), _warnings_as_lines():
+    with _user_errors(ctx), _warnings_as_lines():
         _finish({"directory": str(directory)}, rnnstab.write_report(directory), json_output=json_output, quiet=quiet)
 
 

@@ -21,6 +21,7 @@ from rnnstab.plots import plot_trace
 
 @app.command()
 def trace(
+    ctx: typer.Context,
     activation: _Activation = "tanh",
     gamma: _Gamma = None,
     delta: Annotated[
@@ -45,7 +46,7 @@ def trace(
 
     Writes OUT/trace.png (the curves with the t·log δ line) and OUT/trace.json (every number, natural logs).
     """
-    with _user_errors() as made:
+    with _user_errors(ctx) as made:
         act = rnnstab.get_activation(activation, gamma=gamma)
         delta = _checks.positive_float("--delta", delta)
         input_scale = _checks.positive_float("--input-scale", input_scale)

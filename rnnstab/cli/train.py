@@ -32,6 +32,7 @@ _TRAIN_HELP = (
 
 @app.command("train", help=_TRAIN_HELP)
 def train_command(
+    ctx: typer.Context,
     task: Annotated[
         str,
         typer.Option(help=f"Task: {'; '.join(f'{k} — {t.description}' for k, t in rnnstab.TASKS.items())}."),
@@ -96,7 +97,7 @@ def train_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train and monitor (help: :data:`_TRAIN_HELP`)."""
-    with _user_errors() as made:
+    with _user_errors(ctx) as made:
         # dict.fromkeys drops repeated values (they would share one log file) and keeps the order given
         rates = [_checks.positive_float("--lr", v) for v in parse_values("--lr", lr)] if lr else [default_lr(optimizer)]
         rates = list(dict.fromkeys(rates))
