@@ -999,7 +999,11 @@ def _missing_from_finished_runs(previous: dict[str, Any] | None, present: set[st
 def _metadata(
     previous: dict[str, Any] | None, fixed: dict[str, Any], grid: Grid, run: dict[str, Any], *, device: str
 ) -> dict[str, Any]:
-    runs = [*(previous or {}).get("runs", []), run]
+    # This run holds the sweep's lock, so an earlier run still marked running was killed (kill -9, power loss).
+    earlier = [
+        {**r, "status": "killed"} if r.get("status") == "running" else r for r in (previous or {}).get("runs", [])
+    ]
+    runs = [*earlier, run]
     union: dict[str, list[Any]] = {axis: [] for axis in (*GRID_AXES, "seeds")}
     for entry in runs:
         for axis in union:

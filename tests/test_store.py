@@ -149,6 +149,8 @@ def test_partially_written_call_is_recomputed_identically(tmp_path, reference):
         result = rnnstab.run_sweep(GRID, tmp_path, stack=4, resume=True)
     assert result.tasks_computed == 1 and result.chunks == 1 and result.tasks_recomputed == 0
     assert_identical(_frame(reference), _frame(tmp_path))
+    runs = json.loads((tmp_path / store.METADATA_FILE).read_text())["runs"]
+    assert [run["status"] for run in runs] == ["killed", "finished"]  # not "running" forever
 
 
 def test_corrupted_and_missing_records_are_recomputed_with_a_warning(tmp_path, reference):
