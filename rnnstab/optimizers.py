@@ -187,6 +187,13 @@ def check_momentum_ema(
         seed: seed of the network and the data.
         dtype: torch.float64 or torch.float32.
 
+    Tolerance: ``steps`` · eps · (1 + max |θ|), one rounding unit (eps of the dtype) of the largest parameter per
+    step. Each step rounds θ − Δθ in both trajectories (half an ulp of |θ| each) and the two updates αv + εg and
+    δ(βu + (1−β)g) differ by a few ulps of |Δθ| ≪ |θ|; these errors add up over the steps, and the gradient feedback
+    between the trajectories is negligible at these small rates. Measured over seeds 0–99 the gap stays below
+    5 % of the tolerance in float64 and float32, while ε off by 0.1 % (a gap ≈ 0.1 % of the distance travelled)
+    exceeds it at least 20-fold in float32 and 10¹⁰-fold in float64.
+
     Returns:
         An :class:`IdentityCheck`; discrepancy = max over steps and parameters of |θ_t^momentum − θ_t^EMA|.
 
@@ -227,9 +234,9 @@ def check_momentum_ema(
         "momentum-ema",
         "momentum (v=αv+εg, Δθ=−v) ≡ running average (v=βv+(1−β)g, Δθ=−δv) when α=β, ε=δ(1−β)",
         gap,
-        1e3 * steps * eps(dtype) * scale,
+        steps * eps(dtype) * scale,
         unit="max |θ_t^momentum − θ_t^EMA| over steps and parameters",
-        tolerance_reason="10³ ulps per step of the largest parameter: ε g and δ(1−β) g round differently",
+        tolerance_reason="steps × eps × (1 + max |θ|): each step rounds θ − Δθ by ≤ ½ ulp of |θ| in each trajectory",
         alpha=alpha,
         epsilon=epsilon,
         beta=beta,
@@ -254,7 +261,9 @@ def check_ema_unrolled(
         dtype: torch.float64 or torch.float32 (or their names).
 
     Returns:
-        An :class:`IdentityCheck`; discrepancy = max |v_t − Σ weights·g_i|, tolerance 100 ulps per step.
+        An :class:`IdentityCheck`; discrepancy = max |v_t − Σ weights·g_i|, tolerance 2 · steps · eps · max |g_i|:
+        both sides stay below max |g_i| in size, and each step of either (a multiply-add, or one weighted term of
+        the sum) rounds by at most one ulp of that. Over seeds 0–99 the gap stays below 2 % of the tolerance.
 
     Raises:
         InvalidArgumentError: β outside (0, 1), steps < 1, or an unsupported dtype.
@@ -277,9 +286,9 @@ def check_ema_unrolled(
         "ema-unrolled",
         "v_t = Σ_i (1−β) β^(t−i) g_i (running average unrolled)",
         float((v - unrolled).abs().max()),
-        100 * steps * eps(dtype) * float(g.abs().max()),
+        2 * steps * eps(dtype) * float(g.abs().max()),
         unit="max |v_t − Σ weights·g_i|",
-        tolerance_reason="100 ulps per step of the largest |g_i|",
+        tolerance_reason="2 × steps × eps × max |g_i|: each step of either side rounds by ≤ 1 ulp of max |g_i|",
         beta=beta,
         weights=weights.tolist(),
         weights_sum=float(weights.sum()),

@@ -128,4 +128,7 @@ def test_rates_that_print_alike_get_their_own_logs(tmp_path):
     assert result.exit_code == 0, result.output
     logs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert logs == ["lr0.1000001_batch32.jsonl", "lr0.1_batch32.jsonl"]
-    assert [load_training_log(tmp_path / "runs" / name).attrs["header"]["parameters"]["lr"] for name in logs] == [0.1000001, 0.1]
+    assert [load_training_log(tmp_path / "runs" / name).attrs["header"]["parameters"]["lr"] for name in logs] == [
+        0.1000001,
+        0.1,
+    ]
