@@ -29,10 +29,12 @@ import logging
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -870,16 +872,32 @@ def _dask_client(
             raise InvalidArgumentError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
     cores = os.cpu_count() or 1
     count = workers or cores
-    cluster = resources.enter_context(
-        distributed.LocalCluster(
-            n_workers=count,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,  # worker chatter on stderr would drown the one-line messages
+    with _workers_ignore_ctrl_c():
+        cluster = resources.enter_context(
+            distributed.LocalCluster(
+                n_workers=count,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,  # worker chatter on stderr would drown the one-line messages
+            )
         )
-    )
     return resources.enter_context(distributed.Client(cluster)), max(1, cores // count)
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start the local workers with SIGINT ignored (inherited, and then Python installs no KeyboardInterrupt
+    handler): Ctrl-C reaches the whole process group, and each worker would print its own traceback before this
+    process shuts the cluster down. Only the main thread may change signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_dask(
