@@ -163,7 +163,11 @@ def inits(
     ] = None,
     samples: Annotated[int, typer.Option(help="Matrices drawn per scheme (spectra use them all).")] = 20,
     jacobian_samples: Annotated[
-        int, typer.Option(help="Of those, how many drive trajectories (rate, horizon, transient growth).")
+        int,
+        typer.Option(
+            help="Of those, how many drive trajectories (rate, horizon, transient growth); "
+            "more than --samples means all."
+        ),
     ] = 4,
     steps: Annotated[int, typer.Option(help="Horizon T of the trajectories.")] = 100,
     batch: Annotated[int, typer.Option(help="Input sequences per traced matrix.")] = 2,

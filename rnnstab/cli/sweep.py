@@ -83,7 +83,10 @@ def sweep(
     ] = None,
     steps: Annotated[
         list[str] | None,
-        typer.Option(help="Horizons T: Jacobians ∂g_t/∂g_0 for t = 1..T. Default: 300.", rich_help_panel=_SWEEP_PANEL),
+        typer.Option(
+            help="Horizons T: Jacobians ∂g_t/∂g_0 for t = 1..T (integers also take START:STOP). Default: 300.",
+            rich_help_panel=_SWEEP_PANEL,
+        ),
     ] = None,
     seeds: Annotated[
         list[str] | None,
