@@ -149,3 +149,11 @@ def test_errors_name_the_option_the_user_typed():
     ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and result.stderr.strip() == line, result.output
+
+
+def test_identities_only_takes_comma_lists_once_and_shows_reports_as_reports():
+    result = CliRunner().invoke(app, ["identities", "--only", "taylor,newton-rnn", "--only", "taylor", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [r["name"] for r in json.loads(result.stdout)] == ["taylor", "newton-rnn"]
+    table = CliRunner().invoke(app, ["identities", "--only", "newton-rnn"], env={"COLUMNS": "200"})
+    assert "report" in table.stdout and "PASS" not in table.stdout
