@@ -29,7 +29,6 @@ from rnnstab.rnn import VanillaRNN, check_rnn
 
 NORMS = ("spectral", "frobenius")
 SPECTRAL_METHODS = ("lanczos", "svd")
-_W_EXPONENT_LIMIT = 64  # W is rescaled by a power of two when max|W| is beyond 2^{±64}
 _DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-6}
 
 
@@ -167,7 +166,7 @@ def jacobian_norms(
         for i in range(derivatives.shape[1]):
             engine.step(start + i, derivatives[:, i])
             if start + i + 1 in sv_steps:
-                sv_rows.append(engine.log_singular_values(start + i))
+                sv_rows.append(engine.log_singular_values())
         if progress is not None:
             progress(derivatives.shape[1])
     return engine.result(wanted, sv_steps, torch.stack(sv_rows, dim=1) if sv_rows else None, weights_dtype)
@@ -203,16 +202,18 @@ class _Engine:
         self.fro_rows: list[torch.Tensor] = []
         self.spec_rows: list[torch.Tensor] = []
         self.prev_fro = torch.ones(batch, dtype=dtype, device=device)
-        # J_t = 2^{et} Π D_s (W/2^e). Norms square the entries, so a W of scale 2^{±64} or beyond (δ = 1e200, or 1e-30
-        # in float32) would overflow or underflow them: such a W is multiplied in as W/2^e, exactly (a power of
-        # two), with e·log 2 per step added to the log scale. Any other W is used as it is.
+        # J_t = 2^{et} Π D_s (W/2^e). Norms square the entries, so a W of scale 2^{±maxexp/8} or beyond (2^±128 in
+        # float64, 2^±16 in float32: δ = 1e200, or 1e6 in float32) could overflow or underflow them: such a W is
+        # multiplied in as W/2^e, exactly (a power of two, applied in float64 so that the factor itself cannot
+        # overflow), with e·log 2 per step added to the log scale. Any other W is used as it is.
         largest = rnn.W.abs().amax(dim=(-2, -1)).expand(batch).to(torch.float64)
         exponent = torch.where(largest > 0, torch.log2(largest).round(), 0.0)
         self.Wt = rnn._Wt
         self.log_w = torch.zeros(batch, dtype=torch.float64)
-        if bool((exponent.abs() > _W_EXPONENT_LIMIT).any()):
-            factor = torch.exp2(-exponent).to(dtype)
-            self.Wt = rnn._Wt * (factor[0] if rnn.W.dim() == 2 else factor[:, None, None])
+        if bool((exponent.abs() > int(math.log2(torch.finfo(dtype).max)) // 8).any()):
+            factor = torch.exp2(-exponent).to(device)
+            scaled = rnn._Wt.to(torch.float64) * (factor[0] if rnn.W.dim() == 2 else factor[:, None, None])
+            self.Wt = scaled.to(dtype)
             self.log_w = exponent.cpu() * math.log(2)
         self.tracker = tracker
 
@@ -230,9 +231,16 @@ class _Engine:
         if self.tracker is not None:
             self.spec_rows.append(self.tracker.update(self.P, fro, columns))
 
-    def log_singular_values(self, t: int) -> torch.Tensor:
-        """log σ_i(J_t) for every i, exact (SVD), in float64: (batch, n)."""
-        scale = self._log_scales()[-1] - torch.log(self.fro_rows[-1].to(torch.float64).cpu())
+    def log_singular_values(self) -> torch.Tensor:
+        """log σ_i(J_t) at the current step t, for every i, exact (SVD), in float64: (batch, n)."""
+        # Σ_{s<t} log‖P_s‖ + t·log_w, summed without subtracting (a dead product would give −∞ − (−∞) = NaN)
+        previous = self.fro_rows[:-1]
+        before = (
+            torch.log(torch.stack(previous).to(torch.float64).cpu()).sum(dim=0)
+            if previous
+            else torch.zeros_like(self.log_w)
+        )
+        scale = before + len(self.fro_rows) * self.log_w
         return torch.log(torch.linalg.svdvals(self.P).to(torch.float64).cpu()) + scale[:, None]
 
     def _log_scales(self) -> torch.Tensor:

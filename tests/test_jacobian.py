@@ -116,9 +116,10 @@ def test_ten_thousand_steps_without_underflow(dtype):
 def test_dead_relu_jacobian_is_minus_infinity():
     W = torch.eye(4, dtype=F64) * 0.5
     rnn = rnnstab.VanillaRNN(W, torch.ones(4, 1, dtype=F64), torch.full((4,), -10.0, dtype=F64), activation="relu")
-    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, 5, 1))
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, 5, 1), singular_values_at=[1, 5])
     assert torch.isneginf(trace.log_spectral).all()
     assert torch.isneginf(trace.log_frobenius).all()
+    assert torch.isneginf(trace.log_singular_values).all()  # not −∞ − (−∞) = NaN
     assert rnnstab.bound_violations(trace, delta=0.5) == []
 
 
@@ -304,20 +305,38 @@ def test_every_scheme_matches_an_svd_of_the_same_product_at_every_step(scheme):
 
 
 @pytest.mark.parametrize(
-    ("dtype", "delta"), [(torch.float64, 1e-200), (torch.float64, 1e200), (torch.float32, 1e-30), (torch.float32, 1e30)]
+    ("dtype", "delta"),
+    [
+        (torch.float64, 1e-200),
+        (torch.float64, 1e200),
+        (torch.float32, 1e-30),
+        (torch.float32, 1e30),
+    ],
 )
 def test_extreme_weight_scales_stay_exact(dtype, delta):
     # J_t = W^t with W = δ·Q orthogonal: log‖J_t‖₂ = log‖J_t‖_F − ½ log n = t·log δ. Squared in the norms, W's
     # entries would overflow or underflow the dtype without the power-of-two rescaling.
     n, steps = 8, 6
     W = rnnstab.scale_to_threshold(rnnstab.init_weights("orthogonal", n, seed=3), delta=delta, gamma=1.0)
-    trace = rnnstab.jacobian_norms(
-        rnnstab.VanillaRNN(W.to(dtype), activation="identity"), torch.zeros(1, steps, 0, dtype=dtype)
-    )
+    rnn = rnnstab.VanillaRNN(W.to(dtype), activation="identity")
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, steps, 0, dtype=dtype), singular_values_at=[1, steps])
     exact = torch.arange(1, steps + 1, dtype=torch.float64) * math.log(delta)
     rel = 1e-12 if dtype == torch.float64 else 1e-6
     torch.testing.assert_close(trace.log_spectral[0], exact, rtol=rel, atol=0)
     torch.testing.assert_close(trace.log_frobenius[0], exact + 0.5 * math.log(n), rtol=rel, atol=0)
+    torch.testing.assert_close(trace.log_singular_values[0], exact[[0, -1], None].expand(2, n), rtol=rel, atol=0)
+
+
+def test_float32_weights_of_scale_2_to_the_62_are_rescaled_too():
+    # Entries of 2^62, 64 to a column: their squares sum past float32's 2^128 (but not float64's); the product
+    # W^t (zero state, σ'(0) = 1) must come out as float64 computes it.
+    W = rnnstab.init_weights("gaussian", 64, seed=2)
+    W = W * (2.0**62 / float(W.abs().max()))
+    x = torch.zeros(1, 5, 0, dtype=F64)
+    reference = rnnstab.jacobian_norms(rnnstab.VanillaRNN(W, activation="tanh"), x)
+    single = rnnstab.jacobian_norms(rnnstab.VanillaRNN(W.float(), activation="tanh"), x.float(), dtype=torch.float32)
+    for norm in ("log_spectral", "log_frobenius"):
+        torch.testing.assert_close(getattr(single, norm), getattr(reference, norm), rtol=1e-6, atol=0)
 
 
 def test_an_overflowing_forward_pass_is_refused_not_read_as_dead_units():
