@@ -50,7 +50,7 @@ from rnnstab.optimizers import (
 from rnnstab.report import Report, write_report
 from rnnstab.rnn import VanillaRNN
 from rnnstab.store import Configuration, Record, load_sweep
-from rnnstab.sweep import Grid, SweepProgress, SweepResult, run_sweep, saved_grids, sweep_network
+from rnnstab.sweep import Grid, SweepProgress, SweepResult, resume_sweep, run_sweep, saved_grids, sweep_network
 from rnnstab.tasks import TASKS, Task, adding_problem, copy_spec, copy_task, get_task
 from rnnstab.theory import (
     REGIMES,
@@ -174,6 +174,7 @@ __all__ = [
     "product_lyapunov_spectrum",
     "register_activation",
     "register_scheme",
+    "resume_sweep",
     "run_identities",
     "run_sweep",
     "run_validation",

@@ -33,7 +33,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -646,6 +646,7 @@ def run_sweep(
     stack: int | None = None,
     chunks_per_shard: int = 1,
     progress: Callable[[SweepProgress], None] | None = None,
+    also_planned: Collection[str] = (),
 ) -> SweepResult:
     """Run every configuration × seed of ``grid`` and store one record each in ``out`` (see :mod:`rnnstab.store`).
 
@@ -671,6 +672,8 @@ def run_sweep(
             it changes speed and memory, not results.
         chunks_per_shard: Dask only: batched calls per submitted task (scheduling granularity; no effect on results).
         progress: called with a :class:`SweepProgress` as work advances.
+        also_planned: record keys that the caller computes in other calls (:func:`resume_sweep` passes every saved
+            grid's): records of earlier runs among them are not reported as left behind.
 
     Returns:
         A :class:`SweepResult`.
@@ -714,6 +717,7 @@ def run_sweep(
             client, threads = _dask_client(resources, workers=workers, scheduler=scheduler, client=client)
         directory = _io.output_dir(directory)
         resources.enter_context(sweep_lock(directory))
+        previous = read_metadata(directory) if previous is not None else None  # as it is now that the lock is ours
         remove_stale_temporaries(directory)
         wanted = [t.key for t in tasks]
         valid, corrupted = scan_records(directory, wanted)
@@ -728,7 +732,7 @@ def run_sweep(
                 RnnstabWarning,
                 stacklevel=2,
             )
-        left_behind = _planned_before(previous) - set(wanted) - present_keys(directory)
+        left_behind = _planned_before(previous) - set(wanted) - set(also_planned) - present_keys(directory)
         if left_behind:
             warnings.warn(
                 f"{len(left_behind)} record(s) planned by an earlier run of this sweep are missing and not in this "
@@ -969,6 +973,11 @@ def _check_directory(directory: Path, fixed: dict[str, Any], *, resume: bool) ->
         for name, value in fixed.items()
         if before.get(name) != value
     ]
+    if before.get("format") != fixed["format"]:
+        raise InvalidArgumentError(
+            f"the sweep in {directory} was written by another rnnstab version (record format {before.get('format')}, "
+            f"this one writes {fixed['format']}): its records cannot be resumed; start it again in another --out"
+        )
     if differences:
         raise InvalidArgumentError(
             f"cannot resume the sweep in {directory} with different fixed parameters ({'; '.join(differences)}): "
@@ -1002,6 +1011,33 @@ def saved_grids(out: str | os.PathLike[str]) -> list[Grid]:
         if grid not in grids:
             grids.append(grid)
     return grids
+
+
+def resume_sweep(
+    out: str | os.PathLike[str], *, batch: int | None = None, inputs: int | None = None, **options: Any
+) -> tuple[list[Grid], list[SweepResult]]:
+    """Finish a sweep: run every grid it was ever run with (:func:`saved_grids`), keeping every complete record.
+
+    Args:
+        out: the sweep directory.
+        batch, inputs: if given, they must equal the sweep's fixed parameters (a mismatch is refused).
+        options: passed on to :func:`run_sweep` (executor, device, workers, scheduler, client, stack,
+            chunks_per_shard, progress).
+
+    Returns:
+        (the grids, one :class:`SweepResult` per grid), oldest grid first.
+
+    Raises:
+        InvalidArgumentError: ``out`` holds no sweep; as :func:`run_sweep`.
+    """
+    grids = [
+        dataclasses.replace(
+            grid, batch=grid.batch if batch is None else batch, inputs=grid.inputs if inputs is None else inputs
+        )
+        for grid in saved_grids(out)
+    ]
+    planned = {task.key for grid in grids for task in grid.tasks()}
+    return grids, [run_sweep(grid, out, resume=True, also_planned=planned, **options) for grid in grids]
 
 
 def _missing_from_finished_runs(previous: dict[str, Any] | None, present: set[str], wanted: set[str]) -> set[str]:

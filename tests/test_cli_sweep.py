@@ -220,6 +220,7 @@ def test_resume_without_grid_options_finishes_every_earlier_grid(tmp_path):
     # resuming alone runs both grids: the lost record comes back bit for bit
     result = runner.invoke(app, ["sweep", "--out", out, "--resume", "--json"])
     assert result.exit_code == 0, result.output
+    assert "planned by an earlier run" not in result.stderr  # the next saved grid computes it: nothing left behind
     summary = json.loads(result.stdout)
     assert summary["grids"] == 2 and summary["computed"] == 1 and summary["configurations"] == 3
     assert {path.name: path.read_bytes() for path in sorted(lost.parent.iterdir())} == kept
@@ -234,3 +235,29 @@ def test_report_header_counts_an_uneven_sweep_truthfully(tmp_path):
     text = (tmp_path / "s" / "report.md").read_text()
     assert "5 records of 3 configurations, with 1–2 of the 2 seeds each" in text
     assert "seed(s)" not in text
+
+
+def test_resume_alone_counts_overlapping_grids_once_and_checks_fixed_parameters(tmp_path):
+    out = str(tmp_path / "s")
+    small = ["--hidden", "6", "--steps", "15", "--delta", "0.5", "--batch", "2", "--no-report", "--quiet"]
+    assert runner.invoke(app, ["sweep", *small, "--seeds", "2", "--out", out]).exit_code == 0
+    assert runner.invoke(app, ["sweep", *small, "--seeds", "4", "--out", out, "--resume"]).exit_code == 0
+    result = runner.invoke(app, ["sweep", "--out", out, "--resume", "--batch", "2", "--no-report", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # 4 records of 1 configuration, not 2 + 4 of 2
+    assert (summary["tasks"], summary["configurations"], summary["skipped"]) == (4, 1, 4)
+    refused = runner.invoke(app, ["sweep", "--out", out, "--resume", "--batch", "3"])
+    assert refused.exit_code == 2 and "batch = 2 there, 3 now" in refused.stderr
+
+
+def test_resume_alone_needs_a_sweep_and_an_old_format_is_refused_clearly(tmp_path):
+    missing = runner.invoke(app, ["sweep", "--out", str(tmp_path / "typo"), "--resume"])
+    assert missing.exit_code == 2 and "holds no sweep to resume" in missing.stderr
+    assert not (tmp_path / "typo").exists()
+    out = tmp_path / "s"
+    assert runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--no-report", "--quiet"]).exit_code == 0
+    meta = json.loads((out / "sweep.json").read_text())
+    meta["fixed"]["format"] = 1  # as written before float32 rows shared the float64 networks
+    (out / "sweep.json").write_text(json.dumps(meta))
+    old = runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--resume"])
+    assert old.exit_code == 2 and "written by another rnnstab version (record format 1" in old.stderr

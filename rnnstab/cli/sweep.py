@@ -192,14 +192,14 @@ def sweep(
             "init": init,
             "dtype": dtype,
         }
-        if resume and all(value is None for value in (*options.values(), batch, inputs)) and out.is_dir():
-            grids = rnnstab.saved_grids(out)
-        else:
-            grids = [
-                rnnstab.Grid.from_strings(
-                    **options, batch=8 if batch is None else batch, inputs=4 if inputs is None else inputs
-                )
-            ]
+        # --resume with no grid option finishes every saved grid; --batch/--inputs are fixed parameters, not grid
+        # options: given there, they must match the sweep's
+        resume_all = resume and all(value is None for value in options.values())
+        grid = None
+        if not resume_all:
+            grid = rnnstab.Grid.from_strings(
+                **options, batch=8 if batch is None else batch, inputs=4 if inputs is None else inputs
+            )
         try:
             with _sweep_progress(quiet or json_output) as progress:
                 # Hidden until the library reports: a refused sweep then prints its error line and nothing else.
@@ -216,20 +216,18 @@ def sweep(
                         f"done before · call {call}/{state.chunks_total}",
                     )
 
-                results = [
-                    rnnstab.run_sweep(
-                        grid,
-                        out,
-                        resume=resume,
-                        executor=executor,
-                        device=device,
-                        workers=workers,
-                        scheduler=scheduler,
-                        stack=stack,
-                        progress=show,
-                    )
-                    for grid in grids
-                ]
+                execution: dict[str, Any] = {
+                    "executor": executor,
+                    "device": device,
+                    "workers": workers,
+                    "scheduler": scheduler,
+                    "stack": stack,
+                    "progress": show,
+                }
+                if grid is None:
+                    grids, results = rnnstab.resume_sweep(out, batch=batch, inputs=inputs, **execution)
+                else:
+                    grids, results = [grid], [rnnstab.run_sweep(grid, out, resume=resume, **execution)]
         except KeyboardInterrupt:
             console.print(
                 f"[red]interrupted[/red]: every finished configuration is saved in {escape(str(out))}; "
@@ -239,14 +237,17 @@ def sweep(
             )
             raise typer.Exit(130) from None
         result = results[-1]
+        # saved grids overlap (a resume with more seeds holds the earlier grid): count distinct records
+        tasks = len({task.key for g in grids for task in g.tasks()})
+        computed = sum(r.tasks_computed for r in results)
         summary: dict[str, Any] = {
             "directory": str(result.directory),
             "grids": len(grids),
-            "configurations": sum(len(grid.configurations()) for grid in grids),
-            "seeds": sorted({seed for grid in grids for seed in grid.seeds}),
-            "tasks": sum(r.tasks_total for r in results),
-            "computed": sum(r.tasks_computed for r in results),
-            "skipped": sum(r.tasks_skipped for r in results),
+            "configurations": len({c.key for g in grids for c in g.configurations()}),
+            "seeds": sorted({seed for g in grids for seed in g.seeds}),
+            "tasks": tasks,
+            "computed": computed,
+            "skipped": tasks - computed,
             "recomputed": sum(r.tasks_recomputed for r in results),
             "batched_calls": sum(r.chunks for r in results),
             "seconds": round(sum(r.seconds_total for r in results), 3),
