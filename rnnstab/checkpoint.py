@@ -63,7 +63,9 @@ _PARAMETRIZED = re.compile(rf"^(?P<prefix>(?:.*\.)?)parametrizations\.(?P<name>{
 _LEGACY_WEIGHT_NORM = re.compile(rf"^(?P<name>(?:.*\.)?{_RNN_WEIGHT})_(?P<part>[gv])$")
 _CELL_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh)$")
 _CELL_MODES = ((torch.nn.GRUCell, "GRU"), (torch.nn.LSTMCell, "LSTM"))
-_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")  # torch.load(weights_only=True) met a class
+# torch.load(weights_only=True) met a class ("Unsupported global: GLOBAL m.C") or a blocked module's function
+# ("Trying to load unsupported GLOBAL posix.system whose module posix is blocked")
+_REFUSED_GLOBAL = re.compile(r"unsupported global:? (?:GLOBAL )?(\S+)", re.IGNORECASE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # torch colours parts of its messages
 _TORCH_NONLINEARITIES = ("tanh", "relu")
 _GATES = {3: "GRU", 4: "LSTM"}

@@ -1,3 +1,4 @@
+import os
 import sys
 import types
 import warnings
@@ -83,6 +84,24 @@ def test_pickled_module_refused_without_trust(saved):
     with pytest.raises(rnnstab.InvalidArgumentError, match="--trust-pickle") as err:
         rnnstab.load_recurrent_layers(saved["module"])
     assert "runs any code" in str(err.value) and "\n" not in str(err.value)
+
+
+class _RunsCode:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling it would call os.system: the safe loader must refuse, and name why
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_as_such_not_as_damage(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"weight_hh_l0": torch.eye(2), "payload": _RunsCode(str(marker))}, path)
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"evil.pt holds pickled Python objects \(\S*system") as err:
+        rnnstab.load_recurrent_layers(path)
+    assert "corrupted" not in str(err.value) and "--trust-pickle" in str(err.value)
+    assert not marker.exists()
 
 
 class _Net(torch.nn.Module):
