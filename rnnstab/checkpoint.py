@@ -348,8 +348,8 @@ def _load_torch(file: Path, *, trust_pickle: bool) -> object:
         refused = _REFUSED_GLOBAL.search(str(err))
         if not trust_pickle and refused:
             raise InvalidArgumentError(
-                f"{file.name} holds pickled Python objects ({refused[1]}, e.g. a whole nn.Module) that the safe "
-                f"loader refuses; {_PICKLE_RISK}"
+                f"{file.name} holds pickled Python objects ({refused[1]}) that the safe loader refuses: a whole "
+                f"nn.Module, or code to run; {_PICKLE_RISK}"
             ) from None
         raise _unreadable(file, "a torch.save file", err) from None
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, … for damaged files

@@ -708,8 +708,7 @@ def run_sweep(
     tasks = grid.tasks()
     chunks = plan_chunks(tasks, stack=stack, device=device)
     fixed = {**grid.fixed(), "format": FORMAT_VERSION, "rate_tol": DEFAULT_RATE_TOL}
-    share = None if remote else 1 if executor == "local" else workers or os.cpu_count() or 1
-    _check_resources(directory, chunks, device=device, share=share)
+    _check_resources(directory, chunks, device=device, share=_calls_at_once(executor, workers, remote=remote))
     previous = _check_directory(directory, fixed, resume=resume)
 
     with ExitStack() as resources:
@@ -717,7 +716,8 @@ def run_sweep(
             client, threads = _dask_client(resources, workers=workers, scheduler=scheduler, client=client)
         directory = _io.output_dir(directory)
         resources.enter_context(sweep_lock(directory))
-        previous = read_metadata(directory) if previous is not None else None  # as it is now that the lock is ours
+        # again, now that the lock is ours: another sweep may have been written here since the first check
+        previous = _check_directory(directory, fixed, resume=resume)
         remove_stale_temporaries(directory)
         wanted = [t.key for t in tasks]
         valid, corrupted = scan_records(directory, wanted)
@@ -1036,8 +1036,32 @@ def resume_sweep(
         )
         for grid in saved_grids(out)
     ]
+    # every grid is checked before any is run: a later one refused for memory or disk must not come after hours of work
+    remote = options.get("scheduler") is not None or options.get("client") is not None
+    device = options.get("device", "auto")
+    if not remote:
+        device = str(_checks.device("--device", device))
+    share = _calls_at_once(options.get("executor", "local"), options.get("workers"), remote=remote)
+    for index, grid in enumerate(grids):
+        try:
+            _check_resources(
+                Path(out),
+                plan_chunks(grid.tasks(), stack=options.get("stack"), device=device),
+                device=device,
+                share=share,
+            )
+        except InvalidArgumentError as error:
+            raise InvalidArgumentError(
+                f"saved grid {index + 1} of {len(grids)} (n = {list(grid.hidden)}, T = {list(grid.steps)}): {error} "
+                "(resuming, only --stack and --device can change it)"
+            ) from None
     planned = {task.key for grid in grids for task in grid.tasks()}
     return grids, [run_sweep(grid, out, resume=True, also_planned=planned, **options) for grid in grids]
+
+
+def _calls_at_once(executor: str, workers: int | None, *, remote: bool) -> int | None:
+    """Batched calls running at once on this machine (None: a remote cluster, whose memory cannot be seen here)."""
+    return None if remote else 1 if executor == "local" else workers or os.cpu_count() or 1
 
 
 def _missing_from_finished_runs(previous: dict[str, Any] | None, present: set[str], wanted: set[str]) -> set[str]:

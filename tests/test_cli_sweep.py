@@ -261,3 +261,17 @@ def test_resume_alone_needs_a_sweep_and_an_old_format_is_refused_clearly(tmp_pat
     (out / "sweep.json").write_text(json.dumps(meta))
     old = runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--resume"])
     assert old.exit_code == 2 and "written by another rnnstab version (record format 1" in old.stderr
+
+
+def test_resume_alone_checks_every_saved_grid_before_running_any(tmp_path):
+    out = tmp_path / "s"
+    assert runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--no-report", "--quiet"]).exit_code == 0
+    meta = json.loads((out / "sweep.json").read_text())
+    huge = {**meta["runs"][0], "grid": {**meta["runs"][0]["grid"], "hidden": [300000]}}
+    meta["runs"].append(huge)  # a saved grid that no longer fits (as on a smaller machine)
+    (out / "sweep.json").write_text(json.dumps(meta))
+    lost = sorted((out / "records").iterdir())[0]
+    lost.unlink()
+    result = runner.invoke(app, ["sweep", "--out", str(out), "--resume"])
+    assert result.exit_code == 2 and "saved grid 2 of 2 (n = [300000]" in result.stderr, result.output
+    assert not lost.exists()  # refused before the first grid ran

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 
@@ -358,3 +359,27 @@ def test_progress_reports_counts_and_work(tmp_path):
     assert seen[-1].work_done == pytest.approx(seen[-1].work_total)
     done = [p.work_done for p in seen]
     assert done == sorted(done) and len(seen) > 4  # advances within the 260-step calls too (every 128 steps)
+
+
+def test_a_sweep_written_while_waiting_for_the_lock_is_not_overwritten(tmp_path, monkeypatch):
+    # Between the first check and taking the lock another process may have written a sweep into the directory.
+    from contextlib import contextmanager
+
+    from rnnstab import store
+    from rnnstab import sweep as sweep_module
+
+    other = tmp_path / "other"
+    rnnstab.run_sweep(rnnstab.Grid(hidden=(4,), steps=(3,), delta=(0.9,), seeds=(0,), batch=2), other)
+    target = tmp_path / "s"
+    real_lock = sweep_module.sweep_lock
+
+    @contextmanager
+    def late_lock(directory):
+        (directory / store.METADATA_FILE).write_text((other / store.METADATA_FILE).read_text())
+        with real_lock(directory):
+            yield
+
+    monkeypatch.setattr(sweep_module, "sweep_lock", late_lock)
+    with pytest.raises(rnnstab.InvalidArgumentError, match="already holds a sweep"):
+        rnnstab.run_sweep(rnnstab.Grid(hidden=(4,), steps=(3,), delta=(0.9,), seeds=(0,), batch=3), target)
+    assert json.loads((target / store.METADATA_FILE).read_text())["fixed"]["batch"] == 2  # the other's, untouched
