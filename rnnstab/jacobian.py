@@ -202,8 +202,8 @@ class _Engine:
         self.fro_rows: list[torch.Tensor] = []
         self.spec_rows: list[torch.Tensor] = []
         self.prev_fro = torch.ones(batch, dtype=dtype, device=device)
-        # J_t = 2^{et} Π D_s (W/2^e). Norms square the entries, so a W of scale 2^{±maxexp/8} or beyond (2^±128 in
-        # float64, 2^±16 in float32: δ = 1e200, or 1e6 in float32) could overflow or underflow them: such a W is
+        # J_t = 2^{et} Π D_s (W/2^e). Norms square the entries, so a W of scale beyond 2^±(log2(max)/8) (2^±127 in
+        # float64, 2^±15 in float32: δ = 1e200, or 1e6 in float32) could overflow or underflow them: such a W is
         # multiplied in as W/2^e, exactly (a power of two, applied in float64 so that the factor itself cannot
         # overflow), with e·log 2 per step added to the log scale. Any other W is used as it is.
         largest = rnn.W.abs().amax(dim=(-2, -1)).expand(batch).to(torch.float64)
