@@ -291,7 +291,12 @@ def write_report(directory: str | os.PathLike[str]) -> Report:
     if frame.empty:
         raise InvalidArgumentError(f"{root} holds no records yet: run (or resume) the sweep first")
     metadata = read_metadata(root) or {}
+    # activations in the order the sweep named them (records load alphabetically)
+    named = {name: i for i, name in enumerate(metadata.get("parameters", {}).get("activation", []))}
     table = configuration_table(frame)
+    table = table.sort_values(
+        "activation", key=lambda column: column.map(lambda a: named.get(a, len(named))), kind="stable"
+    ).reset_index(drop=True)
     said = conclusions(table)
     bound_holds = bool(table["bound_holds"].all())
     varying = [axis for axis in ("activation", *OTHER_AXES) if table[axis].nunique() > 1]

@@ -278,3 +278,12 @@ def test_figures_label_their_axes_in_natural_log(tmp_path):
     assert any("bound tight" in (line.get_label() or "") for line in ax.lines)
     for name in ("norms", "phase", "rates"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_conclusions_follow_the_order_the_activations_were_named_in(tmp_path):
+    grid = rnnstab.Grid(activation=("tanh", "relu"), delta=(0.5,), hidden=(4,), steps=(10,), seeds=(0,), batch=2)
+    rnnstab.run_sweep(grid, tmp_path)
+    report = rnnstab.write_report(tmp_path)
+    assert list(report.conclusions) == ["tanh", "relu"]  # records load alphabetically: relu first
+    text = report.markdown.read_text()
+    assert text.index("| tanh |") < text.index("| relu |")
