@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 
@@ -46,7 +47,7 @@ def test_trace_json_on_stdout_matches_the_library(tmp_path):
         (["--steps", "0"], "--steps"),
         (["--hidden", "0"], "hidden"),
         (["--dtype", "float16"], "--dtype"),
-        (["--input-scale", "0"], "--input-scale"),
+        (["--input-scale", "-1"], "--input-scale must be a finite number ≥ 0"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(tmp_path, args, message):
@@ -157,3 +158,13 @@ def test_identities_only_takes_comma_lists_once_and_shows_reports_as_reports():
     assert [r["name"] for r in json.loads(result.stdout)] == ["taylor", "newton-rnn"]
     table = CliRunner().invoke(app, ["identities", "--only", "newton-rnn"], env={"COLUMNS": "200"})
     assert "report" in table.stdout and "PASS" not in table.stdout
+
+
+def test_trace_takes_input_scale_zero_as_an_autonomous_network(tmp_path):
+    # like inits and lyapunov: x = 0, so g_t = σ(W g_(t-1)) from g_0 = σ(0) = 0 stays at 0 and J_t = (σ'(0) W)^t
+    args = ["trace", "--activation", "tanh", "--delta", "0.5", "--init", "orthogonal", "--hidden", "6", "--steps", "4"]
+    result = runner.invoke(app, [*args, "--batch", "1", "--input-scale", "0", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["log_spectral_final_median"] == pytest.approx(4 * math.log(0.5), abs=1e-9)
+    assert summary["rate_per_step_median"] == pytest.approx(math.log(0.5), abs=1e-9)

@@ -15,7 +15,7 @@ from rich.table import Table
 
 import rnnstab
 from rnnstab import _checks, _io
-from rnnstab.cli._common import _Activation, _Gamma, _metadata, _progress, _user_errors, app
+from rnnstab.cli._common import _Activation, _Gamma, _metadata, _non_negative, _progress, _user_errors, app
 from rnnstab.plots import plot_trace
 
 
@@ -31,7 +31,9 @@ def trace(
     steps: Annotated[int, typer.Option(help="Horizon T: Jacobians ∂g_t/∂g_0 for t = 1..T.")] = 200,
     batch: Annotated[int, typer.Option(help="Number of input sequences (one trace each).")] = 16,
     inputs: Annotated[int, typer.Option(help="Input size m (U is n × m, drawn N(0, 1/m)).")] = 4,
-    input_scale: Annotated[float, typer.Option(help="Standard deviation of the inputs x_t.")] = 1.0,
+    input_scale: Annotated[
+        float, typer.Option(help="Standard deviation of the inputs x_t (0: an autonomous network, no input).")
+    ] = 1.0,
     init: Annotated[
         str, typer.Option(help="Recurrent weights before scaling: a scheme of rnnstab inits (gaussian, orthogonal, …).")
     ] = "gaussian",
@@ -49,7 +51,7 @@ def trace(
     with _user_errors(ctx) as made:
         act = rnnstab.get_activation(activation, gamma=gamma)
         delta = _checks.positive_float("--delta", delta)
-        input_scale = _checks.positive_float("--input-scale", input_scale)
+        input_scale = _non_negative("--input-scale", input_scale)
         chosen_dtype = _checks.dtype("--dtype", dtype)
         chosen_device = _checks.device("--device", device)
         out_dir = _io.output_dir(out, created=made)
