@@ -698,11 +698,7 @@ def run_sweep(
     if stack is not None:
         stack = _checks.positive_int("--stack", stack)
     remote = scheduler is not None or client is not None
-    if remote:  # the device is resolved on the workers; only the spelling can be checked here
-        if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-            raise InvalidArgumentError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    else:
-        device = str(_checks.device("--device", device))  # record where it ran, not "auto"
+    device = _resolved_device(device, remote=remote)
 
     directory = Path(out)
     tasks = grid.tasks()
@@ -1038,9 +1034,7 @@ def resume_sweep(
     ]
     # every grid is checked before any is run: a later one refused for memory or disk must not come after hours of work
     remote = options.get("scheduler") is not None or options.get("client") is not None
-    device = options.get("device", "auto")
-    if not remote:
-        device = str(_checks.device("--device", device))
+    device = _resolved_device(options.get("device", "auto"), remote=remote)
     share = _calls_at_once(options.get("executor", "local"), options.get("workers"), remote=remote)
     for index, grid in enumerate(grids):
         try:
@@ -1057,6 +1051,16 @@ def resume_sweep(
             ) from None
     planned = {task.key for grid in grids for task in grid.tasks()}
     return grids, [run_sweep(grid, out, resume=True, also_planned=planned, **options) for grid in grids]
+
+
+def _resolved_device(device: str, *, remote: bool) -> str:
+    """Where the sweep runs, as recorded (``cpu``, not ``auto``); on a remote cluster the device is resolved on the
+    workers, so only its spelling is checked here."""
+    if not remote:
+        return str(_checks.device("--device", device))
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise InvalidArgumentError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return device
 
 
 def _calls_at_once(executor: str, workers: int | None, *, remote: bool) -> int | None:
