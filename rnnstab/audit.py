@@ -469,7 +469,7 @@ def _audit_one(subject: AuditSubject, log_drop: float, jacobian_samples: int | N
         memory_horizon_steps=Stat(horizon, horizon_spread),
         memory_horizon_kind=kind,
         regime=regime,
-        verdict=_verdict(regime, deltas, radii * gamma, rate, horizon, kind),
+        verdict=_verdict(regime, deltas, radii * gamma, rate, horizon, kind, torch.isneginf(log_norms).any(-1)),
         bound_holds=bound_holds,
         eigenvalues=eigenvalues,
         singular_values=singular_values,
@@ -478,6 +478,21 @@ def _audit_one(subject: AuditSubject, log_drop: float, jacobian_samples: int | N
         log_transient=powers.mean(dim=0),
         **row_stats,
     )
+
+
+def format_against_one(value: float) -> str:
+    """``value`` to 3 significant digits, or as many more as it takes not to print 1 for a number that is not 1
+    (a verdict reading "δ = 1 > 1" for δ = 1.0004 contradicts itself).
+
+    Example:
+        >>> format_against_one(1.2345), format_against_one(1.0004), format_against_one(0.99996), format_against_one(1.0)
+        ('1.23', '1.0004', '0.99996', '1')
+    """
+    for digits in range(3, 18):
+        text = f"{value:.{digits}g}"
+        if value == 1 or float(text) != 1:
+            return text
+    return repr(value)
 
 
 def _trajectories(rnn: VanillaRNN, samples: int, batch: int) -> VanillaRNN:
@@ -501,22 +516,38 @@ def _horizon(curve: torch.Tensor, rate: float, log_drop: float) -> tuple[float, 
 
 
 def _verdict(
-    regime: str, deltas: torch.Tensor, gamma_radii: torch.Tensor, rate: float, horizon: float, kind: str
+    regime: str,
+    deltas: torch.Tensor,
+    gamma_radii: torch.Tensor,
+    rate: float,
+    horizon: float,
+    kind: str,
+    dead: torch.Tensor,
 ) -> str:
     """One sentence: what the bound proves, what was measured, how long gradients carry memory."""
     delta = float(deltas.mean())
+    above = int((deltas >= 1 - _DELTA_ROUNDING).sum())
     if regime == "guaranteed vanishing":
-        lead = f"vanishing guaranteed: δ = γ‖W‖₂ = {delta:.3g} < 1, so ‖J_t‖₂ ≤ δ^t"
+        lead = f"vanishing guaranteed: δ = γ‖W‖₂ = {format_against_one(delta)} < 1, so ‖J_t‖₂ ≤ δ^t"
     else:
         if abs(delta - 1) <= 1e-12:
             lead = "δ = γ‖W‖₂ = 1: the bound ‖J_t‖₂ ≤ 1 rules out growth, not vanishing"
+        elif above < deltas.numel():
+            # samples on both sides of 1: their mean, which may lie below 1, says nothing about the guarantee
+            lead = (
+                f"the bound does not apply to every sample (δ = γ‖W‖₂ ≥ 1 in {above} of {deltas.numel()}, up to "
+                f"{format_against_one(float(deltas.max()))}; mean {format_against_one(delta)})"
+            )
         else:
-            lead = f"the bound does not apply (δ = γ‖W‖₂ = {delta:.3g} > 1)"
-        if float(gamma_radii.mean()) < 1:
-            lead += f" although γρ(W) = {float(gamma_radii.mean()):.3g} < 1: the eigenvalues understate ‖W‖₂"
+            lead = f"the bound does not apply (δ = γ‖W‖₂ = {format_against_one(delta)} > 1)"
+        if float(gamma_radii.mean()) < 1 - _DELTA_ROUNDING:  # ρ = 1 of an orthogonal W may round to just below
+            radius = format_against_one(float(gamma_radii.mean()))
+            lead += f" although γρ(W) = {radius} < 1: the eigenvalues understate ‖W‖₂"
         lead += f"; measured {regime}"
     if rate == -math.inf:
-        measured = "the Jacobian became exactly zero (σ' = 0 on every unit: dead units)"
+        # one dead trajectory makes the mean log-norm -inf: say how many there were, not imply all
+        where = "on every trajectory" if bool(dead.all()) else f"on {int(dead.sum())} of {dead.numel()} trajectories"
+        measured = f"the Jacobian became exactly zero {where} (σ' = 0 on every unit: dead units)"
     elif rate < -DEFAULT_RATE_TOL:
         measured = f"rate {rate:+.3g} nats/step (half-life {math.log(2) / -rate:.3g} steps)"
     elif rate > DEFAULT_RATE_TOL:

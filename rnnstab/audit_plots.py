@@ -80,7 +80,11 @@ def plot_jacobian_curves(rows: Sequence[AuditRow], *, path: Path, horizon_drop: 
         colour = palette(k % 20)
         with np.errstate(invalid="ignore"):
             ax.fill_between(steps, mean - spread, mean + spread, color=colour, alpha=0.15, linewidth=0)
-        ax.plot(steps, mean, color=colour, linewidth=1.4, label=row.name)
+        label = row.name
+        if np.isneginf(mean).any():  # log 0 cannot be drawn: the line just stops, so say why
+            label += f" (some J_t = 0 from t = {int(np.argmax(np.isneginf(mean))) + 1})"
+        ax.plot(steps, mean, color=colour, linewidth=1.4, label=label)
+    ax.set_xlim(1, max(max(row.steps for row in rows), 2))  # an all-zero Jacobian leaves no point to fit the axis to
     ax.axhline(math.log(horizon_drop), color="black", linestyle=":", linewidth=1.2, label=f"log {horizon_drop:g}")
     ax.axhline(0.0, color="grey", linewidth=0.6)
     ax.set_xlabel("t (steps)")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnstab import _io
-from rnnstab.audit import Audit, AuditRow, Stat
+from rnnstab.audit import Audit, AuditRow, Stat, format_against_one
 from rnnstab.report import _CSS, Report
 
 FIGURES = {
@@ -228,8 +228,9 @@ def _blocks(audit: Audit, title: str, parameters: Mapping[str, Any]) -> list[_Bl
             _Block(
                 "bullets",
                 items=[
-                    f"{row.name}: γρ(W) = {row.gamma * row.spectral_radius.mean:.3g} < 1 but δ = γ‖W‖₂ = "
-                    f"{row.delta.mean:.3g} ≥ 1 — the eigenvalues look contracting, yet the bound does not apply; "
+                    f"{row.name}: γρ(W) = {format_against_one(row.gamma * row.spectral_radius.mean)} < 1 but "
+                    f"δ = γ‖W‖₂ = {format_against_one(row.delta.mean)} ≥ 1 — the eigenvalues look contracting, yet "
+                    "the bound does not apply; "
                     f"measured rate {row.rate_per_step.mean:+.3g} nats/step, max_t ‖W^t‖₂ = "
                     f"{row.transient_growth.mean:.3g} at t ≈ {row.transient_peak_step.mean:.0f}."
                     for row in hidden

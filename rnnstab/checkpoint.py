@@ -34,6 +34,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,9 +156,9 @@ def load_recurrent_layers(
         The layers, network by network, layer 0 first, the forward direction before the reverse one.
 
     Raises:
-        InvalidArgumentError: missing, unreadable, corrupted or truncated file; unknown extension; a pickled
-            object without ``trust_pickle``, or with it a pickled class that cannot be imported here; no RNN
-            weights; GRU/LSTM weights only; a wrong activation.
+        InvalidArgumentError: missing, unreadable, corrupted or truncated file; unknown extension; a TorchScript
+            archive; a pickled object without ``trust_pickle``, or with it a pickled class that cannot be imported
+            here; no RNN weights; GRU/LSTM weights only; a wrong activation.
         ShapeError: a non-square recurrent matrix, or sizes that do not fit together.
         NonFiniteError: NaN or Inf in a weight.
 
@@ -335,6 +336,12 @@ def _read_torch(file: Path, *, trust_pickle: bool) -> tuple[dict[str, torch.Tens
 
 
 def _load_torch(file: Path, *, trust_pickle: bool) -> object:
+    if _is_torchscript(file):
+        raise InvalidArgumentError(
+            f"{file.name} is a TorchScript archive (torch.jit.save), not a torch.save file: save its weights with "
+            f"torch.save(torch.jit.load({file.name!r}).state_dict(), 'state_dict.pt') and analyse that (the state_dict "
+            "does not record the nonlinearity: pass --activation relu for a relu RNN)"
+        )
     try:
         if trust_pickle:
             return torch.load(file, weights_only=False, map_location="cpu", pickle_module=_CLASS_NAMING_PICKLE)
@@ -354,6 +361,15 @@ def _load_torch(file: Path, *, trust_pickle: bool) -> object:
         raise _unreadable(file, "a torch.save file", err) from None
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, … for damaged files
         raise _unreadable(file, "a torch.save file", err) from None
+
+
+def _is_torchscript(file: Path) -> bool:
+    """A zip archive with TorchScript's ``constants.pkl`` (torch.load would hand it to torch.jit.load, warning)."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):  # a legacy (non-zip) torch.save file, or a damaged one: torch.load decides
+        return False
 
 
 class _MissingClass(Exception):

@@ -70,6 +70,7 @@ def check_induction(*, seed: int = 0, dtype: torch.dtype = torch.float64) -> Ide
         >>> check_induction().passed
         True
     """
+    dtype = _checks.dtype("dtype", dtype)
     gen = torch.Generator().manual_seed(seed)
     n, m = 8, 3
     W = 1.5 * torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))[0]

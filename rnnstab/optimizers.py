@@ -275,6 +275,7 @@ def check_ema_unrolled(
     """
     beta = unit_interval("beta", beta)
     steps = _checks.positive_int("steps", steps)
+    dtype = _checks.dtype("dtype", dtype)
     gen = torch.Generator().manual_seed(seed)
     g = torch.randn(steps, 6, generator=gen, dtype=torch.float64).to(dtype)
     v = torch.zeros(6, dtype=dtype)
@@ -338,6 +339,7 @@ def check_ema_bias(
     beta = unit_interval("beta", beta)
     steps, samples = _checks.positive_int("steps", steps), _checks.positive_int("samples", samples)
     z = _checks.positive_float("z", z)
+    dtype = _checks.dtype("dtype", dtype)
     gen = torch.Generator().manual_seed(seed)
     g = (mean + torch.randn(samples, steps, generator=gen, dtype=torch.float64)).to(dtype)
     v = torch.zeros(samples, dtype=dtype)

@@ -11,8 +11,9 @@ The network is g_t = σ(W g_{t-1} + U x_t + b) from g_0 = σ(0), with a linear r
   stays orthogonal to rounding whatever the optimizer does.
 
 At every step the log records the loss, ‖∇L‖ over all parameters (before clipping), the per-timestep norms
-‖∂L/∂g_t‖, the size of the update, and under weight normalisation ‖v‖, g and g/‖v‖; every ``monitor_every``
-steps (and at the first and last) it adds ‖W‖₂, ρ(W) and the Jacobian rate of the current weights.
+‖∂ℓ/∂g_t‖ of one sequence's loss ℓ averaged over the batch, the size of the update, and under weight
+normalisation ‖v‖, g and g/‖v‖; every ``monitor_every`` steps (and at the first and last) it adds ‖W‖₂, ρ(W) and
+the Jacobian rate of the current weights.
 
 Seeds: W comes from ``init_weights(init, n, seed=seed, activation=σ)``; U (N(0, 1/m) entries) and C
 (N(0, 1/n)) from seed + 1, b = c = 0; the training batches from seed + 2; the monitor's fixed sequences from
@@ -114,6 +115,9 @@ class RecurrentModel(torch.nn.Module):
 @dataclass(frozen=True)
 class StepRecord:
     """What one training step logs (``None``: not measured at this step).
+
+    The loss and the gradients are those of the step's batch before the update; the weights (‖W‖₂, ρ(W), the
+    Jacobian rate, the weight-norm fields) are measured after it, so step 1 already shows the first update.
 
     Attributes:
         step: 1, 2, …

@@ -88,6 +88,15 @@ def test_jordan_block_transient_growth_henrici_and_horizon():
     assert "eigenvalues understate ‖W‖₂" in row.verdict
 
 
+def test_samples_on_both_sides_of_the_threshold_are_not_called_above_it():
+    # δ = 0.5, 0.5, 1.2: the mean 0.733 is below 1, yet one sample escapes the bound
+    scales = torch.tensor([0.5, 0.5, 1.2], dtype=torch.float64)
+    row = audit([_linear(scales[:, None, None] * torch.eye(3, dtype=torch.float64), 10)]).rows[0]
+    assert row.delta.mean == pytest.approx(2.2 / 3) and not row.vanishing_guaranteed
+    assert row.verdict.startswith("the bound does not apply to every sample (δ = γ‖W‖₂ ≥ 1 in 1 of 3, up to 1.2;")
+    assert "0.733 > 1" not in row.verdict
+
+
 def test_orthogonal_scheme_is_normal_with_unit_norm_and_radius():
     row = audit_schemes(16, "tanh", schemes=["orthogonal"], samples=3, jacobian_samples=1, steps=10, batch=1)[
         "orthogonal"
@@ -235,3 +244,37 @@ def test_a_dead_relu_network_has_a_zero_jacobian_and_says_so(tmp_path):
     assert "exactly zero" in row.verdict
     report = write_audit_report(Audit((row,), 1e-3), tmp_path, title="dead", parameters={})
     assert "−∞ ± —" in report.markdown.read_text()
+
+
+def test_a_zero_jacobian_on_some_trajectories_is_counted_not_generalised():
+    # relu, W = ½I, U = I: input +1 keeps every unit active (J_t = ½^t), input −1 switches them all off (J_t = 0)
+    eye = torch.eye(2, dtype=torch.float64)
+    x = torch.stack([torch.ones(6, 2), -torch.ones(6, 2)]).to(torch.float64)
+    row = audit([AuditSubject("half dead", VanillaRNN(0.5 * eye, eye, None, "relu"), x)]).rows[0]
+    assert row.rate_per_step.mean == -math.inf
+    assert "the Jacobian became exactly zero on 1 of 2 trajectories" in row.verdict
+    everywhere = audit([AuditSubject("dead", VanillaRNN(0.5 * eye, eye, None, "relu"), x[1:])]).rows[0]
+    assert "the Jacobian became exactly zero on every trajectory" in everywhere.verdict
+
+
+def test_a_delta_just_above_one_is_not_printed_as_one(tmp_path):
+    # W = [[a, b], [0, a]] with a = ½ and b chosen so that ‖W‖₂ = 1.0004 (σ₁ = (b + √(b² + 4a²))/2): ρ = ½
+    a, norm = 0.5, 1.0004
+    W = torch.tensor([[a, (norm**2 - a**2) / norm], [0.0, a]], dtype=torch.float64)
+    row = audit([_linear(W, 10)]).rows[0]
+    assert row.delta.mean == pytest.approx(norm, rel=1e-14)
+    assert "(δ = γ‖W‖₂ = 1.0004 > 1) although γρ(W) = 0.5 < 1" in row.verdict
+    markdown = write_audit_report(Audit((row,), 1e-3), tmp_path, title="t", parameters={}).markdown.read_text()
+    assert "δ = γ‖W‖₂ = 1.0004 ≥ 1" in markdown and "= 1 ≥ 1" not in markdown
+
+
+def test_the_jacobian_figure_says_where_a_zero_jacobian_cuts_its_line(tmp_path):
+    from rnnstab.audit_plots import plot_jacobian_curves
+
+    eye = torch.eye(2, dtype=torch.float64)
+    x = torch.stack([torch.ones(6, 2), -torch.ones(6, 2)]).to(torch.float64)
+    rows = audit([AuditSubject("half dead", VanillaRNN(0.5 * eye, eye, None, "relu"), x)]).rows
+    figure = plot_jacobian_curves(rows, path=tmp_path / "j.png", horizon_drop=1e-3)
+    labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+    assert "half dead (some J_t = 0 from t = 1)" in labels
+    assert figure.axes[0].get_xlim() == (1.0, 6.0)  # not matplotlib's ±0.05 around nothing

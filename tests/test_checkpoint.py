@@ -86,6 +86,21 @@ def test_pickled_module_refused_without_trust(saved):
     assert "runs any code" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_torchscript_archive_is_named_with_the_way_out(tmp_path):
+    rnn = torch.nn.RNN(2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, yet such files are about
+        torch.jit.script(rnn).save(tmp_path / "scripted.pt")
+        scripted = torch.jit.load(tmp_path / "scripted.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch.load's own warning about TorchScript must not reach the user
+        with pytest.raises(rnnstab.InvalidArgumentError, match=r"scripted.pt is a TorchScript archive") as err:
+            rnnstab.load_recurrent_layers(tmp_path / "scripted.pt")
+    assert "corrupted" not in str(err.value) and "torch.jit.load('scripted.pt').state_dict()" in str(err.value)
+    torch.save(scripted.state_dict(), tmp_path / "state_dict.pt")  # the way out the message gives
+    _assert_layers_equal(rnnstab.load_recurrent_layers(tmp_path / "state_dict.pt"), rnn, "tanh")
+
+
 class _RunsCode:
     def __init__(self, marker: str) -> None:
         self.marker = marker

@@ -26,6 +26,14 @@ def test_trace_writes_png_and_json(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_trace_median_of_an_even_batch_is_the_mean_of_the_middle_two(tmp_path):
+    result = runner.invoke(app, ["trace", *SMALL, "--batch", "2", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    final = [row[-1] for row in json.loads((tmp_path / "trace.json").read_text())["log_spectral"]]
+    assert final[0] != final[1]
+    assert json.loads(result.stdout)["log_spectral_final_median"] == pytest.approx(sum(final) / 2, rel=1e-15)
+
+
 def test_trace_json_on_stdout_matches_the_library(tmp_path):
     args = ["trace", *SMALL, "--activation", "sigmoid", "--gamma", "1", "--delta", "1.2", "--out", str(tmp_path)]
     result = runner.invoke(app, [*args, "--json"])
@@ -45,7 +53,7 @@ def test_trace_json_on_stdout_matches_the_library(tmp_path):
         (["--activation", "nope"], "valid names"),
         (["--init", "nope"], "init scheme"),
         (["--steps", "0"], "--steps"),
-        (["--hidden", "0"], "hidden"),
+        (["--hidden", "0"], "--hidden must be ≥ 1"),
         (["--dtype", "float16"], "--dtype"),
         (["--input-scale", "-1"], "--input-scale must be a finite number ≥ 0"),
     ],
@@ -133,6 +141,14 @@ def test_identities_bad_options_exit_2(args):
     result = runner.invoke(app, ["identities", *args])
     assert result.exit_code == 2
     assert "error:" in result.output and "Traceback" not in result.output
+
+
+def test_identities_only_ignores_empty_names_but_not_an_empty_list():
+    result = runner.invoke(app, ["identities", "--only", "wn-bn,", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [r["name"] for r in json.loads(result.stdout)] == ["wn-bn"]
+    result = runner.invoke(app, ["identities", "--only", ","])
+    assert result.exit_code == 2 and "error: --only names no check; valid names: induction" in result.output
 
 
 def test_identities_help_lists_checks():

@@ -67,6 +67,7 @@ def test_inits_runs_every_scheme_by_default(tmp_path):
         (["--samples", "0"], "--samples"),
         (["--steps", "-1"], "--steps"),
         (["--scheme", "nope"], "unknown scheme(s) 'nope'; valid names: gaussian"),
+        (["--scheme", ","], "--scheme names no scheme; valid names: gaussian"),
         (["--param", "rho=0.5"], "--param must look like SCHEME.NAME=VALUE"),
         (["--param", "spectral_radius.rho=abc"], "--param must look like SCHEME.NAME=VALUE"),
         (["--param", "spectral_radius.rho=-1"], "parameter rho must be > 0"),

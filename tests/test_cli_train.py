@@ -67,6 +67,12 @@ def test_a_diverging_run_stops_with_its_step_and_exit_1_the_others_go_on(tmp_pat
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
     assert "lr10000_batch32: stopped at step" in result.stderr and "try --clip" in result.stderr
+    # its weights were last measured before it stopped: the line must not pass them off as the final ones
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    diverged = summary["runs"][1]
+    assert diverged["monitored_at_step"] < diverged["steps_done"]
+    assert f"nats/step (last measured at step {diverged['monitored_at_step']})" in result.stdout
+    assert summary["runs"][0]["monitored_at_step"] == 20 and "(last measured" not in result.stdout.splitlines()[1]
     stopped = load_training_log(tmp_path / "runs" / "lr10000_batch32.jsonl")
     assert stopped.attrs["status"] == "stopped" and stopped.attrs["end"]["reason"].startswith("stopped at step")
     assert load_training_log(tmp_path / "runs" / "lr0.01_batch32.jsonl").attrs["status"] == "finished"
@@ -81,7 +87,7 @@ def test_a_diverging_run_stops_with_its_step_and_exit_1_the_others_go_on(tmp_pat
         (["--lr", "abc"], "--lr: 'abc' is not a number"),
         (["--momentum", "1"], "momentum must lie in the open interval (0, 1)"),
         (["--beta", "0"], "momentum must be a finite number > 0"),
-        (["--beta2", "1.5"], "beta2 must lie in the open interval (0, 1)"),
+        (["--beta2", "1.5"], "--beta2 must lie in the open interval (0, 1)"),
         (["--task", "parity"], "unknown task 'parity'; valid names: adding, copy"),
         (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'; valid names: sgd, momentum, ema, adam"),
         (["--param", "spectral"], "unknown parametrization 'spectral'"),

@@ -427,3 +427,11 @@ def test_bad_arguments_name_the_argument(call, name):
 def test_public_names_exported():
     for name in ["IdentityCheck", "run_identities", "check_momentum_ema", "weightnorm_gradients", "IDENTITIES"]:
         assert name in rnnstab.__all__
+
+
+@pytest.mark.parametrize("name", list(IDENTITIES))
+def test_every_check_takes_a_dtype_name_and_refuses_an_unsupported_dtype(name):
+    # each check_* documents "torch.float64 or torch.float32 (or their names)", called on its own too
+    assert IDENTITIES[name](dtype="float32").passed
+    with pytest.raises(InvalidArgumentError, match="dtype"):
+        IDENTITIES[name](dtype=torch.float16)

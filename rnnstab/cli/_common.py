@@ -72,7 +72,7 @@ def _user_errors(ctx: typer.Context | None = None, aliases: Mapping[str, str] | 
 
 def _with_option_names(message: str, ctx: typer.Context | None, aliases: Mapping[str, str]) -> str:
     options = {p.name: p.opts[0] for p in ctx.command.params if p.opts[0].startswith("--")} if ctx else {}
-    leading = re.match(r"[a-z_]+(?= must\b|:| is\b)", message)
+    leading = re.match(r"[a-z_][a-z0-9_]*(?= must\b|:| is\b)", message)
     if leading is None:
         return message
     flag = {**options, **aliases}.get(leading.group())

@@ -196,6 +196,10 @@ def inits(
         }
         input_scale = _non_negative("--input-scale", input_scale)
         chosen = [name.strip() for item in scheme or [] for name in item.split(",") if name.strip()] or None
+        if scheme and chosen is None:  # "--scheme ," must not quietly become every scheme
+            raise rnnstab.InvalidArgumentError(
+                f"--scheme names no scheme; valid names: {', '.join(rnnstab.scheme_names())}"
+            )
         overrides = _scheme_params(param or [])
         out_dir = _io.output_dir(out, created=made)
         with _progress(quiet or json_output) as progress:

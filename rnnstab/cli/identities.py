@@ -41,10 +41,12 @@ def identities(
         typer.Option(help="Run only these checks (repeat the option, or give a comma list). Default: all."),
     ] = None,
 ) -> None:
-    # a repeated or comma-separated name runs once, in the order first given
-    names = list(dict.fromkeys(name.strip() for item in only or [] for name in item.split(","))) or None
+    # a repeated or comma-separated name runs once, in the order first given; "taylor," names taylor alone
+    names = list(dict.fromkeys(name.strip() for item in only or [] for name in item.split(",") if name.strip()))
     with _user_errors():
-        results = rnnstab.run_identities(seed=seed, dtype=_checks.dtype("--dtype", dtype), only=names)
+        if only and not names:
+            raise rnnstab.InvalidArgumentError(f"--only names no check; valid names: {', '.join(rnnstab.IDENTITIES)}")
+        results = rnnstab.run_identities(seed=seed, dtype=_checks.dtype("--dtype", dtype), only=names or None)
     if json_output:
         record = [r.to_dict() for r in results]
         typer.echo(json.dumps(record, indent=2, ensure_ascii=False))

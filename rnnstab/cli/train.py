@@ -17,13 +17,14 @@ from rnnstab.training import default_lr
 
 _TRAIN_HELP = (
     "Train a vanilla RNN g_t = σ(W g_{t-1} + U x_t + b) on a synthetic long-memory task and watch its gradients.\n\n"
-    "Every step logs the loss, ‖∇L‖, the per-timestep gradient norms ‖∂L/∂g_t‖ (how far back the loss reaches), "
+    "Every step logs the loss, ‖∇L‖, the per-timestep gradient norms ‖∂ℓ/∂g_t‖ (how far back the loss reaches; ℓ "
+    "is one sequence's loss, the norm averaged over the batch, so it does not shrink as the batch grows), "
     "and under weight normalisation ‖v‖, g and g/‖v‖; every --monitor-every steps also ‖W‖₂, ρ(W) and the "
     "Jacobian rate of the current weights (nats per step: < 0 vanishing, > 0 exploding).\n\n"
     "--lr and --batch-size take several values (repeat the flag or give a comma list, e.g. --lr 0.1,1,10): every "
     "combination is trained from the same seed, each logged to OUT/runs/lr<LR>_batch<B>.jsonl (one JSON line per "
     "step, flushed at once: an interrupted run leaves a usable log). OUT/training.png (loss, ‖∇L‖, ‖W‖₂, ρ(W), "
-    "rate), OUT/state_gradients.png (‖∂L/∂g_t‖ over step × t), OUT/weightnorm.png (--param weight_norm: ‖v‖ and "
+    "rate), OUT/state_gradients.png (‖∂ℓ/∂g_t‖ over step × t), OUT/weightnorm.png (--param weight_norm: ‖v‖ and "
     "g/‖v‖ for each rate and batch size) and OUT/summary.json are written at the end.\n\n"
     "Exit codes: 0 done; 1 a run stopped on a NaN/Inf loss, gradient or weight (its log is kept, the other runs "
     "go on); 2 bad input; 130 interrupted."
@@ -197,6 +198,8 @@ def _run_summary(run: rnnstab.TrainingRun) -> dict[str, Any]:
         "spectral_norm_W_final": None if last is None else float(last["spectral_norm_W"]),
         "spectral_radius_W_final": None if last is None else float(last["spectral_radius_W"]),
         "jacobian_rate_final": None if last is None else float(last["jacobian_rate"]),
+        # a stopped run's last monitor step precedes its end: the "final" numbers above are from that step
+        "monitored_at_step": None if last is None else int(last["step"]),
         "seconds": round(run.seconds, 3),
         "monitor_fraction": round(float(frame["monitor_seconds"].sum()) / max(run.seconds, 1e-9), 4),
         "log": str(run.log_path),
@@ -221,6 +224,8 @@ def _print_training(summary: dict[str, Any]) -> None:
             f"‖W‖₂ {_maybe(run['spectral_norm_W_final'])}, ρ(W) {_maybe(run['spectral_radius_W_final'])}, "
             f"Jacobian rate {_maybe(run['jacobian_rate_final'])} nats/step"
         )
+        if run["monitored_at_step"] not in (None, run["steps_done"]):
+            line += f" (last measured at step {run['monitored_at_step']})"
         if "wn_v_norm_final" in run:
             line += (
                 f"; ‖v‖ {run['wn_v_norm_first']:.3g} → {run['wn_v_norm_final']:.3g}, "
