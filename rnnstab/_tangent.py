@@ -25,11 +25,19 @@ CHUNK_STEPS = 128
 
 
 def derivative_chunks(
-    rnn: VanillaRNN, x: torch.Tensor, *, h0: torch.Tensor | None = None, chunk_steps: int = CHUNK_STEPS
+    rnn: VanillaRNN,
+    x: torch.Tensor,
+    *,
+    h0: torch.Tensor | None = None,
+    chunk_steps: int = CHUNK_STEPS,
+    overflow_steps: torch.Tensor | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (start, σ'(h_t) for t = start+1 .. start+len) as (batch, len, n), from g_0 = σ(h_0).
 
-    ``x`` must already be checked (:meth:`VanillaRNN.check_inputs`) and on the RNN's device and dtype.
+    ``x`` must already be checked (:meth:`VanillaRNN.check_inputs`) and on the RNN's device and dtype. A state that
+    leaves the dtype's range raises :class:`StateOverflowError`; given ``overflow_steps`` instead (a (batch,) int64
+    tensor of zeros on the CPU), each sequence's first such step t is written into it, and its σ' from t on is
+    yielded as 0, which ends its Jacobian product there (the other sequences are unaffected).
     """
     g = rnn.activation.fn(rnn.initial_preactivation(x.shape[0], h0))
     for start in range(0, x.shape[1], chunk_steps):
@@ -38,8 +46,27 @@ def derivative_chunks(
         for t in range(drive.shape[1]):
             pre[:, t] = rnn.recur(g, drive[:, t])
             g = rnn.activation.fn(pre[:, t])
-        _check_finite(pre, start)
-        yield start, rnn.activation.derivative(pre)
+        if overflow_steps is None:
+            _check_finite(pre, start)
+            yield start, rnn.activation.derivative(pre)
+        else:
+            yield start, _stop_at_overflow(rnn.activation.derivative(pre), pre, start, overflow_steps)
+
+
+def _stop_at_overflow(
+    derivative: torch.Tensor, pre: torch.Tensor, start: int, overflow_steps: torch.Tensor
+) -> torch.Tensor:
+    """``derivative`` with 0 at and after each sequence's first non-finite state; records new first steps."""
+    bad = ~torch.isfinite(pre).all(dim=-1)  # (batch, steps)
+    earlier = (overflow_steps > 0).to(bad.device)
+    if not bool(bad.any()) and not bool(earlier.any()):
+        return derivative
+    # once gone, a state stays gone even if σ maps it back into range (relu(−inf) = 0)
+    gone = bad.cummax(dim=1).values | earlier[:, None]
+    new = bad.any(dim=1) & ~earlier
+    first = bad.to(torch.int8).argmax(dim=1) + start + 1
+    overflow_steps.copy_(torch.where(new, first, overflow_steps.to(first.device)).cpu())
+    return derivative.masked_fill(gone[..., None], 0.0)
 
 
 def _check_finite(pre: torch.Tensor, start: int) -> None:

@@ -29,6 +29,7 @@ from rnnstab.rnn import VanillaRNN, check_rnn
 
 NORMS = ("spectral", "frobenius")
 SPECTRAL_METHODS = ("lanczos", "svd")
+OVERFLOW_POLICIES = ("raise", "truncate")
 _DEFAULT_RTOL = {torch.float64: 1e-10, torch.float32: 1e-6}
 
 
@@ -50,6 +51,9 @@ class JacobianTrace:
         spectral_iterations: (T,) Lanczos steps spent at each step t (two thin products each; a diagnostic,
             0 when the spectral norm was not asked for).
         svd_fallbacks: steps where Lanczos did not converge within ``max_iter`` and an exact SVD was used.
+        overflow_steps: (batch,) int64: with ``on_overflow="truncate"``, the first step t at which the sequence's
+            hidden state left the dtype's range (its log-norms are NaN from t on: ∂g_t/∂g_0 is undefined there),
+            0 for a sequence that stayed finite.
 
     A norm of exactly 0 (a dead Jacobian, e.g. every relu unit off) is reported as log = -inf.
     """
@@ -63,6 +67,7 @@ class JacobianTrace:
     hidden_size: int
     spectral_iterations: torch.Tensor
     svd_fallbacks: int
+    overflow_steps: torch.Tensor
 
     @property
     def steps(self) -> int:
@@ -99,6 +104,7 @@ def jacobian_norms(
     spectral_method: str = "lanczos",
     rtol: float | None = None,
     max_iter: int = 50,
+    on_overflow: str = "raise",
     progress: Callable[[int], None] | None = None,
 ) -> JacobianTrace:
     """Exact ‖∂g_t/∂g_0‖ for every t = 1..T along the trajectory driven by ``x``, in log space.
@@ -121,14 +127,19 @@ def jacobian_norms(
             the old top vector first finds the old (now second) value, and a test at 1e-5 can take that plateau
             for convergence (seen in float32 at n = 128: 7 % too low).
         max_iter: Lanczos steps allowed per time step before falling back to an exact SVD for that step.
+        on_overflow: what to do when the hidden state of a sequence overflows the dtype (an exploding network
+            with an unbounded activation): ``"raise"`` :class:`~rnnstab.StateOverflowError` (default), or
+            ``"truncate"`` that sequence's trace: NaN from the overflow step on, the step in
+            ``trace.overflow_steps``, the other sequences unaffected.
         progress: called with the number of steps just completed, after each chunk of steps.
 
     Returns:
         A :class:`JacobianTrace`.
 
     Raises:
-        InvalidArgumentError: unknown norm name, a singular-value step outside 1..T, bad dtype/device/rtol.
+        InvalidArgumentError: unknown norm name, a singular-value step outside 1..T, bad dtype/device/rtol/on_overflow.
         ShapeError, NonFiniteError: bad inputs (see :meth:`VanillaRNN.check_inputs`).
+        StateOverflowError: a hidden state overflowed the dtype, with ``on_overflow="raise"``.
 
     Example:
         >>> import torch, rnnstab
@@ -155,6 +166,9 @@ def jacobian_norms(
         raise InvalidArgumentError(f"spectral_method must be one of {SPECTRAL_METHODS}, got {spectral_method!r}")
     rtol = _DEFAULT_RTOL[dtype] if rtol is None else _checks.positive_float("rtol", rtol)
     max_iter = _checks.positive_int("max_iter", max_iter)
+    if on_overflow not in OVERFLOW_POLICIES:
+        raise InvalidArgumentError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got {on_overflow!r}")
+    overflow_steps = torch.zeros(batch, dtype=torch.int64)
 
     check_memory(memory_estimate(batch, rnn.hidden_size, dtype), rnn.device)
     tracker = None
@@ -162,14 +176,16 @@ def jacobian_norms(
         tracker = _ExactSpectral() if spectral_method == "svd" else SpectralTracker(rtol=rtol, max_iter=max_iter)
     engine = _Engine(rnn, batch, tracker)
     sv_rows: list[torch.Tensor] = []
-    for start, derivatives in derivative_chunks(rnn, x, h0=h0):
+    chunks = derivative_chunks(rnn, x, h0=h0, overflow_steps=overflow_steps if on_overflow == "truncate" else None)
+    for start, derivatives in chunks:
         for i in range(derivatives.shape[1]):
             engine.step(start + i, derivatives[:, i])
             if start + i + 1 in sv_steps:
                 sv_rows.append(engine.log_singular_values())
         if progress is not None:
             progress(derivatives.shape[1])
-    return engine.result(wanted, sv_steps, torch.stack(sv_rows, dim=1) if sv_rows else None, weights_dtype)
+    log_sv = torch.stack(sv_rows, dim=1) if sv_rows else None
+    return engine.result(wanted, sv_steps, log_sv, weights_dtype, overflow_steps)
 
 
 def memory_estimate(batch: int, n: int, dtype: torch.dtype) -> int:
@@ -253,6 +269,7 @@ class _Engine:
         sv_steps: tuple[int, ...],
         log_sv: torch.Tensor | None,
         weights_dtype: torch.dtype,
+        overflow_steps: torch.Tensor,
     ) -> JacobianTrace:
         log_fro = self._log_scales()  # (T, batch)
         log_spec = None
@@ -260,9 +277,22 @@ class _Engine:
             spec, fro = (torch.stack(rows).to(torch.float64).cpu() for rows in (self.spec_rows, self.fro_rows))
             ratio = torch.where(fro > 0, spec / fro, 0.0)  # ‖J_t‖₂/‖J_t‖_F: a dead product stays at −inf
             log_spec = (log_fro + torch.log(ratio)).T.contiguous()
+        log_fro = log_fro.T.contiguous()
+        if bool(overflow_steps.any()):
+            # the product was ended (σ' = 0) at the overflow step: its −inf there means undefined, not dead
+            t = torch.arange(1, log_fro.shape[1] + 1)
+            undefined = (overflow_steps[:, None] > 0) & (t >= overflow_steps[:, None])
+            for curve in (log_fro, log_spec):
+                if curve is not None:
+                    curve.masked_fill_(undefined, math.nan)
+            if log_sv is not None:
+                at = torch.tensor(sv_steps)
+                log_sv.masked_fill_(
+                    ((overflow_steps[:, None] > 0) & (at >= overflow_steps[:, None]))[..., None], math.nan
+                )
         return JacobianTrace(
             log_spectral=log_spec if "spectral" in wanted else None,
-            log_frobenius=log_fro.T.contiguous() if "frobenius" in wanted else None,
+            log_frobenius=log_fro if "frobenius" in wanted else None,
             singular_value_steps=sv_steps,
             log_singular_values=log_sv,
             dtype=self.P.dtype,
@@ -270,4 +300,5 @@ class _Engine:
             hidden_size=self.P.shape[-1],
             spectral_iterations=torch.tensor(self.tracker.iterations if self.tracker else [0] * len(self.fro_rows)),
             svd_fallbacks=self.tracker.fallbacks if self.tracker else 0,
+            overflow_steps=overflow_steps,
         )

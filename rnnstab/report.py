@@ -78,7 +78,9 @@ def configuration_table(frame: Any) -> Any:
     deviation over seeds, NaN for one seed), ``rate_per_step_min``/``_max``; ``log_delta``; ``slack_per_step``
     (log δ − mean rate); ``max_bound_excess`` (max over seeds and inputs and t); ``bound_holds`` (all);
     ``bound_violations`` (sum); ``verdict`` (the seeds' common regime, or ``mixed: …`` with counts);
-    ``half_life_steps`` / ``doubling_steps`` (from the mean rate); ``mean_field_delta_critical`` (δ at the
+    ``state_overflow_step`` (the earliest step at which a seed's hidden state overflowed the dtype, ``None`` if
+    none did) and ``state_overflow_seeds`` (how many seeds did); ``half_life_steps`` / ``doubling_steps`` (from
+    the mean rate); ``mean_field_delta_critical`` (δ at the
     mean-field transition χ = 1 for the configuration's setting, see :func:`mean_field_delta`; NaN where the theory
     has no prediction). Logs are natural, rates in nats per step.
     """
@@ -97,6 +99,7 @@ def configuration_table(frame: Any) -> Any:
         else:
             verdict = "mixed: " + ", ".join(f"{n} {regime}" for regime, n in counts.items())
         delta = float(values[2])
+        overflowed = group["state_overflow_step"].dropna() if "state_overflow_step" in group else group["seed"][:0]
         rows.append(
             {
                 **dict(zip(keys, values, strict=True)),
@@ -115,6 +118,8 @@ def configuration_table(frame: Any) -> Any:
                 "bound_holds": bool(group["bound_holds"].all()),
                 "bound_violations": int(group["bound_violations"].sum()),
                 "verdict": verdict,
+                "state_overflow_step": int(overflowed.min()) if len(overflowed) else None,
+                "state_overflow_seeds": len(overflowed),
                 "half_life_steps": math.log(2) / -mean_rate if mean_rate < 0 else None,
                 "doubling_steps": math.log(2) / mean_rate if mean_rate > 0 else None,
                 "mean_field_delta_critical": mean_field_delta(
@@ -187,9 +192,22 @@ def _conclusion(activation: str, label: str, sub: Any) -> str:
         parts.append("No δ ≥ 1 was tried.")
     else:
         parts.append(_above(activation, above))
+    if "state_overflow_step" in sub:
+        gone = sub[sub["state_overflow_step"].notna()]
+        if len(gone):
+            dtypes = " and ".join(sorted(set(gone["dtype"])))
+            parts.append(
+                f"At δ = {_list(gone['delta'])} the hidden state itself overflowed {dtypes} (first at step "
+                f"{int(gone['state_overflow_step'].min())}): ∂g_t/∂g_0 is undefined from there, so those rates are "
+                "measured on the steps before."
+            )
     slack = sub["slack_per_step"].to_numpy(dtype=float)
-    slack = slack[np.isfinite(slack)]
-    if slack.size:
+    # The late-half slope averages increments of log‖J_t‖₂ with positive weights, and the bound caps every increment
+    # at log δ: a slack below 0 is float rounding (a tight bound in float32), not a rate above the bound.
+    slack = np.maximum(slack[np.isfinite(slack)], 0.0)
+    if slack.size and slack.max() == 0:
+        parts.append("The measured rate equals the bound's slope log δ to rounding: the bound is tight.")
+    elif slack.size:
         parts.append(
             f"The measured rate sits {_fmt(slack.min())}–{_fmt(slack.max())} nats/step below the bound's slope log δ."
             if slack.size > 1
@@ -213,6 +231,9 @@ def _above(activation: str, above: Any) -> str:
     if vanished_to is not None:
         pieces = [f"{activation} still vanished up to δ = {_value(vanished_to)}"]
         lead = "At and above δ = 1 the bound allows growth, yet "
+    elif first_explosion == float(above["delta"].min()):
+        pieces = []
+        lead = "At and above δ = 1 the bound allows growth: "
     else:
         pieces = [f"{activation} did not vanish in every seed even at δ = {_value(above['delta'].min())}"]
         lead = "At and above δ = 1 the bound allows growth: "
@@ -228,9 +249,13 @@ def _above(activation: str, above: Any) -> str:
         else:  # some seeds only: quote the fastest one (its verdict), not a mean across verdicts
             rate, seeds, what = float(row["rate_per_step_max"]), f"; {row['verdict']}", "fastest seed's rate"
         doubling = f", doubling every {_fmt(math.log(2) / rate)} steps" if rate > 0 else ""
-        pieces.append(
-            f"first exploded at δ = {_value(row['delta'])} ({what} {_signed(rate)} nats/step{doubling}{seeds})"
+        at = _value(row["delta"])
+        where = (
+            f"first exploded at δ = {at}"
+            if pieces
+            else f"{activation} exploded already at δ = {at}, the smallest δ ≥ 1 tried"
         )
+        pieces.append(f"{where} ({what} {_signed(rate)} nats/step{doubling}{seeds})")
         ending = "."
     elif vanished_to is not None and _value(vanished_to) == largest:
         pieces[0] += " (the largest δ tried)"
@@ -291,12 +316,16 @@ def write_report(directory: str | os.PathLike[str]) -> Report:
     if frame.empty:
         raise InvalidArgumentError(f"{root} holds no records yet: run (or resume) the sweep first")
     metadata = read_metadata(root) or {}
-    # activations in the order the sweep named them (records load alphabetically)
+    # activations in the order the sweep named them (records load alphabetically): tables, panels and conclusions
     named = {name: i for i, name in enumerate(metadata.get("parameters", {}).get("activation", []))}
-    table = configuration_table(frame)
-    table = table.sort_values(
-        "activation", key=lambda column: column.map(lambda a: named.get(a, len(named))), kind="stable"
-    ).reset_index(drop=True)
+
+    def in_named_order(rows: Any) -> Any:
+        return rows.sort_values(
+            "activation", key=lambda column: column.map(lambda a: named.get(a, len(named))), kind="stable"
+        ).reset_index(drop=True)
+
+    frame = in_named_order(frame)
+    table = in_named_order(configuration_table(frame))
     said = conclusions(table)
     bound_holds = bool(table["bound_holds"].all())
     varying = [axis for axis in ("activation", *OTHER_AXES) if table[axis].nunique() > 1]
@@ -414,6 +443,8 @@ def _summary(
     figures: list[Path],
 ) -> dict[str, Any]:
     regimes = {str(k): int(v) for k, v in frame["regime"].value_counts().items()}
+    # an interrupted run leaves records out: the report must say so, or "the largest δ tried" reads as final
+    planned = {key for run in metadata.get("runs", []) for key in run.get("planned", [])} | set(frame["record"])
     worst = table.loc[table["max_bound_excess"].idxmax()]
     columns = [c for c in table.columns if c not in ("batch", "inputs")]
     return finite_or_none(
@@ -425,6 +456,8 @@ def _summary(
             "configurations": len(table),
             "seeds": sorted(int(s) for s in frame["seed"].unique()),
             "seeds_per_configuration": {"min": int(table["seeds"].min()), "max": int(table["seeds"].max())},
+            "planned_records": len(planned),
+            "missing_records": len(planned - set(frame["record"])),
             "regimes": regimes,
             "bound": {
                 "holds": bound_holds,
@@ -479,6 +512,8 @@ def _cell(row: Any, key: str) -> str:
     if key == "excess":
         flag = "" if row["bound_holds"] else "  **BUG**"
         return _excess(row["max_bound_excess"]) + flag
+    if key == "verdict" and row.get("state_overflow_step") is not None and not _isnan(row["state_overflow_step"]):
+        return f"{row['verdict']} (state overflowed at t = {int(row['state_overflow_step'])})"
     if key == "half_life":
         if row["half_life_steps"] is not None and not _isnan(row["half_life_steps"]):
             return _fmt(row["half_life_steps"])
@@ -530,9 +565,18 @@ def _intro(summary: dict[str, Any]) -> str:
             f"{plural(records, 'record')} of {plural(configurations, 'configuration')}, with {low}–{high} of the "
             f"{plural(seeds, 'seed')} each (not every configuration ran with every seed)"
         )
+    missing = summary["missing_records"]
+    unfinished = (
+        f"The sweep is unfinished: {missing} of the {summary['planned_records']} records its runs planned "
+        f"{'is' if missing == 1 else 'are'} missing or unreadable (rnnstab sweep --out {summary['directory']} --resume "
+        "computes them); everything below describes the records on disk only. "
+        if missing
+        else ""
+    )
     return (
-        f"{count} ({regimes}). {check} All logs are natural; rates are in nats per step (the late-half slope of "
-        "log‖J_t‖₂, an estimate of the top Lyapunov exponent): a rate r means ‖J_t‖₂ shrinks or grows like e^(r·t)."
+        f"{unfinished}{count} ({regimes}). {check} All logs are natural; rates are in nats per step (the late-half "
+        "slope of log‖J_t‖₂, an estimate of the top Lyapunov exponent): a rate r means ‖J_t‖₂ shrinks or grows like "
+        "e^(r·t)."
     )
 
 

@@ -122,6 +122,10 @@ class Record:
         log_spectral_final: mean over inputs of log‖J_T‖₂.
         log_frobenius_final: mean over inputs of log‖J_T‖_F.
         device: where the product was computed.
+        state_overflow_step: the first step t at which the hidden state of one of the inputs overflowed the dtype
+            (an exploding network with an unbounded activation), else ``None``. ∂g_t/∂g_0 is undefined from there
+            on: that input's traces are NaN from t, and every derived number is measured on steps 1..t−1 of all
+            inputs (``log_*_final`` stay NaN).
     """
 
     configuration: Configuration
@@ -143,6 +147,7 @@ class Record:
     log_spectral_final: float
     log_frobenius_final: float
     device: str
+    state_overflow_step: int | None = None  # older records lack it: their runs stopped at an overflow instead
 
     @property
     def key(self) -> str:
@@ -206,7 +211,7 @@ def read_record(path: Path, *, traces: bool = True) -> Record:
     try:
         configuration = Configuration(**{f.name: meta[f.name] for f in dataclasses.fields(Configuration)})
         derived = {
-            f.name: meta[f.name]
+            f.name: meta[f.name] if f.default is dataclasses.MISSING else meta.get(f.name, f.default)
             for f in dataclasses.fields(Record)
             if f.name not in ("configuration", "seed", "log_spectral", "log_frobenius")
         }
@@ -307,9 +312,10 @@ def load_sweep(directory: str | os.PathLike[str], *, traces: bool = False) -> An
     and the derived numbers of :class:`Record` (``spectral_norm_W``, ``spectral_radius_W``, ``rate_per_step``,
     ``rate_per_step_std_inputs``, ``log_delta``, ``slack_per_step``, ``half_life_steps``, ``doubling_steps``,
     ``max_bound_excess``, ``bound_holds``, ``bound_violations``, ``regime``, ``log_spectral_final``,
-    ``log_frobenius_final``, ``device``). Logs are natural, rates in nats per step. With ``traces=True`` two more
-    columns hold the (batch, T) arrays ``log_spectral`` and ``log_frobenius``. Rows are sorted by parameters, then
-    seed. A corrupted record is skipped with an :class:`~rnnstab.exceptions.RnnstabWarning`.
+    ``log_frobenius_final``, ``device``, ``state_overflow_step``: NaN where no state overflowed). Logs are
+    natural, rates in nats per step. With ``traces=True`` two more columns hold the (batch, T) arrays
+    ``log_spectral`` and ``log_frobenius``. Rows are sorted by parameters, then seed. A corrupted record is
+    skipped with an :class:`~rnnstab.exceptions.RnnstabWarning`.
 
     Args:
         directory: a directory written by :func:`rnnstab.run_sweep` / ``rnnstab sweep``.

@@ -60,7 +60,7 @@ from rnnstab.store import (
     write_metadata,
     write_record,
 )
-from rnnstab.theory import DEFAULT_RATE_TOL, bound_violations, verdicts
+from rnnstab.theory import DEFAULT_RATE_TOL, Verdict, bound_violations, verdicts
 from rnnstab.weights import SCHEMES, init_weights, scale_to_threshold, spectral_norm
 
 #: The grid axes, in the order records and tables list them.
@@ -319,6 +319,8 @@ def _range(name: str, token: str, *, integer: bool) -> list[Any]:
     count = _number(name, parts[2], integer=True)
     if count < 1 or (count == 1 and start != stop):
         raise InvalidArgumentError(f"{name}: range {token!r} needs COUNT ≥ 2 (or START = STOP with COUNT = 1)")
+    # before the points are built: a mistyped COUNT (1e9) would otherwise fill the memory instead of being refused
+    _check_count(name, count)
     if geometric:
         if start <= 0 or stop <= 0:
             raise InvalidArgumentError(f"{name}: log range {token!r} needs START and STOP > 0")
@@ -494,48 +496,65 @@ def compute_chunk(
         networks[0][0].activation,
     )
     jacobian_start = time.perf_counter()
-    try:
-        trace = jacobian_norms(rnn, x, dtype=first.dtype, device=where, progress=progress)
-    except StateOverflowError as error:
-        task = tasks[error.sequence // batch]
-        setting = ", ".join(f"{axis} = {getattr(task.configuration, axis)}" for axis in GRID_AXES)
-        raise StateOverflowError(
-            f"{setting}, seed {task.seed}: the forward pass overflowed {first.dtype} at step t = {error.step}: the "
-            "hidden state explodes and its Jacobian is undefined from there. Leave this configuration out of the "
-            "grid, or lower --steps or use float64; records already written are kept for --resume",
-            step=error.step,
-            sequence=error.sequence,
-        ) from None
+    trace = jacobian_norms(rnn, x, dtype=first.dtype, device=where, on_overflow="truncate", progress=progress)
     jacobian_seconds = time.perf_counter() - jacobian_start
     assert trace.log_spectral is not None and trace.log_frobenius is not None  # both norms are requested
 
+    overflow = trace.overflow_steps.reshape(k, batch)
+    for i, task in enumerate(tasks):
+        if bool((overflow[i] == 1).any()):  # nothing before the overflow to measure a rate on
+            setting = ", ".join(f"{axis} = {getattr(task.configuration, axis)}" for axis in GRID_AXES)
+            raise StateOverflowError(
+                f"{setting}, seed {task.seed}: the forward pass overflowed {first.dtype} at the first step: there is "
+                "no trajectory to measure. Leave this configuration out of the grid, or use float64",
+                step=1,
+                sequence=i * batch + int((overflow[i] == 1).to(torch.int8).argmax()),
+            )
+    # A task whose state overflowed at step s (the earliest over its inputs) is measured on steps 1..s−1 only.
+    horizons = [int(o[o > 0].min()) - 1 if bool((o > 0).any()) else steps for o in overflow]
     deltas = torch.tensor([t.configuration.delta for t in tasks], dtype=torch.float64)
-    per_input = verdicts(trace, delta=deltas.repeat_interleave(batch))
-    violations = np.bincount(
-        [v.batch // batch for v in bound_violations(trace, delta=deltas.repeat_interleave(batch))], minlength=k
-    )
-    # The verdict of a task is the verdict of its mean curve over inputs: the late-half slope is linear in the
-    # curve, so its rate is exactly the mean of the per-input rates.
-    mean_spectral = trace.log_spectral.reshape(k, batch, steps).mean(dim=1)
-    per_task = verdicts(
-        dataclasses.replace(trace, log_spectral=mean_spectral, log_frobenius=None, log_singular_values=None),
-        delta=deltas,
-    )
+    per_input: dict[int, Verdict] = {}  # by row of the batch
+    per_task: dict[int, Verdict] = {}
+    violations = np.zeros(k, dtype=int)
+    for horizon in sorted(set(horizons)):
+        members = [i for i in range(k) if horizons[i] == horizon]
+        rows = torch.cat([torch.arange(i * batch, (i + 1) * batch) for i in members])
+        part = dataclasses.replace(
+            trace,
+            log_spectral=trace.log_spectral[rows, :horizon],
+            log_frobenius=trace.log_frobenius[rows, :horizon],
+            log_singular_values=None,
+            spectral_iterations=trace.spectral_iterations[:horizon],
+            overflow_steps=trace.overflow_steps[rows],
+        )
+        row_deltas = deltas[members].repeat_interleave(batch)
+        for row, verdict in zip(rows.tolist(), verdicts(part, delta=row_deltas), strict=True):
+            per_input[row] = verdict
+        for v in bound_violations(part, delta=row_deltas):
+            violations[members[v.batch // batch]] += 1
+        # The verdict of a task is the verdict of its mean curve over inputs: the late-half slope is linear in the
+        # curve, so its rate is exactly the mean of the per-input rates.
+        assert part.log_spectral is not None
+        mean_spectral = part.log_spectral.reshape(len(members), batch, horizon).mean(dim=1)
+        mean_part = dataclasses.replace(part, log_spectral=mean_spectral, log_frobenius=None)
+        for i, verdict in zip(members, verdicts(mean_part, delta=deltas[members]), strict=True):
+            per_task[i] = verdict
     norms = spectral_norm(W).tolist()
     radii = torch.linalg.eigvals(W).abs().amax(dim=-1).tolist()
     spectral = trace.log_spectral.numpy()
     frobenius = trace.log_frobenius.numpy()
     records = []
     for i, task in enumerate(tasks):
-        rows = slice(i * batch, (i + 1) * batch)
-        rates = np.array([v.rate_per_step for v in per_input[rows]])
+        own = slice(i * batch, (i + 1) * batch)
+        inputs = [per_input[row] for row in range(i * batch, (i + 1) * batch)]
+        rates = np.array([v.rate_per_step for v in inputs])
         verdict = per_task[i]
         records.append(
             Record(
                 configuration=task.configuration,
                 seed=task.seed,
-                log_spectral=spectral[rows].copy(),
-                log_frobenius=frobenius[rows].copy(),
+                log_spectral=spectral[own].copy(),
+                log_frobenius=frobenius[own].copy(),
                 spectral_norm_W=float(norms[i]),
                 spectral_radius_W=float(radii[i]),
                 rate_per_step=verdict.rate_per_step,
@@ -544,13 +563,14 @@ def compute_chunk(
                 slack_per_step=verdict.slack_per_step,
                 half_life_steps=verdict.half_life_steps,
                 doubling_steps=verdict.doubling_steps,
-                max_bound_excess=max(v.max_bound_excess for v in per_input[rows]),
-                bound_holds=all(v.bound_holds for v in per_input[rows]),
+                max_bound_excess=max(v.max_bound_excess for v in inputs),
+                bound_holds=all(v.bound_holds for v in inputs),
                 bound_violations=int(violations[i]),
                 regime=verdict.regime,
-                log_spectral_final=float(spectral[rows, -1].mean()),
-                log_frobenius_final=float(frobenius[rows, -1].mean()),
+                log_spectral_final=float(spectral[own, -1].mean()),
+                log_frobenius_final=float(frobenius[own, -1].mean()),
                 device=str(where),
+                state_overflow_step=horizons[i] + 1 if horizons[i] < steps else None,
             )
         )
     return ChunkResult(tuple(records), jacobian_seconds, time.perf_counter() - started)
@@ -769,6 +789,9 @@ def run_sweep(
                         tracker.written += 1
                 tracker.chunk_done(result)
             status = "finished"
+        except Exception:
+            status = "failed"  # an error (an overflowing state, a lost worker), not Ctrl-C: resuming repeats it
+            raise
         finally:
             run_entry.update(status=status, finished=_now())
             write_metadata(directory, metadata)
@@ -935,7 +958,7 @@ def _check_resources(directory: Path, chunks: Sequence[Sequence[Task]], *, devic
                 f"this sweep needs about {_io.size(needed)} per batched call ({len(largest) * config.batch} "
                 f"networks, n = {config.hidden}, T = {config.steps}, {config.dtype}) and {place} has "
                 f"{_io.size(available)} available{' per worker' if share > 1 else ''}: "
-                "lower --hidden, --steps, --batch or --stack, or use --dtype float32"
+                "lower --hidden, --steps, --batch, --inputs or --stack, or use --dtype float32"
             )
     record_bytes = sum(16 * t.configuration.batch * t.configuration.steps + 4096 for chunk in chunks for t in chunk)
     existing = directory

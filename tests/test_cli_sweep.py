@@ -28,6 +28,7 @@ def test_sweep_help_explains_grid_syntax_and_defaults():
     for option in ("--dtype", "--device", "--out", "--resume", "--executor", "--workers", "--scheduler", "--quiet"):
         assert option in text
     assert "rnnstab[dask]" in text and "σ(c·x)" in text
+    assert "loses at most the batched product in flight" in text  # the call running at Ctrl-C is lost
 
 
 def test_sweep_json_summary_and_files(tmp_path):
@@ -144,6 +145,17 @@ def test_report_command(tmp_path):
     bug = runner.invoke(app, ["report", str(out)])
     assert bug.exit_code == 3
     assert "BUG" in bug.stderr
+
+
+def test_report_of_an_unfinished_sweep_says_so_on_the_command_line(tmp_path):
+    out = tmp_path / "sweep"
+    assert runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--no-report", "--quiet"]).exit_code == 0
+    sorted((out / "records").iterdir())[0].unlink()  # as an interrupted run leaves it
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "unfinished: 1 of the 4 planned records is missing" in result.stdout
+    assert f"rnnstab sweep --out {out} --resume" in result.stdout
+    assert json.loads(runner.invoke(app, ["report", str(out), "--json"]).stdout)["missing_records"] == 1
 
 
 def test_dask_executor_on_a_local_cluster(tmp_path):

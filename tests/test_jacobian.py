@@ -357,6 +357,36 @@ def test_an_overflowing_forward_pass_is_refused_not_read_as_dead_units():
     assert bool(torch.isfinite(trace.log_spectral).all())
 
 
+def test_truncate_ends_only_the_overflowing_sequences_trace_at_its_overflow_step():
+    W = rnnstab.scale_to_threshold(
+        torch.randn(16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), delta=40.0, gamma=1.0
+    )
+    rnn = rnnstab.VanillaRNN(W, torch.ones(16, 1, dtype=torch.float64), activation="relu")
+    x = torch.ones(3, 400, 1, dtype=torch.float64)
+    x[1] = 0.0  # g stays 0: this sequence's state never overflows (its Jacobian still grows, in log space)
+    x[2] = 1e-30  # starts smaller, overflows later: each sequence has its own step
+    finite = torch.isfinite(rnn.run_preactivation(x)).all(dim=-1)
+    first = torch.where(finite.all(dim=1), 0, (~finite).to(torch.int8).argmax(dim=1) + 1)
+    assert first[1] == 0 and 1 < first[0] < 400 and 1 < first[2] < 400 and first[0] != first[2]
+    trace = rnnstab.jacobian_norms(rnn, x, on_overflow="truncate", singular_values_at=[1, 399])
+    assert trace.overflow_steps.tolist() == first.tolist()
+    for row in range(3):
+        # each sequence, run alone and only as far as its state stays finite, gives the same numbers bit for bit
+        steps = int(first[row]) - 1 if first[row] else 400
+        alone = rnnstab.jacobian_norms(rnn, x[row : row + 1, :steps])
+        assert torch.equal(trace.log_spectral[row, :steps], alone.log_spectral[0])
+        assert torch.equal(trace.log_frobenius[row, :steps], alone.log_frobenius[0])
+        assert bool(trace.log_spectral[row, steps:].isnan().all() and trace.log_frobenius[row, steps:].isnan().all())
+    assert not trace.log_singular_values[:, 0].isnan().any()  # t = 1: before every overflow
+    assert trace.log_singular_values[:, 1, 0].isnan().tolist() == [True, False, True]
+
+
+def test_an_unknown_overflow_policy_is_refused():
+    rnn = rnnstab.VanillaRNN(torch.eye(3, dtype=torch.float64), activation="tanh")
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"on_overflow must be one of \('raise', 'truncate'\)"):
+        rnnstab.jacobian_norms(rnn, torch.zeros(1, 4, 0), on_overflow="ignore")
+
+
 def test_a_bare_weight_matrix_is_refused_by_name():
     with pytest.raises(rnnstab.ArgumentTypeError, match=r"rnn must be a rnnstab\.VanillaRNN, got Tensor"):
         rnnstab.jacobian_norms(torch.eye(3), torch.zeros(1, 4, 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import math
 import re
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 import rnnstab
-from rnnstab import store
+from rnnstab import plots, store
 from rnnstab.plots import plot_phase_diagram, plot_rate_vs_log_delta, plot_sweep_norms
 from rnnstab.report import conclusions, mean_field_delta
 
@@ -176,6 +177,16 @@ def test_conclusion_when_nothing_explodes():
     assert "0.207–0.605 nats/step below the bound's slope" in text
 
 
+def test_a_tight_bound_rounded_above_is_not_reported_as_a_negative_slack():
+    # float32, identity σ, orthogonal W: the rate is log δ exactly, computed a few 1e-9 above it
+    table = _table([(0.5, -0.693147165, "guaranteed vanishing"), (1.01, 0.009950336, "exploding")], dtype="float32")
+    assert min(table["slack_per_step"]) < 0
+    text = conclusions(table)["tanh"][0]
+    assert text.endswith("The measured rate equals the bound's slope log δ to rounding: the bound is tight.")
+    mixed = _table([(0.5, -0.693147165, "guaranteed vanishing"), (1.2, -0.2, "vanishing")])
+    assert "sits 0–0.382 nats/step below the bound's slope" in conclusions(mixed)["tanh"][0]
+
+
 def test_conclusion_with_mixed_seeds_and_no_vanishing_above_one():
     table = _table(
         [
@@ -194,6 +205,35 @@ def test_conclusion_with_mixed_seeds_and_no_vanishing_above_one():
     )
 
 
+def test_conclusion_when_the_first_delta_above_one_already_explodes():
+    table = _table([(0.5, -0.7, "guaranteed vanishing"), (1.2, 0.18, "exploding"), (1.5, 0.4, "exploding")])
+    text = conclusions(table)["tanh"][0]
+    assert "the bound allows growth: tanh exploded already at δ = 1.2, the smallest δ ≥ 1 tried (rate +0.18" in text
+    assert "did not vanish" not in text and "first exploded" not in text
+
+
+def test_an_overflowed_state_is_named_in_the_conclusion_and_the_verdict_cell(tmp_path):
+    table = _table([(1.2, 0.18, "exploding"), (1.5, 0.41, "exploding")], dtype="float32")
+    table["state_overflow_step"] = [None, 216]
+    text = conclusions(table)["tanh"][0]
+    assert "At δ = 1.5 the hidden state itself overflowed float32 (first at step 216)" in text
+    # the whole path: a sweep whose δ = 1.5 state overflows writes a report that says so
+    grid = rnnstab.Grid(
+        activation=("identity",),
+        init=("orthogonal",),
+        delta=(1.2, 1.5),
+        hidden=(16,),
+        steps=(300,),
+        dtype=("float32",),
+        batch=2,
+        seeds=(0,),
+    )
+    rnnstab.run_sweep(grid, tmp_path)
+    report = rnnstab.write_report(tmp_path).markdown.read_text()
+    assert re.search(r"\| 1\.5 \|.*\| exploding \(state overflowed at t = 2\d\d\) \|", report)
+    assert "the hidden state itself overflowed float32 (first at step 2" in report
+
+
 def test_conclusions_group_by_the_other_varied_axes():
     table = pd.concat(
         [
@@ -204,7 +244,7 @@ def test_conclusions_group_by_the_other_varied_axes():
     sentences = conclusions(table)["tanh"]
     assert len(sentences) == 2
     assert sentences[0].startswith("tanh (γ = 1, n = 32)") and sentences[1].startswith("tanh (γ = 1, n = 128)")
-    assert "never exploded" in sentences[0] and "first exploded at δ = 1.2" in sentences[1]
+    assert "never exploded" in sentences[0] and "tanh exploded already at δ = 1.2" in sentences[1]
 
 
 def test_a_bound_violation_makes_the_report_say_bug(tmp_path):
@@ -280,10 +320,30 @@ def test_figures_label_their_axes_in_natural_log(tmp_path):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_conclusions_follow_the_order_the_activations_were_named_in(tmp_path):
+def test_conclusions_follow_the_order_the_activations_were_named_in(tmp_path, monkeypatch):
     grid = rnnstab.Grid(activation=("tanh", "relu"), delta=(0.5,), hidden=(4,), steps=(10,), seeds=(0,), batch=2)
     rnnstab.run_sweep(grid, tmp_path)
+    panels = []
+
+    def norms(curves, **options):
+        panels.extend(dict.fromkeys(curves["panel"]))
+        return plot_sweep_norms(curves, **options)
+
+    monkeypatch.setattr(plots, "plot_sweep_norms", norms)
     report = rnnstab.write_report(tmp_path)
     assert list(report.conclusions) == ["tanh", "relu"]  # records load alphabetically: relu first
     text = report.markdown.read_text()
     assert text.index("| tanh |") < text.index("| relu |")
+    assert panels == ["tanh, γ = 1", "relu, γ = 1"]  # the curves figure too, not only the table
+
+
+def test_an_unfinished_sweep_says_how_many_planned_records_are_missing(tmp_path):
+    grid = rnnstab.Grid(delta=(0.5, 1.5), hidden=(4,), steps=(10,), seeds=(0, 1), batch=2)
+    rnnstab.run_sweep(grid, tmp_path)
+    complete = rnnstab.write_report(tmp_path)
+    assert complete.summary["missing_records"] == 0 and "unfinished" not in complete.markdown.read_text()
+    sorted((tmp_path / "records").iterdir())[0].unlink()  # as an interrupted run leaves it
+    report = rnnstab.write_report(tmp_path)
+    assert (report.summary["planned_records"], report.summary["missing_records"]) == (4, 1)
+    for text in (report.markdown.read_text(), html.unescape(report.html.read_text())):
+        assert "The sweep is unfinished: 1 of the 4 records its runs planned is missing or unreadable" in text

@@ -49,6 +49,21 @@ def test_record_round_trip_is_exact(tmp_path):
     assert light.scalars() == record.scalars() and light.log_spectral.size == 0
 
 
+def test_a_record_from_before_state_overflow_step_loads_with_none(tmp_path):
+    # records written before the field existed lack it; their runs stopped at an overflow instead of recording one
+    record = compute_chunk(GRID.tasks()[:1]).records[0]
+    path = store.write_record(tmp_path, record)
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays["record"][()]))
+    del meta["state_overflow_step"]
+    arrays["record"] = np.array(json.dumps(meta))
+    with open(path, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    back = store.read_record(path)
+    assert back.state_overflow_step is None and back.scalars() == record.scalars()
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "rename", "empty"])
 def test_damaged_records_are_detected(tmp_path, damage):
     record = compute_chunk(GRID.tasks()[:1]).records[0]

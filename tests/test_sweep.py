@@ -59,6 +59,8 @@ def test_parse_values(raw, kind, expected):
         (["1.5"], "int", "not an integer"),
         (["5:2"], "int", "STOP < START"),
         (["0"], "seeds", "N must be ≥ 1"),
+        (["0.5:1.5:1000001"], "float", "limited to 1,000,000"),
+        (["log:1:64:1000001"], "int", "limited to 1,000,000"),
     ],
 )
 def test_parse_values_refuses_malformed_tokens(raw, kind, message):
@@ -259,16 +261,52 @@ def test_compute_chunk_refuses_mixed_stacks():
         compute_chunk([])
 
 
-def test_an_overflowing_configuration_is_named():
+def test_an_overflowing_state_ends_its_record_there_and_leaves_the_others_alone():
+    # identity σ with an orthogonal W: J_t = W^t, so ‖J_t‖₂ = δ^t exactly and the rate is log δ; at δ = 1.5 the
+    # float32 state overflows near t = 216, at δ = 1.2 it does not
     tasks = rnnstab.Grid(
-        activation=("relu",), init=("orthogonal",), delta=(1.2, 40.0), hidden=(16,), steps=(300,), dtype=("float32",)
+        activation=("identity",),
+        init=("orthogonal",),
+        delta=(1.2, 1.5),
+        hidden=(16,),
+        steps=(300,),
+        dtype=("float32",),
+        batch=2,
+        seeds=(0,),
     ).tasks()
-    with pytest.raises(
-        rnnstab.StateOverflowError,
-        match=r"^activation = relu, .*delta = 40.0, .*seed \d: the forward pass "
-        r"overflowed float32 at step t = \d+",
-    ):
+    calm, exploding = sorted(compute_chunk(tasks).records, key=lambda r: r.configuration.delta)
+    rnn, x = sweep_network(exploding.configuration, exploding.seed)
+    with pytest.raises(rnnstab.StateOverflowError) as raised:
+        rnnstab.jacobian_norms(rnn, x, dtype="float32")
+    first = exploding.state_overflow_step
+    assert first is not None and 200 < first <= raised.value.step < 300
+    assert np.isfinite(exploding.log_spectral[:, : first - 1]).all()
+    assert np.isnan(exploding.log_spectral[raised.value.sequence, raised.value.step - 1 :]).all()
+    assert exploding.regime == "exploding" and exploding.bound_holds
+    assert exploding.rate_per_step == pytest.approx(math.log(1.5), abs=1e-5)
+    alone = compute_chunk([t for t in tasks if t.configuration.delta == 1.2]).records[0]
+    assert calm.state_overflow_step is None and calm.scalars() == alone.scalars()
+    assert np.array_equal(calm.log_spectral, alone.log_spectral)  # bit for bit
+
+
+def test_an_overflow_at_the_first_step_is_refused_naming_the_configuration(monkeypatch):
+    tasks = rnnstab.Grid(activation=("relu",), delta=(1.2,), hidden=(4,), steps=(5,), seeds=(0,), batch=1).tasks()
+    rnn, x = sweep_network(tasks[0].configuration, 0)
+    huge = rnnstab.VanillaRNN(rnn.W, torch.full_like(rnn.U, 1e308), rnn.b, rnn.activation)  # U x_1 = 4e308 = inf
+    monkeypatch.setattr(rnnstab.sweep, "sweep_network", lambda c, s: (huge, torch.ones_like(x)))
+    with pytest.raises(rnnstab.StateOverflowError, match=r"^activation = relu, .*seed 0: .*at the first step"):
         compute_chunk(tasks)
+
+
+def test_a_run_stopped_by_an_error_is_recorded_as_failed_not_interrupted(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise rnnstab.StateOverflowError("boom", step=1, sequence=0)
+
+    monkeypatch.setattr(rnnstab.sweep, "compute_chunk", fail)
+    with pytest.raises(rnnstab.StateOverflowError):
+        rnnstab.run_sweep(rnnstab.Grid(hidden=(4,), steps=(3,), seeds=(0,), batch=1), tmp_path)
+    runs = json.loads((tmp_path / "sweep.json").read_text())["runs"]
+    assert [run["status"] for run in runs] == ["failed"]
 
 
 # --- determinism across executors and shardings ----------------------------------------------------------------------
@@ -348,6 +386,13 @@ def test_absurd_sizes_are_refused_with_the_estimate(tmp_path):
         rnnstab.run_sweep(rnnstab.Grid(hidden=(200_000,), seeds=(0,), steps=(10,), batch=1), out)
     assert "available" in str(err.value)
     assert not out.exists()
+
+
+def test_absurd_input_sizes_name_inputs_among_the_remedies(tmp_path):
+    # the per-step inputs grow the estimate too: the advice must name the option that caused it
+    with pytest.raises(rnnstab.InvalidArgumentError, match="--inputs") as err:
+        rnnstab.run_sweep(rnnstab.Grid(hidden=(4,), seeds=(0,), steps=(1000,), batch=1, inputs=10**9), tmp_path / "o")
+    assert "per batched call" in str(err.value)
 
 
 def test_progress_reports_counts_and_work(tmp_path):

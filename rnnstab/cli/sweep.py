@@ -30,8 +30,8 @@ _SWEEP_HELP = (
     "Every configuration's W is scaled so that γ‖W‖₂ = δ, and its exact Jacobian norms ‖∂g_t/∂g_0‖ (t = 1..T) are "
     "computed for --batch input sequences; configurations sharing (activation, γ, n, T, dtype) run as one batched "
     "product. Each configuration × seed is saved in OUT/records as soon as it is done, so an interrupted sweep loses "
-    "nothing: rerun the same command with --resume. At the end OUT/report.html (self-contained), report.md and "
-    "summary.json are written (see rnnstab report).\n\n"
+    "at most the batched product in flight: rerun the same command with --resume. At the end OUT/report.html "
+    "(self-contained), report.md and summary.json are written (see rnnstab report).\n\n"
     "Grid options take several values: repeat the flag (--delta 0.5 --delta 1), give a comma list "
     "(--activation tanh,relu), and for numbers a range START:STOP:COUNT — COUNT evenly spaced values including both "
     "ends (0.5:1.5:11 = 0.5, 0.6, …, 1.5) — or log:START:STOP:COUNT, spaced geometrically (log:0.1:10:5 = 0.1, "
@@ -281,6 +281,7 @@ def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_outp
         summary = {
             **summary,
             "records": report.summary["records"],
+            "missing_records": report.summary["missing_records"],
             "regimes": report.summary["regimes"],
             "bound": report.summary["bound"],
             "conclusions": report.conclusions,
@@ -318,6 +319,14 @@ def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_outp
                 out.print(f"[bold]{activation}[/bold]", highlight=False)
                 for sentence in sentences:
                     out.print(f"  • {sentence}", highlight=False)
+            missing = report.summary["missing_records"]
+            if missing:
+                out.print(
+                    f"[bold]unfinished[/bold]: {missing} of the {report.summary['planned_records']} planned records "
+                    f"{'is' if missing == 1 else 'are'} missing and the conclusions above describe the rest only; "
+                    f"rnnstab sweep --out {escape(str(report.directory))} --resume computes them",
+                    highlight=False,
+                )
             where = escape(str(report.html))
             out.print(f"report: [bold]{where}[/bold]  (also report.md, summary.json)", highlight=False)
     if report is not None and not report.bound_holds:
