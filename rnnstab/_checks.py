@@ -22,6 +22,16 @@ def positive_float(name: str, value: object) -> float:
     return value
 
 
+def non_negative_float(name: str, value: object) -> float:
+    """Return ``value`` as a finite float ≥ 0, or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ArgumentTypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgumentError(f"{name} must be a finite number ≥ 0, got {value}")
+    return value
+
+
 def positive_int(name: str, value: object) -> int:
     """Return ``value`` as an int ≥ 1, or raise naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):

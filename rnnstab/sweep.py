@@ -99,7 +99,7 @@ class Grid:
         delta: δ values > 0; W is scaled so that γ‖W‖₂ = δ exactly.
         hidden: hidden sizes n ≥ 1.
         steps: horizons T ≥ 1.
-        input_scale: standard deviations of the inputs x_t (> 0).
+        input_scale: standard deviations of the inputs x_t (≥ 0; 0 runs the network without input).
         init: recurrent-weight schemes before scaling (``gaussian``, ``orthogonal``, …).
         dtype: ``float32`` and/or ``float64``, the dtype of the Jacobian product.
         seeds: seeds (integers ≥ 0); each gives an independent W, U and set of inputs.
@@ -152,7 +152,9 @@ class Grid:
                     clean.append(value)
                 normalised: tuple[Any, ...] = tuple(dict.fromkeys(clean))
             elif axis in _FLOAT_AXES:
-                normalised = tuple(sorted({_canonical(_checks.positive_float(label(axis), v)) for v in values}))
+                # no input at all (input_scale 0) is the autonomous network, as in trace, inits and lyapunov
+                check = _checks.non_negative_float if axis == "input_scale" else _checks.positive_float
+                normalised = tuple(sorted({_canonical(check(label(axis), v)) for v in values}))
             elif axis in _INT_AXES:
                 normalised = tuple(sorted({_checks.positive_int(label(axis), v) for v in values}))
             else:  # seeds

@@ -101,13 +101,23 @@ def test_default_grid_is_tanh_gamma_one_delta_half_to_three_halves_through_one()
         ({"dtype": ["float16"]}, "--dtype"),
         ({"hidden": ["0"]}, "--hidden"),
         ({"steps": ["0"]}, "--steps"),
-        ({"input_scale": ["0"]}, "--input-scale"),
+        ({"input_scale": ["-1"]}, "--input-scale must be a finite number ≥ 0"),
         ({"delta": []}, "--delta is empty"),
     ],
 )
 def test_grid_errors_name_the_option(options, message):
     with pytest.raises(rnnstab.InvalidArgumentError, match=message):
         rnnstab.Grid.from_strings(**options)
+
+
+def test_input_scale_zero_runs_the_network_without_input():
+    # tanh from g_0 = 0 with no input stays at 0, where σ' = 1: J_t = W^t exactly
+    task = rnnstab.Grid(input_scale=(0.0,), delta=(1.2,), hidden=(8,), steps=(30,), seeds=(0,), batch=2).tasks()[0]
+    record = compute_chunk([task]).records[0]
+    W = sweep_network(task.configuration, task.seed)[0].W
+    powers = torch.stack([torch.linalg.matrix_power(W, t) for t in range(1, 31)])
+    expected = torch.log(torch.linalg.matrix_norm(powers, ord=2)).numpy()
+    assert np.allclose(record.log_spectral, expected[None, :], rtol=0, atol=1e-9)
 
 
 def test_grid_from_python_sequences():

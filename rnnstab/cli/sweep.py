@@ -99,7 +99,8 @@ def sweep(
     input_scale: Annotated[
         list[str] | None,
         typer.Option(
-            help="Standard deviations of the inputs x_t (> 0); larger inputs saturate σ more. Default: 1.",
+            help="Standard deviations of the inputs x_t (≥ 0; 0 runs the network without input); larger inputs "
+            "saturate σ more. Default: 1.",
             rich_help_panel=_SWEEP_PANEL,
         ),
     ] = None,
