@@ -120,7 +120,7 @@ def configuration_table(frame: Any) -> Any:
                 "verdict": verdict,
                 "state_overflow_step": int(overflowed.min()) if len(overflowed) else None,
                 "state_overflow_seeds": len(overflowed),
-                "half_life_steps": math.log(2) / -mean_rate if mean_rate < 0 else None,
+                "half_life_steps": math.log(2) / -mean_rate if -math.inf < mean_rate < 0 else None,
                 "doubling_steps": math.log(2) / mean_rate if mean_rate > 0 else None,
                 "mean_field_delta_critical": mean_field_delta(
                     str(values[0]), float(values[1]), float(values[5]), str(values[6])
@@ -515,6 +515,10 @@ def _cell(row: Any, key: str) -> str:
     if key == "verdict" and row.get("state_overflow_step") is not None and not _isnan(row["state_overflow_step"]):
         return f"{row['verdict']} (state overflowed at t = {int(row['state_overflow_step'])})"
     if key == "half_life":
+        if row["verdict"] == "marginal":  # a half-life of 10¹⁵ steps from a rate of −3e-16 says nothing
+            return "— (marginal)"
+        if row["rate_per_step"] == -math.inf:
+            return "— (J_t = 0)"
         if row["half_life_steps"] is not None and not _isnan(row["half_life_steps"]):
             return _fmt(row["half_life_steps"])
         if row["doubling_steps"] is not None and not _isnan(row["doubling_steps"]):
@@ -528,7 +532,9 @@ def _cell(row: Any, key: str) -> str:
 
 
 def _excess(x: float | None) -> str:
-    return "—" if x is None else f"{x:+.1e}".replace("-", "−")
+    if x is None:
+        return "—"
+    return f"{x:+.1e}".replace("-", "−") if math.isfinite(x) else _signed(x)
 
 
 def _isnan(x: Any) -> bool:

@@ -347,3 +347,26 @@ def test_an_unfinished_sweep_says_how_many_planned_records_are_missing(tmp_path)
     assert (report.summary["planned_records"], report.summary["missing_records"]) == (4, 1)
     for text in (report.markdown.read_text(), html.unescape(report.html.read_text())):
         assert "The sweep is unfinished: 1 of the 4 records its runs planned is missing or unreadable" in text
+
+
+def test_half_life_and_excess_cells_for_marginal_and_dead_jacobians():
+    from rnnstab.report import _cell
+
+    def row(rate, verdict, excess=-1e-3):
+        half = math.log(2) / -rate if -math.inf < rate < 0 else None
+        return pd.Series(
+            {
+                "rate_per_step": rate,
+                "verdict": verdict,
+                "half_life_steps": half,
+                "doubling_steps": None,
+                "max_bound_excess": excess,
+                "bound_holds": True,
+            }
+        )
+
+    assert _cell(row(-3e-16, "marginal"), "half_life") == "— (marginal)"
+    assert _cell(row(-math.inf, "vanishing", -math.inf), "half_life") == "— (J_t = 0)"
+    assert _cell(row(-math.inf, "vanishing", -math.inf), "excess") == "−∞"
+    assert _cell(row(-0.1, "vanishing"), "half_life") == "6.93"
+    assert _cell(row(-0.1, "vanishing"), "excess") == "−1.0e−03"
