@@ -498,7 +498,8 @@ def _factor(matrices: Callable[[int], torch.Tensor], t: int, first: torch.Tensor
     M = matrices(t)
     name = f"matrices({t})"
     if not isinstance(M, torch.Tensor) or not M.is_floating_point():
-        raise ArgumentTypeError(f"{name} must return a floating-point torch.Tensor, got {type(M).__name__}")
+        got = f"dtype {M.dtype}" if isinstance(M, torch.Tensor) else type(M).__name__
+        raise ArgumentTypeError(f"{name} must return a floating-point torch.Tensor, got {got}")
     M = _checks.tensor(name, M, ndims=(2, 3))
     if M.shape[-1] != M.shape[-2]:
         raise ShapeError(f"{name} must be square (n, n) or (batch, n, n), got shape {tuple(M.shape)}")

@@ -61,7 +61,8 @@ def scale_to_threshold(W: torch.Tensor, *, delta: float, gamma: float) -> torch.
         ShapeError: W is not square.
         NonFiniteError: W holds NaN or Inf.
         InvalidArgumentError: δ ≤ 0, γ ≤ 0, a matrix of W is zero (it cannot be scaled to any norm), or δ/γ is so
-            large that the scaled W overflows its dtype.
+            large that the scaled W overflows its dtype, or so small that it underflows it (its largest entry would
+            be subnormal).
 
     Example:
         >>> W = scale_to_threshold(torch.randn(64, 64, dtype=torch.float64), delta=0.9, gamma=1.0)
@@ -77,11 +78,21 @@ def scale_to_threshold(W: torch.Tensor, *, delta: float, gamma: float) -> torch.
         raise InvalidArgumentError(f"{which} is the zero matrix: it cannot be scaled to ‖W‖₂ = δ/γ")
     factor = (delta / gamma) / norms
     scaled = (unit * factor[..., None, None]).to(W.dtype)
+    wider = " or float64 weights" if W.dtype != torch.float64 else ""
+    name, info = str(W.dtype).removeprefix("torch."), torch.finfo(W.dtype)
     if not bool(torch.isfinite(scaled).all()):
-        wider = " or float64 weights" if W.dtype != torch.float64 else ""
         raise InvalidArgumentError(
-            f"delta/gamma = {delta / gamma:.3g} makes entries of W overflow {str(W.dtype).removeprefix('torch.')} "
-            f"(largest {torch.finfo(W.dtype).max:.3g}): use a smaller delta{wider}"
+            f"delta/gamma = {delta / gamma:.3g} makes entries of W overflow {name} (largest {info.max:.3g}): "
+            f"use a smaller delta{wider}"
+        )
+    # Subnormal entries keep only a few significant bits (or round to 0), so ‖W‖₂ would miss δ/γ by far more than
+    # rounding; a largest entry that is still normal bounds the error of the smaller ones by n·ε relative.
+    largest = scaled.abs().amax(dim=(-2, -1))
+    if bool((largest < info.tiny).any()):
+        raise InvalidArgumentError(
+            f"delta/gamma = {delta / gamma:.3g} makes W underflow {name}: its largest entry would be "
+            f"{float(largest.min()):.3g}, below the smallest normal number {info.tiny:.3g}, so ‖W‖₂ = δ/γ cannot "
+            f"hold; use a larger delta{wider}"
         )
     return scaled
 

@@ -79,6 +79,7 @@ def test_orthogonal_init_has_no_mean_field_line(tmp_path):
         (["--input-scale", "-1"], "--input-scale"),
         (["--init", "nope"], "init scheme"),
         (["--dtype", "float16"], "--dtype"),
+        (["--hidden", "0"], "--hidden must be ≥ 1"),
     ],
 )
 def test_bad_lyapunov_options_give_one_line_and_exit_2(tmp_path, args, message):
@@ -87,6 +88,44 @@ def test_bad_lyapunov_options_give_one_line_and_exit_2(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
     assert not (tmp_path / "out" / "lyapunov.json").exists()
+
+
+@pytest.mark.parametrize("seed", ["1", "6"])
+def test_delta_one_is_never_read_as_guaranteed_vanishing(tmp_path, seed):
+    # At these seeds γ‖W‖₂ recomputed from the scaled W is 1 − 1 ulp: log δ came out −1e-16, "guaranteed vanishing".
+    args = ["lyapunov", *SMALL, "--delta", "1", "--seed", seed, "--out", str(tmp_path), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["log_delta"] == 0.0
+    assert summary["gradient_verdict"] == "vanishing"
+
+
+def test_sum_rule_of_a_network_with_dead_units_is_explained_not_nan(tmp_path):
+    args = ["lyapunov", *SMALL, "--activation", "relu", "--delta", "2", "--out", str(tmp_path)]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "log|det J_t| = −inf" in result.stdout and " nan " not in result.stdout
+
+
+def test_parameters_record_the_blocks_used(tmp_path):
+    args = ["lyapunov", "--hidden", "4", "--steps", "16", "--batch", "1", "--quiet", "--blocks", "1000"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "lyapunov.json").read_text())
+    assert record["parameters"]["blocks"] == 15 == 16 - record["parameters"]["warmup"]
+
+
+def test_float32_bound_allows_float32_rounding(tmp_path):
+    # An orthogonal linear RNN at δ = 1 has λ₁ = log δ = 0 exactly; float32 measures about +1e-9, which a fixed 1e-9
+    # slack reported as "VIOLATED ← BUG".
+    args = ["lyapunov", "--hidden", "16", "--steps", "500", "--batch", "2", "--quiet", "--init", "orthogonal"]
+    args += ["--activation", "identity", "--delta", "1", "--dtype", "float32", "--seed", "2", "--json"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert 1e-9 < max(summary["lambda_max_per_trajectory"]) < 1e-6
+    assert summary["bound_holds"] and summary["gradient_verdict"] == "marginal"
 
 
 def test_validate_quick_passes_and_prints_sources(tmp_path):

@@ -367,5 +367,7 @@ def test_product_spectrum_errors_name_the_factor():
         rnnstab.product_lyapunov_spectrum(lambda t: torch.full((2, 2), math.nan, dtype=F64), steps=3)
     with pytest.raises(rnnstab.ArgumentTypeError, match=r"matrices\(0\)"):
         rnnstab.product_lyapunov_spectrum(lambda t: [[1.0]], steps=3)  # type: ignore[arg-type,return-value]
+    with pytest.raises(rnnstab.ArgumentTypeError, match=r"matrices\(0\) .* got dtype torch.int64"):
+        rnnstab.product_lyapunov_spectrum(lambda t: torch.eye(2, dtype=torch.int64), steps=3)
     with pytest.raises(rnnstab.InvalidArgumentError, match="steps"):
         rnnstab.product_lyapunov_spectrum(lambda t: torch.eye(2, dtype=F64), steps=0)

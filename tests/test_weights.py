@@ -546,6 +546,19 @@ def test_scale_to_threshold_refuses_a_scale_beyond_the_dtype():
         scale_to_threshold(_randn(4, 4, dtype=torch.float32), delta=1e30, gamma=1e-30)
 
 
+@pytest.mark.parametrize(("dtype", "delta"), [(torch.float32, 1e-40), (torch.float32, 1e-50), (torch.float64, 1e-320)])
+def test_scale_to_threshold_refuses_a_scale_below_the_dtype(dtype, delta):
+    # Silently, W came back subnormal (‖W‖₂ off by 4e-6 relative at 1e-40) or all zeros (1e-50).
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(InvalidArgumentError, match=rf"delta/gamma = .*underflow {name}.*smallest normal"):
+        scale_to_threshold(_randn(4, 4, dtype=dtype), delta=delta, gamma=1.0)
+
+
+def test_scale_to_threshold_keeps_small_normal_scales():
+    out = scale_to_threshold(_randn(4, 4, dtype=torch.float32), delta=1e-30, gamma=1.0)
+    assert float(_np_norm(out)) == pytest.approx(1e-30, rel=REL_TOL[torch.float32])
+
+
 @pytest.mark.parametrize("size", [1e-310, 1e-200, 1e200, 1e300])
 def test_scale_to_threshold_handles_extreme_entries(size):
     # LAPACK's SVD fails on subnormal entries (1e-310) and overflows on huge ones unless W is rescaled first.

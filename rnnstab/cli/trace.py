@@ -55,7 +55,7 @@ def trace(
         chosen_dtype = _checks.dtype("--dtype", dtype)
         chosen_device = _checks.device("--device", device)
         out_dir = _io.output_dir(out, created=made)
-        W0 = rnnstab.init_weights(init, hidden, seed=seed, activation=act)
+        W0 = rnnstab.init_weights(init, _checks.positive_int("--hidden", hidden), seed=seed, activation=act)
         W = rnnstab.scale_to_threshold(W0, delta=delta, gamma=act.gamma)
         generator = torch.Generator().manual_seed(seed + 1)
         m = _checks.positive_int("--inputs", inputs)
@@ -86,7 +86,8 @@ def trace(
             "dtype": str(chosen_dtype).removeprefix("torch."),
             "device": str(chosen_device),
             "log_bound_final": steps * float(np.log(delta)),
-            "log_spectral_final_median": float(result.log_spectral.median(dim=0).values[-1])
+            # np.median: torch's median of an even batch is the lower of the two middle values, not their mean
+            "log_spectral_final_median": float(np.median(result.log_spectral[:, -1].numpy()))
             if result.log_spectral is not None
             else None,
             "rate_per_step_median": float(np.median([v.rate_per_step for v in verdicts])),
