@@ -113,6 +113,33 @@ def test_ten_thousand_steps_without_underflow(dtype):
     assert abs(float(trace.log_frobenius[0, -1]) - (expected + 0.5 * math.log(16))) < tol
 
 
+def test_ten_thousand_contracting_steps_do_not_read_as_bound_violations():
+    # The log scale is a sum of 10⁴ terms near log 0.5: summed naively its rounding reached 1e-9 (2070 steps read as
+    # violations, "BUG"); compensated, the error stays at the size of the per-step rounding.
+    W = rnnstab.scale_to_threshold(rnnstab.init_weights("orthogonal", 8, seed=0), delta=0.5, gamma=1.0)
+    rnn = rnnstab.VanillaRNN(W, torch.zeros(8, 1, dtype=F64), None, activation="identity")
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, 10_000, 1), singular_values_at=[10_000])
+    assert rnnstab.bound_violations(trace, delta=0.5) == []
+    exact = torch.arange(1, 10_001, dtype=F64) * math.log(0.5)
+    assert float((trace.log_spectral[0] - exact).abs().max()) < 1e-11
+    assert abs(float(trace.log_singular_values[0, 0, 0]) - float(exact[-1])) < 1e-11
+
+
+def test_running_sum_matches_exact_prefix_sums():
+    from rnnstab.jacobian import _running_sum
+
+    terms = torch.randn(5000, 3, dtype=F64, generator=torch.Generator().manual_seed(0)) - 0.7
+    terms[100:, 2] = -math.inf  # a product that died at step 101 stays dead
+    sums = _running_sum(terms)
+    for column in range(2):
+        exact = [math.fsum(terms[: t + 1, column].tolist()) for t in range(0, 5000, 499)]
+        got = sums[::499, column].tolist()
+        assert max(abs(g - e) for g, e in zip(got, exact, strict=True)) <= 4 * 2.0**-52 * 3500
+    assert torch.isneginf(sums[100:, 2]).all() and torch.isfinite(sums[:100, 2]).all()
+    for steps in (1, 30, 64, 100, 4999):  # a shorter run's sums are a longer run's first ones, bit for bit
+        assert torch.equal(_running_sum(terms[:steps]), sums[:steps])
+
+
 def test_dead_relu_jacobian_is_minus_infinity():
     W = torch.eye(4, dtype=F64) * 0.5
     rnn = rnnstab.VanillaRNN(W, torch.ones(4, 1, dtype=F64), torch.full((4,), -10.0, dtype=F64), activation="relu")
