@@ -84,7 +84,8 @@ def analyze(
             several networks are grouped by their ``network`` prefix, each network driven by its own inputs.
         inputs: (batch, T, m) or (T, m) sequences for layer 0 (every network must then take the same m). Default:
             synthetic i.i.d. N(0, input_scale²) inputs of shape (batch, steps, m), drawn from ``seed`` per network.
-        input_scale: standard deviation of the synthetic inputs (> 0, default 1); with ``inputs``, leave ``None``.
+        input_scale: standard deviation of the synthetic inputs (≥ 0, default 1; 0 runs the network on its biases
+            alone); with ``inputs``, leave ``None``.
         steps: T of the synthetic inputs (default 200); with ``inputs``, leave ``None``.
         batch: number of synthetic sequences (default 8); with ``inputs``, leave ``None``.
         seed: seed of the synthetic inputs (default 0); with ``inputs``, leave ``None``.
@@ -114,7 +115,7 @@ def analyze(
             )
         inputs = _checks.tensor("inputs", inputs, ndims=(2, 3))
         inputs = inputs[None] if inputs.dim() == 2 else inputs
-    scale = _checks.positive_float("input_scale", 1.0 if input_scale is None else input_scale)
+    scale = _checks.non_negative_float("input_scale", 1.0 if input_scale is None else input_scale)
     shape = (
         _checks.positive_int("batch", DEFAULT_BATCH if batch is None else batch),
         _checks.positive_int("steps", DEFAULT_STEPS if steps is None else steps),

@@ -338,7 +338,7 @@ def mean_field(
     """
     act = get_activation(activation)
     gain = _checks.positive_float("gain", gain)
-    sigma_in = _non_negative("input_variance", input_variance)
+    sigma_in = _checks.non_negative_float("input_variance", input_variance)
     q_star = _fixed_point(act, gain, sigma_in)
     q_eval = _Q_MAX if math.isinf(q_star) else max(q_star, _Q_MIN**2)  # q → 0⁺: relu's χ is g²/2, not g²·σ'(0)²
     chi = gain**2 * gaussian_expectation(lambda x: act.derivative(x) ** 2, q_eval, breakpoints=act.breakpoints)
@@ -377,7 +377,7 @@ def critical_gain(
         True
     """
     act = get_activation(activation)
-    sigma_in = _non_negative("input_variance", input_variance)
+    sigma_in = _checks.non_negative_float("input_variance", input_variance)
 
     def log_chi(g: float) -> float:
         chi = mean_field(act, gain=g, input_variance=sigma_in).chi
@@ -447,14 +447,6 @@ def _fixed_point(act: Activation, gain: float, sigma_in: float) -> float:
         if lo < _Q_MIN:
             return 0.0
     return float(brentq(excess, lo, min(4.0 * lo, hi), xtol=1e-300, rtol=4 * np.finfo(float).eps))
-
-
-def _non_negative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidArgumentError(f"{name} must be a finite number ≥ 0, got {value!r}")
-    if value < 0:
-        raise InvalidArgumentError(f"{name} must be ≥ 0, got {value}")
-    return float(value)
 
 
 def _hermite_expectation(f: Callable[[torch.Tensor], torch.Tensor], scale: float, nodes: int) -> float:

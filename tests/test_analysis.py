@@ -108,7 +108,7 @@ def test_several_networks_each_get_their_own_inputs():
         ({"inputs": torch.zeros(2, 5, 4)}, rnnstab.ShapeError, r"size 4 .* layer 0 takes m = 3 \(weight_ih_l0 is"),
         ({"inputs": torch.zeros(2, 5, 3), "steps": 5}, rnnstab.InvalidArgumentError, "leave them unset"),
         ({"inputs": torch.zeros(2, 5, 3), "seed": 0}, rnnstab.InvalidArgumentError, r"^seed: these"),
-        ({"input_scale": 0.0}, rnnstab.InvalidArgumentError, "input_scale"),
+        ({"input_scale": -1.0}, rnnstab.InvalidArgumentError, "input_scale must be a finite number ≥ 0"),
         ({"steps": 0}, rnnstab.InvalidArgumentError, "steps"),
     ],
 )

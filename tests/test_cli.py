@@ -26,6 +26,15 @@ def test_trace_writes_png_and_json(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_trace_exits_3_when_the_bound_is_violated_as_sweep_does(tmp_path, monkeypatch):
+    fake = rnnstab.BoundViolation(batch=0, step=3, log_norm=0.1, log_bound=0.0, excess=0.1, tolerance=1e-12)
+    monkeypatch.setattr(rnnstab, "bound_violations", lambda trace, delta: [fake])
+    result = runner.invoke(app, ["trace", *SMALL, "--delta", "0.8", "--out", str(tmp_path)])
+    assert result.exit_code == 3, result.output
+    assert "BUG" in result.output and "trace.json" in result.output
+    assert json.loads((tmp_path / "trace.json").read_text())["summary"]["bound_violations"] == 1
+
+
 def test_trace_median_of_an_even_batch_is_the_mean_of_the_middle_two(tmp_path):
     result = runner.invoke(app, ["trace", *SMALL, "--batch", "2", "--out", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output

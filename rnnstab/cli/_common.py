@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -102,22 +103,16 @@ def _warnings_as_lines() -> Iterator[None]:
         yield
 
 
-def _exit_on_bound_violation(bound_holds: bool) -> None:
+def _exit_on_bound_violation(bound_holds: bool, where: str = "the report") -> None:
     """A computed ‖J_t‖₂ above δ^t beyond rounding is a bug in rnnstab: say so loudly and exit with code 3."""
     if not bound_holds:
         console.print(
-            "[bold red]BUG: a computed ‖J_t‖₂ exceeded δ^t beyond float rounding — a bug in rnnstab, see the "
-            "report[/bold red]",
+            f"[bold red]BUG: a computed ‖J_t‖₂ exceeded δ^t beyond float rounding — a bug in rnnstab, see "
+            f"{escape(where)}[/bold red]",
             highlight=False,
             soft_wrap=True,
         )
         raise typer.Exit(3)
-
-
-def _non_negative(name: str, value: float) -> float:
-    if not np.isfinite(value) or value < 0:
-        raise rnnstab.InvalidArgumentError(f"{name} must be a finite number ≥ 0, got {value}")
-    return float(value)
 
 
 def _sweep_progress(disable: bool) -> Progress:

@@ -17,7 +17,6 @@ from rnnstab.cli._common import (
     _Activation,
     _exit_on_bound_violation,
     _Gamma,
-    _non_negative,
     _progress,
     _user_errors,
     _warnings_as_lines,
@@ -66,7 +65,7 @@ def analyze_command(
         ),
     ] = None,
     input_scale: Annotated[
-        float | None, typer.Option(help="Standard deviation of the synthetic inputs. Default 1.")
+        float | None, typer.Option(help="Standard deviation of the synthetic inputs (≥ 0; 0: no input). Default 1.")
     ] = None,
     steps: Annotated[int | None, typer.Option(help="T of the synthetic inputs. Default 200.")] = None,
     batch: Annotated[int | None, typer.Option(help="Number of synthetic input sequences. Default 8.")] = None,
@@ -194,7 +193,7 @@ def inits(
                 ("--inputs", inputs),
             )
         }
-        input_scale = _non_negative("--input-scale", input_scale)
+        input_scale = _checks.non_negative_float("--input-scale", input_scale)
         chosen = [name.strip() for item in scheme or [] for name in item.split(",") if name.strip()] or None
         if scheme and chosen is None:  # "--scheme ," must not quietly become every scheme
             raise rnnstab.InvalidArgumentError(

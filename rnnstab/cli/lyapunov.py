@@ -14,7 +14,7 @@ from rich.table import Table
 
 import rnnstab
 from rnnstab import _checks, _io, lyapunov_report, validation
-from rnnstab.cli._common import _Activation, _Gamma, _metadata, _non_negative, _progress, _user_errors, app
+from rnnstab.cli._common import _Activation, _Gamma, _metadata, _progress, _user_errors, app
 
 
 @app.command()
@@ -94,7 +94,7 @@ def lyapunov(
             raise rnnstab.InvalidArgumentError("--gain and --delta are alternatives: give one of them")
         chosen_dtype = _checks.dtype("--dtype", dtype)
         chosen_device = _checks.device("--device", device)
-        input_scale = _non_negative("--input-scale", input_scale)
+        input_scale = _checks.non_negative_float("--input-scale", input_scale)
         steps = _checks.positive_int("--steps", steps)
         m = _checks.positive_int("--inputs", inputs)
         n_batch = _checks.positive_int("--batch", batch)

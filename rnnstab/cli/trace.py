@@ -15,7 +15,15 @@ from rich.table import Table
 
 import rnnstab
 from rnnstab import _checks, _io
-from rnnstab.cli._common import _Activation, _Gamma, _metadata, _non_negative, _progress, _user_errors, app
+from rnnstab.cli._common import (
+    _Activation,
+    _exit_on_bound_violation,
+    _Gamma,
+    _metadata,
+    _progress,
+    _user_errors,
+    app,
+)
 from rnnstab.plots import plot_trace
 
 
@@ -51,7 +59,7 @@ def trace(
     with _user_errors(ctx) as made:
         act = rnnstab.get_activation(activation, gamma=gamma)
         delta = _checks.positive_float("--delta", delta)
-        input_scale = _non_negative("--input-scale", input_scale)
+        input_scale = _checks.non_negative_float("--input-scale", input_scale)
         chosen_dtype = _checks.dtype("--dtype", dtype)
         chosen_device = _checks.device("--device", device)
         out_dir = _io.output_dir(out, created=made)
@@ -118,6 +126,7 @@ def trace(
             typer.echo(json.dumps(_io.finite_or_none(summary), indent=2, ensure_ascii=False))
         else:
             _print_summary(summary)
+        _exit_on_bound_violation(not violations, where=str(out_dir / "trace.json"))
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
