@@ -203,8 +203,13 @@ def _conclusion(activation: str, label: str, sub: Any) -> str:
             )
     slack = sub["slack_per_step"].to_numpy(dtype=float)
     # The late-half slope averages increments of log‖J_t‖₂ with positive weights, and the bound caps every increment
-    # at log δ: a slack below 0 is float rounding (a tight bound in float32), not a rate above the bound.
-    slack = np.maximum(slack[np.isfinite(slack)], 0.0)
+    # at log δ: a slack below 0 is float rounding (a tight bound in float32), not a rate above the bound. Rounding
+    # moves each increment by up to the per-step allowance of JacobianTrace.float_tolerance, either way, so a slack
+    # within it (a tight bound in float64 reads 1e-16) is 0 too.
+    eps = np.array([np.finfo(np.dtype(str(d))).eps for d in sub["dtype"]]) + np.finfo(np.float64).eps
+    rounding = 16.0 * np.sqrt(sub["hidden"].to_numpy(dtype=float)) * eps
+    finite = np.isfinite(slack)
+    slack = np.where(slack[finite] > rounding[finite], slack[finite], 0.0)
     if slack.size and slack.max() == 0:
         parts.append("The measured rate equals the bound's slope log δ to rounding: the bound is tight.")
     elif slack.size:

@@ -369,8 +369,9 @@ def load_sweep(directory: str | os.PathLike[str], *, traces: bool = False) -> An
     if not traces:
         columns = [c for c in columns if c not in ("log_spectral", "log_frobenius")]
     frame = pd.DataFrame(rows, columns=columns)
-    # None (no half-life: nothing vanished) would leave an all-None column as dtype object; NaN keeps it float
-    frame = frame.astype({"half_life_steps": float, "doubling_steps": float})
+    # None (no half-life: nothing vanished; no state overflowed) would leave an all-None column as dtype object;
+    # NaN keeps it float
+    frame = frame.astype({"half_life_steps": float, "doubling_steps": float, "state_overflow_step": float})
     order = ["activation", "gamma", "delta", "hidden", "steps", "input_scale", "init", "dtype", "batch", "inputs"]
     return frame.sort_values([*order, "seed"], kind="stable").reset_index(drop=True)
 

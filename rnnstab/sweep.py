@@ -538,7 +538,12 @@ def compute_chunk(
         # curve, so its rate is exactly the mean of the per-input rates.
         assert part.log_spectral is not None
         mean_spectral = part.log_spectral.reshape(len(members), batch, horizon).mean(dim=1)
-        mean_part = dataclasses.replace(part, log_spectral=mean_spectral, log_frobenius=None)
+        mean_part = dataclasses.replace(
+            part,
+            log_spectral=mean_spectral,
+            log_frobenius=None,
+            overflow_steps=torch.zeros(len(members), dtype=torch.int64),  # finite on every step of the horizon
+        )
         for i, verdict in zip(members, verdicts(mean_part, delta=deltas[members]), strict=True):
             per_task[i] = verdict
     norms = spectral_norm(W).tolist()

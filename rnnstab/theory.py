@@ -18,7 +18,7 @@ from scipy.optimize import brentq
 
 from rnnstab import _checks
 from rnnstab.activations import Activation, get_activation
-from rnnstab.exceptions import InvalidArgumentError, ShapeError
+from rnnstab.exceptions import InvalidArgumentError, ShapeError, StateOverflowError
 from rnnstab.jacobian import JacobianTrace
 
 REGIMES = ("guaranteed vanishing", "vanishing", "marginal", "exploding")
@@ -115,6 +115,8 @@ def verdicts(trace: JacobianTrace, *, delta: float | torch.Tensor, rate_tol: flo
     - ``exploding``: δ ≥ 1 and r > +rate_tol;
     - ``marginal``: δ ≥ 1 and |r| ≤ rate_tol — the norm changes by less than a factor e^{rate_tol·T} over T steps.
 
+    A trace whose state overflowed (``on_overflow="truncate"``) is measured on the steps before its overflow step.
+
     Args:
         trace: from :func:`~rnnstab.jacobian_norms` with the spectral norm.
         delta: a float, or one δ per trace ((batch,) tensor, e.g. ``rnn.delta()``).
@@ -122,15 +124,30 @@ def verdicts(trace: JacobianTrace, *, delta: float | torch.Tensor, rate_tol: flo
 
     Raises:
         InvalidArgumentError: no spectral norms in the trace, δ ≤ 0, rate_tol ≤ 0.
+        StateOverflowError: a trace whose state overflowed at the first step (no step to measure).
     """
     rate_tol = _checks.positive_float("rate_tol", rate_tol)
     excess = _excess(trace, delta)
     deltas = _deltas(trace, delta)
-    rates = late_rate(_spectral(trace))
+    spectral = _spectral(trace)
     tolerance = trace.float_tolerance()
+    # A trace truncated at a state overflow (NaN from that step on) is measured on the steps before it, as a sweep
+    # does: a NaN read as 0 would turn an exploding network into a vanishing one.
+    measured = torch.where(trace.overflow_steps > 0, trace.overflow_steps - 1, trace.steps).clamp(max=trace.steps)
+    if bool((measured == 0).any()):
+        row = int((measured == 0).to(torch.int8).argmax())
+        raise StateOverflowError(
+            f"the hidden state of trace {row} overflowed at the first step: there is no step to measure a rate on",
+            step=1,
+            sequence=row,
+        )
+    rates = late_rate(spectral)
+    for horizon in sorted(set(measured[measured < trace.steps].tolist())):
+        rows = measured == horizon
+        rates[rows] = late_rate(spectral[rows, :horizon])
     out = []
     for b in range(trace.batch_size):
-        rate, d = float(rates[b]), float(deltas[b])
+        rate, d, end = float(rates[b]), float(deltas[b]), int(measured[b])
         out.append(
             Verdict(
                 regime=regime_of(d, rate, rate_tol=rate_tol),
@@ -139,8 +156,8 @@ def verdicts(trace: JacobianTrace, *, delta: float | torch.Tensor, rate_tol: flo
                 slack_per_step=math.log(d) - rate,
                 half_life_steps=math.log(2) / -rate if rate < 0 else None,
                 doubling_steps=math.log(2) / rate if rate > 0 else None,
-                max_bound_excess=float(excess[b].max()),
-                bound_holds=bool((excess[b] <= tolerance).all()),
+                max_bound_excess=float(excess[b, :end].max()),
+                bound_holds=bool((excess[b, :end] <= tolerance[:end]).all()),
             )
         )
     return out

@@ -390,12 +390,15 @@ def test_truncate_ends_only_the_overflowing_sequences_trace_at_its_overflow_step
     )
     rnn = rnnstab.VanillaRNN(W, torch.ones(16, 1, dtype=torch.float64), activation="relu")
     x = torch.ones(3, 400, 1, dtype=torch.float64)
-    x[1] = 0.0  # g stays 0: this sequence's state never overflows (its Jacobian still grows, in log space)
+    # starting 1e-300 small, this state grows as fast but stays finite for 400 steps; its Jacobian is alive and
+    # grows (an input of 0 would leave every relu unit at 0, σ' = 0: a dead trace that tests nothing)
+    x[1] = 1e-300
     x[2] = 1e-30  # starts smaller, overflows later: each sequence has its own step
     finite = torch.isfinite(rnn.run_preactivation(x)).all(dim=-1)
     first = torch.where(finite.all(dim=1), 0, (~finite).to(torch.int8).argmax(dim=1) + 1)
     assert first[1] == 0 and 1 < first[0] < 400 and 1 < first[2] < 400 and first[0] != first[2]
     trace = rnnstab.jacobian_norms(rnn, x, on_overflow="truncate", singular_values_at=[1, 399])
+    assert float(trace.log_spectral[1, -1]) > 400  # alive and exploding, far past what its state could hold
     assert trace.overflow_steps.tolist() == first.tolist()
     for row in range(3):
         # each sequence, run alone and only as far as its state stays finite, gives the same numbers bit for bit

@@ -187,6 +187,13 @@ def test_a_tight_bound_rounded_above_is_not_reported_as_a_negative_slack():
     assert "sits 0–0.382 nats/step below the bound's slope" in conclusions(mixed)["tanh"][0]
 
 
+def test_a_tight_bound_rounded_below_reads_as_tight_too():
+    # float64, identity σ, orthogonal W: rates a few 1e-17 under log δ are the same tight bound as float32's above it
+    rows = [(0.8, math.log(0.8) - 2e-16, "guaranteed vanishing"), (1.5, math.log(1.5) - 8e-17, "exploding")]
+    text = conclusions(_table(rows))["tanh"][0]
+    assert text.endswith("The measured rate equals the bound's slope log δ to rounding: the bound is tight.")
+
+
 def test_conclusion_with_mixed_seeds_and_no_vanishing_above_one():
     table = _table(
         [

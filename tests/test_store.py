@@ -84,6 +84,7 @@ def test_damaged_records_are_detected(tmp_path, damage):
 def test_load_sweep_is_tidy(reference):
     frame = rnnstab.load_sweep(reference)
     assert frame["half_life_steps"].dtype == frame["doubling_steps"].dtype == np.float64  # even when all missing
+    assert frame["state_overflow_step"].dtype == np.float64 and frame["state_overflow_step"].isna().all()
     assert len(frame) == 6  # 3 configurations × 2 seeds
     assert frame["record"].is_unique
     assert list(frame["delta"]) == [0.5, 0.5, 1.0, 1.0, 1.5, 1.5] and list(frame["seed"]) == [0, 1] * 3

@@ -84,3 +84,30 @@ def test_verdicts_need_spectral_norms():
 
 def test_log_bound_is_t_log_delta():
     assert torch.allclose(rnnstab.log_bound(0.5, 3), torch.tensor([1.0, 2.0, 3.0], dtype=F64) * math.log(0.5))
+
+
+def test_a_truncated_trace_is_measured_on_the_steps_before_its_overflow():
+    # identity σ, orthogonal W at δ = 1.5: ‖J_t‖₂ = 1.5^t until the float32 state overflows (t ≈ 218); the NaN from
+    # there on must not enter the rate (read as 0 it made this network "vanishing" at −0.7 nats/step, bound broken)
+    W = rnnstab.scale_to_threshold(rnnstab.init_weights("orthogonal", 8, seed=0), delta=1.5, gamma=1.0)
+    rnn = rnnstab.VanillaRNN(W.float(), torch.ones(8, 1), None, activation="identity")
+    x = torch.ones(2, 300, 1)
+    x[1] = 0.0  # this sequence's state stays at 0: no overflow, its whole trace counts
+    trace = rnnstab.jacobian_norms(rnn, x, dtype="float32", on_overflow="truncate")
+    first = int(trace.overflow_steps[0])
+    assert 1 < first < 300 and trace.overflow_steps[1] == 0
+    overflowed, calm = rnnstab.verdicts(trace, delta=1.5)
+    assert overflowed.regime == "exploding" and overflowed.bound_holds
+    assert overflowed.rate_per_step == pytest.approx(math.log(1.5), abs=1e-5)
+    before = rnnstab.jacobian_norms(rnn, x[:1, : first - 1], dtype="float32")
+    assert overflowed == rnnstab.verdicts(before, delta=1.5)[0]
+    assert calm == rnnstab.verdicts(rnnstab.jacobian_norms(rnn, x[1:], dtype="float32"), delta=1.5)[0]
+
+
+def test_a_trace_that_overflowed_at_the_first_step_has_nothing_to_measure():
+    rnn = rnnstab.VanillaRNN(torch.eye(2, dtype=F64), torch.full((2, 1), 1e308, dtype=F64), activation="identity")
+    x = torch.tensor([[[0.0], [0.0]], [[10.0], [0.0]]], dtype=F64)  # U x_1 = 1e309 = inf in the second sequence
+    trace = rnnstab.jacobian_norms(rnn, x, on_overflow="truncate")
+    assert trace.overflow_steps.tolist() == [0, 1]
+    with pytest.raises(rnnstab.StateOverflowError, match="trace 1 overflowed at the first step"):
+        rnnstab.verdicts(trace, delta=1.0)
