@@ -797,7 +797,7 @@ def run_sweep(
                 tracker.chunk_done(result)
             status = "finished"
         except Exception:
-            status = "failed"  # an error (an overflowing state, a lost worker), not Ctrl-C: resuming repeats it
+            status = "failed"  # an error (a state overflowing at step 1, a lost worker), not a Ctrl-C
             raise
         finally:
             run_entry.update(status=status, finished=_now())
