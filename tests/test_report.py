@@ -16,6 +16,7 @@ import rnnstab
 from rnnstab import plots, store
 from rnnstab.plots import plot_phase_diagram, plot_rate_vs_log_delta, plot_sweep_norms
 from rnnstab.report import conclusions, mean_field_delta
+from tests.sweeps import OVERFLOWING_AT_1_5
 
 GRID = rnnstab.Grid(
     activation=("tanh", "identity"),
@@ -225,17 +226,7 @@ def test_an_overflowed_state_is_named_in_the_conclusion_and_the_verdict_cell(tmp
     text = conclusions(table)["tanh"][0]
     assert "At δ = 1.5 the hidden state itself overflowed float32 (first at step 216)" in text
     # the whole path: a sweep whose δ = 1.5 state overflows writes a report that says so
-    grid = rnnstab.Grid(
-        activation=("identity",),
-        init=("orthogonal",),
-        delta=(1.2, 1.5),
-        hidden=(16,),
-        steps=(300,),
-        dtype=("float32",),
-        batch=2,
-        seeds=(0,),
-    )
-    rnnstab.run_sweep(grid, tmp_path)
+    rnnstab.run_sweep(OVERFLOWING_AT_1_5, tmp_path)
     report = rnnstab.write_report(tmp_path).markdown.read_text()
     assert re.search(r"\| 1\.5 \|.*\| exploding \(state overflowed at t = 2\d\d\) \|", report)
     assert "the hidden state itself overflowed float32 (first at step 2" in report

@@ -14,7 +14,7 @@ import rnnstab
 from rnnstab.store import Configuration
 from rnnstab.sweep import compute_chunk, parse_values, plan_chunks, sweep_network, task_seed
 from rnnstab.theory import late_rate
-from tests.sweeps import assert_identical
+from tests.sweeps import OVERFLOWING_AT_1_5, assert_identical
 
 SMALL = {"hidden": (8,), "steps": (30,), "batch": 2}
 
@@ -272,18 +272,7 @@ def test_compute_chunk_refuses_mixed_stacks():
 
 
 def test_an_overflowing_state_ends_its_record_there_and_leaves_the_others_alone():
-    # identity σ with an orthogonal W: J_t = W^t, so ‖J_t‖₂ = δ^t exactly and the rate is log δ; at δ = 1.5 the
-    # float32 state overflows near t = 216, at δ = 1.2 it does not
-    tasks = rnnstab.Grid(
-        activation=("identity",),
-        init=("orthogonal",),
-        delta=(1.2, 1.5),
-        hidden=(16,),
-        steps=(300,),
-        dtype=("float32",),
-        batch=2,
-        seeds=(0,),
-    ).tasks()
+    tasks = OVERFLOWING_AT_1_5.tasks()
     calm, exploding = sorted(compute_chunk(tasks).records, key=lambda r: r.configuration.delta)
     rnn, x = sweep_network(exploding.configuration, exploding.seed)
     with pytest.raises(rnnstab.StateOverflowError) as raised:
