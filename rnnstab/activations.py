@@ -86,7 +86,8 @@ class Activation:
         """Wrap a user's elementwise function; σ' comes from autograd unless ``derivative`` is given.
 
         Raises:
-            ArgumentTypeError: ``fn`` is not callable or does not return a tensor.
+            ArgumentTypeError: ``fn`` is not callable, fails on a torch tensor or does not return one, or (without
+                ``derivative``) cannot be differentiated by autograd.
             InvalidArgumentError: ``fn`` is not elementwise, or σ' is unbounded, zero or non-finite.
         """
         if not callable(fn):
@@ -94,6 +95,14 @@ class Activation:
         label = name or str(getattr(fn, "__name__", "custom"))
         _check_elementwise(label, fn)
         deriv = derivative if derivative is not None else _autograd_derivative(fn)
+        if derivative is None:
+            try:
+                deriv(torch.zeros(1, dtype=torch.float64))
+            except Exception as error:  # e.g. a round trip through numpy, which autograd cannot follow
+                raise ArgumentTypeError(
+                    f"autograd cannot differentiate activation {label} ({type(error).__name__}: {error}): write it "
+                    "with torch operations or pass derivative="
+                ) from error
         gamma, argmax = derive_gamma(deriv, name=label)
         return cls(name=label, fn=fn, derivative=deriv, gamma=gamma, argmax=argmax)
 
@@ -157,7 +166,13 @@ def _autograd_derivative(fn: TensorFn) -> TensorFn:
 
 def _check_elementwise(name: str, fn: TensorFn) -> None:
     probe = torch.linspace(-3.0, 3.0, 7, dtype=torch.float64)
-    together = fn(probe)
+    try:
+        together = fn(probe)
+    except Exception as error:  # math.tanh, np.tanh, …: any failure here means fn does not take torch tensors
+        raise ArgumentTypeError(
+            f"activation {name} must map a torch tensor to a tensor elementwise (e.g. torch.tanh, not math.tanh or "
+            f"np.tanh); on a float64 tensor it raised {type(error).__name__}: {error}"
+        ) from error
     if not isinstance(together, torch.Tensor) or together.shape != probe.shape:
         raise ArgumentTypeError(f"activation {name} must map a tensor to a tensor of the same shape")
     alone = torch.cat([fn(probe[i : i + 1]) for i in range(probe.numel())])
@@ -176,6 +191,20 @@ def _silu_derivative(x: torch.Tensor) -> torch.Tensor:
     return s * (1.0 + x * (1.0 - s))
 
 
+def _tanh_derivative(x: torch.Tensor) -> torch.Tensor:
+    # sech²x = 4e^{-2|x|}/(1 + e^{-2|x|})²: 1 − tanh²x cancels to exactly 0 once tanh x rounds to ±1 (|x| ≳ 9 in
+    # float32, 19 in float64), which turned a saturated network's finite log-norms into -inf. The clamp removes the
+    # ulp this rounds above sech² ≤ 1 near 0, where γ is read off.
+    e = torch.exp(-2.0 * x.abs())
+    return (4.0 * e / (1.0 + e) ** 2).clamp(max=1.0)
+
+
+def _sigmoid_derivative(x: torch.Tensor) -> torch.Tensor:
+    # σ(x)σ(−x), not σ(x)(1 − σ(x)): the latter cancels to 0 once σ(x) rounds to 1 (x ≳ 17 in float32, 37 in float64).
+    # The clamp removes the ulp this rounds above ¼ near 0, where γ is read off.
+    return (torch.sigmoid(x) * torch.sigmoid(-x)).clamp(max=0.25)
+
+
 def _one(x: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(x)
 
@@ -189,8 +218,8 @@ _ELU_ALPHA = 1.0
 
 #: name → (σ, σ'), elementwise on tensors. Extend with :func:`register_activation`.
 _REGISTRY: dict[str, tuple[TensorFn, TensorFn]] = {
-    "tanh": (torch.tanh, lambda x: 1.0 - torch.tanh(x) ** 2),
-    "sigmoid": (torch.sigmoid, lambda x: torch.sigmoid(x) * (1.0 - torch.sigmoid(x))),
+    "tanh": (torch.tanh, _tanh_derivative),
+    "sigmoid": (torch.sigmoid, _sigmoid_derivative),
     "relu": (torch.relu, lambda x: (x > 0).to(x.dtype)),
     "leaky_relu": (
         lambda x: torch.nn.functional.leaky_relu(x, _LEAKY_SLOPE),
@@ -229,8 +258,14 @@ def register_activation(name: str, fn: TensorFn, derivative: TensorFn | None = N
     """Add an elementwise activation to the registry under ``name`` and return it (γ derived on the spot).
 
     Raises:
-        InvalidArgumentError: the name is taken, or σ is not elementwise / has an unusable derivative.
+        InvalidArgumentError: the name is taken, is not a non-empty string, holds ``[`` (it marks a scaled family) or
+            whitespace, or σ is not elementwise / has an unusable derivative.
     """
+    if not isinstance(name, str) or not name or any(c.isspace() or c == "[" for c in name):
+        # A non-string key would break the sorted activation_names(), and "[" would be cut off by scaled().
+        raise InvalidArgumentError(
+            f"an activation name must be a non-empty string without whitespace or '[', got {name!r}"
+        )
     if name in _REGISTRY:
         raise InvalidArgumentError(f"activation {name!r} is already registered")
     act = Activation.from_callable(fn, name=name, derivative=derivative)

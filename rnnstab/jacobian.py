@@ -94,6 +94,7 @@ class JacobianTrace:
         return 16.0 * math.sqrt(self.hidden_size) * eps * (t + 1.0)
 
 
+@torch.no_grad()  # weights taken from a model being trained may require grad; nothing here is differentiated
 def jacobian_norms(
     rnn: VanillaRNN,
     x: torch.Tensor,

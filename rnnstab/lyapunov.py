@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
@@ -187,6 +187,7 @@ class LyapunovSpectrum:
         return kaplan_yorke_dimension(self.exponents, hidden_size=self.hidden_size, atol=atol)
 
 
+@torch.no_grad()  # weights taken from a model being trained may require grad; nothing here is differentiated
 def lyapunov_spectrum(
     rnn: VanillaRNN,
     x: torch.Tensor,
@@ -336,10 +337,18 @@ def kaplan_yorke_dimension(
     Returns:
         A float64 tensor of shape () or (batch,).
 
+    Raises:
+        ArgumentTypeError: ``exponents`` is not a tensor.
+        ShapeError: ``exponents`` is not (k,) or (batch, k) with k ≥ 1.
+
     Example:
         >>> kaplan_yorke_dimension(torch.tensor([0.5, -0.2, -1.0]))
         tensor(2.3000, dtype=torch.float64)
     """
+    if not isinstance(exponents, torch.Tensor):
+        raise ArgumentTypeError(f"exponents must be a torch.Tensor, got {type(exponents).__name__}")
+    if exponents.dim() not in (1, 2) or exponents.shape[-1] == 0:
+        raise ShapeError(f"exponents must be (k,) or (batch, k) with k ≥ 1, got shape {tuple(exponents.shape)}")
     values = exponents.detach().to(dtype=_F64, device="cpu")
     rows = values.reshape(-1, values.shape[-1])
     k = rows.shape[-1]
@@ -422,6 +431,7 @@ def singular_value_spectrum(
         A :class:`SingularValueSpectrum`.
 
     Raises:
+        ArgumentTypeError: ``at`` is not a collection of steps (a bare int, say).
         InvalidArgumentError: ``at`` empty or holding steps outside 1..T.
 
     Example:
@@ -432,6 +442,9 @@ def singular_value_spectrum(
         >>> float(spectrum.log_singular_values.abs().max()) < 1e-12  # products of orthogonal matrices
         True
     """
+    given: object = at  # typed as a list, but a bare int is the usual slip
+    if not isinstance(given, Iterable):
+        raise ArgumentTypeError(f"at must be a list of steps, got {type(at).__name__} (for one step t, pass [t])")
     wanted = tuple(sorted(set(at)))
     steps = check_rnn(rnn).check_inputs(x).shape[1]
     bad = [t for t in wanted if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= steps]

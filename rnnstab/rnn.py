@@ -189,7 +189,7 @@ class VanillaRNN:
 
         Raises:
             ArgumentTypeError: ``module`` is neither a ``torch.nn.RNN`` nor an ``nn.RNNCell`` (GRU and LSTM are not
-                vanilla RNNs).
+                vanilla RNNs), or ``layer`` is not an integer.
             InvalidArgumentError: no such layer/direction, or a nonlinearity other than tanh/relu.
         """
         if isinstance(module, torch.nn.RNN):
@@ -205,6 +205,8 @@ class VanillaRNN:
             )
         if module.nonlinearity not in _TORCH_ACTIVATIONS:
             raise InvalidArgumentError(f"unsupported nonlinearity {module.nonlinearity!r}")
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise ArgumentTypeError(f"layer must be an integer, got {type(layer).__name__}")
         if not 0 <= layer < num_layers:
             raise InvalidArgumentError(f"layer must be in [0, {num_layers - 1}], got {layer}")
         if reverse and not bidirectional:
@@ -220,10 +222,13 @@ class VanillaRNN:
         """An equivalent single-layer ``torch.nn.RNN`` (batch_first=True, bias_hh = 0).
 
         Raises:
-            InvalidArgumentError: batched networks, no inputs, or an activation nn.RNN lacks.
+            InvalidArgumentError: batched networks, no inputs, or an activation other than torch.tanh/torch.relu
+                (nn.RNN has only those).
         """
         name = self.activation.name
-        if self.num_networks is not None or self.input_size == 0 or name not in _TORCH_ACTIVATIONS:
+        # By σ itself, not its name: a user's callable called "tanh" (say tanh(2x)) gets that name from __name__.
+        native = {"tanh": torch.tanh, "relu": torch.relu}.get(name) is self.activation.fn
+        if self.num_networks is not None or self.input_size == 0 or not native:
             raise InvalidArgumentError(
                 "to_torch needs one network (W of shape (n, n)) with inputs and a tanh or relu activation, got "
                 f"{'a batch of ' + str(self.num_networks) + ' networks' if self.num_networks else 'one network'}, "

@@ -18,7 +18,7 @@ from scipy.optimize import brentq
 
 from rnnstab import _checks
 from rnnstab.activations import Activation, get_activation
-from rnnstab.exceptions import InvalidArgumentError, ShapeError, StateOverflowError
+from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeError, StateOverflowError
 from rnnstab.jacobian import JacobianTrace
 
 REGIMES = ("guaranteed vanishing", "vanishing", "marginal", "exploding")
@@ -85,6 +85,7 @@ def bound_violations(trace: JacobianTrace, *, delta: float | torch.Tensor) -> li
     The tolerance is :meth:`JacobianTrace.float_tolerance` (rounding of the product in the trace's dtype).
 
     Raises:
+        ArgumentTypeError: ``trace`` is not a :class:`~rnnstab.JacobianTrace`.
         InvalidArgumentError: the trace has no spectral norms, or δ ≤ 0.
         ShapeError: ``delta`` has the wrong number of entries.
     """
@@ -123,6 +124,7 @@ def verdicts(trace: JacobianTrace, *, delta: float | torch.Tensor, rate_tol: flo
         rate_tol: the half-width of the marginal band, nats per step (default 1e-3: a half-life of 693 steps).
 
     Raises:
+        ArgumentTypeError: ``trace`` is not a :class:`~rnnstab.JacobianTrace`.
         InvalidArgumentError: no spectral norms in the trace, δ ≤ 0, rate_tol ≤ 0.
         StateOverflowError: a trace whose state overflowed at the first step (no step to measure).
     """
@@ -199,6 +201,10 @@ def late_rate(log_norms: torch.Tensor) -> torch.Tensor:
 
 
 def _spectral(trace: JacobianTrace) -> torch.Tensor:
+    if not isinstance(trace, JacobianTrace):
+        raise ArgumentTypeError(
+            f"trace must be the JacobianTrace that rnnstab.jacobian_norms returns, got {type(trace).__name__}"
+        )
     if trace.log_spectral is None:
         raise InvalidArgumentError("the trace has no spectral norms: call jacobian_norms with 'spectral' in norms")
     return trace.log_spectral

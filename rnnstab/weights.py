@@ -29,7 +29,7 @@ def spectral_norm(W: torch.Tensor) -> torch.Tensor:
     Computed by an SVD in float64 whatever W's dtype; returns a float64 tensor of shape () or (B,).
 
     Raises:
-        ShapeError: W is not (n, n) or (B, n, n) with square matrices.
+        ShapeError: W is not (n, n) or (B, n, n) with square matrices, n ≥ 1.
         NonFiniteError: W holds NaN or Inf.
     """
     unit, scale = _power_of_two_scaled(_square("W", W))
@@ -212,7 +212,7 @@ def register_scheme(
 
     Raises:
         InvalidArgumentError: an empty name, a name already registered (without ``replace``).
-        ArgumentTypeError: ``fn`` is not callable.
+        ArgumentTypeError: ``fn`` is not callable, or a default in ``params`` is neither a number nor a Param.
 
     Example:
         >>> s = register_scheme("half_identity", lambda n, g, scale: scale * torch.eye(n, dtype=torch.float64),
@@ -227,6 +227,9 @@ def register_scheme(
         raise ArgumentTypeError(f"fn of scheme {name!r} must be callable, got {type(fn).__name__}")
     if name in SCHEMES and not replace:
         raise InvalidArgumentError(f"scheme {name!r} is already registered (pass replace=True to replace it)")
+    bad = {key: p for key, p in (params or {}).items() if not isinstance(p, (Param, int, float)) or isinstance(p, bool)}
+    if bad:
+        raise ArgumentTypeError(f"params of scheme {name!r} must map names to numbers or Params, got {bad!r}")
     declared = {key: p if isinstance(p, Param) else Param(float(p)) for key, p in (params or {}).items()}
     scheme = Scheme(name, fn, summary, norm_guarantee, radius_guarantee, declared, needs_activation)
     SCHEMES[name] = scheme
@@ -537,7 +540,8 @@ def init_weights(
 
     Raises:
         InvalidArgumentError: unknown scheme (the message lists the valid ones), unknown parameter or bad value
-            (the message names the scheme and its parameters), ``critical`` without an activation, n < 1 or batch < 1.
+            (the message names the scheme and its parameters), ``critical`` without an activation, n < 1 or batch < 1,
+            a seed beyond 64 bits.
         ShapeError, NonFiniteError: a registered callable returned something other than a finite (n, n) matrix.
 
     Example:
@@ -555,7 +559,10 @@ def init_weights(
         batch = _checks.positive_int("batch", batch)
     values = chosen.resolve(params)
     act = get_activation(activation) if activation is not None and chosen.needs_activation else None
-    generator = torch.Generator().manual_seed(seed)
+    try:
+        generator = torch.Generator().manual_seed(seed)
+    except (RuntimeError, ValueError):
+        raise InvalidArgumentError(f"seed must fit in 64 bits (-2**63 … 2**64 - 1), got {seed}") from None
 
     def draw() -> torch.Tensor:
         W = chosen(n, generator, activation=act, **values)
@@ -575,4 +582,6 @@ def _square(name: str, W: torch.Tensor) -> torch.Tensor:
     W = _checks.tensor(name, W, ndims=(2, 3))
     if W.shape[-1] != W.shape[-2]:
         raise ShapeError(f"{name} must be square (n, n) or (B, n, n), got shape {tuple(W.shape)}")
+    if W.shape[-1] == 0:
+        raise ShapeError(f"{name} must hold at least one unit, got shape {tuple(W.shape)}")
     return W

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import uuid
 
+import numpy as np
 import pytest
 import torch
 from scipy.optimize import brentq
@@ -175,6 +176,27 @@ def test_derivative_matches_autograd_float32(name):
     # float32 unit roundoff is 6e-8; σ' is O(1) and Lipschitz with constant ≤ 1 (|σ''| ≤ 1 for every built-in),
     # so rounding x and a few operations cost well under 1e-6 absolute.
     torch.testing.assert_close(got.to(torch.float64), want, rtol=0, atol=1e-6)
+
+
+SATURATED = [-40.0, -25.0, -12.0, 12.0, 25.0, 40.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "name, closed_form",
+    [
+        ("tanh", lambda x: 1.0 / math.cosh(x) ** 2),
+        ("sigmoid", lambda x: _logistic(x) * _logistic(-x)),
+    ],
+)
+def test_saturating_derivatives_keep_their_relative_accuracy(name, closed_form, dtype):
+    # Where tanh x (or σ(x)) rounds to ±1, the textbook 1 − tanh² (σ(1 − σ)) cancels to exactly 0; the true σ' is
+    # above the smallest normal number here (≥ 7e-35 against 1.2e-38 in float32), and a product of exact zeros
+    # reads as a dead Jacobian with log-norm -inf.
+    x = torch.tensor(SATURATED, dtype=dtype)
+    got = get_activation(name).derivative(x).to(torch.float64)
+    want = torch.tensor([closed_form(float(v)) for v in x.tolist()], dtype=torch.float64)
+    torch.testing.assert_close(got, want, rtol=8 * torch.finfo(dtype).eps, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -402,3 +424,17 @@ def test_register_bad_callable_raises_and_does_not_register():
     with pytest.raises(InvalidArgumentError, match="unbounded"):
         register_activation(name, lambda x: x**2)
     assert name not in rnnstab.activation_names()
+
+
+@pytest.mark.parametrize("bad", [5, "", "my act", "tanh[γ=2]"])
+def test_register_activation_refuses_unusable_names(bad):
+    # A non-string key would break activation_names() for everyone; "[" marks a scaled family and would be cut off.
+    with pytest.raises(InvalidArgumentError, match="activation name"):
+        register_activation(bad, torch.tanh)
+    assert all(isinstance(name, str) for name in rnnstab.activation_names())
+
+
+@pytest.mark.parametrize("fn", [math.tanh, lambda x: torch.from_numpy(np.tanh(x.numpy()))])
+def test_callables_that_torch_cannot_run_or_differentiate_raise_type_errors(fn):
+    with pytest.raises(ArgumentTypeError, match="activation"):
+        get_activation(fn)

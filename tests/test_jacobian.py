@@ -150,6 +150,29 @@ def test_dead_relu_jacobian_is_minus_infinity():
     assert rnnstab.bound_violations(trace, delta=0.5) == []
 
 
+@pytest.mark.parametrize(
+    "activation, bias, dtype",
+    [("tanh", 10.0, torch.float32), ("sigmoid", 20.0, torch.float32), ("tanh", 25.0, F64), ("sigmoid", 40.0, F64)],
+)
+def test_saturated_units_are_not_dead_units(activation, bias, dtype):
+    # W = ½I and a large bias hold every unit at h ≈ bias, where σ(h) rounds to its limit in dtype and σ' is tiny but
+    # not 0: J_t = Π_s ½·σ'(h_s) I, so log‖J_t‖₂ is finite and computable in closed form (an exact 0 here would be a
+    # dead Jacobian, -inf).
+    n, steps = 3, 4
+    rnn = rnnstab.VanillaRNN(0.5 * torch.eye(n, dtype=F64), None, torch.full((n,), bias, dtype=F64), activation)
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, steps, 0), dtype=dtype)
+    squash = math.tanh if activation == "tanh" else lambda h: 1.0 / (1.0 + math.exp(-h))
+    g, total, expected = squash(0.0), 0.0, []
+    for _ in range(steps):
+        h = 0.5 * g + bias
+        g = squash(h)
+        slope = 1.0 / math.cosh(h) ** 2 if activation == "tanh" else squash(h) * squash(-h)
+        total += math.log(0.5 * slope)
+        expected.append(total)
+    # h ≈ bias is computed in dtype, and σ' moves by about 2·|h|·ε relative with it.
+    assert torch.allclose(trace.log_spectral[0], torch.tensor(expected, dtype=F64), rtol=0, atol=1e-4)
+
+
 def test_progress_callback_counts_every_step():
     rnn = random_rnn(4)
     seen = []
@@ -420,3 +443,14 @@ def test_an_unknown_overflow_policy_is_refused():
 def test_a_bare_weight_matrix_is_refused_by_name():
     with pytest.raises(rnnstab.ArgumentTypeError, match=r"rnn must be a rnnstab\.VanillaRNN, got Tensor"):
         rnnstab.jacobian_norms(torch.eye(3), torch.zeros(1, 4, 0))
+
+
+def test_weights_that_require_grad_are_accepted():
+    # W taken straight from a model being trained (nn.RNN's weight_hh_l0) requires grad
+    W = (0.5 * torch.eye(4, dtype=F64)).requires_grad_()
+    rnn = rnnstab.VanillaRNN(W, torch.ones(4, 1, dtype=F64).requires_grad_(), activation="tanh")
+    x = torch.zeros(2, 5, 1, dtype=F64)
+    trace = rnnstab.jacobian_norms(rnn, x)
+    assert torch.allclose(trace.log_spectral[0], torch.arange(1, 6, dtype=F64) * math.log(0.5), atol=1e-12)
+    spectrum = rnnstab.lyapunov_spectrum(rnn, torch.zeros(2, 40, 1, dtype=F64), k=2, warmup=0)
+    assert torch.isfinite(spectrum.exponents).all()

@@ -371,3 +371,23 @@ def test_product_spectrum_errors_name_the_factor():
         rnnstab.product_lyapunov_spectrum(lambda t: torch.eye(2, dtype=torch.int64), steps=3)
     with pytest.raises(rnnstab.InvalidArgumentError, match="steps"):
         rnnstab.product_lyapunov_spectrum(lambda t: torch.eye(2, dtype=F64), steps=0)
+
+
+@pytest.mark.parametrize(
+    "exponents, error",
+    [
+        ([0.1, -0.2], rnnstab.ArgumentTypeError),
+        (np.array([0.1, -0.2]), rnnstab.ArgumentTypeError),
+        (torch.tensor(0.5), rnnstab.ShapeError),
+        (torch.zeros(0), rnnstab.ShapeError),
+        (torch.zeros(2, 3, 4), rnnstab.ShapeError),
+    ],
+)
+def test_kaplan_yorke_refuses_what_is_not_a_spectrum(exponents, error):
+    with pytest.raises(error, match="exponents must be"):
+        rnnstab.kaplan_yorke_dimension(exponents)
+
+
+def test_singular_value_spectrum_refuses_a_bare_step():
+    with pytest.raises(rnnstab.ArgumentTypeError, match=r"pass \[t\]"):
+        rnnstab.singular_value_spectrum(random_rnn(4), torch.randn(1, 5, 3, dtype=torch.float64), at=5)

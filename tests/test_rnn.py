@@ -590,3 +590,21 @@ def test_to_torch_errors(make, match):
     rnn = make(*_ok())
     with pytest.raises(InvalidArgumentError, match=rf"^to_torch needs one network.*{match}"):
         rnn.to_torch()
+
+
+def test_from_torch_refuses_a_non_integer_layer():
+    with pytest.raises(ArgumentTypeError, match="layer must be an integer"):
+        VanillaRNN.from_torch(torch.nn.RNN(3, 4), layer="0")
+
+
+def test_to_torch_refuses_a_user_callable_that_is_only_named_tanh():
+    def tanh(x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(2.0 * x)
+
+    W, U = torch.eye(3, dtype=torch.float64) * 0.5, torch.ones(3, 1, dtype=torch.float64)
+    with pytest.raises(InvalidArgumentError, match="activation 'tanh'"):
+        VanillaRNN(W, U, activation=tanh).to_torch()
+    # torch.tanh itself, passed as a callable, is nn.RNN's tanh
+    x = torch.randn(2, 5, 1, dtype=torch.float64)
+    rnn = VanillaRNN(W, U, activation=torch.tanh)
+    torch.testing.assert_close(rnn.to_torch()(x)[0], rnn.run(x), rtol=1e-15, atol=1e-15)

@@ -111,3 +111,10 @@ def test_a_trace_that_overflowed_at_the_first_step_has_nothing_to_measure():
     assert trace.overflow_steps.tolist() == [0, 1]
     with pytest.raises(rnnstab.StateOverflowError, match="trace 1 overflowed at the first step"):
         rnnstab.verdicts(trace, delta=1.0)
+
+
+@pytest.mark.parametrize("check", [rnnstab.verdicts, rnnstab.bound_violations])
+def test_a_trace_that_is_not_a_jacobian_trace_is_refused_by_name(check):
+    trace = rnnstab.jacobian_norms(random_rnn(4), torch.randn(1, 5, 3, dtype=torch.float64))
+    with pytest.raises(rnnstab.ArgumentTypeError, match="trace must be the JacobianTrace"):
+        check(trace.log_spectral, delta=0.9)

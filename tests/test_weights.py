@@ -565,3 +565,30 @@ def test_scale_to_threshold_handles_extreme_entries(size):
     W = _randn(6, 6) * size
     assert float(_np_norm(scale_to_threshold(W, delta=0.9, gamma=1.0))) == pytest.approx(0.9, rel=1e-13)
     assert float(spectral_norm(W)) == pytest.approx(float(_np_norm(W / size)) * size, rel=1e-12)
+
+
+@pytest.mark.parametrize("W", [torch.zeros(0, 0), torch.zeros(2, 0, 0)])
+def test_empty_matrices_are_refused_by_name(W):
+    with pytest.raises(ShapeError, match="W must hold at least one unit"):
+        spectral_norm(W)
+    with pytest.raises(ShapeError, match="W must hold at least one unit"):
+        scale_to_threshold(W, delta=0.9, gamma=1.0)
+
+
+@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1])
+def test_a_seed_beyond_64_bits_is_refused_by_name(seed):
+    with pytest.raises(InvalidArgumentError, match="seed must fit in 64 bits"):
+        init_weights("gaussian", 4, seed=seed)
+
+
+def test_a_non_numeric_scheme_parameter_default_is_refused_and_not_registered():
+    with pytest.raises(ArgumentTypeError, match="params of scheme 'texty'"):
+        register_scheme(
+            "texty",
+            lambda n, g, a: torch.eye(n, dtype=torch.float64),
+            summary="",
+            norm_guarantee="",
+            radius_guarantee="",
+            params={"a": "x"},
+        )
+    assert "texty" not in SCHEMES
