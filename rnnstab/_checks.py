@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, NonFiniteError, ShapeError
@@ -12,11 +14,27 @@ from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, NonFinit
 FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def real(name: str, value: object) -> float:
+    """Return ``value`` as a float: a real number (Python or numpy) or a 0-d real array or tensor, not a bool."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(f"{name} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def integer(name: str, value: object) -> int:
+    """Return ``value`` as an int: an integer (Python or numpy) or a 0-d integer array or tensor, not a bool."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ArgumentTypeError(f"{name} must be an integer, got {type(value).__name__}")
+    return int(value)
+
+
 def positive_float(name: str, value: object) -> float:
     """Return ``value`` as a finite float > 0, or raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentTypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
+    value = real(name, value)
     if not math.isfinite(value) or value <= 0:
         raise InvalidArgumentError(f"{name} must be a finite number > 0, got {value}")
     return value
@@ -24,9 +42,7 @@ def positive_float(name: str, value: object) -> float:
 
 def non_negative_float(name: str, value: object) -> float:
     """Return ``value`` as a finite float ≥ 0, or raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentTypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
+    value = real(name, value)
     if not math.isfinite(value) or value < 0:
         raise InvalidArgumentError(f"{name} must be a finite number ≥ 0, got {value}")
     return value
@@ -34,11 +50,34 @@ def non_negative_float(name: str, value: object) -> float:
 
 def positive_int(name: str, value: object) -> int:
     """Return ``value`` as an int ≥ 1, or raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ArgumentTypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = integer(name, value)
     if value < 1:
         raise InvalidArgumentError(f"{name} must be ≥ 1, got {value}")
     return value
+
+
+def non_negative_int(name: str, value: object) -> int:
+    """Return ``value`` as an int ≥ 0, or raise naming ``name``."""
+    value = integer(name, value)
+    if value < 0:
+        raise InvalidArgumentError(f"{name} must be ≥ 0, got {value}")
+    return value
+
+
+def steps(name: str, values: object, last: int) -> tuple[int, ...]:
+    """The distinct steps in ``values``, sorted, each an integer in 1..last; or raise naming ``name``."""
+    if not isinstance(values, Iterable) or isinstance(values, str):
+        raise ArgumentTypeError(
+            f"{name} must be a list of steps, got {type(values).__name__} (for one step t, pass [t])"
+        )
+    given = list(values)
+    try:
+        chosen = sorted({integer(name, t) for t in given})
+    except ArgumentTypeError:
+        chosen = [0]
+    if not all(1 <= t <= last for t in chosen):
+        raise InvalidArgumentError(f"{name} must hold integer steps in 1..{last}, got {given}")
+    return tuple(chosen)
 
 
 def tensor(name: str, value: object, *, ndims: Iterable[int]) -> torch.Tensor:

@@ -121,8 +121,7 @@ def analyze(
         _checks.positive_int("steps", DEFAULT_STEPS if steps is None else steps),
     )
     seed = 0 if seed is None else seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ArgumentTypeError(f"seed must be an integer, got {type(seed).__name__}")
+    seed = _checks.integer("seed", seed)
     subjects = []
     for network in _networks(layers):
         stack = [layer for directions in _stack(network) for layer in directions]

@@ -328,8 +328,7 @@ def audit_schemes(
     steps = _checks.positive_int("steps", steps)
     batch = _checks.positive_int("batch", batch)
     inputs = _checks.positive_int("inputs", inputs)
-    if isinstance(input_scale, bool) or not isinstance(input_scale, (int, float)) or not input_scale >= 0:
-        raise InvalidArgumentError(f"input_scale must be a finite number ≥ 0, got {input_scale!r}")
+    input_scale = _checks.non_negative_float("input_scale", input_scale)
     chosen = list(SCHEMES) if schemes is None else list(dict.fromkeys(schemes))
     unknown = [s for s in chosen if s not in SCHEMES]
     if unknown or not chosen:

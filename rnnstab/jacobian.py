@@ -161,10 +161,7 @@ def jacobian_norms(
     rnn = rnn.to(dtype=dtype, device=device)
     x = rnn.check_inputs(x)
     batch, steps, _ = x.shape
-    sv_steps = tuple(sorted(set(singular_values_at)))
-    outside = [t for t in sv_steps if not (isinstance(t, int) and 1 <= t <= steps)]
-    if outside:
-        raise InvalidArgumentError(f"singular_values_at must hold integer steps in 1..{steps}, got {outside}")
+    sv_steps = _checks.steps("singular_values_at", singular_values_at, steps)
     if spectral_method not in SPECTRAL_METHODS:
         raise InvalidArgumentError(f"spectral_method must be one of {SPECTRAL_METHODS}, got {spectral_method!r}")
     rtol = _DEFAULT_RTOL[dtype] if rtol is None else _checks.positive_float("rtol", rtol)

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -442,13 +442,9 @@ def singular_value_spectrum(
         >>> float(spectrum.log_singular_values.abs().max()) < 1e-12  # products of orthogonal matrices
         True
     """
-    given: object = at  # typed as a list, but a bare int is the usual slip
-    if not isinstance(given, Iterable):
-        raise ArgumentTypeError(f"at must be a list of steps, got {type(at).__name__} (for one step t, pass [t])")
-    wanted = tuple(sorted(set(at)))
     steps = check_rnn(rnn).check_inputs(x).shape[1]
-    bad = [t for t in wanted if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= steps]
-    if not wanted or bad:
+    wanted = _checks.steps("at", at, steps)
+    if not wanted:
         raise InvalidArgumentError(f"at must hold integer steps in 1..{steps}, got {list(at)}")
     trace = jacobian_norms(
         rnn,
@@ -483,8 +479,7 @@ class _Options:
         if size > n:
             raise InvalidArgumentError(f"k must be in 1..{n} (the hidden size), got {size}")
         skip = steps // 10 if warmup is None else warmup
-        if isinstance(skip, bool) or not isinstance(skip, int):
-            raise ArgumentTypeError(f"warmup must be an integer, got {type(skip).__name__}")
+        skip = _checks.integer("warmup", skip)
         if not 0 <= skip < steps:
             raise InvalidArgumentError(f"warmup must be in 0..{steps - 1} (T = {steps} steps), got {skip}")
         interval: int | str = QR_AUTO
@@ -493,8 +488,7 @@ class _Options:
                 raise InvalidArgumentError(f"qr_every must be a positive integer or {QR_AUTO!r}, got {qr_every!r}")
             interval = _checks.positive_int("qr_every", qr_every)
         count = min(_checks.positive_int("blocks", blocks), steps - skip)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ArgumentTypeError(f"seed must be an integer, got {type(seed).__name__}")
+        seed = _checks.integer("seed", seed)
         if seed < 0:
             raise InvalidArgumentError(f"seed must be ≥ 0 (trajectory b's frame is drawn from seed + b), got {seed}")
         return cls(k=size, steps=steps, warmup=skip, qr_every=interval, blocks=count, seed=seed)

@@ -205,8 +205,7 @@ class VanillaRNN:
             )
         if module.nonlinearity not in _TORCH_ACTIVATIONS:
             raise InvalidArgumentError(f"unsupported nonlinearity {module.nonlinearity!r}")
-        if isinstance(layer, bool) or not isinstance(layer, int):
-            raise ArgumentTypeError(f"layer must be an integer, got {type(layer).__name__}")
+        layer = _checks.integer("layer", layer)
         if not 0 <= layer < num_layers:
             raise InvalidArgumentError(f"layer must be in [0, {num_layers - 1}], got {layer}")
         if reverse and not bidirectional:

@@ -33,7 +33,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +90,10 @@ _DEFAULT_DELTAS = tuple(_canonical(v) for v in np.linspace(0.5, 1.5, 21))
 class Grid:
     """The values to sweep on each axis, the seeds, and the fixed parameters shared by every configuration.
 
-    Any sequence works for an axis; values are validated, rounded to 12 significant digits, de-duplicated and
-    (numbers) sorted. The configurations are the Cartesian product of the axes; every one runs with every seed.
+    Any iterable works for an axis (a list, a numpy array, a 1-D tensor), and a single value for a one-value axis;
+    numbers may be Python, numpy or 0-d torch scalars. Values are validated, rounded to 12 significant digits,
+    de-duplicated and (numbers) sorted. The configurations are the Cartesian product of the axes; every one runs
+    with every seed.
 
     Attributes:
         activation: activation names (see :func:`rnnstab.activation_names`).
@@ -137,8 +139,9 @@ class Grid:
         choices = {"activation": activation_names(), "init": sorted(SCHEMES), "dtype": sorted(_checks.FLOAT_DTYPES)}
         for axis in (*GRID_AXES, "seeds"):
             values = getattr(self, axis)
-            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            if isinstance(values, (str, bytes)) or not isinstance(values, Iterable) or getattr(values, "ndim", 1) == 0:
                 values = (values,)
+            values = tuple(values)
             if len(values) == 0:
                 raise InvalidArgumentError(f"{label(axis)} is empty: give at least one value")
             if axis in _NAME_AXES:
@@ -149,7 +152,7 @@ class Grid:
                         raise InvalidArgumentError(
                             f"{label(axis)}: unknown {what} {value!r}; valid names: {', '.join(choices[axis])}"
                         )
-                    clean.append(value)
+                    clean.append(str(value))
                 normalised: tuple[Any, ...] = tuple(dict.fromkeys(clean))
             elif axis in _FLOAT_AXES:
                 # no input at all (input_scale 0) is the autonomous network, as in trace, inits and lyapunov
@@ -158,10 +161,7 @@ class Grid:
             elif axis in _INT_AXES:
                 normalised = tuple(sorted({_checks.positive_int(label(axis), v) for v in values}))
             else:  # seeds
-                for v in values:
-                    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                        raise InvalidArgumentError(f"{label(axis)} must be integers ≥ 0, got {v!r}")
-                normalised = tuple(sorted(set(values)))
+                normalised = tuple(sorted({_checks.non_negative_int(label(axis), v) for v in values}))
             object.__setattr__(self, axis, normalised)
         records = math.prod(len(getattr(self, axis)) for axis in (*GRID_AXES, "seeds"))
         if records > MAX_TASKS:

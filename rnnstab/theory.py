@@ -315,10 +315,7 @@ def gaussian_expectation(
         >>> round(gaussian_expectation(torch.relu, 1.0, breakpoints=[0.0]), 12)  # 1/√(2π)
         0.398942280401
     """
-    if isinstance(variance, bool) or not isinstance(variance, (int, float)) or not math.isfinite(variance):
-        raise InvalidArgumentError(f"variance must be a finite number ≥ 0, got {variance!r}")
-    if variance < 0:
-        raise InvalidArgumentError(f"variance must be ≥ 0, got {variance}")
+    variance = _checks.non_negative_float("variance", variance)
     scale = math.sqrt(variance)
     if scale == 0.0:
         return float(f(torch.zeros(1, dtype=torch.float64))[0])

@@ -158,7 +158,10 @@ class Scheme:
         values = {key: p.default for key, p in self.params.items()}
         for key, value in params.items():
             p = self.params[key]
-            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+            try:
+                number = _checks.real(key, value)
+            except ArgumentTypeError:
+                number = math.nan
             if not (math.isfinite(number) and p.accepts(number)):
                 raise InvalidArgumentError(
                     f"scheme {self.name!r}: parameter {key} must be {p.expected}, got {value!r}; {self._valid()}"
@@ -227,10 +230,14 @@ def register_scheme(
         raise ArgumentTypeError(f"fn of scheme {name!r} must be callable, got {type(fn).__name__}")
     if name in SCHEMES and not replace:
         raise InvalidArgumentError(f"scheme {name!r} is already registered (pass replace=True to replace it)")
-    bad = {key: p for key, p in (params or {}).items() if not isinstance(p, (Param, int, float)) or isinstance(p, bool)}
-    if bad:
-        raise ArgumentTypeError(f"params of scheme {name!r} must map names to numbers or Params, got {bad!r}")
-    declared = {key: p if isinstance(p, Param) else Param(float(p)) for key, p in (params or {}).items()}
+    declared = {}
+    for key, p in (params or {}).items():
+        try:
+            declared[key] = p if isinstance(p, Param) else Param(_checks.real(key, p))
+        except ArgumentTypeError:
+            raise ArgumentTypeError(
+                f"params of scheme {name!r} must map names to numbers or Params, got {key}={p!r}"
+            ) from None
     scheme = Scheme(name, fn, summary, norm_guarantee, radius_guarantee, declared, needs_activation)
     SCHEMES[name] = scheme
     return scheme
@@ -553,8 +560,7 @@ def init_weights(
         raise InvalidArgumentError(f"unknown init scheme {scheme!r}; valid names: {', '.join(SCHEMES)}")
     chosen = SCHEMES[scheme]
     n = _checks.positive_int("hidden size n", n)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ArgumentTypeError(f"seed must be an integer, got {type(seed).__name__}")
+    seed = _checks.integer("seed", seed)
     if batch is not None:
         batch = _checks.positive_int("batch", batch)
     values = chosen.resolve(params)

@@ -288,7 +288,7 @@ def test_bad_gamma_raises_naming_gamma(bad):
         get_activation("relu").scaled(bad)
 
 
-@pytest.mark.parametrize("bad", ["0.5", None, True, [1.0], torch.tensor(0.5)])
+@pytest.mark.parametrize("bad", ["0.5", None, True, [1.0], torch.tensor([0.5]), np.float64([0.5])])
 def test_non_numeric_gamma_raises_type_error_naming_gamma(bad):
     if bad is None:
         # gamma=None means "unscaled" for get_activation; only .scaled must refuse it.

@@ -146,7 +146,7 @@ def test_scale_to_threshold_bad_delta_gamma(arg, bad):
 
 
 @pytest.mark.parametrize("arg", ["delta", "gamma"])
-@pytest.mark.parametrize("bad", ["0.9", None, True, torch.tensor(0.9)])
+@pytest.mark.parametrize("bad", ["0.9", None, True, torch.tensor([0.9])])
 def test_scale_to_threshold_non_numeric_delta_gamma(arg, bad):
     kwargs = {"delta": 0.9, "gamma": 1.0, arg: bad}
     with pytest.raises(ArgumentTypeError, match=arg):

@@ -1,0 +1,97 @@
+"""Numbers from numpy and torch are numbers: the public API takes them wherever it takes a Python int or float.
+
+Notebooks sweep with ``np.linspace`` and ``np.arange``, and read values back out of tensors; refusing
+``np.float32(0.9)`` or ``np.int64(128)`` there would be a pointless stumbling block. Bools, strings and arrays of
+more than one element stay refused, naming the argument.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import rnnstab
+from rnnstab import ArgumentTypeError, InvalidArgumentError, theory
+
+
+def small_rnn() -> rnnstab.VanillaRNN:
+    W = rnnstab.init_weights("orthogonal", 6, seed=0)
+    return rnnstab.VanillaRNN(rnnstab.scale_to_threshold(W, delta=0.5, gamma=1.0), activation="identity")
+
+
+@pytest.mark.parametrize("delta", [np.float32(0.5), np.float64(0.5), torch.tensor(0.5), np.array(0.5)])
+def test_scale_to_threshold_takes_numpy_and_torch_scalars(delta):
+    W = rnnstab.init_weights("gaussian", 8, seed=1)
+    scaled = rnnstab.scale_to_threshold(W, delta=delta, gamma=np.int64(1))
+    assert float(torch.linalg.matrix_norm(scaled, ord=2)) == pytest.approx(0.5, rel=1e-12)
+
+
+def test_integer_arguments_take_numpy_and_torch_integers():
+    W = rnnstab.init_weights("gaussian", np.int64(8), seed=np.int32(3), gain=np.float32(1.5))
+    assert W.shape == (8, 8)
+    assert torch.equal(W, rnnstab.init_weights("gaussian", 8, seed=3, gain=1.5))
+    rnn = small_rnn()
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, 4, 0), singular_values_at=np.arange(1, 3), max_iter=np.int64(9))
+    assert trace.singular_value_steps == (1, 2)
+    assert all(type(t) is int for t in trace.singular_value_steps)
+    # identity σ, orthogonal W at δ = 0.5: every singular value of J_t is 0.5^t
+    expected = torch.tensor([1.0, 2.0], dtype=torch.float64)[None, :, None] * math.log(0.5)
+    torch.testing.assert_close(trace.log_singular_values, expected.expand(1, 2, 6), atol=1e-12, rtol=0)
+
+
+def test_theory_takes_numpy_scalars():
+    trace = rnnstab.jacobian_norms(small_rnn(), torch.zeros(2, 20, 0))
+    assert rnnstab.bound_violations(trace, delta=np.float32(0.5)) == []
+    verdict = rnnstab.verdicts(trace, delta=np.float64(0.5), rate_tol=np.float32(1e-3))[0]
+    assert verdict.rate_per_step == pytest.approx(math.log(0.5), abs=1e-9)
+    assert theory.regime_of(np.float32(1.5), np.float32(0.2)) == "exploding"
+    assert theory.gaussian_expectation(lambda x: x**2, np.float32(2.0)) == pytest.approx(2.0, rel=1e-12)
+
+
+def test_grid_takes_arrays_and_tensors_as_axes():
+    grid = rnnstab.Grid(
+        delta=np.linspace(0.5, 1.5, 3),
+        activation=np.array(["tanh", "relu"]),
+        seeds=torch.arange(2),
+        hidden=np.int64(8),
+        steps=[np.int64(10)],
+    )
+    assert grid.delta == (0.5, 1.0, 1.5)
+    assert grid.activation == ("tanh", "relu") and all(type(a) is str for a in grid.activation)
+    assert grid.seeds == (0, 1) and all(type(s) is int for s in grid.seeds)
+    assert grid.hidden == (8,) and grid.steps == (10,)
+    assert grid == rnnstab.Grid(
+        delta=(0.5, 1.0, 1.5), activation=("tanh", "relu"), seeds=(0, 1), hidden=(8,), steps=(10,)
+    )
+
+
+@pytest.mark.parametrize("bad", [True, np.bool_(True), "0.5", torch.tensor([0.5]), np.array([0.5, 0.6]), None])
+def test_non_scalars_and_bools_are_refused_naming_the_argument(bad):
+    with pytest.raises(ArgumentTypeError, match=r"^delta must be a number"):
+        rnnstab.scale_to_threshold(torch.eye(3), delta=bad, gamma=1.0)
+
+
+@pytest.mark.parametrize("bad", [8.0, np.float64(8.0), torch.tensor(8.0), True])
+def test_a_float_is_not_an_integer(bad):
+    with pytest.raises(ArgumentTypeError, match=r"^hidden size n must be an integer"):
+        rnnstab.init_weights("gaussian", bad)
+
+
+@pytest.mark.parametrize(
+    ("steps", "error", "message"),
+    [
+        (3, ArgumentTypeError, "must be a list of steps, got int"),
+        ("12", ArgumentTypeError, "must be a list of steps, got str"),
+        ([2.0], InvalidArgumentError, r"integer steps in 1\.\.4, got \[2\.0\]"),
+        ([0, 2], InvalidArgumentError, r"integer steps in 1\.\.4, got \[0, 2\]"),
+        ([5], InvalidArgumentError, r"integer steps in 1\.\.4"),
+    ],
+)
+def test_bad_step_lists_are_refused(steps, error, message):
+    with pytest.raises(error, match=message):
+        rnnstab.jacobian_norms(small_rnn(), torch.zeros(1, 4, 0), singular_values_at=steps)
+    with pytest.raises(error, match=message):
+        rnnstab.singular_value_spectrum(small_rnn(), torch.zeros(1, 4, 0), at=steps)
