@@ -13,6 +13,7 @@ pre-activations is held, whatever the horizon T.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 
@@ -22,6 +23,7 @@ from rnnstab.exceptions import InvalidArgumentError, StateOverflowError
 from rnnstab.rnn import VanillaRNN
 
 CHUNK_STEPS = 128
+_SATURATED = 2.0**-32
 
 
 def derivative_chunks(
@@ -39,6 +41,43 @@ def derivative_chunks(
     tensor of zeros on the CPU), each sequence's first such step t is written into it, and its σ' from t on is
     yielded as 0, which ends its Jacobian product there (the other sequences are unaffected).
     """
+    for start, pre in _preactivation_chunks(rnn, x, h0, chunk_steps):
+        yield start, _derivative(rnn, pre, start, overflow_steps)
+
+
+def scaled_derivative_chunks(
+    rnn: VanillaRNN,
+    x: torch.Tensor,
+    *,
+    h0: torch.Tensor | None = None,
+    chunk_steps: int = CHUNK_STEPS,
+    overflow_steps: torch.Tensor | None = None,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+    """As :func:`derivative_chunks`, but each step's σ' comes as 2^{-e_t}·σ'(h_t) with e_t log 2 beside it.
+
+    Yields (start, scaled σ' (batch, len, n), log scales e_t·log 2 (batch, len) float64 on the CPU, or ``None``
+    where every e_t of the chunk is 0). A step whose largest σ' is below 2^-32 (saturated units: tanh' of 60 is
+    e^-118) has it brought into [½, 1) by the power of two: a product scaled by that σ' would have entries whose
+    squares underflow (a float32 norm of exactly 0, read as a dead Jacobian), and in float32 σ' itself underflows to
+    0 for |h| ≳ 52, so such steps are recomputed in float64 first. Powers of two scale exactly; every other step's
+    σ' is the one :func:`derivative_chunks` gives, bit for bit.
+    """
+    for start, pre in _preactivation_chunks(rnn, x, h0, chunk_steps):
+        derivative = _derivative(rnn, pre, start, overflow_steps)
+        low = derivative.amax(dim=-1) < _SATURATED  # (batch, len)
+        if not bool(low.any()):
+            yield start, derivative, None
+            continue
+        wide = _derivative(rnn, pre.to(torch.float64), start, overflow_steps)
+        exponent = torch.where(low, torch.frexp(wide.amax(dim=-1)).exponent, 0)
+        scaled = torch.where(low[..., None], torch.ldexp(wide, -exponent[..., None]).to(derivative.dtype), derivative)
+        yield start, scaled, exponent.cpu().to(torch.float64) * math.log(2)
+
+
+def _preactivation_chunks(
+    rnn: VanillaRNN, x: torch.Tensor, h0: torch.Tensor | None, chunk_steps: int
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (start, h_t for t = start+1 .. start+len) as (batch, len, n): the forward pass, a chunk at a time."""
     g = rnn.activation.fn(rnn.initial_preactivation(x.shape[0], h0))
     for start in range(0, x.shape[1], chunk_steps):
         drive = rnn.drive(x[:, start : start + chunk_steps])
@@ -46,11 +85,15 @@ def derivative_chunks(
         for t in range(drive.shape[1]):
             pre[:, t] = rnn.recur(g, drive[:, t])
             g = rnn.activation.fn(pre[:, t])
-        if overflow_steps is None:
-            _check_finite(pre, start)
-            yield start, rnn.activation.derivative(pre)
-        else:
-            yield start, _stop_at_overflow(rnn.activation.derivative(pre), pre, start, overflow_steps)
+        yield start, pre
+
+
+def _derivative(rnn: VanillaRNN, pre: torch.Tensor, start: int, overflow_steps: torch.Tensor | None) -> torch.Tensor:
+    """σ'(pre) for the chunk starting after step ``start``, with non-finite states refused or ended (see above)."""
+    if overflow_steps is None:
+        _check_finite(pre, start)
+        return rnn.activation.derivative(pre)
+    return _stop_at_overflow(rnn.activation.derivative(pre), pre, start, overflow_steps)
 
 
 def _stop_at_overflow(

@@ -24,7 +24,7 @@ import torch
 
 from rnnstab import _checks
 from rnnstab._spectral_tracker import SpectralTracker
-from rnnstab._tangent import CHUNK_STEPS, apply_tangent, check_memory, derivative_chunks
+from rnnstab._tangent import CHUNK_STEPS, apply_tangent, check_memory, scaled_derivative_chunks
 from rnnstab.exceptions import InvalidArgumentError
 from rnnstab.rnn import VanillaRNN, check_rnn
 
@@ -176,10 +176,12 @@ def jacobian_norms(
         tracker = _ExactSpectral() if spectral_method == "svd" else SpectralTracker(rtol=rtol, max_iter=max_iter)
     engine = _Engine(rnn, batch, tracker)
     sv_rows: list[torch.Tensor] = []
-    chunks = derivative_chunks(rnn, x, h0=h0, overflow_steps=overflow_steps if on_overflow == "truncate" else None)
-    for start, derivatives in chunks:
+    chunks = scaled_derivative_chunks(
+        rnn, x, h0=h0, overflow_steps=overflow_steps if on_overflow == "truncate" else None
+    )
+    for start, derivatives, log_scales in chunks:
         for i in range(derivatives.shape[1]):
-            engine.step(start + i, derivatives[:, i])
+            engine.step(start + i, derivatives[:, i], None if log_scales is None else log_scales[:, i])
             if start + i + 1 in sv_steps:
                 sv_rows.append(engine.log_singular_values())
         if progress is not None:
@@ -216,6 +218,8 @@ class _Engine:
         self.P = torch.empty(batch, n, n, dtype=dtype, device=device)
         self.spare = torch.empty_like(self.P)
         self.fro_rows: list[torch.Tensor] = []
+        self.no_scale = torch.zeros(batch, dtype=torch.float64)
+        self.derivative_scales: list[torch.Tensor] = []  # log of the power of two each step's σ' was divided by
         self.spec_rows: list[torch.Tensor] = []
         self.prev_fro = torch.ones(batch, dtype=dtype, device=device)
         # J_t = 2^{et} Π D_s (W/2^e). Norms square the entries, so a W of scale beyond 2^±(log2(max)/8) (2^±127 in
@@ -233,7 +237,9 @@ class _Engine:
             self.log_w = exponent.cpu() * math.log(2)
         self.tracker = tracker
 
-    def step(self, t: int, derivative: torch.Tensor) -> None:
+    def step(self, t: int, derivative: torch.Tensor, log_scale: torch.Tensor | None) -> None:
+        """Multiply in step t's D_t, given as σ'(h_t)/2^{e_t} with ``log_scale`` = e_t·log 2 (``None``: all 0)."""
+        self.derivative_scales.append(self.no_scale if log_scale is None else log_scale)
         d = derivative / self.prev_fro[:, None]
         if t == 0:
             torch.mul(self.Wt, d[:, None, :], out=self.P)
@@ -249,10 +255,11 @@ class _Engine:
 
     def log_singular_values(self) -> torch.Tensor:
         """log σ_i(J_t) at the current step t, for every i, exact (SVD), in float64: (batch, n)."""
-        # Σ_{s<t} (log‖P_s‖ + log_w) + log_w, summed without subtracting (a dead product would give −∞ − (−∞) = NaN)
+        # Σ_{s<t} (log‖P_s‖ + log_w + e_s log 2) + log_w + e_t log 2, summed without subtracting (a dead product
+        # would give −∞ − (−∞) = NaN)
         previous = self.fro_rows[:-1]
         before = self._log_steps(previous)[-1] if previous else torch.zeros_like(self.log_w)
-        scale = before + self.log_w
+        scale = before + self.log_w + self.derivative_scales[-1]
         return torch.log(torch.linalg.svdvals(self.P).to(torch.float64).cpu()) + scale[:, None]
 
     def _log_scales(self) -> torch.Tensor:
@@ -260,7 +267,8 @@ class _Engine:
         return self._log_steps(self.fro_rows)
 
     def _log_steps(self, fro_rows: list[torch.Tensor]) -> torch.Tensor:
-        return _running_sum(torch.log(torch.stack(fro_rows).to(torch.float64).cpu()) + self.log_w)
+        scales = torch.stack(self.derivative_scales[: len(fro_rows)])
+        return _running_sum(torch.log(torch.stack(fro_rows).to(torch.float64).cpu()) + self.log_w + scales)
 
     def result(
         self,

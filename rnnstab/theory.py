@@ -82,7 +82,9 @@ def bound_violations(trace: JacobianTrace, *, delta: float | torch.Tensor) -> li
         trace: from :func:`~rnnstab.jacobian_norms` with the spectral norm.
         delta: δ for every trace (a float) or one per trace ((batch,) tensor, e.g. ``rnn.delta()``).
 
-    The tolerance is :meth:`JacobianTrace.float_tolerance` (rounding of the product in the trace's dtype).
+    The tolerance is :meth:`JacobianTrace.float_tolerance` (rounding of the product in the trace's dtype) plus
+    4·ε·(|log‖J_t‖₂| + |t·log δ|), ε that of float64: the rounding of the two logs themselves, which matters only
+    when they are large (|log δ| of tens of nats per step, e.g. units saturated to σ' ≈ e^-100).
 
     Raises:
         ArgumentTypeError: ``trace`` is not a :class:`~rnnstab.JacobianTrace`.
@@ -90,7 +92,7 @@ def bound_violations(trace: JacobianTrace, *, delta: float | torch.Tensor) -> li
         ShapeError: ``delta`` has the wrong number of entries.
     """
     excess = _excess(trace, delta)
-    tolerance = trace.float_tolerance()
+    tolerance = _tolerance(trace, delta)
     bad = (excess > tolerance).nonzero().tolist()
     log_spectral = _spectral(trace)
     return [
@@ -100,7 +102,7 @@ def bound_violations(trace: JacobianTrace, *, delta: float | torch.Tensor) -> li
             log_norm=float(log_spectral[b, t]),
             log_bound=float(log_spectral[b, t] - excess[b, t]),
             excess=float(excess[b, t]),
-            tolerance=float(tolerance[t]),
+            tolerance=float(tolerance[b, t]),
         )
         for b, t in bad
     ]
@@ -132,7 +134,7 @@ def verdicts(trace: JacobianTrace, *, delta: float | torch.Tensor, rate_tol: flo
     excess = _excess(trace, delta)
     deltas = _deltas(trace, delta)
     spectral = _spectral(trace)
-    tolerance = trace.float_tolerance()
+    tolerance = _tolerance(trace, delta)
     # A trace truncated at a state overflow (NaN from that step on) is measured on the steps before it, as a sweep
     # does: a NaN read as 0 would turn an exploding network into a vanishing one.
     measured = torch.where(trace.overflow_steps > 0, trace.overflow_steps - 1, trace.steps).clamp(max=trace.steps)
@@ -159,7 +161,7 @@ def verdicts(trace: JacobianTrace, *, delta: float | torch.Tensor, rate_tol: flo
                 half_life_steps=math.log(2) / -rate if rate < 0 else None,
                 doubling_steps=math.log(2) / rate if rate > 0 else None,
                 max_bound_excess=float(excess[b, :end].max()),
-                bound_holds=bool((excess[b, :end] <= tolerance[:end]).all()),
+                bound_holds=bool((excess[b, :end] <= tolerance[b, :end]).all()),
             )
         )
     return out
@@ -225,9 +227,19 @@ def _deltas(trace: JacobianTrace, delta: float | torch.Tensor) -> torch.Tensor:
 
 def _excess(trace: JacobianTrace, delta: float | torch.Tensor) -> torch.Tensor:
     """log‖J_t‖₂ − t·log δ, (batch, T)."""
-    log_spectral = _spectral(trace)
+    return _spectral(trace) - _log_bounds(trace, delta)
+
+
+def _tolerance(trace: JacobianTrace, delta: float | torch.Tensor) -> torch.Tensor:
+    """(batch, T) rounding allowance for :func:`_excess` (see :func:`bound_violations`)."""
+    size = _spectral(trace).abs() + _log_bounds(trace, delta).abs()
+    return trace.float_tolerance() + 4 * torch.finfo(torch.float64).eps * size
+
+
+def _log_bounds(trace: JacobianTrace, delta: float | torch.Tensor) -> torch.Tensor:
+    """t·log δ, (batch, T)."""
     t = torch.arange(1, trace.steps + 1, dtype=torch.float64)
-    return log_spectral - t * torch.log(_deltas(trace, delta))[:, None]
+    return t * torch.log(_deltas(trace, delta))[:, None]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
