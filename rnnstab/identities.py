@@ -14,7 +14,7 @@ import torch
 
 from rnnstab import _checks
 from rnnstab._identity import IdentityCheck, eps, flat_loss, problem, verdict
-from rnnstab.exceptions import InvalidArgumentError
+from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
 from rnnstab.optimizers import check_ema_bias, check_ema_unrolled, check_momentum_ema
 from rnnstab.rnn import VanillaRNN, check_rnn
 from rnnstab.weightnorm import check_weightnorm_gradient, check_weightnorm_growth, check_wn_bn
@@ -162,7 +162,7 @@ def check_taylor(
         >>> c.passed, c.discrepancy < 0.05, check_taylor(order=1).discrepancy > 0.9
         (True, True, True)
     """
-    if order not in (1, 2):
+    if _checks.integer("order", order) not in (1, 2):
         raise InvalidArgumentError(f"order must be 1 or 2, got {order!r}")
     dtype = _checks.dtype("dtype", dtype)
     params, x, y = problem(seed, dtype)
@@ -375,13 +375,20 @@ def run_identities(
         One :class:`IdentityCheck` per check.
 
     Raises:
-        InvalidArgumentError: an unknown name in ``only`` or an unsupported dtype.
+        InvalidArgumentError: an unknown name in ``only``, a seed outside torch's [-2^63, 2^64 - 1], or an
+            unsupported dtype.
+        ArgumentTypeError: a seed that is not an integer, or ``only`` given as one string instead of a list.
 
     Example:
         >>> [c.passed for c in run_identities(only=["induction", "wn-bn"])]
         [True, True]
     """
+    seed = _checks.integer("seed", seed)
+    if not -(2**63) <= seed < 2**64:  # torch.Generator.manual_seed's range; beyond it torch raises an OverflowError
+        raise InvalidArgumentError(f"seed must be in [-2^63, 2^64 - 1], got {seed}")
     chosen = _checks.dtype("dtype", dtype)
+    if isinstance(only, str):
+        raise ArgumentTypeError(f"only must be a list of check names, got the string {only!r} (for one, pass [name])")
     names = list(IDENTITIES) if only is None else list(only)
     unknown = [name for name in names if name not in IDENTITIES]
     if unknown:

@@ -13,6 +13,7 @@ The rules, for a gradient g_t at step t = 1, 2, … and a rate ``lr``:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -106,12 +107,17 @@ class Adam(Optimizer):
         self.first = [torch.zeros_like(p) for p in self.params]
         self.second = [torch.zeros_like(p) for p in self.params]
 
+    def moments(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(m̂_t, v̂_t) of parameter ``i`` after step t: the moments divided by 1 − β^t, or raw without correction."""
+        m, v = self.first[i], self.second[i]
+        if self.bias_correction:
+            return m / (1 - self.beta1**self.t), v / (1 - self.beta2**self.t)
+        return m, v
+
     def delta(self, i: int, grad: torch.Tensor) -> torch.Tensor:
         self.first[i] = self.beta1 * self.first[i] + (1 - self.beta1) * grad
         self.second[i] = self.beta2 * self.second[i] + (1 - self.beta2) * grad * grad
-        m, v = self.first[i], self.second[i]
-        if self.bias_correction:
-            m, v = m / (1 - self.beta1**self.t), v / (1 - self.beta2**self.t)
+        m, v = self.moments(i)
         return self.lr * m / (v.sqrt() + self.eps)
 
 
@@ -175,8 +181,9 @@ def check_momentum_ema(
     """Momentum and the running-average (EMA) rule give the same parameter trajectory when α = β, ε = δ(1−β).
 
     Momentum: v_t = α v_{t-1} + ε g_t, θ_t = θ_{t-1} − v_t. EMA: u_t = β u_{t-1} + (1−β) g_t, θ_t = θ_{t-1} − δ u_t.
-    With α = β and ε = δ(1−β), v_t = δ u_t for every t by induction, so the two trajectories coincide. Both rules
-    train the same tanh RNN on the same batch for ``steps`` steps from the same start, with autograd gradients.
+    With α = β and ε = δ(1−β), v_t = δ u_t for every t by induction, so the two trajectories coincide. The two rules
+    are :class:`Momentum` and :class:`RunningAverage`, as ``rnnstab train`` uses them; they train the same tanh RNN on
+    the same batch for ``steps`` steps from the same start, with autograd gradients.
 
     Args:
         alpha: momentum coefficient, in (0, 1).
@@ -212,21 +219,16 @@ def check_momentum_ema(
     dtype = _checks.dtype("dtype", dtype)
     start, x, y = problem(seed, dtype)
 
-    def train(update: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def train(rule: Callable[[list[torch.Tensor]], Optimizer]) -> torch.Tensor:
         theta = [p.clone().requires_grad_(True) for p in start]
-        state = [torch.zeros_like(p) for p in start]
-        path = []
+        optimizer, path = rule(theta), []
         for _ in range(steps):
-            grads = torch.autograd.grad(rnn_loss(theta, x, y), theta)
-            with torch.no_grad():
-                for i, grad in enumerate(grads):
-                    state[i], step = update(state[i], grad)
-                    theta[i] -= step
+            optimizer.step(torch.autograd.grad(rnn_loss(theta, x, y), theta))
             path.append(torch.cat([p.detach().flatten() for p in theta]))
         return torch.stack(path)
 
-    momentum = train(lambda v, g: (alpha * v + epsilon * g, alpha * v + epsilon * g))
-    ema = train(lambda u, g: (beta * u + (1 - beta) * g, delta * (beta * u + (1 - beta) * g)))
+    momentum = train(lambda theta: Momentum(theta, lr=epsilon, alpha=alpha))
+    ema = train(lambda theta: RunningAverage(theta, lr=delta, beta=beta))
     gap = float((momentum - ema).abs().max())
     moved = float((momentum[-1] - torch.cat([p.flatten() for p in start])).abs().max())
     scale = 1.0 + float(momentum.abs().max())
@@ -251,6 +253,8 @@ def check_ema_unrolled(
     *, beta: float = 0.9, steps: int = 10, seed: int = 0, dtype: torch.dtype = torch.float64
 ) -> IdentityCheck:
     """The running average v_t = β v_{t-1} + (1−β) g_t, v_0 = 0, equals Σ_{i=1..t} (1−β) β^{t−i} g_i.
+
+    v_t is the state of :class:`RunningAverage` (the ``ema`` rule of ``rnnstab train``) after t steps.
 
     The weights (1−β)β^{t−i} are reported (oldest first); they sum to 1 − β^t, not 1 — the source of the bias.
 
@@ -278,9 +282,10 @@ def check_ema_unrolled(
     dtype = _checks.dtype("dtype", dtype)
     gen = torch.Generator().manual_seed(seed)
     g = torch.randn(steps, 6, generator=gen, dtype=torch.float64).to(dtype)
-    v = torch.zeros(6, dtype=dtype)
+    ema = RunningAverage([torch.zeros(6, dtype=dtype)], lr=1.0, beta=beta)
     for t in range(steps):
-        v = beta * v + (1 - beta) * g[t]
+        ema.step([g[t]])
+    v = ema.average[0]
     weights = (1 - beta) * beta ** torch.arange(steps - 1, -1, -1, dtype=torch.float64)
     unrolled = (weights.to(dtype)[:, None] * g).sum(0)
     return verdict(
@@ -308,12 +313,13 @@ def check_ema_bias(
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
 ) -> IdentityCheck:
-    """Monte-Carlo check that E[v_t] = (1−β^t) E[g] and that v_t / (1−β^t) is unbiased.
+    """Monte-Carlo check that E[v_t] = (1−β^t) E[g] and that v_t / (1−β^t) is unbiased (Adam's bias correction).
 
-    Draws ``samples`` independent sequences g_1..g_t ~ N(mean, 1), runs the running average from v_0 = 0, and
-    builds ``z``-standard-error confidence intervals for E[v_t] and E[v_t/(1−β^t)]. The check passes when
-    (1−β^t)·mean lies in the first interval and mean lies in the second. With ``bias_correction=False`` the second
-    claim is made about the raw v_t instead — a false claim, which the check reports as a failure.
+    Draws ``samples`` independent sequences g_1..g_t ~ N(mean, 1) and feeds them to :class:`Adam` with β₁ = β: its
+    first moment is the running average v_t (from v_0 = 0), and its corrected first moment m̂_t is the v_t/(1−β^t)
+    that Adam steps with. Builds ``z``-standard-error confidence intervals for E[v_t] and E[m̂_t]. The check passes
+    when (1−β^t)·mean lies in the first interval and mean lies in the second. With ``bias_correction=False`` Adam's
+    m̂_t is the raw v_t, so the second claim is made about v_t — a false claim, which the check reports as a failure.
 
     Returns:
         An :class:`IdentityCheck`; discrepancy = the larger |estimate − claim| in units of its standard error,
@@ -322,15 +328,16 @@ def check_ema_bias(
     Args:
         beta: running-average coefficient, in (0, 1).
         steps: t.
-        samples: number of Monte-Carlo sequences.
-        mean: E[g].
+        samples: number of Monte-Carlo sequences, ≥ 2 (a standard error needs two).
+        mean: E[g], finite.
         z: half-width of the confidence intervals in standard errors (4: a false alarm about once in 16 000).
         bias_correction: divide by 1 − β^t before the unbiasedness claim (False makes a false claim).
         seed: seed of the random problem.
         dtype: torch.float64 or torch.float32 (or their names).
 
     Raises:
-        InvalidArgumentError: β outside (0, 1), steps, samples < 1, z ≤ 0, or an unsupported dtype.
+        InvalidArgumentError: β outside (0, 1), steps < 1, samples < 2, a non-finite mean, z ≤ 0, or an unsupported
+            dtype.
 
     Example:
         >>> check_ema_bias().passed, check_ema_bias(bias_correction=False).passed
@@ -338,24 +345,29 @@ def check_ema_bias(
     """
     beta = unit_interval("beta", beta)
     steps, samples = _checks.positive_int("steps", steps), _checks.positive_int("samples", samples)
+    if samples < 2:
+        raise InvalidArgumentError(f"samples must be ≥ 2 to estimate a standard error, got {samples}")
+    mean = _checks.real("mean", mean)
+    if not math.isfinite(mean):
+        raise InvalidArgumentError(f"mean must be a finite number, got {mean}")
     z = _checks.positive_float("z", z)
     dtype = _checks.dtype("dtype", dtype)
     gen = torch.Generator().manual_seed(seed)
     g = (mean + torch.randn(samples, steps, generator=gen, dtype=torch.float64)).to(dtype)
-    v = torch.zeros(samples, dtype=dtype)
+    # only the first moment is read: lr and β₂ play no part
+    adam = Adam([torch.zeros(samples, dtype=dtype)], lr=1.0, beta1=beta, beta2=beta, bias_correction=bias_correction)
     for t in range(steps):
-        v = beta * v + (1 - beta) * g[:, t]
-    factor = 1 - beta**steps
-    corrected = v / factor if bias_correction else v
+        adam.step([g[:, t]])
+    v, corrected = adam.first[0], adam.moments(0)[0]
     scores, intervals = [], []
-    for values, claim in ((v, factor * mean), (corrected, mean)):
+    for values, claim in ((v, (1 - beta**steps) * mean), (corrected, mean)):
         values64 = values.double()
         est, se = float(values64.mean()), float(values64.std() / samples**0.5)
         scores.append(abs(est - claim) / se)
         intervals.append({"estimate": est, "ci": [est - z * se, est + z * se], "claim": claim})
     return verdict(
         "ema-bias",
-        "E[v_t] = (1−β^t) E[g], and v_t/(1−β^t) is unbiased (Monte Carlo)",
+        "E[v_t] = (1−β^t) E[g], and Adam's corrected v_t/(1−β^t) is unbiased (Monte Carlo)",
         max(scores),
         z,
         unit="standard errors between the Monte-Carlo estimate and the claimed mean",

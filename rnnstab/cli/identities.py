@@ -28,6 +28,7 @@ _IDENTITIES_HELP = (
 
 @app.command("identities", help=_IDENTITIES_HELP)
 def identities(
+    ctx: typer.Context,
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as a JSON list on stdout.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for every random network, data set and Monte-Carlo sample.")] = 0,
     dtype: Annotated[
@@ -43,7 +44,7 @@ def identities(
 ) -> None:
     # a repeated or comma-separated name runs once, in the order first given; "taylor," names taylor alone
     names = list(dict.fromkeys(name.strip() for item in only or [] for name in item.split(",") if name.strip()))
-    with _user_errors():
+    with _user_errors(ctx):
         if only and not names:
             raise rnnstab.InvalidArgumentError(f"--only names no check; valid names: {', '.join(rnnstab.IDENTITIES)}")
         results = rnnstab.run_identities(seed=seed, dtype=_checks.dtype("--dtype", dtype), only=names or None)
