@@ -8,7 +8,7 @@ time-reversed. Every network starts from h_0 = 0, as ``nn.RNN`` does without an 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
@@ -36,7 +36,7 @@ def layer_inputs(layers: Sequence[RecurrentLayer], inputs: torch.Tensor) -> list
 
     Raises:
         InvalidArgumentError: layers from several networks, or not a complete stack.
-        ShapeError: ``inputs`` not (batch, T, m) with m the input size of layer 0.
+        ShapeError: ``inputs`` not (batch ≥ 1, T ≥ 1, m) with m the input size of layer 0.
 
     Example:
         >>> rnn = torch.nn.RNN(2, 3, num_layers=2, bidirectional=True)
@@ -45,6 +45,8 @@ def layer_inputs(layers: Sequence[RecurrentLayer], inputs: torch.Tensor) -> list
     """
     stack = _stack(layers)
     x = _checks.tensor("inputs", inputs, ndims=(3,)).to(torch.float64)
+    if 0 in x.shape[:2]:
+        raise ShapeError(f"inputs must hold at least one sequence of at least one step, got shape {tuple(x.shape)}")
     first = stack[0][0]
     if x.shape[-1] != first.input_size:
         why = f"{first.keys[1]} is {tuple(first.U.shape)}" if first.U is not None else "U = I for a bare matrix"
@@ -95,9 +97,11 @@ def analyze(
         The :class:`~rnnstab.audit.Audit`, one row per layer and direction, named as the layers.
 
     Raises:
+        ArgumentTypeError: ``layers`` is not a list of :class:`~rnnstab.RecurrentLayer` (a module: see
+            :func:`analyze_module`).
         InvalidArgumentError: no layers; ``input_scale``/``steps``/``batch``/``seed`` with ``inputs``; a bad scale,
-            steps, batch.
-        ShapeError: ``inputs`` that do not fit layer 0.
+            steps, batch, or a seed outside torch's [-2^63, 2^64 - 1].
+        ShapeError: ``inputs`` that do not fit layer 0, or with no sequence or no step.
 
     Example:
         >>> rnn = torch.nn.RNN(2, 3, num_layers=2)
@@ -120,8 +124,9 @@ def analyze(
         _checks.positive_int("batch", DEFAULT_BATCH if batch is None else batch),
         _checks.positive_int("steps", DEFAULT_STEPS if steps is None else steps),
     )
-    seed = 0 if seed is None else seed
-    seed = _checks.integer("seed", seed)
+    seed = _checks.integer("seed", 0 if seed is None else seed)
+    if not -(2**63) <= seed < 2**64:  # torch.Generator.manual_seed's range, beyond which it fails with no name
+        raise InvalidArgumentError(f"seed must be in [-2^63, 2^64 - 1], got {seed}")
     subjects = []
     for network in _networks(layers):
         stack = [layer for directions in _stack(network) for layer in directions]
@@ -183,8 +188,15 @@ def analyze_module(
     )
 
 
-def _networks(layers: Sequence[RecurrentLayer]) -> list[list[RecurrentLayer]]:
+def _networks(layers: Iterable[RecurrentLayer]) -> list[list[RecurrentLayer]]:
     """Group layers by network, in first-seen order."""
+    if isinstance(layers, (RecurrentLayer, torch.nn.Module, str, bytes)) or not isinstance(layers, Iterable):
+        hint = "; for a torch module call analyze_module(module)" if isinstance(layers, torch.nn.Module) else ""
+        raise ArgumentTypeError(
+            f"layers must be a list of RecurrentLayer (from load_recurrent_layers or layers_from_module), got "
+            f"{type(layers).__name__}{hint}"
+        )
+    layers = list(layers)  # a generator would be used up by the checks below and leave nothing to analyse
     if not layers:
         raise InvalidArgumentError("no layers to analyse")
     for layer in layers:

@@ -5,11 +5,12 @@ holding W (n, n), U (n, m), b = b_ih + b_hh, the activation and the keys the num
 
 Formats:
 
-- ``.pt``, ``.pth``, ``.ckpt``, ``.bin``: read with ``torch.load(path, weights_only=True, map_location="cpu")``.
-  A ``state_dict`` of ``torch.nn.RNN`` (keys ``weight_hh_l<k>``, ``weight_ih_l<k>``, ``bias_ih_l<k>``,
-  ``bias_hh_l<k>``, ``…_reverse``) under any prefix (``rnn.weight_hh_l0``), or a checkpoint dict nesting one at any
-  depth (``{"model_state_dict": {...}, "epoch": 3}``). A whole pickled module needs ``trust_pickle=True``:
-  unpickling runs whatever code the file names, so only do it for files from a source you trust.
+- ``.pt``, ``.pth``, ``.ckpt``, ``.bin``, ``.tar``: read with
+  ``torch.load(path, weights_only=True, map_location="cpu")``. A ``state_dict`` of ``torch.nn.RNN`` (keys
+  ``weight_hh_l<k>``, ``weight_ih_l<k>``, ``bias_ih_l<k>``, ``bias_hh_l<k>``, ``…_reverse``) under any prefix
+  (``rnn.weight_hh_l0``), or a checkpoint dict nesting one at any depth (``{"model_state_dict": {...}, "epoch": 3}``).
+  A whole pickled module needs ``trust_pickle=True``: unpickling runs whatever code the file names, so only do it
+  for files from a source you trust.
 - ``.safetensors``: the same keys, flat.
 - ``.npz``: either arrays with ``nn.RNN`` keys (as a state_dict), or a recurrent matrix under ``W`` (or
   ``weight_hh``) with optional input weights ``U`` (or ``weight_ih``) and bias ``b`` (or ``bias``); a file holding
@@ -47,9 +48,9 @@ import torch
 from rnnstab import _checks
 from rnnstab.activations import activation_names, get_activation
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, RnnstabWarning, ShapeError
-from rnnstab.rnn import VanillaRNN
+from rnnstab.rnn import VanillaRNN, module_weights
 
-TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")  # .tar: the checkpoint convention of the torch tutorials
 SUPPORTED = (
     "torch.nn.RNN or nn.RNNCell (tanh or relu, any number of layers, bidirectional, weight norm allowed) saved as "
     "a state_dict, a checkpoint dict "
@@ -61,7 +62,8 @@ NPZ_KEYS = {"W": ("W", "weight_hh"), "U": ("U", "weight_ih"), "b": ("b", "bias")
 _RNN_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)weight_hh_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 _RNN_WEIGHT = r"(?:weight|bias)_(?:ih|hh|hr)(?:_l\d+(?:_reverse)?)?"  # nn.RNN's, or an nn.RNNCell's (no _l<k>)
 _PARAMETRIZED = re.compile(rf"^(?P<prefix>(?:.*\.)?)parametrizations\.(?P<name>{_RNN_WEIGHT})\.original(?P<part>\d*)$")
-_LEGACY_WEIGHT_NORM = re.compile(rf"^(?P<name>(?:.*\.)?{_RNN_WEIGHT})_(?P<part>[gv])$")
+# torch.nn.utils.weight_norm keeps <name>_g and <name>_v; torch.nn.utils.spectral_norm <name>_orig, _u and _v
+_LEGACY_HOOK = re.compile(rf"^(?P<name>(?:.*\.)?{_RNN_WEIGHT})_(?P<part>[gv]|orig|u)$")
 _CELL_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh)$")
 _CELL_MODES = ((torch.nn.GRUCell, "GRU"), (torch.nn.LSTMCell, "LSTM"))
 # torch.load(weights_only=True) met a class ("Unsupported global: GLOBAL m.C") or a blocked module's function
@@ -145,7 +147,7 @@ def load_recurrent_layers(
     """Read every vanilla-RNN layer (and direction) saved in ``path``.
 
     Args:
-        path: a ``.pt/.pth/.ckpt/.bin`` (torch.save), ``.safetensors``, ``.npy`` or ``.npz`` file (see the module
+        path: a ``.pt/.pth/.ckpt/.bin/.tar`` (torch.save), ``.safetensors``, ``.npy`` or ``.npz`` file (see the module
             docstring for the layouts).
         activation: σ. For ``nn.RNN`` weights tanh (default) or relu; must match a pickled module's own; required
             for bare matrices (any name of :func:`~rnnstab.activation_names`).
@@ -439,18 +441,12 @@ def _flatten(
         tensors[prefix.removesuffix(".")] = value
     elif isinstance(value, torch.nn.Module):
         for name, sub in value.named_modules():
-            if isinstance(sub, torch.nn.RNNBase):
+            if isinstance(sub, (torch.nn.RNNBase, torch.nn.RNNCellBase)):
                 at = f"{prefix}{name}." if name else prefix
-                modules[at] = sub.mode
+                modules[at] = sub.mode if isinstance(sub, torch.nn.RNNBase) else _cell_mode(sub)
                 # the attributes, not state_dict(): they are the effective weights under a parametrization
-                for weight in _rnn_weight_names(sub):
-                    tensors[at + weight] = getattr(sub, weight)
-            elif isinstance(sub, torch.nn.RNNCellBase):
-                at = f"{prefix}{name}." if name else prefix
-                modules[at] = _cell_mode(sub)
-                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                    if getattr(sub, kind, None) is not None:
-                        tensors[at + kind] = getattr(sub, kind)
+                for weight, tensor in module_weights(sub, _rnn_weight_names(sub)).items():
+                    tensors[at + weight] = tensor
     elif isinstance(value, Mapping):
         for key, item in value.items():
             _flatten(item, f"{prefix}{key}.", tensors, modules, inside)
@@ -473,18 +469,24 @@ def _effective_weights(
         if match := _PARAMETRIZED.match(key):
             role = {"0": "g", "1": "v"}.get(match["part"], match["part"] or "original")
             parts.setdefault(match["prefix"] + match["name"], {})[role] = key
-        elif match := _LEGACY_WEIGHT_NORM.match(key):
+        elif match := _LEGACY_HOOK.match(key):
             parts.setdefault(match["name"], {})[match["part"]] = key
     if not parts:
         return dict(tensors)
     result = {key: value for key, value in tensors.items() if not any(key in p.values() for p in parts.values())}
     for name, roles in parts.items():
         if set(roles) != {"g", "v"}:
+            weight = repr(name.rsplit(".", 1)[-1])
+            # the older hook API is undone by its own function: remove_parametrizations refuses its modules
+            undo = (
+                f"torch.nn.utils.remove_spectral_norm(module, {weight})"
+                if "orig" in roles
+                else f"torch.nn.utils.parametrize.remove_parametrizations(module, {weight})"
+            )
             raise InvalidArgumentError(
                 f"{source}: {name} is under a parametrization other than weight normalisation "
                 f"({', '.join(sorted(roles.values()))}); the file holds its unconstrained original, not the weight "
-                "the network uses: call torch.nn.utils.parametrize.remove_parametrizations(module, "
-                f"{name.rsplit('.', 1)[-1]!r}) on the RNN module that holds it, then save the state_dict again"
+                f"the network uses: call {undo} on the RNN module that holds it, then save the state_dict again"
             )
         g, v = _as_tensor(roles["g"], tensors[roles["g"]]), _as_tensor(roles["v"], tensors[roles["v"]])
         if g.dim() != v.dim() or any(a not in (1, b) for a, b in zip(g.shape, v.shape, strict=True)):
@@ -525,11 +527,13 @@ def _cell_mode(cell: torch.nn.RNNCellBase) -> str:
     return "RNN_RELU" if getattr(cell, "nonlinearity", "tanh") == "relu" else "RNN_TANH"
 
 
-def _rnn_weight_names(module: torch.nn.RNNBase) -> list[str]:
+def _rnn_weight_names(module: torch.nn.RNNBase | torch.nn.RNNCellBase) -> list[str]:
+    """The weights the module may have (:func:`~rnnstab.rnn.module_weights` keeps those it has)."""
+    if isinstance(module, torch.nn.RNNCellBase):
+        return ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
     kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
     directions = ("", "_reverse")[: 2 if module.bidirectional else 1]
-    names = [f"{kind}_l{k}{d}" for k in range(module.num_layers) for d in directions for kind in kinds]
-    return [name for name in names if getattr(module, name, None) is not None]
+    return [f"{kind}_l{k}{d}" for k in range(module.num_layers) for d in directions for kind in kinds]
 
 
 def _as_tensor(key: str, value: object) -> torch.Tensor:

@@ -7,6 +7,8 @@ Started from g_0 = σ(h_0), induction gives σ(h_t) = g_t for every t.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 from rnnstab import _checks
@@ -185,7 +187,8 @@ class VanillaRNN:
         """The RNN of one layer (and direction) of a ``torch.nn.RNN``, or of an ``nn.RNNCell``, with b = b_ih + b_hh.
 
         For a layer above the first, its inputs are the outputs of the layer below; for the reverse direction of
-        a bidirectional module, feed the sequence flipped in time. A cell is one layer, one direction.
+        a bidirectional module, feed the sequence flipped in time. A cell is one layer, one direction. Parametrized
+        weights are read as the forward pass uses them, without changing the module (:func:`module_weights`).
 
         Raises:
             ArgumentTypeError: ``module`` is neither a ``torch.nn.RNN`` nor an ``nn.RNNCell`` (GRU and LSTM are not
@@ -210,12 +213,9 @@ class VanillaRNN:
             raise InvalidArgumentError(f"layer must be in [0, {num_layers - 1}], got {layer}")
         if reverse and not bidirectional:
             raise InvalidArgumentError("reverse=True needs a bidirectional nn.RNN")
-        W = getattr(module, "weight_hh" + suffix).detach().clone()
-        U = getattr(module, "weight_ih" + suffix).detach().clone()
-        b = None
-        if module.bias:
-            b = (getattr(module, "bias_ih" + suffix) + getattr(module, "bias_hh" + suffix)).detach().clone()
-        return cls(W, U, b, activation=module.nonlinearity)
+        weights = module_weights(module, [kind + suffix for kind in ("weight_hh", "weight_ih", "bias_ih", "bias_hh")])
+        b = weights["bias_ih" + suffix] + weights["bias_hh" + suffix] if module.bias else None
+        return cls(weights["weight_hh" + suffix], weights["weight_ih" + suffix], b, activation=module.nonlinearity)
 
     def to_torch(self) -> torch.nn.RNN:
         """An equivalent single-layer ``torch.nn.RNN`` (batch_first=True, bias_hh = 0).
@@ -243,6 +243,23 @@ class VanillaRNN:
             params["bias_ih_l0"].copy_(self.b)
             params["bias_hh_l0"].zero_()
         return module
+
+
+def module_weights(module: torch.nn.Module, names: Iterable[str]) -> dict[str, torch.Tensor]:
+    """Detached copies of the weights ``names`` of ``module`` (those it has), as its forward pass uses them.
+
+    A parametrized weight is evaluated with the module in eval mode, which is then restored: in training mode
+    ``spectral_norm`` runs a power-iteration step at every read, so reading would change the live model and give a
+    different weight each time; in eval mode it gives the weight of the last training step, and changes nothing.
+    """
+    modes = {sub: sub.training for sub in module.modules()}
+    module.eval()
+    try:
+        found = {name: getattr(module, name, None) for name in names}
+    finally:
+        for sub, training in modes.items():
+            sub.training = training
+    return {name: value.detach().clone() for name, value in found.items() if isinstance(value, torch.Tensor)}
 
 
 def check_rnn(rnn: object) -> VanillaRNN:

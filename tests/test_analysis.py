@@ -110,6 +110,10 @@ def test_several_networks_each_get_their_own_inputs():
         ({"inputs": torch.zeros(2, 5, 3), "seed": 0}, rnnstab.InvalidArgumentError, r"^seed: these"),
         ({"input_scale": -1.0}, rnnstab.InvalidArgumentError, "input_scale must be a finite number ≥ 0"),
         ({"steps": 0}, rnnstab.InvalidArgumentError, "steps"),
+        ({"seed": 2**64}, rnnstab.InvalidArgumentError, r"^seed must be in \[-2\^63, 2\^64 - 1\], got"),
+        ({"seed": -(2**63) - 1}, rnnstab.InvalidArgumentError, r"^seed must be in"),
+        ({"inputs": torch.zeros(2, 0, 3)}, rnnstab.ShapeError, r"^inputs must hold at least one sequence of at least"),
+        ({"inputs": torch.zeros(0, 5, 3)}, rnnstab.ShapeError, r"^inputs must hold at least one sequence of at least"),
     ],
 )
 def test_bad_analysis_arguments(deep, kwargs, error, message):
@@ -123,3 +127,28 @@ def test_layer_inputs_needs_one_complete_network(deep):
         layer_inputs(layers[1:], torch.zeros(1, 4, 3))
     with pytest.raises(rnnstab.InvalidArgumentError, match="no layers"):
         rnnstab.analyze([])
+
+
+def test_layers_given_as_a_generator_are_all_analysed(deep):
+    layers = rnnstab.layers_from_module(deep)
+    result = rnnstab.analyze((layer for layer in layers), **SMALL)
+    # every layer and direction, with its own ‖W‖₂ straight from the module's parameters
+    expected = {(k, r): getattr(deep, f"weight_hh_l{k}{'_reverse' if r else ''}") for k in (0, 1) for r in (0, 1)}
+    assert len(result.rows) == len(expected)
+    for row, weight in zip(result.rows, expected.values(), strict=True):
+        norm = torch.linalg.matrix_norm(weight.detach().double(), ord=2)
+        assert row.spectral_norm.mean == pytest.approx(float(norm), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        (lambda deep, layers: layers[0], r"got RecurrentLayer$"),
+        (lambda deep, layers: deep, r"got RNN; for a torch module call analyze_module\(module\)"),
+        (lambda deep, layers: "rnn.pt", r"got str$"),
+    ],
+)
+def test_layers_that_are_not_a_list_of_layers_are_named(deep, wrong, message):
+    layers = wrong(deep, rnnstab.layers_from_module(deep))
+    with pytest.raises(rnnstab.ArgumentTypeError, match=r"^layers must be a list of RecurrentLayer .*" + message):
+        rnnstab.analyze(layers, **SMALL)

@@ -60,6 +60,12 @@ def test_every_format_reads_the_live_modules_weights_bitwise(deep, saved, kind):
     assert layers[2].U.shape == (6, 12)  # layer 1 reads both directions of layer 0
 
 
+def test_a_tar_checkpoint_as_in_the_torch_tutorials_is_read(deep, tmp_path):
+    # pytorch.org's "saving and loading a general checkpoint" recipe saves to .tar (and ImageNet's to .pth.tar)
+    torch.save({"epoch": 3, "model_state_dict": deep.state_dict()}, tmp_path / "checkpoint.pth.tar")
+    _assert_layers_equal(rnnstab.load_recurrent_layers(tmp_path / "checkpoint.pth.tar"), deep, "tanh")
+
+
 def test_live_module_layers_match_from_torch(deep):
     for layer in layers_from_module(deep):
         reference = rnnstab.VanillaRNN.from_torch(deep, layer=layer.layer, reverse=layer.reverse)
@@ -350,6 +356,44 @@ def test_another_parametrization_is_refused_with_advice_that_works(tmp_path, par
     torch.save(model.state_dict(), tmp_path / "removed.pt")
     (layer,) = rnnstab.load_recurrent_layers(tmp_path / "removed.pt")
     assert torch.equal(layer.W, W)
+
+
+def test_the_older_spectral_norm_is_refused_with_its_own_undo(tmp_path):
+    torch.manual_seed(5)
+    model = torch.nn.ModuleDict({"rnn": torch.nn.RNN(2, 3)})
+    torch.nn.utils.spectral_norm(model["rnn"], name="weight_hh_l0")  # the hook API: weight_hh_l0_orig, _u, _v
+    model.eval()  # no power iteration in eval mode: the weight stays put
+    model["rnn"](torch.zeros(1, 1, 2))  # the hook recomputes the weight in a forward pre-hook
+    with pytest.raises(rnnstab.InvalidArgumentError) as err:
+        layers_from_tensors(model.state_dict())
+    message = str(err.value)
+    assert "(rnn.weight_hh_l0_orig, rnn.weight_hh_l0_u, rnn.weight_hh_l0_v)" in message
+    assert "call torch.nn.utils.remove_spectral_norm(module, 'weight_hh_l0')" in message
+    # remove_parametrizations, the advice for the parametrization API, refuses the hook API
+    with pytest.raises(ValueError, match="does not have a parametrization on weight_hh_l0"):
+        torch.nn.utils.parametrize.remove_parametrizations(model["rnn"], "weight_hh_l0")
+    # the advice, followed, gives the weight the network used
+    W = model["rnn"].weight_hh_l0.detach().clone()
+    torch.nn.utils.remove_spectral_norm(model["rnn"], "weight_hh_l0")
+    torch.save(model.state_dict(), tmp_path / "removed.pt")
+    (layer,) = rnnstab.load_recurrent_layers(tmp_path / "removed.pt")
+    assert torch.equal(layer.W, W)
+
+
+def test_reading_a_live_spectral_norm_module_in_training_gives_the_weight_it_used_and_changes_nothing():
+    torch.manual_seed(6)
+    model = torch.nn.ModuleDict({"rnn": torch.nn.RNN(2, 5, batch_first=True)})
+    torch.nn.utils.parametrizations.spectral_norm(model["rnn"], name="weight_hh_l0")
+    x = torch.randn(3, 8, 2)
+    output, _ = model["rnn"](x)  # training mode: one power-iteration step, then the forward pass with its weight
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    rnn = rnnstab.VanillaRNN.from_torch(model["rnn"])
+    (layer,) = layers_from_module(model)
+    assert model.training and model["rnn"].parametrizations.weight_hh_l0[0].training
+    for key, value in model.state_dict().items():  # the power iteration's u and v included
+        assert torch.equal(value, state[key]), key
+    torch.testing.assert_close(rnn.run(x), output.detach(), rtol=0, atol=1e-6)
+    assert torch.equal(layer.W, rnn.W)
 
 
 def test_a_weight_that_is_not_weight_norm_is_refused():

@@ -107,6 +107,7 @@ def _bad_files(directory, saved):
     save_file(torch.nn.LSTM(2, 3).state_dict(), directory / "lstm.safetensors")
     (directory / "weights.txt").write_text("1 2 3")
     np.save(directory / "x_wrong.npy", np.zeros((2, 5, 4)))
+    np.save(directory / "x_empty.npy", np.zeros((2, 0, 3)))
     d = str(directory)
     return {
         "truncated": ([f"{d}/truncated.pt"], "cannot read truncated.pt as a torch.save file"),
@@ -136,6 +137,12 @@ def _bad_files(directory, saved):
             "seed: these describe synthetic inputs",
         ),
         "steps": ([str(saved["state_dict"]), "--steps", "0"], "steps"),
+        # beyond torch.Generator's range torch fails with a bare ValueError
+        "seed too large": ([str(saved["state_dict"]), "--seed", str(2**64)], "--seed must be in [-2^63, 2^64 - 1]"),
+        "inputs without steps": (
+            [str(saved["state_dict"]), "--inputs", f"{d}/x_empty.npy"],
+            "--inputs must hold at least one sequence of at least one step, got shape (2, 0, 3)",
+        ),
     }
 
 

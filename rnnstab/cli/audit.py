@@ -26,7 +26,7 @@ from rnnstab.cli._common import (
 _ANALYZE_HELP = (
     "Audit the recurrent weights of a real, trained RNN: do its gradients vanish or explode, how fast, and why.\n\n"
     "PATH is one of:\n\n"
-    "• .pt/.pth/.ckpt/.bin (torch.save): a torch.nn.RNN state_dict (model.state_dict()) or a checkpoint dict "
+    "• .pt/.pth/.ckpt/.bin/.tar (torch.save): a torch.nn.RNN state_dict (model.state_dict()) or a checkpoint dict "
     "nesting one at any depth (keys such as rnn.weight_hh_l0, rnn.weight_hh_l1_reverse; several RNNs are told apart "
     "by their prefix), or an nn.RNNCell's (weight_hh, …: one layer). Weights under weight normalisation "
     "(parametrizations.weight_hh_l0.original0/1, or weight_hh_l0_g/_v) are rebuilt as g·v/‖v‖. Read with "
@@ -41,8 +41,8 @@ _ANALYZE_HELP = (
     "Every layer and direction is audited along the trajectories the real network runs: layer k > 0 is driven by "
     "the outputs of layer k − 1 (both directions concatenated), a reverse direction reads its sequence backwards. "
     "Only vanilla RNNs (nn.RNN, tanh or relu) are supported: GRU and LSTM weights are refused, by name.\n\n"
-    "Writes OUT/report.md, OUT/report.html and OUT/summary.json. Exit codes: 0 done; 2 bad input (one error: line); "
-    "3 the δ^t bound was violated (a bug in rnnstab)."
+    "Writes OUT/report.md, OUT/report.html, OUT/summary.json and OUT/figures/*.png. Exit codes: 0 done; "
+    "2 bad input (one error: line); 3 the δ^t bound was violated (a bug in rnnstab)."
 )
 
 
@@ -60,8 +60,9 @@ def analyze_command(
     inputs: Annotated[
         Path | None,
         typer.Option(
-            help="Your input sequences for layer 0: a .npy or .pt array of shape (batch, T, m), or (T, m) for one "
-            "sequence; m must be the input size of layer 0. Default: synthetic N(0, scale²) inputs."
+            help="Your input sequences for layer 0: a .npy or .pt array of shape (batch, T, m) — batch first, even "
+            "for a model built with batch_first=False — or (T, m) for one sequence; m must be the input size of "
+            "layer 0. Default: synthetic N(0, scale²) inputs."
         ),
     ] = None,
     input_scale: Annotated[
