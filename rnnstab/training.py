@@ -128,8 +128,8 @@ class StepRecord:
         state_grad_norms: for t = 1..T, the mean over the batch of ‖∂ℓ_b/∂g_t‖ for sequence b, where L is the mean
             of the per-sequence losses ℓ_b; equal to B·‖∂L/∂g_t^(b)‖ averaged over b, independent of the batch size.
         spectral_norm_W, spectral_radius_W: ‖W‖₂ and ρ(W), exact (monitor steps).
-        jacobian_rate: the median over the monitor's sequences of the late rate of log‖∂g_t/∂g_0‖₂, nats per step
-            (monitor steps).
+        jacobian_rate: the median (the mean of the two middle values) over the monitor's 4 sequences of the late
+            rate of log‖∂g_t/∂g_0‖₂, nats per step (monitor steps).
         wn_v_norm: weight norm only: ‖V‖_F/√n, the root-mean-square row norm ‖v_i‖.
         wn_g: weight norm only: ‖g‖/√n, the root-mean-square scale g_i.
         wn_g_over_v: weight norm only: the mean over rows of |g_i|/‖v_i‖ (a step Δv moves w_i by (g_i/‖v_i‖)·Δv
@@ -446,8 +446,16 @@ def _monitor(model: RecurrentModel, x: torch.Tensor) -> dict[str, float | None]:
     return {
         "spectral_norm_W": float(spectral_norm(W)),
         "spectral_radius_W": float(torch.linalg.eigvals(W).abs().max()),
-        "jacobian_rate": float(late_rate(trace.log_spectral).median()),
+        "jacobian_rate": _median(late_rate(trace.log_spectral)),
     }
+
+
+def _median(values: torch.Tensor) -> float:
+    """The median, the mean of the two middle values for an even count: torch's ``median`` returns the lower of
+    them, which for the monitor's 4 sequences is always the second most negative rate."""
+    ordered = values.sort().values
+    # rates are finite or -inf (a dead Jacobian); the mean of -inf and a finite value is -inf, as it should be
+    return float((ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2)
 
 
 def _weightnorm_state(model: RecurrentModel) -> dict[str, float | None]:

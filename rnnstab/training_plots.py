@@ -123,7 +123,8 @@ def plot_weightnorm(frames: Sequence[Any], *, path: Path, title: str = "") -> Fi
 
 
 def write_training_figures(frames: Sequence[Any], directory: str | os.PathLike[str], *, title: str = "") -> list[Path]:
-    """Write training.png, state_gradients.png and, when a run used weight normalisation, weightnorm.png.
+    """Write training.png, state_gradients.png and, when a run used weight normalisation, weightnorm.png (else remove
+    a weightnorm.png that an earlier call left in ``directory``).
 
     Args:
         frames: training logs (:func:`rnnstab.load_training_log` or :meth:`rnnstab.TrainingRun.frame`), at least one;
@@ -153,6 +154,8 @@ def write_training_figures(frames: Sequence[Any], directory: str | os.PathLike[s
     if normalised:
         paths.append(out / "weightnorm.png")
         plot_weightnorm(normalised, path=paths[-1], title=title)
+    else:  # one left by an earlier call into this directory would pass for a figure of these runs
+        (out / "weightnorm.png").unlink(missing_ok=True)
     return paths
 
 

@@ -11,7 +11,7 @@ from rich.console import Console
 
 import rnnstab
 from rnnstab import _checks, _io
-from rnnstab.cli._common import _Activation, _metadata, _train_progress, _user_errors, app, console
+from rnnstab.cli._common import _Activation, _metadata, _print_line, _train_progress, _user_errors, app, console
 from rnnstab.sweep import parse_values
 from rnnstab.training import default_lr
 
@@ -160,6 +160,7 @@ def train_command(
                 soft_wrap=True,
             )
             raise typer.Exit(130) from None
+        _warn_of_earlier_logs(out_dir / "runs", [run.log_path for run in runs])
         frames = [run.frame() for run in runs]
         figures = rnnstab.write_training_figures(
             frames, out_dir, title=f"{task}, T = {length}, n = {hidden}, {param}, {optimizer}"
@@ -178,6 +179,19 @@ def train_command(
             _print_training(summary)
     if any(run.stop_reason for run in runs):
         raise typer.Exit(1)
+
+
+def _warn_of_earlier_logs(directory: Path, written: list[Path | None]) -> None:
+    """Logs of other rates or batch sizes, from an earlier command with the same --out, stay beside this one's: say
+    so, since neither the figures nor summary.json include them (and deleting someone's results is not ours to do)."""
+    earlier = sorted(path.name for path in directory.glob("*.jsonl") if path not in written)
+    if earlier:
+        _print_line(
+            "warning:",
+            "yellow",
+            f"{directory} also holds {_io.plural(len(earlier), 'log')} from an earlier run ({', '.join(earlier)}), "
+            "not included in the figures or summary.json",
+        )
 
 
 def _run_summary(run: rnnstab.TrainingRun) -> dict[str, Any]:
