@@ -95,6 +95,16 @@ def test_a_refused_command_removes_the_directories_it_made_and_keeps_the_others(
     assert sorted(p.name for p in existing.iterdir()) == ["old"]
 
 
+def test_an_interrupted_command_removes_the_empty_directories_it_made(tmp_path, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rnnstab, "audit_schemes", interrupt)  # Ctrl-C before anything was written
+    result = runner.invoke(app, ["inits", "--out", str(tmp_path / "new" / "deeper")])
+    assert result.exit_code == 130
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_out_pointing_at_a_file_is_refused(tmp_path):
     target = tmp_path / "a-file"
     target.write_text("keep me")

@@ -57,7 +57,7 @@ def _user_errors(ctx: typer.Context | None = None, aliases: Mapping[str, str] | 
     ``aliases`` for library names that differ from them (``{"k": "--top"}``).
 
     Yields a list for ``_io.output_dir(..., created=)``: output directories the command made and left empty are
-    removed again, so a refused command leaves nothing behind."""
+    removed again, so a refused or interrupted command leaves nothing behind."""
     created: list[Path] = []
     try:
         yield created
@@ -69,6 +69,9 @@ def _user_errors(ctx: typer.Context | None = None, aliases: Mapping[str, str] | 
         _io.remove_empty(created)
         _print_line("error:", "red", f"{err.strerror or err}: {err.filename}" if err.filename else str(err))
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        _io.remove_empty(created)
+        raise
 
 
 def _with_option_names(message: str, ctx: typer.Context | None, aliases: Mapping[str, str]) -> str:
