@@ -32,6 +32,21 @@ def integer(name: str, value: object) -> int:
     return int(value)
 
 
+def seed(name: str, value: object) -> int:
+    """Return ``value`` as an int in torch's seed range [-2^63, 2^64 − 1], or raise naming ``name``."""
+    value = integer(name, value)
+    if not -(2**63) <= value < 2**64:  # torch.Generator.manual_seed's range: beyond it torch fails with no name
+        raise InvalidArgumentError(f"{name} must be in [-2^63, 2^64 - 1], got {value}")
+    return value
+
+
+def boolean(name: str, value: object) -> bool:
+    """Return ``value`` as a bool: Python's True/False or numpy's bool_, nothing merely truthy (``"no"`` is truthy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def positive_float(name: str, value: object) -> float:
     """Return ``value`` as a finite float > 0, or raise naming ``name``."""
     value = real(name, value)

@@ -124,9 +124,7 @@ def analyze(
         _checks.positive_int("batch", DEFAULT_BATCH if batch is None else batch),
         _checks.positive_int("steps", DEFAULT_STEPS if steps is None else steps),
     )
-    seed = _checks.integer("seed", 0 if seed is None else seed)
-    if not -(2**63) <= seed < 2**64:  # torch.Generator.manual_seed's range, beyond which it fails with no name
-        raise InvalidArgumentError(f"seed must be in [-2^63, 2^64 - 1], got {seed}")
+    seed = _checks.seed("seed", 0 if seed is None else seed)
     subjects = []
     for network in _networks(layers):
         stack = [layer for directions in _stack(network) for layer in directions]

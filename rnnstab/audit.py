@@ -329,6 +329,7 @@ def audit_schemes(
     batch = _checks.positive_int("batch", batch)
     inputs = _checks.positive_int("inputs", inputs)
     input_scale = _checks.non_negative_float("input_scale", input_scale)
+    seed = _checks.seed("seed", seed)
     chosen = list(SCHEMES) if schemes is None else list(dict.fromkeys(schemes))
     unknown = [s for s in chosen if s not in SCHEMES]
     if unknown or not chosen:
@@ -341,7 +342,7 @@ def audit_schemes(
         raise InvalidArgumentError(f"parameters given for scheme(s) not audited: {', '.join(stray)}")
     for name in chosen:  # every parameter is checked before any work starts
         SCHEMES[name].resolve(overrides.get(name, {}))
-    generator = torch.Generator().manual_seed(seed + 1)
+    generator = torch.Generator().manual_seed((seed + 1) % 2**64)  # torch reads seeds modulo 2^64
     U = torch.randn(hidden, inputs, generator=generator, dtype=torch.float64) / math.sqrt(inputs)
     x = float(input_scale) * torch.randn(batch, steps, inputs, generator=generator, dtype=torch.float64)
     b = torch.zeros(hidden, dtype=torch.float64)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from rnnstab import _checks
-from rnnstab._identity import IdentityCheck, eps, problem, rnn_loss, unit_interval, verdict
+from rnnstab._identity import IdentityCheck, eps, generator, problem, rnn_loss, unit_interval, verdict
 from rnnstab.exceptions import InvalidArgumentError
 
 OPTIMIZERS = ("sgd", "momentum", "ema", "adam")
@@ -102,7 +102,7 @@ class Adam(Optimizer):
     ) -> None:
         super().__init__(params, lr=lr)
         self.beta1, self.beta2 = unit_interval("beta", beta1), unit_interval("beta2", beta2)
-        self.bias_correction = bias_correction
+        self.bias_correction = _checks.boolean("bias_correction", bias_correction)
         self.eps = _checks.positive_float("eps", eps)
         self.first = [torch.zeros_like(p) for p in self.params]
         self.second = [torch.zeros_like(p) for p in self.params]
@@ -146,6 +146,7 @@ def make_optimizer(
     Raises:
         InvalidArgumentError: an unknown name, lr ≤ 0, a coefficient outside (0, 1), or bias_correction=False with
             an optimizer other than adam.
+        ArgumentTypeError: bias_correction not a bool.
 
     Example:
         >>> theta = torch.zeros(2, dtype=torch.float64)
@@ -157,7 +158,7 @@ def make_optimizer(
     """
     if name not in OPTIMIZERS:
         raise InvalidArgumentError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
-    if not bias_correction and name != "adam":
+    if not _checks.boolean("bias_correction", bias_correction) and name != "adam":
         raise InvalidArgumentError(f"bias correction can only be turned off for adam, not {name}")
     if name == "momentum":
         return Momentum(params, lr=lr, alpha=momentum)
@@ -205,7 +206,8 @@ def check_momentum_ema(
         An :class:`IdentityCheck`; discrepancy = max over steps and parameters of |θ_t^momentum − θ_t^EMA|.
 
     Raises:
-        InvalidArgumentError: a rate ≤ 0, α or β outside (0, 1), steps < 1.
+        InvalidArgumentError: a rate ≤ 0, α or β outside (0, 1), steps < 1, or a seed outside [-2^63, 2^64 − 1].
+        ArgumentTypeError: a seed that is not an integer.
 
     Example:
         >>> check_momentum_ema(alpha=0.9, epsilon=0.01, beta=0.9, delta=0.1).passed
@@ -270,7 +272,8 @@ def check_ema_unrolled(
         the sum) rounds by at most one ulp of that. Over seeds 0–99 the gap stays below 2 % of the tolerance.
 
     Raises:
-        InvalidArgumentError: β outside (0, 1), steps < 1, or an unsupported dtype.
+        InvalidArgumentError: β outside (0, 1), steps < 1, an unsupported dtype, or a seed outside [-2^63, 2^64 − 1].
+        ArgumentTypeError: a seed that is not an integer.
 
     Example:
         >>> c = check_ema_unrolled(beta=0.5, steps=3)
@@ -280,7 +283,7 @@ def check_ema_unrolled(
     beta = unit_interval("beta", beta)
     steps = _checks.positive_int("steps", steps)
     dtype = _checks.dtype("dtype", dtype)
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     g = torch.randn(steps, 6, generator=gen, dtype=torch.float64).to(dtype)
     ema = RunningAverage([torch.zeros(6, dtype=dtype)], lr=1.0, beta=beta)
     for t in range(steps):
@@ -336,8 +339,9 @@ def check_ema_bias(
         dtype: torch.float64 or torch.float32 (or their names).
 
     Raises:
-        InvalidArgumentError: β outside (0, 1), steps < 1, samples < 2, a non-finite mean, z ≤ 0, or an unsupported
-            dtype.
+        InvalidArgumentError: β outside (0, 1), steps < 1, samples < 2, a non-finite mean, z ≤ 0, an unsupported
+            dtype, or a seed outside [-2^63, 2^64 − 1].
+        ArgumentTypeError: a seed that is not an integer, or bias_correction not a bool.
 
     Example:
         >>> check_ema_bias().passed, check_ema_bias(bias_correction=False).passed
@@ -351,8 +355,9 @@ def check_ema_bias(
     if not math.isfinite(mean):
         raise InvalidArgumentError(f"mean must be a finite number, got {mean}")
     z = _checks.positive_float("z", z)
+    bias_correction = _checks.boolean("bias_correction", bias_correction)
     dtype = _checks.dtype("dtype", dtype)
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     g = (mean + torch.randn(samples, steps, generator=gen, dtype=torch.float64)).to(dtype)
     # only the first moment is read: lr and β₂ play no part
     adam = Adam([torch.zeros(samples, dtype=dtype)], lr=1.0, beta1=beta, beta2=beta, bias_correction=bias_correction)

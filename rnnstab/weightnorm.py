@@ -9,13 +9,13 @@ from typing import Any
 import torch
 
 from rnnstab import _checks
-from rnnstab._identity import IdentityCheck, eps, verdict
+from rnnstab._identity import IdentityCheck, eps, generator, verdict
 from rnnstab.exceptions import InvalidArgumentError, ShapeError
 
 
 def _weightnormproblem(seed: int, dtype: torch.dtype, dim: int = 5) -> tuple[Callable[..., torch.Tensor], Any, Any]:
     """A real loss of one weight vector w: a tanh unit fitted to noisy targets, with g and v drawn at random."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     X = torch.randn(64, dim, generator=gen, dtype=torch.float64).to(dtype)
     y = torch.randn(64, generator=gen, dtype=torch.float64).to(dtype)
     v = torch.randn(dim, generator=gen, dtype=torch.float64).to(dtype)
@@ -47,6 +47,7 @@ def weightnorm_gradients(
     Raises:
         ShapeError: v not 1-D, or g not 0-D (a weight matrix needs one (g, v) per row: the formulas use v·v).
         InvalidArgumentError: v = 0 (no direction), or non-finite g or v.
+        ArgumentTypeError: project not a bool.
 
     Example:
         >>> loss = lambda w: (w**3).sum()
@@ -56,6 +57,7 @@ def weightnorm_gradients(
         True
     """
     v = _checks.tensor("v", v, ndims=(1,))
+    project = _checks.boolean("project", project)
     g = g if isinstance(g, torch.Tensor) else torch.tensor(_checks.real("g", g), dtype=v.dtype)
     g = _checks.tensor("g", g, ndims=(0,))
     norm = v.norm()
@@ -83,12 +85,14 @@ def check_weightnorm_gradient(
         An :class:`IdentityCheck`; discrepancy = max(relative gap to autograd, |cos(∇_v L, v)|), tolerance 10³ ulps.
 
     Raises:
-        InvalidArgumentError: an unsupported dtype.
+        InvalidArgumentError: an unsupported dtype, or a seed outside [-2^63, 2^64 − 1].
+        ArgumentTypeError: a seed that is not an integer, or project not a bool.
 
     Example:
         >>> check_weightnorm_gradient().passed, check_weightnorm_gradient(project=False).passed
         (True, False)
     """
+    project = _checks.boolean("project", project)
     dtype = _checks.dtype("dtype", dtype)
     loss, g, v = _weightnormproblem(seed, dtype)
     formula_g, formula_v = weightnorm_gradients(loss, g, v, project=project)
@@ -155,7 +159,8 @@ def check_weightnorm_growth(
         tolerance 100 ulps.
 
     Raises:
-        InvalidArgumentError: lr ≤ 0 or steps < 1.
+        InvalidArgumentError: lr ≤ 0, steps < 1, or a seed outside [-2^63, 2^64 − 1].
+        ArgumentTypeError: a seed that is not an integer.
 
     Example:
         >>> c = check_weightnorm_growth()
@@ -208,7 +213,8 @@ def check_wn_bn(
         An :class:`IdentityCheck`; discrepancy = max |BN(vᵀx) − vᵀx/‖v‖|, tolerance 10³ ulps.
 
     Raises:
-        InvalidArgumentError: samples ≤ dim, dim < 1, or an unsupported dtype.
+        InvalidArgumentError: samples ≤ dim, dim < 1, an unsupported dtype, or a seed outside [-2^63, 2^64 − 1].
+        ArgumentTypeError: a seed that is not an integer, or whiten not a bool.
 
     Example:
         >>> check_wn_bn().passed, check_wn_bn(whiten=False).passed
@@ -218,8 +224,9 @@ def check_wn_bn(
     dim = _checks.positive_int("dim", dim)
     if samples <= dim:
         raise InvalidArgumentError(f"samples must exceed dim ({dim}) to whiten the batch, got {samples}")
+    whiten = _checks.boolean("whiten", whiten)
     dtype = _checks.dtype("dtype", dtype)
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     mixing = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
     X = torch.randn(samples, dim, generator=gen, dtype=torch.float64) @ mixing + 0.5
     v = torch.randn(dim, generator=gen, dtype=torch.float64).to(dtype)

@@ -560,15 +560,12 @@ def init_weights(
         raise InvalidArgumentError(f"unknown init scheme {scheme!r}; valid names: {', '.join(SCHEMES)}")
     chosen = SCHEMES[scheme]
     n = _checks.positive_int("hidden size n", n)
-    seed = _checks.integer("seed", seed)
+    seed = _checks.seed("seed", seed)
     if batch is not None:
         batch = _checks.positive_int("batch", batch)
     values = chosen.resolve(params)
     act = get_activation(activation) if activation is not None and chosen.needs_activation else None
-    try:
-        generator = torch.Generator().manual_seed(seed)
-    except (RuntimeError, ValueError):
-        raise InvalidArgumentError(f"seed must fit in 64 bits (-2**63 … 2**64 - 1), got {seed}") from None
+    generator = torch.Generator().manual_seed(seed)
 
     def draw() -> torch.Tensor:
         W = chosen(n, generator, activation=act, **values)

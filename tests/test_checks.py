@@ -95,3 +95,17 @@ def test_bad_step_lists_are_refused(steps, error, message):
         rnnstab.jacobian_norms(small_rnn(), torch.zeros(1, 4, 0), singular_values_at=steps)
     with pytest.raises(error, match=message):
         rnnstab.singular_value_spectrum(small_rnn(), torch.zeros(1, 4, 0), at=steps)
+
+
+@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1])
+def test_seeds_outside_torchs_range_are_named_everywhere(seed):
+    message = r"^seed must be in \[-2\^63, 2\^64 - 1\], got"
+    with pytest.raises(InvalidArgumentError, match=message):
+        rnnstab.init_weights("gaussian", 4, seed=seed)
+    with pytest.raises(InvalidArgumentError, match=message):
+        rnnstab.audit_schemes(4, "tanh", schemes=["orthogonal"], samples=1, steps=2, seed=seed)
+
+
+def test_the_largest_seed_is_taken_by_the_scheme_audit():
+    audit = rnnstab.audit_schemes(4, "tanh", schemes=["orthogonal"], samples=1, steps=2, seed=2**64 - 1)
+    assert audit.names == ["orthogonal"]

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+import rnnstab.identities
 from rnnstab import (
+    IDENTITIES,
     ArgumentTypeError,
     InvalidArgumentError,
     ShapeError,
@@ -21,13 +24,17 @@ from rnnstab import (
     check_ema_unrolled,
     check_momentum_ema,
     check_taylor,
+    check_weightnorm_gradient,
     check_weightnorm_growth,
     check_wn_bn,
+    make_optimizer,
     norm_growth,
     run_identities,
     weightnorm_gradients,
 )
+from rnnstab._checks import boolean
 from rnnstab.cli import app
+from rnnstab.identities import check_optimal_step
 from rnnstab.optimizers import Adam, Momentum, RunningAverage
 
 runner = CliRunner()
@@ -189,3 +196,163 @@ def test_taylor_order_must_be_an_integer(order):
     # True == 1 silently ran the deliberately wrong first-order model; 2.0 was accepted as 2
     with pytest.raises(ArgumentTypeError, match="order must be an integer"):
         check_taylor(order=order)
+
+
+# --- taylor: the tolerance is what r₀ can resolve, not a flat 0.1 ----------------------------------------------------
+
+
+def _curvature_off_by(monkeypatch, fraction):
+    """Make every gᵀHg (f(x₀), g, gᵀHg from autograd) wrong by the given fraction."""
+    right = rnnstab.identities._gradient_and_curvature
+
+    def wrong(*args, **kwargs):
+        f0, g, gHg = right(*args, **kwargs)
+        return f0, g, gHg * (1 + fraction)
+
+    monkeypatch.setattr(rnnstab.identities, "_gradient_and_curvature", wrong)
+
+
+@pytest.mark.parametrize(("dtype", "fraction"), [(torch.float64, 1e-3), (torch.float64, -1e-3), (torch.float32, 0.1)])
+@pytest.mark.parametrize("seed", [0, 51, 55])
+def test_taylor_fails_on_a_slightly_wrong_curvature(monkeypatch, dtype, fraction, seed):
+    # A flat tolerance of 0.1 passed a gᵀHg 5 % off in float64, where r₀ is resolved to ≈ 1e-7. With gᵀHg' = (1+δ)gᵀHg
+    # the remainder over ½ε²gᵀHg' tends to −δ/(1+δ) (closed form), far above what r₀ resolves in float64.
+    _curvature_off_by(monkeypatch, fraction)
+    check = check_taylor(seed=seed, dtype=dtype)
+    assert not check.passed, (check.discrepancy, check.tolerance)
+    if dtype == torch.float64:
+        assert check.discrepancy == pytest.approx(abs(fraction) / (1 + fraction), rel=0.01)
+        assert check.discrepancy > 100 * check.tolerance
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_taylor_tolerance_scales_with_the_dtype_and_the_right_model_passes(dtype):
+    # Seeds 51 and 55 have a large ε⁴ coefficient (b ≈ 20–24), 34 and 51 curve downwards along −g.
+    for seed in (0, 16, 19, 34, 51, 55):
+        check = check_taylor(seed=seed, dtype=dtype)
+        assert check.passed and check.discrepancy < 0.5 * check.tolerance, (seed, check.discrepancy, check.tolerance)
+        # float64 resolves r₀ to ≈ 1e-7 at ‖εg‖ ≈ 1e-4: its tolerance must be orders below the old flat 0.1
+        assert torch.finfo(dtype).eps ** 0.5 <= check.tolerance < (1e-5 if dtype == torch.float64 else 0.1)
+        assert check.details["extrapolation_error"] > 0 and "estimated error" in check.details["tolerance_reason"]
+
+
+# --- optimal-step: ε* = gᵀg/gᵀHg is checked, not only reported -------------------------------------------------------
+
+
+def test_optimal_step_is_a_check_of_its_own_in_the_library_and_the_cli():
+    assert "optimal-step" in IDENTITIES
+    (check,) = run_identities(only=["optimal-step"], dtype="float32")
+    assert check.name == "optimal-step" and check.passed
+    result = runner.invoke(app, ["identities", "--json", "--only", "optimal-step"])
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    assert record["name"] == "optimal-step" and record["passed"] is True
+    result = runner.invoke(app, ["identities", "--only", "taylor,optimal-step"])
+    assert result.exit_code == 0 and "optimal-step" in result.output and "2/2 passed" in result.output
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_optimal_step_is_the_exact_line_minimiser(seed):
+    # Reference: on f(x) = ½xᵀAx − bᵀx the line φ(ε) = f(x₀ − εg) is an exact parabola, so three values of φ give its
+    # minimiser without gᵀHg: ε = h (φ(−h) − φ(h)) / (2 (φ(h) − 2φ(0) + φ(−h))), with g = Ax₀ − b by hand.
+    _, A, b, x0, _ = rnnstab.identities._quadratic(6, seed, torch.float64)
+    g = A @ x0 - b
+    h = float(g @ g) / float(g @ A @ g)  # any h of the minimiser's size keeps the cancellation mild
+
+    def phi(step):
+        x = x0 - step * g
+        return float(0.5 * x @ A @ x - b @ x)
+
+    reference = h * (phi(-h) - phi(h)) / (2 * (phi(h) - 2 * phi(0.0) + phi(-h)))
+    check = check_optimal_step(seed=seed)
+    assert check.passed and check.details["epsilon_star"] == pytest.approx(reference, rel=1e-10)
+    assert check.details["f_at_epsilon_star"] < min(phi(0.999 * reference), phi(1.001 * reference))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("factor", [2.0, 1.001, 0.999])
+def test_optimal_step_fails_on_a_wrong_formula(monkeypatch, dtype, factor):
+    # ∇f(x₀ − εg)ᵀg = gᵀg − ε gᵀAg, so ε = k·gᵀg/gᵀAg leaves (1 − k)gᵀg: the discrepancy is |1 − k| (closed form).
+    monkeypatch.setattr(rnnstab.identities, "_optimal_step", lambda gg, gHg: factor * gg / gHg)
+    for seed in range(5):
+        check = check_optimal_step(seed=seed, dtype=dtype)
+        assert not check.passed and check.discrepancy > 10 * check.tolerance, (seed, check.discrepancy)
+        assert check.discrepancy == pytest.approx(abs(1 - factor), rel=1e-3)
+    assert [c.passed for c in run_identities(only=["optimal-step"], dtype=dtype)] == [False]
+    # the ε* that the taylor row reports is the formula checked here
+    taylor = check_taylor()
+    assert taylor.details["epsilon_star"] == pytest.approx(factor * taylor.details["gTg"] / taylor.details["gTHg"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_optimal_step_passes_at_every_seed_with_a_rounding_sized_tolerance(dtype):
+    eps = torch.finfo(dtype).eps
+    for seed in range(100):
+        check = check_optimal_step(seed=seed, dtype=dtype)
+        assert check.passed and check.discrepancy < 0.2 * check.tolerance, (seed, check.discrepancy, check.tolerance)
+        # (dim + 2)·eps times O(κ) = O(10): hundreds of ulps, so a 0.1 % wrong ε* fails even in float32
+        assert check.tolerance < 1e3 * eps
+
+
+# --- every check validates its seed ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(IDENTITIES))
+@pytest.mark.parametrize(
+    ("seed", "error", "match"),
+    [
+        (1.5, ArgumentTypeError, "seed must be an integer"),  # was a raw RuntimeError from torch
+        (10**30, InvalidArgumentError, r"seed must be in \[-2\^63, 2\^64 - 1\], got 10+$"),  # was a raw ValueError
+        (-(2**63) - 1, InvalidArgumentError, "seed must be in"),
+    ],
+)
+def test_every_check_refuses_a_bad_seed_by_name(name, seed, error, match):
+    with pytest.raises(error, match=match):
+        IDENTITIES[name](seed=seed)
+
+
+def test_checks_keep_torchs_whole_seed_range():
+    for seed in (-(2**63), 2**64 - 1, np.int64(3)):
+        assert check_wn_bn(seed=seed).passed and check_optimal_step(seed=seed).passed
+
+
+# --- boolean options refuse truthy non-bools -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: check_taylor(exact_hessian="no"), "exact_hessian"),
+        (lambda: check_weightnorm_gradient(project="no"), "project"),
+        (
+            lambda: weightnorm_gradients(lambda w: (w**3).sum(), 2.0, torch.ones(2, dtype=torch.float64), project=0),
+            "project",
+        ),
+        (lambda: check_wn_bn(whiten="no"), "whiten"),  # whitened the batch and passed
+        (lambda: check_ema_bias(bias_correction="no"), "bias_correction"),
+        (lambda: Adam([torch.zeros(2)], lr=0.1, beta1=0.9, beta2=0.99, bias_correction=None), "bias_correction"),
+        (lambda: make_optimizer("adam", [torch.zeros(2)], lr=0.1, bias_correction="False"), "bias_correction"),
+        (lambda: make_optimizer("sgd", [torch.zeros(2)], lr=0.1, bias_correction="False"), "bias_correction"),
+    ],
+)
+def test_boolean_options_refuse_non_bools(call, name):
+    with pytest.raises(ArgumentTypeError, match=f"^{name} must be True or False, got "):
+        call()
+
+
+def test_boolean_options_take_numpy_bools_and_report_python_bools():
+    right, wrong = check_wn_bn(whiten=np.True_), check_wn_bn(whiten=np.False_)
+    assert right.passed and not wrong.passed
+    assert wrong.details["whiten"] is False and json.loads(json.dumps(wrong.to_dict()))["details"]["whiten"] is False
+    assert not check_ema_bias(bias_correction=np.bool_(False)).passed
+
+
+@pytest.mark.parametrize("value", [True, False, np.True_, np.False_])
+def test_checks_boolean_accepts_bools(value):
+    assert boolean("flag", value) is bool(value)
+
+
+@pytest.mark.parametrize("value", [1, 0, 1.0, "yes", "", None, np.int64(1), torch.tensor(True), [True]])
+def test_checks_boolean_refuses_everything_else(value):
+    with pytest.raises(ArgumentTypeError, match="flag must be True or False"):
+        boolean("flag", value)

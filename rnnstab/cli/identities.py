@@ -16,11 +16,12 @@ from rnnstab.cli._common import _user_errors, app, console
 
 _IDENTITIES_HELP = (
     "Check numerically the results around gradient stability, each with PASS/FAIL.\n\n"
-    "Each row states a claim (momentum equals a running average, the second-order Taylor model, Newton's step, "
-    "the weight-normalisation gradient, …), the discrepancy measured on a small real problem, and the tolerance it "
-    "must stay under: a rounding-error bound in units of the dtype's eps (e.g. momentum-ema: steps × eps × "
-    "(1 + max |θ|)), 0.1 on the Taylor remainder as a fraction of the curvature term, or 4 Monte-Carlo standard "
-    "errors; each row's JSON details give the reason. "
+    "Each row states a claim (momentum equals a running average, the second-order Taylor model and its optimal step "
+    "ε* = gᵀg/gᵀHg, Newton's step, the weight-normalisation gradient, …), the discrepancy measured on a small real "
+    "problem, and the tolerance it must stay under: a rounding-error bound in units of the dtype's eps (e.g. "
+    "momentum-ema: steps × eps × (1 + max |θ|)), 4 × the estimated error of the extrapolated Taylor remainder as a "
+    "fraction of the curvature term (at most 0.1), or 4 Monte-Carlo standard errors; each row's JSON details give "
+    "the reason. "
     "Exit code 1 when any check fails, 2 on bad options.\n\n"
     f"Checks: {', '.join(rnnstab.IDENTITIES)}."
 )
