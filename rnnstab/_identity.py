@@ -46,8 +46,8 @@ def verdict(name: str, claim: str, discrepancy: float, tolerance: float, **detai
 
 def unit_interval(name: str, value: object) -> float:
     """A float strictly inside (0, 1), or an error naming the argument."""
-    value = _checks.positive_float(name, value)
-    if value >= 1:
+    value = _checks.real(name, value)
+    if not 0 < value < 1:
         raise InvalidArgumentError(f"{name} must lie in the open interval (0, 1), got {value}")
     return value
 

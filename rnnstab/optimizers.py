@@ -160,6 +160,8 @@ def make_optimizer(
         raise InvalidArgumentError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
     if not _checks.boolean("bias_correction", bias_correction) and name != "adam":
         raise InvalidArgumentError(f"bias correction can only be turned off for adam, not {name}")
+    if name != "sgd":  # checked here so that the error names this function's argument, not the optimizer's
+        momentum = unit_interval("momentum", momentum)
     if name == "momentum":
         return Momentum(params, lr=lr, alpha=momentum)
     if name == "ema":

@@ -195,6 +195,7 @@ class VanillaRNN:
                 vanilla RNNs), or ``layer`` is not an integer.
             InvalidArgumentError: no such layer/direction, or a nonlinearity other than tanh/relu.
         """
+        reverse = _checks.boolean("reverse", reverse)
         if isinstance(module, torch.nn.RNN):
             num_layers, bidirectional = module.num_layers, module.bidirectional
             suffix = f"_l{layer}" + ("_reverse" if reverse else "")

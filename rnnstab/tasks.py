@@ -211,5 +211,6 @@ def get_task(name: str, *, symbols: int | None = None, memory: int | None = None
     if not options:
         return TASKS[name]
     if name != "copy":
-        raise InvalidArgumentError(f"{' and '.join(options)} apply to the copy task only, not to {name!r}")
+        first = next(iter(options))  # one option per message, so that the CLI can name it as its flag
+        raise InvalidArgumentError(f"{first} must not be given for the {name!r} task: it applies to the copy task only")
     return copy_spec(**options)

@@ -282,6 +282,7 @@ def train(
     clip = None if clip is None else _checks.positive_float("clip", clip)
     lr = default_lr(optimizer) if lr is None else lr
     momentum, beta2 = unit_interval("momentum", momentum), unit_interval("beta2", beta2)
+    bias_correction = _checks.boolean("bias_correction", bias_correction)
     dtype = _checks.dtype("dtype", dtype)
     device = _checks.device("device", device)
     parameters: dict[str, Any] = {

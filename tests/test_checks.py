@@ -109,3 +109,10 @@ def test_seeds_outside_torchs_range_are_named_everywhere(seed):
 def test_the_largest_seed_is_taken_by_the_scheme_audit():
     audit = rnnstab.audit_schemes(4, "tanh", schemes=["orthogonal"], samples=1, steps=2, seed=2**64 - 1)
     assert audit.names == ["orthogonal"]
+
+
+def test_truthy_non_bools_are_refused_as_flags():
+    with pytest.raises(ArgumentTypeError, match=r"^reverse must be True or False, got str 'no'"):
+        rnnstab.VanillaRNN.from_torch(torch.nn.RNN(2, 3, bidirectional=True), reverse="no")
+    with pytest.raises(ArgumentTypeError, match=r"^bias_correction must be True or False"):
+        rnnstab.train("adding", length=4, hidden=3, steps=1, optimizer="adam", bias_correction=0)

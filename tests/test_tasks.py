@@ -91,7 +91,7 @@ def test_same_generator_seed_same_data():
         (lambda: copy_task(4, 10, gen(), symbols=1), "symbols"),
         (lambda: get_task("copy", symbols=1), "symbols must be ≥ 2"),
         (lambda: get_task("copy", memory=0), "memory"),
-        (lambda: get_task("adding", memory=3), "memory apply to the copy task only, not to 'adding'"),
+        (lambda: get_task("adding", memory=3), "memory must not be given for the 'adding' task"),
     ],
 )
 def test_bad_arguments(call, message):
