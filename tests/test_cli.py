@@ -203,3 +203,21 @@ def test_trace_takes_input_scale_zero_as_an_autonomous_network(tmp_path):
     summary = json.loads(result.stdout)
     assert summary["log_spectral_final_median"] == pytest.approx(4 * math.log(0.5), abs=1e-9)
     assert summary["rate_per_step_median"] == pytest.approx(math.log(0.5), abs=1e-9)
+
+
+COMMANDS = ("trace", "sweep", "report", "lyapunov", "validate", "analyze", "inits", "identities", "train")
+
+
+def test_every_command_is_listed_in_the_help():
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert all(f" {name} " in result.output for name in COMMANDS)
+
+
+@pytest.mark.parametrize("command", [[], *([name] for name in COMMANDS)])
+def test_help_shows_no_type_placeholder_that_reads_as_a_value(command):
+    # typer prints "<bool>" after an on/off flag, as if it took a value ("--json <bool>"), and "<list[str]>" after
+    # a repeatable option; flags show nothing there and repeatable options "VALUES"
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output and "<list[" not in result.output
+    assert "--help" in result.output

@@ -11,12 +11,14 @@ from typing import Annotated
 import typer
 
 import rnnstab
-from rnnstab.cli._common import app, console
+from rnnstab.cli._common import app, console, plain_help
 
 # isort: off
 # Imported for their @app.command registrations, in the order `rnnstab --help` lists the commands.
 from rnnstab.cli import trace, sweep, lyapunov, audit, identities, train  # noqa: F401
+
 # isort: on
+plain_help(app)
 
 __all__ = ["app", "main"]
 

@@ -26,11 +26,42 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 import rnnstab
 from rnnstab import _io
 
+
+def _plain_metavars(params: list[Any]) -> list[Any]:
+    """``params`` without misleading type placeholders in --help: typer prints ``<bool>`` after an on/off flag, as if
+    it took a value, and ``<list[str]>`` after a repeatable option (whose help says what it takes: VALUES)."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.metavar is None:
+            if param.is_flag:
+                param.metavar = ""
+            elif param.multiple:
+                param.metavar = "VALUES"
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_metavars(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_metavars(super().get_params(ctx))
+
+
+def plain_help(application: typer.Typer) -> None:
+    """Build every command registered on ``application`` so far as a :class:`_Command`."""
+    for info in application.registered_commands:
+        info.cls = _Command
+
+
 app = typer.Typer(
+    cls=_Group,
     help="rnnstab: will gradients in your recurrent network vanish or explode, why, and by how much.",
     no_args_is_help=True,
     add_completion=False,
