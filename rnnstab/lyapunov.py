@@ -50,6 +50,7 @@ include the O(1/T) bias of a finite horizon).
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ import torch
 
 from rnnstab import _checks
 from rnnstab._tangent import CHUNK_STEPS, apply_tangent, check_memory, derivative_chunks
-from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeError
+from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, RnnstabWarning, ShapeError
 from rnnstab.jacobian import jacobian_norms
 from rnnstab.rnn import VanillaRNN, check_rnn
 
@@ -211,7 +212,8 @@ def lyapunov_spectrum(
         rnn: the network (one W shared by the batch, or a batch of B networks).
         x: inputs (batch, T, m); with a batched W, sequence i runs on network i.
         k: how many exponents (the top k); ``None`` for all n. Costs O(T·n²·k).
-        qr_every: re-orthonormalise every this many steps, or ``"auto"`` for the conditioning rule.
+        qr_every: re-orthonormalise every this many steps, or ``"auto"`` for the conditioning rule. A fixed interval
+            over which log R_ii spread past :attr:`LyapunovSpectrum.log_spread_limit` gives a :class:`RnnstabWarning`.
         warmup: steps before measuring; ``None`` means T // 10.
         blocks: number of blocks of the measured window for the error bars (fewer if the window is shorter).
         h0: initial pre-activation (n,) or (batch, n); zeros by default.
@@ -329,7 +331,7 @@ def kaplan_yorke_dimension(
     trajectory); n when every partial sum is ≥ 0.
 
     Args:
-        exponents: (k,) or (batch, k), sorted descending.
+        exponents: (k,) or (batch, k), in any order (they are sorted here).
         hidden_size: n; when the spectrum is truncated (k < n) and all k partial sums are ≥ 0 the dimension is not
             determined by the top k and NaN is returned.
         atol: partial sums ≥ −atol count as ≥ 0 (the rounding level of measured exponents).
@@ -350,7 +352,8 @@ def kaplan_yorke_dimension(
     if exponents.dim() not in (1, 2) or exponents.shape[-1] == 0:
         raise ShapeError(f"exponents must be (k,) or (batch, k) with k ≥ 1, got shape {tuple(exponents.shape)}")
     values = exponents.detach().to(dtype=_F64, device="cpu")
-    rows = values.reshape(-1, values.shape[-1])
+    # The partial sums are of the ordered spectrum; frame order (LyapunovSpectrum.in_frame_order) is not sorted.
+    rows = torch.sort(values.reshape(-1, values.shape[-1]), dim=-1, descending=True).values
     k = rows.shape[-1]
     out = torch.empty(rows.shape[0], dtype=_F64)
     for b, row in enumerate(rows):
@@ -525,12 +528,7 @@ class _Benettin:
 
     def __init__(self, batch: int, n: int, options: _Options, dtype: torch.dtype, device: torch.device) -> None:
         self.options = options
-        # Trajectory b's frame: the first k rows of a standard normal (n, n) draw seeded with seed + b, made
-        # orthonormal (QR is Gram–Schmidt: its first k columns depend only on the first k vectors). So the top k
-        # exponents follow the same frames as the first k of the full spectrum, and row b of a batch is the run of
-        # network b alone with seed + b.
-        rows = [np.random.default_rng(options.seed + b).standard_normal((options.k, n)) for b in range(batch)]
-        start = torch.linalg.qr(torch.from_numpy(np.stack(rows)).mT)[0]
+        start = torch.linalg.qr(initial_frame_draw(options.seed, batch, options.k, n))[0]
         self.F = start.mT.to(dtype=dtype, device=device).contiguous()
         self.checkpoint = self.F  # the frame at the last QR: never written to, so an interval can be redone
         self.work = (torch.empty_like(self.F), torch.empty_like(self.F))  # the frame ping-pongs between these
@@ -543,6 +541,7 @@ class _Benettin:
         self.target, self.limit = log_spread_limits(dtype)
         self.recent: deque[tuple[float, float]] = deque(maxlen=_RECENT_INTERVALS)
         self.max_spread = 0.0
+        self.max_interval_spread = 0.0  # the same over intervals of more than one step: only those can be shortened
         self.qr_count = 0
         steps, warmup, blocks = options.steps, options.warmup, options.blocks
         measured = steps - warmup
@@ -625,6 +624,8 @@ class _Benettin:
         spread = self._spread(logs)
         self.total_all += logs
         self.max_spread = max(self.max_spread, spread)
+        if steps > 1:
+            self.max_interval_spread = max(self.max_interval_spread, spread)
         if self.t > self.options.warmup:
             self.total += logs
             self.blocks[self.block] += logs
@@ -648,6 +649,17 @@ class _Benettin:
 
     def result(self, sum_rule_expected: torch.Tensor | None) -> LyapunovSpectrum:
         options = self.options
+        if self.max_interval_spread > self.limit:
+            # Only a fixed interval gets here (the automatic rule redoes such intervals): its exponents below the top
+            # are off by up to ε·e^{spread} per QR, which past the limit is nats per step, not rounding.
+            warnings.warn(
+                f"qr_every={options.qr_every} let log R_ii spread over {self.max_interval_spread:.3g} nats between two "
+                f"QRs, past the limit {self.limit:.3g} for {str(self.F.dtype).removeprefix('torch.')} "
+                "(⅔·ln(1/ε)): the smaller exponents are dominated by rounding. Use qr_every='auto' or a shorter "
+                "interval",
+                RnnstabWarning,
+                stacklevel=3,
+            )
         measured = options.steps - options.warmup
         exponents = (self.total / measured).cpu()
         lengths = torch.tensor(
@@ -680,6 +692,17 @@ class _Benettin:
             sum_rule_expected=sum_rule_expected,
             dtype=self.F.dtype,
         )
+
+
+def initial_frame_draw(seed: int, batch: int, k: int, n: int) -> torch.Tensor:
+    """(batch, n, k) float64 on the CPU: trajectory b's initial frame before orthonormalisation (its QR's Q).
+
+    Column j is the j-th row of a standard normal (n, n) draw seeded with seed + b. QR is Gram–Schmidt (its first k
+    columns depend only on the first k vectors), so the top k exponents follow the same frames as the first k of the
+    full spectrum, and row b of a batch is the run of network b alone with seed + b.
+    """
+    rows = [np.random.default_rng(seed + b).standard_normal((k, n)) for b in range(batch)]
+    return torch.from_numpy(np.stack(rows)).mT
 
 
 def _times_transpose(F: torch.Tensor, M: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:

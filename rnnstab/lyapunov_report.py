@@ -216,11 +216,13 @@ def lyapunov_markdown(
         lines.append(f"| {i + 1} | {float(mean[i]):.6g} | {float(error[i]):.2g} |")
         previous = i
     lines += ["", "## Figures", ""]
-    for key, caption in (
+    figures = [
         ("spectrum", "exponents against i/n, with the bound log δ and the mean-field λ_max"),
         ("convergence", "running estimates against t"),
-        ("singular_values", "histograms of log σ_i(J_t) at the chosen steps"),
-    ):
+    ]
+    if summary["singular_values"] is not None:  # no singular values asked for: no figure was written
+        figures.append(("singular_values", "histograms of log σ_i(J_t) at the chosen steps"))
+    for key, caption in figures:
         lines.append(f"- [{FILES[key]}]({FILES[key]}): {caption}")
     lines += ["", "## References", ""]
     lines += [f"{j}. {ref}" for j, ref in enumerate(REFERENCES, start=1)]

@@ -2,10 +2,13 @@ import json
 import math
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import rnnstab
+from rnnstab import lyapunov_report
 from rnnstab.cli import app
+from rnnstab.validation import SUITE_SIZE
 
 runner = CliRunner()
 SMALL = ["--hidden", "10", "--steps", "120", "--batch", "2", "--quiet"]
@@ -44,6 +47,12 @@ def test_lyapunov_json_on_stdout_matches_the_library(tmp_path):
     assert summary["lambda_max_per_step"] <= math.log(0.8) + 1e-12  # δ < 1: guaranteed vanishing
     assert summary["gradient_verdict"] == "guaranteed vanishing"
     assert summary["files"]["spectrum"].endswith("lyapunov_spectrum.png")
+    # what the table shows, and the file's parameters: δ, n, T, the warm-up, k and the batch were missing before
+    parameters = summary["parameters"]
+    assert parameters == json.loads((tmp_path / "lyapunov.json").read_text())["parameters"]
+    assert parameters["delta"] == 0.8 and parameters["activation"] == "relu" and parameters["init"] == "gaussian"
+    assert (parameters["hidden"], parameters["steps"], parameters["warmup"], parameters["k"]) == (10, 120, 12, 3)
+    assert parameters["batch"] == 2 and parameters["input_scale"] == 0.5
 
 
 def test_every_step_qr_from_the_cli_agrees_with_auto(tmp_path):
@@ -131,10 +140,10 @@ def test_float32_bound_allows_float32_rounding(tmp_path):
 def test_validate_quick_passes_and_prints_sources(tmp_path):
     result = runner.invoke(app, ["validate", "--quick", "--quiet", "--out", str(tmp_path)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    assert "10 of 10 checks passed" in result.stdout
+    assert f"{SUITE_SIZE} of {SUITE_SIZE} checks passed" in result.stdout
     assert "Newman" in result.stdout and "Commun. Math. Phys. 103" in result.stdout
     record = json.loads((tmp_path / "validation.json").read_text())
-    assert record["passed"] and len(record["checks"]) == 10
+    assert record["passed"] and len(record["checks"]) == SUITE_SIZE
     markdown = (tmp_path / "validation.md").read_text()
     assert "| PASS |" in markdown and "log\\|det W\\|" in markdown  # pipes escaped inside the table
 
@@ -167,3 +176,25 @@ def test_help_texts_explain_the_options():
         assert phrase in result.output
     result = runner.invoke(app, ["validate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Newman" in result.output and "Exit code" in result.output
+
+
+def test_a_fixed_interval_past_the_spread_limit_is_one_warning_line(tmp_path):
+    # tanh at g = 3, n = 10: λ₁ − λ₁₀ is several nats per step, so 11 steps between QRs (the blocks force one there)
+    # spread log R_ii far past 24 nats, and the smaller exponents are rounding.
+    args = ["lyapunov", *SMALL, "--gain", "3", "--qr-every", "50", "--out", str(tmp_path), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: qr_every=50 let log R_ii spread over"), lines
+    assert json.loads(result.stdout)["qr"]["max_log_spread"] > json.loads(result.stdout)["qr"]["log_spread_limit"]
+
+
+def test_markdown_links_only_the_figures_written(tmp_path):
+    rnn = rnnstab.VanillaRNN(rnnstab.init_weights("gaussian", 4, seed=0), activation="tanh")
+    result = rnnstab.lyapunov_spectrum(rnn, torch.zeros(1, 30, 0))
+    summary = lyapunov_report.summarise(result, log_delta=0.0)
+    files = lyapunov_report.write_lyapunov_outputs(
+        tmp_path, result=result, singular_values=None, summary=summary, parameters={}, metadata={}, title="t"
+    )
+    assert "singular_values" not in files and not (tmp_path / "singular_values.png").exists()
+    assert "singular_values.png" not in (tmp_path / "lyapunov.md").read_text()

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -265,6 +266,7 @@ def test_invariants_on_random_networks(n, activation, delta, steps, k, seed):
         ([-0.1, -0.2], 0.0),
         ([0.9, 0.0, -14.5], 2 + 0.9 / 14.5),  # Lorenz-like: a dimension just above 2
         ([0.3, 0.1], 2.0),
+        ([-1.0, 0.5, -0.2], 2.3),  # in frame order, not sorted: D_KY is defined on the ordered spectrum
     ],
 )
 def test_kaplan_yorke_dimension(exponents, expected):
@@ -391,3 +393,23 @@ def test_kaplan_yorke_refuses_what_is_not_a_spectrum(exponents, error):
 def test_singular_value_spectrum_refuses_a_bare_step():
     with pytest.raises(rnnstab.ArgumentTypeError, match=r"pass \[t\]"):
         rnnstab.singular_value_spectrum(random_rnn(4), torch.randn(1, 5, 3, dtype=torch.float64), at=5)
+
+
+def test_a_fixed_interval_past_the_spread_limit_warns():
+    # Eigenvalues 2 and 0.2 with non-orthogonal eigenvectors: the log R_ii spread by ln 10 per step, 46 nats over 20
+    # steps, and the QR of a frame so ill-conditioned swamps λ₂ = ln 0.2 — silently, before.
+    c, s = math.cos(0.3), math.sin(0.3)
+    P = torch.tensor([[c, -s], [s, c]], dtype=F64)  # rotated, so that no product stays triangular and exact
+    W = P @ torch.tensor([[2.0, 1.0], [0.0, 0.2]], dtype=F64) @ P.T
+    rnn = rnnstab.VanillaRNN(W, activation="identity")
+    x = torch.zeros(1, 400, 0)
+    expected = torch.tensor([math.log(2.0), math.log(0.2)], dtype=F64)
+    message = r"qr_every=20 let log R_ii spread over \d+\.\d nats.*limit 24 for float64"
+    with pytest.warns(rnnstab.RnnstabWarning, match=message):
+        wrong = rnnstab.lyapunov_spectrum(rnn, x, qr_every=20, warmup=100)
+    assert float((wrong.exponents[0] - expected).abs().max()) > 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for interval in ("auto", 1):
+            right = rnnstab.lyapunov_spectrum(rnn, x, qr_every=interval, warmup=100)
+            assert torch.allclose(right.exponents[0], expected, atol=1e-12)

@@ -1,9 +1,11 @@
 import dataclasses
 
 import pytest
+import torch
 
 import rnnstab
-from rnnstab import validation
+from rnnstab import lyapunov, validation
+from rnnstab._tangent import apply_tangent
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -44,3 +46,32 @@ def test_the_suite_catches_a_biased_engine(monkeypatch):
     failed = {c.name for c in rnnstab.run_validation(quick=True) if not c.passed}
     assert {"orthogonal linear RNN", "δ^T bound on the top exponent"} <= failed
     assert "sum rule Σλ = log|det W| + ⟨Σ log|σ'|⟩" in failed
+
+
+def _transposed_w(monkeypatch):
+    def transposed(F, Wt, d, *, out):
+        return apply_tangent(F, Wt.mT, d, out=out)
+
+    monkeypatch.setattr(lyapunov, "apply_tangent", transposed)
+
+
+def _derivative_one_step_late(monkeypatch):
+    real = lyapunov.derivative_chunks
+
+    def late(rnn, x, h0=None):
+        previous = None
+        for start, derivatives in real(rnn, x, h0=h0):
+            first = derivatives[:, :1] if previous is None else previous
+            previous = derivatives[:, -1:]
+            yield start, torch.cat([first, derivatives[:, :-1]], dim=1)
+
+    monkeypatch.setattr(lyapunov, "derivative_chunks", late)
+
+
+@pytest.mark.parametrize("bug", [_transposed_w, _derivative_one_step_late])
+def test_the_suite_catches_wrong_tangent_maps(monkeypatch, bug):
+    # Both leave linear networks, the sum rule, the δ^T bound and the mean-field λ_max as they were (Wᵀ has W's
+    # eigenvalues, determinant, norm and statistics), so every check but the autograd one passed them.
+    bug(monkeypatch)
+    check = validation._autograd(quick=True, seed=0)
+    assert not check.passed and abs(check.measured - check.expected) > 100 * check.tolerance

@@ -14,7 +14,7 @@ from rich.table import Table
 
 import rnnstab
 from rnnstab import _checks, _io, lyapunov_report, validation
-from rnnstab.cli._common import _Activation, _Gamma, _metadata, _progress, _user_errors, app
+from rnnstab.cli._common import _Activation, _Gamma, _metadata, _progress, _user_errors, _warnings_as_lines, app
 
 
 @app.command()
@@ -78,7 +78,9 @@ def lyapunov(
     out: Annotated[Path, typer.Option(help="Directory for lyapunov.json, lyapunov.md and the figures.")] = Path(
         "rnnstab-results/lyapunov"
     ),
-    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the summary, with the parameters, as JSON on stdout.")
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Lyapunov spectrum (natural log, nats per step) of a random RNN along input-driven trajectories.
@@ -88,7 +90,7 @@ def lyapunov(
     chosen t. Writes OUT/lyapunov.json, OUT/lyapunov.md, OUT/lyapunov_spectrum.png, OUT/lyapunov_convergence.png and
     OUT/singular_values.png.
     """
-    with _user_errors(ctx, {"k": "--top"}) as made:
+    with _user_errors(ctx, {"k": "--top"}) as made, _warnings_as_lines():
         act = rnnstab.get_activation(activation, gamma=gamma)
         if gain is not None and delta is not None:
             raise rnnstab.InvalidArgumentError("--gain and --delta are alternatives: give one of them")
@@ -176,7 +178,8 @@ def lyapunov(
             title=title,
         )
         if json_output:
-            typer.echo(json.dumps(_io.finite_or_none({**summary, "files": files}), indent=2, ensure_ascii=False))
+            record = {**summary, "parameters": parameters, "files": files}
+            typer.echo(json.dumps(_io.finite_or_none(record), indent=2, ensure_ascii=False))
         else:
             _print_lyapunov(parameters, summary, files)
 
@@ -195,8 +198,10 @@ def validate(
     """Run the built-in reference checks against the literature and print expected, measured, tolerance, PASS/FAIL.
 
     Linear RNNs (exponents = sorted log|eig W|, also non-normal W); orthogonal linear RNN (all exponents 0); the sum
-    rule Σλ = log|det W| + ⟨Σ log|σ'|⟩; products of Gaussian matrices against Newman's exact formula (and the error
-    bars against the exact standard errors); the δ^T bound; the mean-field λ_max = ½ log χ of random tanh RNNs.
+    rule Σλ = log|det W| + ⟨Σ log|σ'|⟩; tanh and gelu RNNs against Benettin's method on autograd Jacobians with a QR
+    every step (it catches a transposed W or σ' one step off, which the rest cannot); products of Gaussian matrices
+    against Newman's exact formula (and the error bars against the exact standard errors); the δ^T bound; the
+    mean-field λ_max = ½ log χ of random tanh RNNs.
     Exit code 0 when every check passes, 1 when any fails.
     """
     with _user_errors(ctx) as made:
