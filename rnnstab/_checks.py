@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -148,3 +149,24 @@ def device(name: str, value: object) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise InvalidArgumentError(f"{name} must be auto, cpu, cuda or cuda:N, got {value!r}")
     return dev
+
+
+def check_memory(
+    needed: int, device: torch.device, advice: str = "reduce the batch or the hidden size, or use float32"
+) -> None:
+    """Refuse a run that would need more than 80 % of the memory available on ``device`` (before it allocates: an
+    allocation that fails raises from deep inside torch, or the system starts swapping).
+
+    Raises:
+        InvalidArgumentError: saying how much is needed and how much is there.
+    """
+    if device.type == "cuda":
+        available, _ = torch.cuda.mem_get_info(device)
+        where = "the GPU"
+    else:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        where = "this machine"
+    if needed > 0.8 * available:
+        raise InvalidArgumentError(
+            f"this needs about {needed / 2**30:.2f} GiB ({where} has {available / 2**30:.2f} GiB available): {advice}"
+        )

@@ -14,12 +14,11 @@ pre-activations is held, whatever the horizon T.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 
 import torch
 
-from rnnstab.exceptions import InvalidArgumentError, StateOverflowError
+from rnnstab.exceptions import StateOverflowError
 from rnnstab.rnn import VanillaRNN
 
 CHUNK_STEPS = 128
@@ -136,22 +135,3 @@ def apply_tangent(F: torch.Tensor, Wt: torch.Tensor, d: torch.Tensor, *, out: to
     """out = F Wᵀ diag(d) for rows F (batch, r, n), Wᵀ (n, n) or (batch, n, n), d (batch, n); returns ``out``."""
     torch.matmul(F, Wt, out=out)
     return out.mul_(d[:, None, :])
-
-
-def check_memory(needed: int, device: torch.device) -> None:
-    """Refuse a run that would need more than 80 % of the memory available on ``device``.
-
-    Raises:
-        InvalidArgumentError: saying how much is needed and how much is there.
-    """
-    if device.type == "cuda":
-        available, _ = torch.cuda.mem_get_info(device)
-        where = "the GPU"
-    else:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        where = "this machine"
-    if needed > 0.8 * available:
-        raise InvalidArgumentError(
-            f"this needs about {needed / 2**30:.2f} GiB ({where} has {available / 2**30:.2f} GiB available): "
-            "reduce the batch or the hidden size, or use float32"
-        )

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from rnnstab import _checks
+from rnnstab._checks import check_memory
 from rnnstab._spectral_tracker import SpectralTracker
-from rnnstab._tangent import CHUNK_STEPS, apply_tangent, check_memory, scaled_derivative_chunks
+from rnnstab._tangent import CHUNK_STEPS, apply_tangent, scaled_derivative_chunks
 from rnnstab.exceptions import InvalidArgumentError
 from rnnstab.rnn import VanillaRNN, check_rnn
 

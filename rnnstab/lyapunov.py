@@ -60,7 +60,8 @@ import numpy as np
 import torch
 
 from rnnstab import _checks
-from rnnstab._tangent import CHUNK_STEPS, apply_tangent, check_memory, derivative_chunks
+from rnnstab._checks import check_memory
+from rnnstab._tangent import CHUNK_STEPS, apply_tangent, derivative_chunks
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, RnnstabWarning, ShapeError
 from rnnstab.jacobian import jacobian_norms
 from rnnstab.rnn import VanillaRNN, check_rnn

@@ -256,6 +256,7 @@ _CONVERGED = 1e-10
 _Q_MAX = 1e12
 _Q_MIN = 1e-12
 _CRITICAL_TOL = 1e-9
+_GAIN_MAX = 1e150
 
 
 @dataclass(frozen=True)
@@ -359,7 +360,7 @@ def mean_field(
         input_variance: σ²_in ≥ 0, the variance of each entry of U x_t + b (inputs i.i.d. over time).
 
     Raises:
-        InvalidArgumentError: g ≤ 0, σ²_in < 0, an unknown activation.
+        InvalidArgumentError: g ≤ 0 or g > 10¹⁵⁰, σ²_in < 0, an unknown activation.
 
     Example:
         >>> mf = mean_field("tanh", gain=0.5)  # q* = 0: χ = g²·tanh'(0)² = 0.25
@@ -370,6 +371,8 @@ def mean_field(
     """
     act = get_activation(activation)
     gain = _checks.positive_float("gain", gain)
+    if gain > _GAIN_MAX:
+        raise InvalidArgumentError(f"gain must be at most {_GAIN_MAX:g} (g² must be a finite float), got {gain:g}")
     sigma_in = _checks.non_negative_float("input_variance", input_variance)
     q_star = _fixed_point(act, gain, sigma_in)
     q_eval = _Q_MAX if math.isinf(q_star) else max(q_star, _Q_MIN**2)  # q → 0⁺: relu's χ is g²/2, not g²·σ'(0)²

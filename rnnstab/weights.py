@@ -563,6 +563,8 @@ def init_weights(
     seed = _checks.seed("seed", seed)
     if batch is not None:
         batch = _checks.positive_int("batch", batch)
+    # a draw and a factorisation's workspace, in float64, for every matrix of the batch
+    _checks.check_memory(3 * (batch or 1) * n * n * 8, torch.device("cpu"), "reduce the hidden size or the batch")
     values = chosen.resolve(params)
     act = get_activation(activation) if activation is not None and chosen.needs_activation else None
     generator = torch.Generator().manual_seed(seed)

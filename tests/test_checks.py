@@ -116,3 +116,14 @@ def test_truthy_non_bools_are_refused_as_flags():
         rnnstab.VanillaRNN.from_torch(torch.nn.RNN(2, 3, bidirectional=True), reverse="no")
     with pytest.raises(ArgumentTypeError, match=r"^bias_correction must be True or False"):
         rnnstab.train("adding", length=4, hidden=3, steps=1, optimizer="adam", bias_correction=0)
+
+
+def test_weights_too_large_for_memory_are_refused_before_allocating():
+    with pytest.raises(InvalidArgumentError, match=r"^this needs about 2235174\.18 GiB .*: reduce the hidden size"):
+        rnnstab.init_weights("gaussian", 10**7)  # 3 float64 matrices of 10¹⁴ entries: 2.4 PB
+
+
+def test_a_gain_whose_square_overflows_is_refused_by_name():
+    with pytest.raises(InvalidArgumentError, match=r"^gain must be at most 1e\+150"):
+        rnnstab.mean_field("tanh", gain=1e300)
+    assert rnnstab.mean_field("relu", gain=1e150).chi == pytest.approx(0.5e300, rel=1e-12)  # relu: χ = g²/2
