@@ -32,34 +32,19 @@ def derivative_chunks(
     h0: torch.Tensor | None = None,
     chunk_steps: int = CHUNK_STEPS,
     overflow_steps: torch.Tensor | None = None,
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (start, σ'(h_t) for t = start+1 .. start+len) as (batch, len, n), from g_0 = σ(h_0).
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+    """Yield (start, 2^{-e_t}·σ'(h_t), e_t·log 2) for t = start+1 .. start+len, from g_0 = σ(h_0).
+
+    The derivatives are (batch, len, n), the log scales (batch, len) float64 on the CPU, or ``None`` where every e_t
+    of the chunk is 0 (the rule). A step whose largest σ' is below 2^-32 (saturated units: tanh' of 60 is e^-118) has
+    it brought into [½, 1) by the power of two: a product scaled by that σ' would have entries whose squares
+    underflow (a float32 norm of exactly 0, read as a dead Jacobian), and in float32 σ' itself underflows to 0 for
+    |h| ≳ 52, so such steps are recomputed in float64 first. Powers of two scale exactly.
 
     ``x`` must already be checked (:meth:`VanillaRNN.check_inputs`) and on the RNN's device and dtype. A state that
     leaves the dtype's range raises :class:`StateOverflowError`; given ``overflow_steps`` instead (a (batch,) int64
     tensor of zeros on the CPU), each sequence's first such step t is written into it, and its σ' from t on is
     yielded as 0, which ends its Jacobian product there (the other sequences are unaffected).
-    """
-    for start, pre in _preactivation_chunks(rnn, x, h0, chunk_steps):
-        yield start, _derivative(rnn, pre, start, overflow_steps)
-
-
-def scaled_derivative_chunks(
-    rnn: VanillaRNN,
-    x: torch.Tensor,
-    *,
-    h0: torch.Tensor | None = None,
-    chunk_steps: int = CHUNK_STEPS,
-    overflow_steps: torch.Tensor | None = None,
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
-    """As :func:`derivative_chunks`, but each step's σ' comes as 2^{-e_t}·σ'(h_t) with e_t log 2 beside it.
-
-    Yields (start, scaled σ' (batch, len, n), log scales e_t·log 2 (batch, len) float64 on the CPU, or ``None``
-    where every e_t of the chunk is 0). A step whose largest σ' is below 2^-32 (saturated units: tanh' of 60 is
-    e^-118) has it brought into [½, 1) by the power of two: a product scaled by that σ' would have entries whose
-    squares underflow (a float32 norm of exactly 0, read as a dead Jacobian), and in float32 σ' itself underflows to
-    0 for |h| ≳ 52, so such steps are recomputed in float64 first. Powers of two scale exactly; every other step's
-    σ' is the one :func:`derivative_chunks` gives, bit for bit.
     """
     for start, pre in _preactivation_chunks(rnn, x, h0, chunk_steps):
         derivative = _derivative(rnn, pre, start, overflow_steps)

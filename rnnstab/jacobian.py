@@ -25,7 +25,7 @@ import torch
 from rnnstab import _checks
 from rnnstab._checks import check_memory
 from rnnstab._spectral_tracker import SpectralTracker
-from rnnstab._tangent import CHUNK_STEPS, apply_tangent, scaled_derivative_chunks
+from rnnstab._tangent import CHUNK_STEPS, apply_tangent, derivative_chunks
 from rnnstab.exceptions import InvalidArgumentError
 from rnnstab.rnn import VanillaRNN, check_rnn
 
@@ -177,9 +177,7 @@ def jacobian_norms(
         tracker = _ExactSpectral() if spectral_method == "svd" else SpectralTracker(rtol=rtol, max_iter=max_iter)
     engine = _Engine(rnn, batch, tracker)
     sv_rows: list[torch.Tensor] = []
-    chunks = scaled_derivative_chunks(
-        rnn, x, h0=h0, overflow_steps=overflow_steps if on_overflow == "truncate" else None
-    )
+    chunks = derivative_chunks(rnn, x, h0=h0, overflow_steps=overflow_steps if on_overflow == "truncate" else None)
     for start, derivatives, log_scales in chunks:
         for i in range(derivatives.shape[1]):
             engine.step(start + i, derivatives[:, i], None if log_scales is None else log_scales[:, i])

@@ -249,12 +249,17 @@ def lyapunov_spectrum(
     engine = _Benettin(batch, n, options, dtype, rnn.device)
     log_det_w = torch.linalg.slogdet(rnn.W.to(_F64))[1].to(rnn.device) if options.k == n else None
     log_det_sum = torch.zeros(batch, dtype=_F64, device=rnn.device)
-    for start, derivatives in derivative_chunks(rnn, x, h0=h0):
+    # Steps of saturated units come as σ'/2^e (see derivative_chunks): the frame would underflow otherwise.
+    for start, derivatives, log_scales in derivative_chunks(rnn, x, h0=h0):
+        scales = None if log_scales is None else log_scales.to(rnn.device)
         if log_det_w is not None:
-            measured = derivatives[:, max(options.warmup - start, 0) :]
-            log_det_sum += torch.log(measured.abs().to(_F64)).sum(dim=(1, 2))
+            skip = max(options.warmup - start, 0)
+            log_det_sum += torch.log(derivatives[:, skip:].abs().to(_F64)).sum(dim=(1, 2))
+            if scales is not None:
+                log_det_sum += n * scales[:, skip:].sum(dim=1)
         for i in range(derivatives.shape[1]):
-            engine.step(partial(apply_tangent, Wt=rnn._Wt, d=derivatives[:, i]))
+            scale = None if scales is None else scales[:, i]
+            engine.step(partial(apply_tangent, Wt=rnn._Wt, d=derivatives[:, i]), scale)
         if progress is not None:
             progress(derivatives.shape[1])
     expected = None
@@ -534,6 +539,7 @@ class _Benettin:
         self.checkpoint = self.F  # the frame at the last QR: never written to, so an interval can be redone
         self.work = (torch.empty_like(self.F), torch.empty_like(self.F))  # the frame ping-pongs between these
         self.pending: list[Callable[..., torch.Tensor]] = []  # the tangent maps since the last QR (auto only)
+        self.scales: list[torch.Tensor | None] = []  # the log factor each of them was divided by (None: 0)
         self.auto = options.qr_every == QR_AUTO
         self.rejected = 0
         self.t = 0
@@ -562,9 +568,12 @@ class _Benettin:
         self.block = 0
         self.history: list[torch.Tensor] = []
 
-    def step(self, apply: Callable[..., torch.Tensor]) -> None:
-        """Advance the frame by one tangent map M: ``apply(F, out=...)`` writes F·Mᵀ into ``out``."""
+    def step(self, apply: Callable[..., torch.Tensor], log_scale: torch.Tensor | None = None) -> None:
+        """Advance the frame by one tangent map M: ``apply(F, out=...)`` writes F·Mᵀ into ``out``.
+
+        ``log_scale`` (batch,): M is the true map divided by e^{log_scale}, which every exponent gets back."""
         self._advance(apply)
+        self.scales.append(log_scale)
         if self.auto:
             self.pending.append(apply)
         self.since_qr += 1
@@ -589,12 +598,13 @@ class _Benettin:
             # from the frame at the previous QR. The rejected factorisation is counted but not used.
             self.rejected += 1
             self.F, self.t = start, self.t - steps
-            for apply in self.pending:
+            for apply, scale in zip(self.pending, self.scales, strict=True):
                 self._advance(apply)
-                self._account(self._orthonormalise(), 1)
+                self._account(self._orthonormalise(), 1, [scale])
         else:
-            self._account(logs, steps)
+            self._account(logs, steps, self.scales)
         self.pending.clear()
+        self.scales.clear()
 
     def _orthonormalise(self) -> torch.Tensor:
         """QR of the frame; the frame becomes Q (with a positive R diagonal); returns log|R_ii| in float64.
@@ -620,9 +630,16 @@ class _Benettin:
         """max over the batch of max_i log R_ii − min_i log R_ii (+inf for a dead direction)."""
         return float(_nan_to_inf(logs.amax(dim=-1) - logs.amin(dim=-1)).amax())
 
-    def _account(self, logs: torch.Tensor, steps: int) -> None:
-        """Add an accepted interval of ``steps`` steps ending at self.t to the sums, blocks and history."""
+    def _account(self, logs: torch.Tensor, steps: int, scales: list[torch.Tensor | None]) -> None:
+        """Add an accepted interval of ``steps`` steps ending at self.t to the sums, blocks and history.
+
+        ``logs`` are those of the frame as computed (they drive the interval rule); the sums get each step's
+        ``scales`` back."""
         spread = self._spread(logs)
+        magnitude = float(_nan_to_inf(logs.abs().amax()))
+        for scale in scales:
+            if scale is not None:
+                logs = logs + scale[:, None]
         self.total_all += logs
         self.max_spread = max(self.max_spread, spread)
         if steps > 1:
@@ -637,7 +654,6 @@ class _Benettin:
                 self.history_steps.append(self.t)
                 self.history.append(self.total / (self.t - self.options.warmup))
         if self.auto:
-            magnitude = float(_nan_to_inf(logs.abs().amax()))
             self._choose_interval(spread / steps, magnitude / steps)
 
     def _choose_interval(self, spread_last: float, magnitude_last: float) -> None:

@@ -81,6 +81,25 @@ def test_sum_rule_holds_to_rounding(activation):
     assert torch.allclose(result.sum_rule_expected, expected, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "c, dtype",
+    [(60.0, torch.float32), (200.0, F64)],  # σ' = e^-118.6 underflows float32; e^-398.6 squared underflows float64
+)
+def test_deeply_saturated_units_keep_their_exact_exponents(c, dtype):
+    # W = c·I and g_0 = tanh(25) = 1 exactly: every h_t = c, J_t = c·tanh'(c)·I, and every exponent and the sum
+    # rule's mean log|det J_t| follow from the closed form log tanh'(c) = log 4 − 2c − 2·log(1 + e^{−2c}).
+    n = 4
+    rnn = rnnstab.VanillaRNN(c * torch.eye(n, dtype=F64), activation="tanh")
+    result = rnnstab.lyapunov_spectrum(rnn, torch.zeros(2, 200, 0), h0=torch.full((n,), 25.0), dtype=dtype)
+    exponent = math.log(c) + math.log(4.0) - 2 * c - 2 * math.log1p(math.exp(-2 * c))
+    # σ' rounded to dtype, and the float64 sum of the logs over the window, both relative
+    atol = (4 * torch.finfo(dtype).eps + 16 * torch.finfo(F64).eps) * abs(exponent)
+    torch.testing.assert_close(result.exponents, torch.full((2, n), exponent, dtype=F64), rtol=0, atol=atol)
+    torch.testing.assert_close(
+        result.sum_rule_expected, torch.full((2,), n * exponent, dtype=F64), rtol=0, atol=n * atol
+    )
+
+
 def test_products_of_gaussian_matrices_match_newman():
     n, sigma, steps, batch = 6, 0.7, 3000, 2
     generator = torch.Generator().manual_seed(6)
