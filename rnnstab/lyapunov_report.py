@@ -158,6 +158,14 @@ def write_lyapunov_outputs(
     return files
 
 
+def top_exponent_text(summary: dict[str, Any]) -> str:
+    """λ₁ with its standard error, or saying why there is none (one block of steps gives no spread to measure)."""
+    value, error = summary["lambda_max_per_step"], summary["lambda_max_stderr"]
+    if error is None or not math.isfinite(error):
+        return f"{value:.6g} (no standard error: it needs --blocks ≥ 2 blocks of measured steps)"
+    return f"{value:.6g} ± {error:.2g}"
+
+
 def lyapunov_markdown(
     summary: dict[str, Any], result: LyapunovSpectrum, *, parameters: dict[str, Any], title: str
 ) -> str:
@@ -166,7 +174,7 @@ def lyapunov_markdown(
     lines += ["## Parameters", "", "| parameter | value |", "|---|---|"]
     lines += [f"| {key} | {_md(value)} |" for key, value in parameters.items()]
     rows = [
-        ("λ₁ (mean ± s.e.)", f"{summary['lambda_max_per_step']:.6g} ± {summary['lambda_max_stderr']:.2g}"),
+        ("λ₁ (mean ± s.e.)", top_exponent_text(summary)),
         ("gradients", verdict_text(summary)),
         ("bound log δ", f"{summary['log_delta']:.6g} ({'holds' if summary['bound_holds'] else 'VIOLATED — a bug'})"),
         ("Kaplan–Yorke dimension", _md(summary["kaplan_yorke_dimension"])),

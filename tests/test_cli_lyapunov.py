@@ -198,3 +198,11 @@ def test_markdown_links_only_the_figures_written(tmp_path):
     )
     assert "singular_values" not in files and not (tmp_path / "singular_values.png").exists()
     assert "singular_values.png" not in (tmp_path / "lyapunov.md").read_text()
+
+
+def test_one_block_says_why_there_is_no_standard_error(tmp_path):
+    args = ["lyapunov", "--hidden", "6", "--steps", "40", "--blocks", "1", "--batch", "1", "--out", str(tmp_path)]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "no standard error: it needs --blocks ≥ 2" in result.output and "nan" not in result.output
+    assert "no standard error" in (tmp_path / "lyapunov.md").read_text()
