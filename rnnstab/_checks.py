@@ -41,6 +41,12 @@ def seed(name: str, value: object) -> int:
     return value
 
 
+def generator(value: object, offset: int = 0, name: str = "seed") -> torch.Generator:
+    """A torch.Generator for stream ``offset`` of seed ``value`` (checked as by :func:`seed`): seeded with
+    (value + offset) mod 2^64, which is how torch reads a seed, so the largest seed plus an offset cannot overflow."""
+    return torch.Generator().manual_seed((seed(name, value) + offset) % 2**64)
+
+
 def boolean(name: str, value: object) -> bool:
     """Return ``value`` as a bool: Python's True/False or numpy's bool_, nothing merely truthy (``"no"`` is truthy)."""
     if not isinstance(value, (bool, np.bool_)):

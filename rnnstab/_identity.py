@@ -58,7 +58,7 @@ def eps(dtype: torch.dtype) -> float:
 
 def generator(seed: object) -> torch.Generator:
     """A torch.Generator seeded with ``seed``, an integer in torch's [-2^63, 2^64 − 1]; else an error naming it."""
-    return torch.Generator().manual_seed(_checks.seed("seed", seed))
+    return _checks.generator(seed)
 
 
 def problem(

@@ -342,7 +342,7 @@ def audit_schemes(
         raise InvalidArgumentError(f"parameters given for scheme(s) not audited: {', '.join(stray)}")
     for name in chosen:  # every parameter is checked before any work starts
         SCHEMES[name].resolve(overrides.get(name, {}))
-    generator = torch.Generator().manual_seed((seed + 1) % 2**64)  # torch reads seeds modulo 2^64
+    generator = _checks.generator(seed, 1)
     U = torch.randn(hidden, inputs, generator=generator, dtype=torch.float64) / math.sqrt(inputs)
     x = float(input_scale) * torch.randn(batch, steps, inputs, generator=generator, dtype=torch.float64)
     b = torch.zeros(hidden, dtype=torch.float64)

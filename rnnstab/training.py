@@ -311,8 +311,8 @@ def train(
     opt = make_optimizer(
         optimizer, list(model.parameters()), lr=lr, momentum=momentum, beta2=beta2, bias_correction=bias_correction
     )
-    data = torch.Generator().manual_seed(seed + 2)
-    monitor_x = spec.generate(_MONITOR_SEQUENCES, length, torch.Generator().manual_seed(seed + 3))[0]
+    data = _checks.generator(seed, 2)
+    monitor_x = spec.generate(_MONITOR_SEQUENCES, length, _checks.generator(seed, 3))[0]
     baseline = spec.baseline(length)
     log = _Log(Path(log_path), parameters, baseline) if log_path is not None else None
     records: list[StepRecord] = []
@@ -374,7 +374,7 @@ def initial_model(
 ) -> RecurrentModel:
     """The network :func:`train` starts from, in float64 on the CPU (see the module docstring for the seeds)."""
     W = init_weights(init, hidden, seed=seed, activation=activation)
-    generator = torch.Generator().manual_seed(seed + 1)
+    generator = _checks.generator(seed, 1)
     U = torch.randn(hidden, task.input_size, generator=generator, dtype=torch.float64) / task.input_size**0.5
     C = torch.randn(task.output_size, hidden, generator=generator, dtype=torch.float64) / hidden**0.5
     return RecurrentModel(W, U, C, activation=activation, param=param)

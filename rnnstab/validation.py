@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from scipy.special import digamma, polygamma
 
+from rnnstab import _checks
 from rnnstab.activations import get_activation
 from rnnstab.jacobian import jacobian_norms
 from rnnstab.lyapunov import initial_frame_draw, lyapunov_spectrum, product_lyapunov_spectrum
@@ -90,6 +91,7 @@ def run_validation(
         >>> all(c.passed for c in checks), len(checks)
         (True, 11)
     """
+    seed = _checks.seed("seed", seed)
     checks: list[ValidationCheck] = []
     for name, run in _SUITE:
         if progress is not None:
@@ -153,7 +155,7 @@ def _linear_normal(quick: bool, seed: int) -> ValidationCheck:
 
 def _linear_non_normal(quick: bool, seed: int) -> ValidationCheck:
     n, steps = (10, 1500) if quick else (12, 4000)
-    generator = torch.Generator().manual_seed(seed)
+    generator = _checks.generator(seed)
     eigenvalues = torch.linspace(0.45, 0.9, n, dtype=_F64)
     S = torch.eye(n, dtype=_F64) + 3.0 * torch.triu(torch.randn(n, n, generator=generator, dtype=_F64), diagonal=1)
     W = S @ torch.diag(eigenvalues) @ torch.linalg.inv(S)
@@ -187,7 +189,7 @@ def _orthogonal(quick: bool, seed: int) -> ValidationCheck:
 def _sum_rule(quick: bool, seed: int) -> ValidationCheck:
     n, steps, batch = (12, 300, 2) if quick else (32, 1000, 3)
     rnn = _random_rnn(n, activation="tanh", delta=2.0, seed=seed)
-    x = torch.randn(batch, steps, rnn.input_size, generator=torch.Generator().manual_seed(seed + 1), dtype=_F64)
+    x = torch.randn(batch, steps, rnn.input_size, generator=_checks.generator(seed, 1), dtype=_F64)
     result = lyapunov_spectrum(rnn, x)
     assert result.sum_rule_residual is not None and result.sum_rule_expected is not None  # k = n
     worst = int(result.sum_rule_residual.abs().argmax())
@@ -212,7 +214,7 @@ def _autograd(quick: bool, seed: int) -> ValidationCheck:
     tolerance = 0.0
     for j, activation in enumerate(_AUTOGRAD_ACTIVATIONS):
         rnn = _random_rnn(n, activation=activation, delta=2.0, seed=seed + j)
-        generator = torch.Generator().manual_seed(seed + j)
+        generator = _checks.generator(seed, j)
         x = torch.randn(batch, steps, rnn.input_size, generator=generator, dtype=_F64)
         h0 = torch.randn(batch, n, generator=generator, dtype=_F64)
         result = lyapunov_spectrum(rnn, x, h0=h0, seed=seed)
@@ -263,7 +265,7 @@ def _next_state(g: torch.Tensor, *, rnn: VanillaRNN, drive: torch.Tensor) -> tor
 
 def _newman(quick: bool, seed: int) -> tuple[ValidationCheck, ValidationCheck]:
     n, steps, batch, sigma = (8, 1500, 2, 1.3) if quick else (10, 5000, 4, 1.3)
-    generator = torch.Generator().manual_seed(seed)
+    generator = _checks.generator(seed)
     scale = sigma / math.sqrt(n)
     result = product_lyapunov_spectrum(
         lambda t: scale * torch.randn(batch, n, n, generator=generator, dtype=_F64), steps=steps
@@ -311,7 +313,7 @@ def _bound_lyapunov(quick: bool, seed: int) -> ValidationCheck:
     worst = -math.inf
     for j, (activation, delta) in enumerate(_BOUND_CASES):
         rnn = _random_rnn(n, activation=activation, delta=delta, seed=seed + j)
-        x = torch.randn(3, steps, rnn.input_size, generator=torch.Generator().manual_seed(seed + j), dtype=_F64)
+        x = torch.randn(3, steps, rnn.input_size, generator=_checks.generator(seed, j), dtype=_F64)
         result = lyapunov_spectrum(rnn, x, k=1)
         worst = max(worst, float(result.exponents[:, 0].max()) - math.log(delta))
     return _check(
@@ -334,7 +336,7 @@ def _bound_norms(quick: bool, seed: int) -> ValidationCheck:
     violations = 0
     for j, (activation, delta) in enumerate(_BOUND_CASES):
         rnn = _random_rnn(n, activation=activation, delta=delta, seed=seed + j)
-        x = torch.randn(3, steps, rnn.input_size, generator=torch.Generator().manual_seed(seed + j), dtype=_F64)
+        x = torch.randn(3, steps, rnn.input_size, generator=_checks.generator(seed, j), dtype=_F64)
         trace = jacobian_norms(rnn, x, norms=("spectral",))
         assert trace.log_spectral is not None
         t = torch.arange(1, steps + 1, dtype=_F64)
@@ -358,7 +360,7 @@ def _bound_norms(quick: bool, seed: int) -> ValidationCheck:
 
 def _mean_field(quick: bool, seed: int, input_variance: float) -> ValidationCheck:
     n, steps, networks, gain = (300, 600, 3, 2.0) if quick else (600, 1000, 4, 2.0)
-    generator = torch.Generator().manual_seed(seed)
+    generator = _checks.generator(seed)
     W = gain * torch.randn(networks, n, n, generator=generator, dtype=_F64) / math.sqrt(n)
     if input_variance > 0:
         U = torch.eye(n, dtype=_F64).expand(networks, n, n)
@@ -395,7 +397,7 @@ def _random_rnn(n: int, *, activation: str, delta: float, seed: int) -> VanillaR
     act = get_activation(activation)
     scheme = "orthogonal" if activation == "identity" else "gaussian"
     W = scale_to_threshold(init_weights(scheme, n, seed=seed), delta=delta, gamma=act.gamma)
-    generator = torch.Generator().manual_seed(seed + 10_000)
+    generator = _checks.generator(seed, 10_000)
     U = torch.randn(n, 3, generator=generator, dtype=_F64) / math.sqrt(3)
     b = 0.1 * torch.randn(n, generator=generator, dtype=_F64)
     return VanillaRNN(W, U, b, activation=act)

@@ -127,3 +127,26 @@ def test_a_gain_whose_square_overflows_is_refused_by_name():
     with pytest.raises(InvalidArgumentError, match=r"^gain must be at most 1e\+150"):
         rnnstab.mean_field("tanh", gain=1e300)
     assert rnnstab.mean_field("relu", gain=1e150).chi == pytest.approx(0.5e300, rel=1e-12)  # relu: χ = g²/2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["trace", "--steps", "3", "--hidden", "4"],
+        ["lyapunov", "--steps", "20", "--hidden", "4"],
+        ["train", "--steps", "1", "--hidden", "4", "--length", "6"],
+    ],
+)
+def test_the_largest_seed_runs_and_the_next_is_named(tmp_path, command):
+    # each command draws its inputs from seed + 1 (or + 2, + 3): torch reads seeds modulo 2^64, and so do we
+    from typer.testing import CliRunner
+
+    from rnnstab.cli import app
+
+    runner = CliRunner()
+    ok = runner.invoke(app, [*command, "--seed", str(2**64 - 1), "--quiet", "--out", str(tmp_path / "a")])
+    assert ok.exit_code == 0, ok.output
+    bad = runner.invoke(app, [*command, "--seed", str(2**64), "--quiet", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "--seed must be in [-2^63, 2^64 - 1]" in bad.output
+    with pytest.raises(InvalidArgumentError, match=r"^seed must be in"):
+        rnnstab.run_validation(quick=True, seed=2**64)

@@ -110,7 +110,7 @@ def lyapunov(
             g = _checks.positive_float("--gain", 1.5 if gain is None else gain)
             W = g * W0
         out_dir = _io.output_dir(out, created=made)
-        generator = torch.Generator().manual_seed(seed + 1)
+        generator = _checks.generator(seed, 1)
         U = torch.randn(hidden, m, generator=generator, dtype=torch.float64) / m**0.5
         x = input_scale * torch.randn(n_batch, steps, m, generator=generator, dtype=torch.float64)
         h0 = torch.randn(n_batch, hidden, generator=generator, dtype=torch.float64)

@@ -65,7 +65,7 @@ def trace(
         out_dir = _io.output_dir(out, created=made)
         W0 = rnnstab.init_weights(init, _checks.positive_int("--hidden", hidden), seed=seed, activation=act)
         W = rnnstab.scale_to_threshold(W0, delta=delta, gamma=act.gamma)
-        generator = torch.Generator().manual_seed(seed + 1)
+        generator = _checks.generator(seed, 1)
         m = _checks.positive_int("--inputs", inputs)
         U = torch.randn(hidden, m, generator=generator, dtype=torch.float64) / m**0.5
         x = input_scale * torch.randn(
