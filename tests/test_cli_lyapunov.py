@@ -82,6 +82,7 @@ def test_orthogonal_init_has_no_mean_field_line(tmp_path):
         (["--qr-every", "0"], "--qr-every"),
         (["--singular-values-at", "500"], "--singular-values-at"),
         (["--singular-values-at", "a,b"], "--singular-values-at"),
+        (["--singular-values-at", ","], "--singular-values-at names no step"),
         (["--top", "0"], "--top must"),
         (["--top", "11"], "--top must be in 1..10"),
         (["--warmup", "120"], "warmup"),

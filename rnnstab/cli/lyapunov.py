@@ -316,7 +316,6 @@ def _steps_list(name: str, value: str | None, steps: int) -> list[int]:
         chosen = [int(part) for part in value.split(",") if part.strip()]
     except ValueError:
         raise rnnstab.InvalidArgumentError(f"{name} must be comma-separated integers, got {value!r}") from None
-    bad = [t for t in chosen if not 1 <= t <= steps]
-    if bad:
-        raise rnnstab.InvalidArgumentError(f"{name} must hold steps in 1..{steps} (--steps), got {bad}")
-    return chosen
+    if not chosen:  # "--singular-values-at ," must not quietly mean no step at all
+        raise rnnstab.InvalidArgumentError(f"{name} names no step: give comma-separated steps in 1..{steps}")
+    return list(_checks.steps(name, chosen, steps))
