@@ -56,16 +56,11 @@ def eps(dtype: torch.dtype) -> float:
     return float(torch.finfo(dtype).eps)
 
 
-def generator(seed: object) -> torch.Generator:
-    """A torch.Generator seeded with ``seed``, an integer in torch's [-2^63, 2^64 − 1]; else an error naming it."""
-    return _checks.generator(seed)
-
-
 def problem(
     seed: int, dtype: torch.dtype, *, n: int = 4, m: int = 2, T: int = 6, batch: int = 8
 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """A small regression problem for a tanh RNN: parameters [W, U, b, V], inputs x (batch, T, m), targets y."""
-    gen = generator(seed)
+    gen = _checks.generator(seed)
 
     def randn(*shape: int, scale: float = 1.0) -> torch.Tensor:
         return (scale * torch.randn(*shape, generator=gen, dtype=torch.float64)).to(dtype)

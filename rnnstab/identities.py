@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from rnnstab import _checks
-from rnnstab._identity import IdentityCheck, eps, flat_loss, generator, problem, verdict
+from rnnstab._identity import IdentityCheck, eps, flat_loss, problem, verdict
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
 from rnnstab.optimizers import check_ema_bias, check_ema_unrolled, check_momentum_ema
 from rnnstab.rnn import VanillaRNN, check_rnn
@@ -73,7 +73,7 @@ def check_induction(*, seed: int = 0, dtype: torch.dtype = torch.float64) -> Ide
         True
     """
     dtype = _checks.dtype("dtype", dtype)
-    gen = generator(seed)
+    gen = _checks.generator(seed)
     n, m = 8, 3
     W = 1.5 * torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))[0]
     U = torch.randn(n, m, generator=gen, dtype=torch.float64)
@@ -276,7 +276,7 @@ def _quadratic(
     dim: int, seed: int, dtype: torch.dtype
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """f(x) = ½xᵀAx − bᵀx with A ≻ 0 (eigenvalues evenly over [1, 10]), and A, b, a start x₀ and κ(A)."""
-    gen = generator(seed)
+    gen = _checks.generator(seed)
     Q = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))[0]
     eigenvalues = torch.linspace(1.0, 10.0, dim, dtype=torch.float64)
     A = ((Q * eigenvalues) @ Q.mT).to(dtype)
@@ -497,7 +497,7 @@ def run_identities(
         >>> [c.passed for c in run_identities(only=["induction", "wn-bn"])]
         [True, True]
     """
-    generator(seed)  # refuses a bad seed before any check runs
+    _checks.seed("seed", seed)  # refuses a bad seed before any check runs
     chosen = _checks.dtype("dtype", dtype)
     if isinstance(only, str):
         raise ArgumentTypeError(f"only must be a list of check names, got the string {only!r} (for one, pass [name])")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from rnnstab import _checks
-from rnnstab._identity import IdentityCheck, eps, generator, problem, rnn_loss, unit_interval, verdict
+from rnnstab._identity import IdentityCheck, eps, problem, rnn_loss, unit_interval, verdict
 from rnnstab.exceptions import InvalidArgumentError
 
 OPTIMIZERS = ("sgd", "momentum", "ema", "adam")
@@ -285,7 +285,7 @@ def check_ema_unrolled(
     beta = unit_interval("beta", beta)
     steps = _checks.positive_int("steps", steps)
     dtype = _checks.dtype("dtype", dtype)
-    gen = generator(seed)
+    gen = _checks.generator(seed)
     g = torch.randn(steps, 6, generator=gen, dtype=torch.float64).to(dtype)
     ema = RunningAverage([torch.zeros(6, dtype=dtype)], lr=1.0, beta=beta)
     for t in range(steps):
@@ -359,7 +359,7 @@ def check_ema_bias(
     z = _checks.positive_float("z", z)
     bias_correction = _checks.boolean("bias_correction", bias_correction)
     dtype = _checks.dtype("dtype", dtype)
-    gen = generator(seed)
+    gen = _checks.generator(seed)
     g = (mean + torch.randn(samples, steps, generator=gen, dtype=torch.float64)).to(dtype)
     # only the first moment is read: lr and β₂ play no part
     adam = Adam([torch.zeros(samples, dtype=dtype)], lr=1.0, beta1=beta, beta2=beta, bias_correction=bias_correction)

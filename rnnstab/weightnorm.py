@@ -9,13 +9,13 @@ from typing import Any
 import torch
 
 from rnnstab import _checks
-from rnnstab._identity import IdentityCheck, eps, generator, verdict
+from rnnstab._identity import IdentityCheck, eps, verdict
 from rnnstab.exceptions import InvalidArgumentError, ShapeError
 
 
 def _weightnormproblem(seed: int, dtype: torch.dtype, dim: int = 5) -> tuple[Callable[..., torch.Tensor], Any, Any]:
     """A real loss of one weight vector w: a tanh unit fitted to noisy targets, with g and v drawn at random."""
-    gen = generator(seed)
+    gen = _checks.generator(seed)
     X = torch.randn(64, dim, generator=gen, dtype=torch.float64).to(dtype)
     y = torch.randn(64, generator=gen, dtype=torch.float64).to(dtype)
     v = torch.randn(dim, generator=gen, dtype=torch.float64).to(dtype)
@@ -226,7 +226,7 @@ def check_wn_bn(
         raise InvalidArgumentError(f"samples must exceed dim ({dim}) to whiten the batch, got {samples}")
     whiten = _checks.boolean("whiten", whiten)
     dtype = _checks.dtype("dtype", dtype)
-    gen = generator(seed)
+    gen = _checks.generator(seed)
     mixing = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
     X = torch.randn(samples, dim, generator=gen, dtype=torch.float64) @ mixing + 0.5
     v = torch.randn(dim, generator=gen, dtype=torch.float64).to(dtype)
