@@ -16,6 +16,8 @@ Formats:
   ``weight_hh``) with optional input weights ``U`` (or ``weight_ih``) and bias ``b`` (or ``bias``); a file holding
   one array only is read as W whatever its name.
 - ``.npy``: one square recurrent matrix W.
+- A bare matrix in a torch or safetensors file: ``torch.save(W, path)``, or a dict with those W/U/b keys at the top
+  level and no ``nn.RNN`` keys (``torch.save({"W": W, "U": U}, path)``).
 
 ``torch.nn.RNNCell`` weights (``weight_hh``, ``weight_ih``, ``bias_ih``, ``bias_hh``, saved or pickled) are read as
 a one-layer network. A weight under weight normalisation — ``parametrizations.weight_hh_l0.original0/1`` of
@@ -24,7 +26,7 @@ a one-layer network. A weight under weight normalisation — ``parametrizations.
 unconstrained ``original``, not the weight the network uses, and is refused with what to save instead.
 
 A state_dict does not record the nonlinearity of ``nn.RNN``: it is tanh unless ``activation`` says relu. A pickled
-module records it (a different ``activation`` is an error). Bare matrices (``.npy``, ``.npz`` with W/U/b) record
+module records it (a different ``activation`` is an error). Bare matrices (``.npy``, W/U/b in any format) record
 none: ``activation`` is required, any registered name. A matrix saved without U is driven by inputs added straight
 to the pre-activation (U = I, m = n).
 """
@@ -36,7 +38,7 @@ import pickle
 import re
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -55,7 +57,7 @@ SUPPORTED = (
     "torch.nn.RNN or nn.RNNCell (tanh or relu, any number of layers, bidirectional, weight norm allowed) saved as "
     "a state_dict, a checkpoint dict "
     f"nesting one, or a pickled module ({'/'.join(TORCH_SUFFIXES)}); the same keys in .safetensors or .npz; "
-    "a recurrent matrix W in .npy or .npz (W/U/b) with an activation"
+    "a recurrent matrix W (torch.save(W), .npy, or W/U/b keys in any of these formats) with an activation"
 )
 #: Keys of a bare-matrix ``.npz``, first match wins.
 NPZ_KEYS = {"W": ("W", "weight_hh"), "U": ("U", "weight_ih"), "b": ("b", "bias")}
@@ -175,17 +177,23 @@ def load_recurrent_layers(
     suffix = file.suffix.lower()
     if suffix in TORCH_SUFFIXES:
         tensors, modules = _read_torch(file, trust_pickle=trust_pickle)
-        return layers_from_tensors(tensors, activation=activation, modules=modules, source=file.name)
+        bare = None if modules else _bare(tensors)
+        if bare is None:
+            return layers_from_tensors(tensors, activation=activation, modules=modules, source=file.name)
+        return [_bare_layer(bare, _bare_roles(bare, file.name), activation=activation, source=file.name)]
     if suffix == ".safetensors":
-        return layers_from_tensors(_read_safetensors(file), activation=activation, source=file.name)
+        tensors = _read_safetensors(file)
+        bare = _bare(tensors)
+        if bare is None:
+            return layers_from_tensors(tensors, activation=activation, source=file.name)
+        return [_bare_layer(bare, _bare_roles(bare, file.name), activation=activation, source=file.name)]
     if suffix == ".npy":
         return [_bare_layer({"W": _read_npy(file)}, {"W": "W"}, activation=activation, source=file.name)]
     if suffix == ".npz":
         arrays = _read_npz(file)
-        # nn.RNN keys, or an nn.RNNCell's (its biases tell it from a bare matrix saved as weight_hh/weight_ih)
-        if any(_RNN_KEY.match(key) or key.endswith(("bias_ih", "bias_hh")) for key in arrays):
+        if _rnn_keyed(arrays):
             return layers_from_tensors(arrays, activation=activation, source=file.name)
-        return [_bare_layer(arrays, _npz_roles(arrays, file.name), activation=activation, source=file.name)]
+        return [_bare_layer(arrays, _bare_roles(arrays, file.name), activation=activation, source=file.name)]
     raise InvalidArgumentError(
         f"cannot tell the format of {file.name} from its extension {suffix or '(none)'!r}: expected "
         f"{', '.join(TORCH_SUFFIXES)}, .safetensors, .npy or .npz"
@@ -355,6 +363,12 @@ def _load_torch(file: Path, *, trust_pickle: bool) -> object:
         ) from None
     except pickle.UnpicklingError as err:
         refused = _REFUSED_GLOBAL.search(str(err))
+        if not trust_pickle and refused and refused[1].startswith("numpy"):
+            raise InvalidArgumentError(
+                f"{file.name} holds numpy arrays pickled by torch.save, which the safe loader refuses ({refused[1]}): "
+                "save torch tensors instead (torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, path)) "
+                f"or the arrays with numpy.savez; {_PICKLE_RISK}"
+            ) from None
         if not trust_pickle and refused:
             raise InvalidArgumentError(
                 f"{file.name} holds pickled Python objects ({refused[1]}) that the safe loader refuses: a whole "
@@ -653,8 +667,24 @@ def _suffix(layer: int, reverse: bool) -> str:
     return f"_l{layer}" + ("_reverse" if reverse else "")
 
 
-def _npz_roles(arrays: Mapping[str, np.ndarray], source: str) -> dict[str, str]:
-    """Which array of a bare-matrix .npz is W, U, b."""
+def _rnn_keyed(keys: Iterable[str]) -> bool:
+    """Whether ``keys`` name nn.RNN weights, or an nn.RNNCell's (its biases tell it from a bare matrix saved as
+    weight_hh/weight_ih)."""
+    return any(_RNN_KEY.match(key) or _PARAMETRIZED.match(key) or key.endswith(("bias_ih", "bias_hh")) for key in keys)
+
+
+def _bare(tensors: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A bare recurrent matrix saved with torch.save or safetensors, keyed as in a bare .npz, or ``None``:
+    ``torch.save(W)`` (flattened to the key ""), or a dict holding W/weight_hh and no nn.RNN keys."""
+    if set(tensors) == {""}:
+        return {"W": tensors[""]}
+    if _rnn_keyed(tensors) or not any(key in tensors for key in NPZ_KEYS["W"]):
+        return None
+    return tensors
+
+
+def _bare_roles(arrays: Mapping[str, np.ndarray], source: str) -> dict[str, str]:
+    """Which array of a bare-matrix mapping (.npz, or a torch.save/safetensors dict) is W, U, b."""
     roles = {role: next((key for key in names if key in arrays), None) for role, names in NPZ_KEYS.items()}
     if roles["W"] is None:
         if len(arrays) != 1:
@@ -668,7 +698,7 @@ def _npz_roles(arrays: Mapping[str, np.ndarray], source: str) -> dict[str, str]:
 
 
 def _bare_layer(
-    arrays: Mapping[str, np.ndarray], roles: Mapping[str, str], *, activation: str | None, source: str
+    arrays: Mapping[str, Any], roles: Mapping[str, str], *, activation: str | None, source: str
 ) -> RecurrentLayer:
     if activation is None:
         raise InvalidArgumentError(

@@ -137,6 +137,8 @@ def write_lyapunov_outputs(
     plot_lyapunov_convergence(result, path=directory / FILES["convergence"], mean_field_max=mean_field_max, title=title)
     if singular_values is not None:
         plot_singular_values(singular_values, path=directory / FILES["singular_values"], title=title)
+    else:  # one left by an earlier run into this directory would pass for a figure of this run
+        (directory / FILES["singular_values"]).unlink(missing_ok=True)
     record = {
         "summary": summary,
         "parameters": parameters,

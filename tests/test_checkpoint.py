@@ -215,6 +215,37 @@ def test_npz_with_w_u_b_or_one_array(tmp_path):
         rnnstab.load_recurrent_layers(tmp_path / "two.npz", activation="tanh")
 
 
+def test_bare_matrix_in_a_torch_save_or_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    rng = torch.Generator().manual_seed(2)
+    W, U, b = torch.randn(4, 4, generator=rng), torch.randn(4, 3, generator=rng), torch.randn(4, generator=rng)
+    torch.save(W, tmp_path / "W.pt")  # a bare tensor
+    (layer,) = rnnstab.load_recurrent_layers(tmp_path / "W.pt", activation="tanh")
+    assert layer.keys == ("W",) and torch.equal(layer.W, W) and layer.U is None and layer.b is None
+    with pytest.raises(rnnstab.InvalidArgumentError, match="W.pt is a bare recurrent matrix.*pass --activation"):
+        rnnstab.load_recurrent_layers(tmp_path / "W.pt")
+    torch.save({"W": W, "U": U, "b": b, "epoch": torch.tensor(3)}, tmp_path / "wub.pt")
+    save_file({"weight_hh": W, "weight_ih": U, "bias": b}, tmp_path / "wub.safetensors")
+    for name, keys in (("wub.pt", ("W", "U", "b")), ("wub.safetensors", ("weight_hh", "weight_ih", "bias"))):
+        (layer,) = rnnstab.load_recurrent_layers(tmp_path / name, activation="relu")
+        assert layer.keys == keys and layer.activation == "relu"
+        assert torch.equal(layer.W, W) and torch.equal(layer.U, U) and torch.equal(layer.b, b)
+    torch.save(torch.zeros(4, 3), tmp_path / "wide.pt")
+    with pytest.raises(
+        rnnstab.ShapeError, match=r"wide.pt: the recurrent matrix W must be square \(n, n\), got \(4, 3\)"
+    ):
+        rnnstab.load_recurrent_layers(tmp_path / "wide.pt", activation="tanh")
+
+
+def test_numpy_arrays_pickled_by_torch_save_get_their_own_message(tmp_path):
+    torch.save({"W": np.eye(3)}, tmp_path / "np.pt")
+    with pytest.raises(
+        rnnstab.InvalidArgumentError, match=r"np.pt holds numpy arrays pickled by torch.save.*numpy.savez"
+    ):
+        rnnstab.load_recurrent_layers(tmp_path / "np.pt", activation="tanh")
+
+
 @pytest.mark.parametrize(
     ("tensors", "error", "message"),
     [

@@ -191,6 +191,7 @@ def test_a_fixed_interval_past_the_spread_limit_is_one_warning_line(tmp_path):
 
 
 def test_markdown_links_only_the_figures_written(tmp_path):
+    (tmp_path / "singular_values.png").write_bytes(b"an earlier run's figure")
     rnn = rnnstab.VanillaRNN(rnnstab.init_weights("gaussian", 4, seed=0), activation="tanh")
     result = rnnstab.lyapunov_spectrum(rnn, torch.zeros(1, 30, 0))
     summary = lyapunov_report.summarise(result, log_delta=0.0)
