@@ -20,8 +20,11 @@ For a vanilla tanh RNN g_t = tanh(W g_{t-1} + U x_t + b) with W Gaussian scaled 
 * torch.func jacfwd: the strongest torch.func alternative, ``vmap(jacfwd(g0 ↦ (g_1, …, g_T)))`` for the whole
   trajectory at once, then ``matrix_norm(·, ord=2)`` for every t; and its ratio to our spectral time.
 
-Timing: ``time.perf_counter``; bare and ours are warmed up once, then the median of 3 repetitions is reported;
-the torch.func paths are warmed up on a one-step problem and timed once. The thread count is torch's default.
+Timing: ``time.perf_counter``; bare, ours and the Lanczos floor are warmed up once, then timed in 5 rounds that run
+each once in turn. The seconds shown are medians over the rounds; every ratio is the median over the rounds of the
+ratio within a round, so that the machine speeding up or slowing down between rounds (seen: the same bare loop
+0.094 s in one run, 0.166 s in another) does not enter the ratios. The torch.func paths are warmed up on a
+one-step problem and timed once. The thread count is torch's default.
 Subnormal floats are flushed to zero for the whole run: the library's product is renormalised every step and never
 goes subnormal, but the unnormalised products of the baselines decay like ρ(W)^t ≈ 0.45^t and would otherwise
 time subnormal-arithmetic stalls (float32) instead of GEMM throughput.
@@ -39,6 +42,7 @@ Run (about 1–2 minutes on a 2-core CPU)::
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import platform
@@ -48,6 +52,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -58,12 +63,13 @@ DTYPES = (torch.float32, torch.float64)
 INPUT_SIZE = 4
 DELTA = 0.9
 GAMMA = 1.0  # sup|tanh'|
-REPEATS = 3
+REPEATS = 5
 SAMPLE_STRIDE = 10
 SPECTRAL_TARGET = 1.5
 FROBENIUS_TARGET = 1.15
 TORCH_FUNC_TARGET = 30.0
 GUARD_TOLERANCE = 1e-8
+Result = TypeVar("Result")
 GUARD_CONFIG = (128, torch.float64)  # (n, dtype) whose agreement must be within GUARD_TOLERANCE
 
 
@@ -85,7 +91,9 @@ class Row:
     bare: float
     spectral: float
     frobenius: float
-    floor: float  # bare loop + the thin products of the measured Lanczos steps alone
+    spectral_ratio: float  # median over the rounds of spectral ÷ bare in the same round
+    frobenius_ratio: float
+    floor_ratio: float  # bare loop + the thin products of the measured Lanczos steps alone, ÷ bare
     lanczos_steps: float  # mean Lanczos steps per time step in the spectral run
     jacrev_total: float  # extrapolated to every t = 1..T
     jacrev_measured: float  # sum over the sampled horizons
@@ -119,7 +127,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_once(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
+def time_once(fn: Callable[[], Result], device: torch.device) -> tuple[float, Result]:
     """Seconds of one call of ``fn`` (synchronised on CUDA), and what it returned."""
     synchronize(device)
     start = time.perf_counter()
@@ -128,15 +136,24 @@ def time_once(fn: Callable[[], object], device: torch.device) -> tuple[float, ob
     return time.perf_counter() - start, result
 
 
-def time_median(fn: Callable[[], object], device: torch.device, repeats: int = REPEATS) -> tuple[float, object]:
-    """Warm up once, then the median seconds of ``repeats`` calls, and what the last call returned."""
-    fn()
-    times = []
-    result: object = None
+def time_interleaved(
+    runs: dict[str, Callable[[], object]], device: torch.device, repeats: int = REPEATS
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Time every run ``repeats`` times, in rounds that take each once in turn (after one warm-up round).
+
+    Returns (median seconds of each run, median over the rounds of each run's time ÷ the first run's time in the
+    same round). A ratio from one round compares timings taken seconds apart, so it does not move when the machine
+    speeds up or slows down between rounds, as a ratio of separately taken medians does.
+    """
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        seconds, result = time_once(fn, device)
-        times.append(seconds)
-    return statistics.median(times), result
+        for name, run in runs.items():
+            times[name].append(time_once(run, device)[0])
+    base = next(iter(runs))
+    ratios = {name: statistics.median(t / b for t, b in zip(times[name], times[base], strict=True)) for name in runs}
+    return {name: statistics.median(seconds) for name, seconds in times.items()}, ratios
 
 
 def make_problem(n: int, steps: int, batch: int, dtype: torch.dtype, device: torch.device) -> Problem:
@@ -258,19 +275,23 @@ def log_gap(ours_log: torch.Tensor, norms: torch.Tensor) -> tuple[float, int]:
 
 def measure(problem: Problem) -> Row:
     device = problem.device
-    bare, _ = time_median(bare_loop(problem), device)
-    spectral, trace = time_median(ours(problem, ("spectral", "frobenius")), device)
-    frobenius, _ = time_median(ours(problem, ("frobenius",)), device)
-    assert isinstance(trace, rnnstab.JacobianTrace) and trace.log_spectral is not None
+    trace = ours(problem, ("spectral", "frobenius"))()
+    assert trace.log_spectral is not None
     ours_log = trace.log_spectral  # (B, T), float64 on the CPU
     lanczos_steps = float(trace.spectral_iterations.double().mean())
-    floor, _ = time_median(floor_loop(problem, round(2 * lanczos_steps)), device)
+    runs = {
+        "bare": bare_loop(problem),
+        "spectral": ours(problem, ("spectral", "frobenius")),
+        "frobenius": ours(problem, ("frobenius",)),
+        "floor": floor_loop(problem, round(2 * lanczos_steps)),
+    }
+    seconds_of, ratio_of = time_interleaved(runs, device)
 
     samples = sampled_horizons(problem.steps)
     jacrev_norm(problem, 1)  # warm-up
     seconds, sampled_norms = [], []
     for t in samples:
-        took, norm = time_once(lambda t=t: jacrev_norm(problem, t), device)
+        took, norm = time_once(functools.partial(jacrev_norm, problem, t), device)
         seconds.append(took)
         sampled_norms.append(norm)
     jacrev_total, jacrev_affine = extrapolate(samples, seconds, problem.steps)
@@ -282,10 +303,12 @@ def measure(problem: Problem) -> Row:
     gap_jacfwd, underflow_jacfwd = log_gap(ours_log, norms)
     return Row(
         problem,
-        bare,
-        spectral,
-        frobenius,
-        floor,
+        seconds_of["bare"],
+        seconds_of["spectral"],
+        seconds_of["frobenius"],
+        ratio_of["spectral"],
+        ratio_of["frobenius"],
+        ratio_of["floor"],
         lanczos_steps,
         jacrev_total,
         sum(seconds),
@@ -313,7 +336,8 @@ def print_header(device: torch.device, quick: bool) -> None:
         print("- device: cpu")
     print(
         f"- tanh RNN, W Gaussian scaled to ‖W‖₂ = {DELTA}, U (n, {INPUT_SIZE}), x ~ N(0, 1) (B, T, {INPUT_SIZE}); "
-        f"subnormals flushed to zero; bare/ours: warm-up + median of {REPEATS}; torch.func: warm-up + 1 run"
+        f"subnormals flushed to zero; bare/ours: warm-up + {REPEATS} interleaved rounds, ratios within rounds; "
+        "torch.func: warm-up + 1 run"
     )
     print(
         f"- load average (1, 5, 15 min) at start: {load_average()} on {os.cpu_count()} CPUs "
@@ -349,7 +373,7 @@ def print_table(rows: list[Row], device: torch.device) -> None:
     print("|" + "|".join("---:" for _ in columns) + "|")
     for row in rows:
         p = row.problem
-        spectral_ratio, frobenius_ratio = row.spectral / row.bare, row.frobenius / row.bare
+        spectral_ratio, frobenius_ratio = row.spectral_ratio, row.frobenius_ratio
         jacrev_ratio, jacfwd_ratio = row.jacrev_total / row.spectral, row.jacfwd / row.spectral
         cells = [
             str(p.n),
@@ -362,14 +386,14 @@ def print_table(rows: list[Row], device: torch.device) -> None:
             f"{row.frobenius:.4f}",
             f"{frobenius_ratio:.2f} {mark(frobenius_ratio <= FROBENIUS_TARGET)}",
             f"{row.lanczos_steps:.1f}",
-            f"{row.floor / row.bare:.2f}",
+            f"{row.floor_ratio:.2f}",
             f"{row.jacrev_total:.2f}",
             f"{jacrev_ratio:.0f} {mark(jacrev_ratio >= TORCH_FUNC_TARGET)}",
             f"{row.jacfwd:.3f}",
             f"{jacfwd_ratio:.1f}",
         ]
         if cuda:
-            cells += [f"{row.bare / row.spectral:.2f}", f"{row.bare / row.frobenius:.2f}"]
+            cells += [f"{1 / row.spectral_ratio:.2f}", f"{1 / row.frobenius_ratio:.2f}"]
         print("| " + " | ".join(cells) + " |")
     print()
 
