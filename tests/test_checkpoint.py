@@ -223,7 +223,7 @@ def test_bare_matrix_in_a_torch_save_or_safetensors_file(tmp_path):
     torch.save(W, tmp_path / "W.pt")  # a bare tensor
     (layer,) = rnnstab.load_recurrent_layers(tmp_path / "W.pt", activation="tanh")
     assert layer.keys == ("W",) and torch.equal(layer.W, W) and layer.U is None and layer.b is None
-    with pytest.raises(rnnstab.InvalidArgumentError, match="W.pt is a bare recurrent matrix.*pass --activation"):
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"W.pt is a bare recurrent matrix.*pass --activation"):
         rnnstab.load_recurrent_layers(tmp_path / "W.pt")
     torch.save({"W": W, "U": U, "b": b, "epoch": torch.tensor(3)}, tmp_path / "wub.pt")
     save_file({"weight_hh": W, "weight_ih": U, "bias": b}, tmp_path / "wub.safetensors")
