@@ -28,8 +28,8 @@ import torch
 
 from rnnstab import _checks
 from rnnstab.activations import Activation, get_activation
-from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeError
-from rnnstab.jacobian import jacobian_norms
+from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeError, StateOverflowError
+from rnnstab.jacobian import jacobian_norms, memory_estimate
 from rnnstab.rnn import VanillaRNN
 from rnnstab.theory import DEFAULT_RATE_TOL, bound_violations, late_rate, regime_of
 
@@ -150,8 +150,11 @@ class AuditRow:
 
     @property
     def radius_hides_norm(self) -> bool:
-        """γ·ρ(W) < 1 ≤ γ‖W‖₂ on average: the eigenvalues look contracting but the bound does not apply."""
-        return self.gamma * self.spectral_radius.mean < 1 <= self.delta.mean
+        """γ·ρ(W) < 1 ≤ γ‖W‖₂ on average: the eigenvalues look contracting but the bound does not apply.
+
+        Both sides within 1e-12 of 1 count as 1 (as for :attr:`AuditRow.vanishing_guaranteed`): an orthogonal W has
+        ρ(W) = ‖W‖₂ = 1, which rounding can turn into ρ = 1 − 1e-16 < 1 ≤ ‖W‖₂, not a radius that hides the norm."""
+        return self.gamma * self.spectral_radius.mean < 1 - _DELTA_ROUNDING <= self.delta.mean
 
     def to_dict(self) -> dict[str, Any]:
         """The scalar results, JSON-ready (each statistic as ``{"mean", "spread"}``; no per-sample arrays)."""
@@ -330,6 +333,14 @@ def audit_schemes(
     inputs = _checks.positive_int("inputs", inputs)
     input_scale = _checks.non_negative_float("input_scale", input_scale)
     seed = _checks.seed("seed", seed)
+    if isinstance(schemes, str):  # one name: list("orthogonal") would be its letters
+        schemes = [schemes]
+    if schemes is not None and not all(isinstance(s, str) for s in schemes):
+        raise ArgumentTypeError(f"schemes must be registry names (strings), got {list(schemes)!r}")
+    if params is not None and not (
+        isinstance(params, Mapping) and all(isinstance(p, Mapping) for p in params.values())
+    ):
+        raise ArgumentTypeError(f"params must map scheme names to {{parameter: value}} mappings, got {params!r}")
     chosen = list(SCHEMES) if schemes is None else list(dict.fromkeys(schemes))
     unknown = [s for s in chosen if s not in SCHEMES]
     if unknown or not chosen:
@@ -342,6 +353,12 @@ def audit_schemes(
         raise InvalidArgumentError(f"parameters given for scheme(s) not audited: {', '.join(stray)}")
     for name in chosen:  # every parameter is checked before any work starts
         SCHEMES[name].resolve(overrides.get(name, {}))
+    # Refused before anything is allocated: torch would fail deep inside (a traceback, not a line) or swap.
+    _checks.check_memory(
+        _schemes_memory(hidden, samples, jacobian_samples, steps, batch, inputs),
+        torch.device("cpu"),
+        "reduce hidden, samples, jacobian_samples, batch, steps or inputs",
+    )
     generator = _checks.generator(seed, 1)
     U = torch.randn(hidden, inputs, generator=generator, dtype=torch.float64) / math.sqrt(inputs)
     x = float(input_scale) * torch.randn(batch, steps, inputs, generator=generator, dtype=torch.float64)
@@ -358,6 +375,19 @@ def audit_schemes(
         }
         subjects.append(AuditSubject(name, VanillaRNN(W, U, b, act), x, details))
     return audit(subjects, horizon_drop=horizon_drop, jacobian_samples=jacobian_samples, progress=progress)
+
+
+def _schemes_memory(hidden: int, samples: int, traced: int, steps: int, batch: int, inputs: int) -> int:
+    """Bytes :func:`audit_schemes` holds at once for one scheme (float64): the samples with their factorisation
+    workspace, U and the inputs (once shared, once repeated per traced sample), the Jacobian products of every
+    trajectory, and the per-step norms it keeps (about ten float64 numbers per trajectory and step)."""
+    trajectories = traced * batch
+    weights = 3 * samples * hidden * hidden
+    data = hidden * inputs + (1 + traced) * batch * steps * inputs
+    jacobians = (
+        memory_estimate(trajectories, hidden, torch.float64) // 8 + memory_estimate(traced, hidden, torch.float64) // 8
+    )
+    return 8 * (weights + data + jacobians + 10 * (trajectories + traced) * steps)
 
 
 def write_audit_report(
@@ -421,7 +451,16 @@ def _audit_one(subject: AuditSubject, log_drop: float, jacobian_samples: int | N
 
     traced = samples if jacobian_samples is None else min(jacobian_samples, samples)
     batch, steps = x.shape[0], x.shape[1]
-    trace = jacobian_norms(_trajectories(rnn.to(dtype=torch.float64), traced, batch), x.repeat(traced, 1, 1))
+    try:
+        trace = jacobian_norms(_trajectories(rnn.to(dtype=torch.float64), traced, batch), x.repeat(traced, 1, 1))
+    except StateOverflowError as err:
+        # Name the subject, and the sample and input sequence of its own: the trajectory index k = sample·batch +
+        # sequence that jacobian_norms reports is internal to this audit and says neither which subject nor which W.
+        sample, sequence = divmod(err.sequence, batch)
+        detail = str(err).replace(f" of input sequence {err.sequence}:", ":", 1)
+        raise StateOverflowError(
+            f"{subject.name!r} (sample {sample}, input sequence {sequence}): {detail}", step=err.step, sequence=sequence
+        ) from None
     assert trace.log_spectral is not None  # "spectral" is among jacobian_norms' default norms
     log_norms = trace.log_spectral  # (traced·batch, T): trajectory k is sample k // batch, input k % batch
     per_trajectory_delta = deltas[:traced].repeat_interleave(batch)
@@ -482,12 +521,17 @@ def _audit_one(subject: AuditSubject, log_drop: float, jacobian_samples: int | N
 
 def format_against_one(value: float) -> str:
     """``value`` to 3 significant digits, or as many more as it takes not to print 1 for a number that is not 1
-    (a verdict reading "δ = 1 > 1" for δ = 1.0004 contradicts itself).
+    (a verdict reading "δ = 1 > 1" for δ = 1.0004 contradicts itself); within 1e-12 of 1 (rounding of an exact 1,
+    such as ‖W‖₂ of an orthogonal W), "1".
 
     Example:
         >>> format_against_one(1.2345), format_against_one(1.0004), format_against_one(0.99996), format_against_one(1.0)
         ('1.23', '1.0004', '0.99996', '1')
+        >>> format_against_one(1.0000000000000002)
+        '1'
     """
+    if abs(value - 1) <= _DELTA_ROUNDING:
+        return "1"
     for digits in range(3, 18):
         text = f"{value:.{digits}g}"
         if value == 1 or float(text) != 1:

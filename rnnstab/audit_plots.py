@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from rnnstab._io import atomic_write
-from rnnstab.audit import AuditRow
+from rnnstab.audit import AuditRow, format_against_one
 
 _COLUMNS = 4
 
@@ -25,19 +25,25 @@ def plot_eigenvalues(rows: Sequence[AuditRow], *, path: Path, title: str = "") -
     angle = np.linspace(0.0, 2.0 * math.pi, 361)
     for ax, row in zip(axes, rows, strict=False):
         eig = row.eigenvalues.reshape(-1).numpy()
-        ax.scatter(eig.real, eig.imag, s=2, alpha=0.35, color="tab:blue", linewidths=0)
-        ax.plot(np.cos(angle), np.sin(angle), color="black", linewidth=1.0, label="|λ| = 1")
+        # drawn above the circles: an orthogonal W's eigenvalues all lie on |λ| = 1 and would be hidden under it
+        ax.scatter(eig.real, eig.imag, s=4, alpha=0.5, color="tab:blue", linewidths=0, zorder=3)
         inverse = 1.0 / row.gamma
-        ax.plot(
-            inverse * np.cos(angle), inverse * np.sin(angle), "r--", linewidth=1.0, label=f"|λ| = 1/γ = {inverse:.3g}"
-        )
+        if inverse == 1.0:  # γ = 1: one circle, not a dashed one drawn over the other (which would show neither)
+            ax.plot(np.cos(angle), np.sin(angle), "r--", linewidth=1.0, label="|λ| = 1 = 1/γ")
+        else:
+            ax.plot(np.cos(angle), np.sin(angle), color="black", linewidth=1.0, label="|λ| = 1")
+            ax.plot(
+                inverse * np.cos(angle),
+                inverse * np.sin(angle),
+                "r--",
+                linewidth=1.0,
+                label=f"|λ| = 1/γ = {inverse:.3g}",
+            )
         reach = 1.08 * max(float(np.abs(eig).max()), inverse, 1.0)
         ax.set_xlim(-reach, reach)
         ax.set_ylim(-reach, reach)
         ax.set_aspect("equal")
-        ax.set_title(
-            f"{row.name}\nρ(W) = {_stat(row.spectral_radius.mean)}, ‖W‖₂ = {_stat(row.spectral_norm.mean)}", fontsize=9
-        )
+        ax.set_title(f"{row.name}\nρ(W) = {_stat(row.spectral_radius.mean)}, ‖W‖₂ = {_norm(row)}", fontsize=9)
         ax.set_xlabel("Re λ")
         ax.set_ylabel("Im λ")
         ax.grid(alpha=0.3)
@@ -52,11 +58,11 @@ def plot_singular_values(rows: Sequence[AuditRow], *, path: Path, title: str = "
     for ax, row in zip(axes, rows, strict=False):
         values = row.singular_values.numpy()
         position = (np.arange(values.shape[1]) + 0.5) / values.shape[1]
-        for sample in values:
-            ax.plot(position, sample, color="tab:blue", alpha=0.3, linewidth=0.8)
+        for sample in values:  # above the 1/γ line: σ_i = 1 = 1/γ (orthogonal W, tanh) would be hidden under it
+            ax.plot(position, sample, color="tab:blue", alpha=0.3, linewidth=0.8, zorder=3)
         ax.axhline(1.0 / row.gamma, color="red", linestyle="--", linewidth=1.0, label=f"1/γ = {1.0 / row.gamma:.3g}")
         ax.set_ylim(bottom=0.0, top=1.08 * max(float(values.max()), 1.0 / row.gamma))
-        ax.set_title(f"{row.name}\n‖W‖₂ = {_stat(row.spectral_norm.mean)}", fontsize=9)
+        ax.set_title(f"{row.name}\n‖W‖₂ = {_norm(row)}", fontsize=9)
         ax.set_xlabel("i/n")
         ax.set_ylabel("σ_i(W)")
         ax.grid(alpha=0.3)
@@ -72,18 +78,21 @@ def plot_jacobian_curves(rows: Sequence[AuditRow], *, path: Path, horizon_drop: 
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    palette = colormaps["tab20"]
+    # tab20 pairs each colour with a paler twin (gaussian and orthogonal, the first two, would look alike): ten
+    # distinct colours, and a new line style for each further ten subjects
+    palette = colormaps["tab10"]
+    styles = ("-", "--", "-.")  # not ":", the memory-horizon level
     for k, row in enumerate(rows):
         mean = row.log_norm_mean.numpy()
         spread = row.log_norm_spread.numpy()
         steps = np.arange(1, mean.shape[0] + 1)
-        colour = palette(k % 20)
+        colour = palette(k % 10)
         with np.errstate(invalid="ignore"):
             ax.fill_between(steps, mean - spread, mean + spread, color=colour, alpha=0.15, linewidth=0)
         label = row.name
         if np.isneginf(mean).any():  # log 0 cannot be drawn: the line just stops, so say why
             label += f" (some J_t = 0 from t = {int(np.argmax(np.isneginf(mean))) + 1})"
-        ax.plot(steps, mean, color=colour, linewidth=1.4, label=label)
+        ax.plot(steps, mean, color=colour, linestyle=styles[k // 10 % len(styles)], linewidth=1.4, label=label)
     ax.set_xlim(1, max(max(row.steps for row in rows), 2))  # an all-zero Jacobian leaves no point to fit the axis to
     ax.axhline(math.log(horizon_drop), color="black", linestyle=":", linewidth=1.2, label=f"log {horizon_drop:g}")
     ax.axhline(0.0, color="grey", linewidth=0.6)
@@ -113,3 +122,9 @@ def _finish(fig: Figure, path: Path, title: str) -> Figure:
 
 def _stat(value: float) -> str:
     return f"{value:.3g}"
+
+
+def _norm(row: AuditRow) -> str:
+    """‖W‖₂ for a title: with γ = 1 its threshold is 1, and 3 digits would print ‖W‖₂ = 1.003 as the 1 of an
+    orthogonal W."""
+    return format_against_one(row.spectral_norm.mean) if row.gamma == 1 else _stat(row.spectral_norm.mean)

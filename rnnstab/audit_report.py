@@ -86,6 +86,7 @@ def write_audit_report(
         "title": title,
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "parameters": dict(parameters),
+        "versions": _io.versions(),  # what reproducing these numbers needs besides the parameters
         **audit.to_dict(),
         "bound_holds": audit.bound_holds,
         "files": {
@@ -162,6 +163,10 @@ def table_rows(audit: Audit, *, compact: bool = False) -> tuple[list[str], list[
     def cell(stat: Stat, digits: int = 4) -> str:
         return _number(stat.mean, 3) if compact else format_stat(stat, digits)
 
+    def delta_cell(stat: Stat) -> str:
+        # 3 digits would print δ = 1.003 as "1", the δ of an orthogonal W, beside "δ < 1: no": compared with 1
+        return format_against_one(stat.mean) if compact else format_stat(stat)
+
     header = ["subject", "n", "γ", "‖W‖₂", "ρ(W)", "δ = γ‖W‖₂", "δ < 1", "non-normality"]
     header += ["max_t ‖W^t‖₂ (at t)", "rate (nats/step)", "memory horizon (steps)", "regime"]
     body = [
@@ -171,7 +176,7 @@ def table_rows(audit: Audit, *, compact: bool = False) -> tuple[list[str], list[
             f"{row.gamma:.4g}",
             cell(row.spectral_norm),
             cell(row.spectral_radius),
-            cell(row.delta),
+            delta_cell(row.delta),
             "yes" if row.vanishing_guaranteed else "no",
             cell(row.nonnormality, 3),
             f"{cell(row.transient_growth)} (t ≈ {row.transient_peak_step.mean:.0f})",
@@ -263,6 +268,9 @@ def _blocks(audit: Audit, title: str, parameters: Mapping[str, Any]) -> list[_Bl
         f"deviation; dotted: log {audit.horizon_drop:g}, the memory-horizon level.",
     }
     blocks += [_Block("figure", captions[key], path=FIGURES[key]) for key in FIGURES]
+    blocks.append(
+        _Block("paragraph", "Generated with " + ", ".join(f"{k} {v}" for k, v in _io.versions().items()) + ".")
+    )
     return blocks
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -16,6 +17,8 @@ from rnnstab import (
     AuditSubject,
     InvalidArgumentError,
     ShapeError,
+    Stat,
+    StateOverflowError,
     VanillaRNN,
     audit,
     audit_schemes,
@@ -278,3 +281,76 @@ def test_the_jacobian_figure_says_where_a_zero_jacobian_cuts_its_line(tmp_path):
     labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
     assert "half dead (some J_t = 0 from t = 1)" in labels
     assert figure.axes[0].get_xlim() == (1.0, 6.0)  # not matplotlib's ±0.05 around nothing
+
+
+def test_audit_schemes_takes_one_name_as_a_string_and_refuses_what_is_not_a_name():
+    # list("orthogonal") is its letters: a bare name must mean that one scheme, not "unknown scheme(s) 'o', 'r', …"
+    result = audit_schemes(4, "tanh", schemes="orthogonal", samples=1, steps=2, batch=1)
+    assert result.names == ["orthogonal"]
+    with pytest.raises(ArgumentTypeError, match="schemes must be registry names"):
+        audit_schemes(4, "tanh", schemes=[["orthogonal"]], samples=1, steps=2, batch=1)  # type: ignore[list-item]
+    with pytest.raises(ArgumentTypeError, match="params must map scheme names to"):
+        audit_schemes(4, "tanh", schemes=["orthogonal"], params={"orthogonal": 2.0}, steps=2)  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("sizes", [{"steps": 10**13}, {"batch": 10**13}, {"inputs": 10**13}, {"samples": 10**12}])
+def test_audit_schemes_refuses_sizes_beyond_memory_before_allocating(sizes):
+    # torch would fail deep inside torch.randn with a RuntimeError (a traceback in the CLI), or the machine swap;
+    # sizes far beyond any machine, so that the test never allocates them
+    kwargs = {"samples": 1, "jacobian_samples": 1, "steps": 2, "batch": 1, "inputs": 1, **sizes}
+    with pytest.raises(InvalidArgumentError, match=r"this needs about .* GiB.*: reduce hidden, samples"):
+        audit_schemes(8, "tanh", schemes=["identity"], **kwargs)
+
+
+def test_a_state_overflow_names_the_subject_its_sample_and_input_sequence():
+    # identity activation, W = 3I driven by ones: the state grows as 3^t and overflows float64 near t = 646, only
+    # in sample 1 (sample 0 is ½I); trajectory k = 2 of the audit is sample 1's input sequence 0
+    W = torch.stack([0.5 * torch.eye(2), 3.0 * torch.eye(2)]).to(torch.float64)
+    rnn = VanillaRNN(W, torch.ones(2, 1, dtype=torch.float64), None, "identity")
+    with pytest.raises(StateOverflowError) as caught:
+        audit([AuditSubject("big", rnn, torch.ones(2, 700, 1, dtype=torch.float64))])
+    message = str(caught.value)
+    assert message.startswith("'big' (sample 1, input sequence 0): the forward pass overflowed float64 at step t = ")
+    assert "input sequence 2" not in message and caught.value.sequence == 0
+
+
+def test_a_rounded_orthogonal_spectrum_is_not_a_radius_that_hides_the_norm():
+    # ρ(W) = ‖W‖₂ = 1 for orthogonal W; eigvals can return ρ = 1 − 1e-16 (seen at n = 3), which read literally is
+    # γρ < 1 ≤ δ: the report then listed orthogonal among the W whose eigenvalues "look contracting"
+    row = audit_schemes(4, "tanh", schemes=["orthogonal"], samples=1, steps=2, batch=1)["orthogonal"]
+    rounded = dataclasses.replace(row, spectral_radius=Stat(1 - 2**-53, None), delta=Stat(1.0, None))
+    assert not rounded.radius_hides_norm and not rounded.to_dict()["radius_below_threshold_norm_above"]
+    truly = dataclasses.replace(row, spectral_radius=Stat(0.999, None), delta=Stat(1.0, None))
+    assert truly.radius_hides_norm
+
+
+def test_the_terminal_table_does_not_print_a_delta_above_one_as_one():
+    from rnnstab.audit_report import table_rows
+
+    row = audit_schemes(4, "tanh", schemes=["orthogonal"], samples=1, steps=2, batch=1)["orthogonal"]
+    above = dataclasses.replace(row, delta=Stat(1.003, None))
+    header, body = table_rows(Audit((above, row), 1e-3), compact=True)
+    column = header.index("δ = γ‖W‖₂")
+    assert [line[column] for line in body] == ["1.003", "1"]  # not "1" for both: only one is bounded by 1
+
+
+def test_figures_show_eigenvalues_on_the_unit_circle_and_tell_lines_apart(tmp_path):
+    from matplotlib.colors import to_rgb
+
+    from rnnstab.audit_plots import plot_eigenvalues, plot_jacobian_curves, plot_singular_values
+
+    names = ["orthogonal", "gaussian", "identity"]
+    rows = audit_schemes(4, "tanh", schemes=names, samples=1, steps=3, batch=1).rows
+    ax = plot_eigenvalues(rows, path=tmp_path / "e.png").axes[0]
+    # orthogonal: every eigenvalue lies on |λ| = 1; with γ = 1 that is also |λ| = 1/γ: one circle, under the points
+    assert len(ax.lines) == 1 and ax.lines[0].get_label() == "|λ| = 1 = 1/γ"
+    assert ax.collections[0].get_zorder() > ax.lines[0].get_zorder()
+    ax = plot_singular_values(rows, path=tmp_path / "s.png").axes[0]
+    threshold = next(line for line in ax.lines if line.get_label().startswith("1/γ"))
+    assert all(line.get_zorder() > threshold.get_zorder() for line in ax.lines if line is not threshold)
+    rows = audit_schemes(4, "tanh", schemes=None, samples=1, steps=2, batch=1).rows  # 15 schemes
+    lines = plot_jacobian_curves(rows, path=tmp_path / "j.png", horizon_drop=1e-3).axes[0].lines[: len(rows)]
+    styles = [(to_rgb(line.get_color()), line.get_linestyle()) for line in lines]
+    assert len(set(styles)) == len(rows)
+    # tab20 drew gaussian and orthogonal, the first two, in two blues 0.1 apart
+    assert np.abs(np.subtract(styles[0][0], styles[1][0])).max() > 0.3

@@ -94,3 +94,29 @@ def test_out_pointing_at_a_file_is_refused(tmp_path):
     result = runner.invoke(app, [*SMALL, "--scheme", "identity", "--out", str(target)])
     assert result.exit_code == 2 and "is a file" in result.stderr
     assert target.read_text() == "keep me"
+
+
+def test_huge_sizes_give_one_line_not_a_traceback(tmp_path):
+    # --steps 10¹³ made torch.randn fail with a RuntimeError traceback (exit 1) before any check on memory
+    out = tmp_path / "out"
+    result = runner.invoke(app, [*SMALL, "--scheme", "identity", "--steps", "10000000000000", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: this needs about"), result.stderr
+    assert not out.exists()  # the directory made for the report is removed again
+
+
+def test_help_says_the_printed_table_shows_means_only():
+    # the table printed by the command has no spreads (they are in the report), which --help said it showed
+    result = runner.invoke(app, ["inits", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "the report shows, as mean ± standard deviation over samples (the table printed here: means only)" in (
+        " ".join(result.stdout.split())
+    )
+
+
+def test_summary_json_records_the_versions(tmp_path):
+    result = runner.invoke(app, [*SMALL, "--scheme", "identity", "--json", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    versions = json.loads(result.stdout)["versions"]
+    assert versions["rnnstab"] == rnnstab.__version__ and {"torch", "numpy", "python"} <= set(versions)

@@ -131,11 +131,12 @@ def analyze_command(
 
 _INITS_HELP = (
     "Compare recurrent-weight initialisation schemes: what each does to ‖W‖₂, ρ(W) and the gradients.\n\n"
-    "For each scheme, SAMPLES matrices of size n × n are drawn; the table shows, as mean ± standard deviation over "
-    "samples: ‖W‖₂ and ρ(W); δ = γ‖W‖₂ (δ < 1, i.e. ‖W‖₂ < 1/γ, proves that gradients vanish); Henrici's "
-    "non-normality index; the transient growth max_t ‖W^t‖₂; the measured gradient rate (nats/step) along "
-    "input-driven trajectories g_t = σ(W g_(t-1) + U x_t) with U ~ N(0, 1/m), x ~ N(0, input_scale²); the memory "
-    "horizon (steps until ‖∂g_t/∂g_0‖₂ falls to 10⁻³, extrapolated from the rate past T, or unbounded); a verdict.\n\n"
+    "For each scheme, SAMPLES matrices of size n × n are drawn; the report shows, as mean ± standard deviation over "
+    "samples (the table printed here: means only): ‖W‖₂ and ρ(W); δ = γ‖W‖₂ (δ < 1, i.e. ‖W‖₂ < 1/γ, proves "
+    "that gradients vanish); Henrici's non-normality index; the transient growth max_t ‖W^t‖₂; the measured gradient "
+    "rate (nats/step) along input-driven trajectories g_t = σ(W g_(t-1) + U x_t) with U ~ N(0, 1/m), "
+    "x ~ N(0, input_scale²); the memory horizon (steps until ‖∂g_t/∂g_0‖₂ falls to 10⁻³, extrapolated from the rate "
+    "past T, or unbounded); a verdict.\n\n"
     "Writes OUT/report.html (self-contained), OUT/report.md, OUT/summary.json and OUT/figures/*.png. "
     "Exit code 2 on bad options, 3 if a computed norm broke the δ^t bound (a bug in rnnstab).\n\n"
     f"Schemes: {', '.join(rnnstab.scheme_names())}."
