@@ -208,8 +208,9 @@ def _blocks(audit: Audit, title: str, parameters: Mapping[str, Any]) -> list[_Bl
             "paragraph",
             "All logs are natural; rates are in nats per step (the late-half slope of log‖J_t‖₂, J_t = ∂g_t/∂g_0, "
             "along input-driven trajectories); horizons in steps. Each cell is the mean ± the standard deviation "
-            "over samples (— for a single one); for the rate and the memory horizon, over trajectories (samples × "
-            "input sequences). δ = γ‖W‖₂ with γ = sup|σ'|: δ < 1 proves ‖J_t‖₂ ≤ δ^t. "
+            "over samples (— for a single one); for the transient growth, over the samples whose Jacobians were "
+            "traced; for the rate and the memory horizon, over trajectories (traced samples × input sequences). "
+            "δ = γ‖W‖₂ with γ = sup|σ'|: δ < 1 proves ‖J_t‖₂ ≤ δ^t. "
             "Non-normality is Henrici's relative departure √(‖W‖_F² − Σ|λ|²)/‖W‖_F (0: normal W). The memory "
             f"horizon is the first t with ‖J_t‖₂ ≤ {audit.horizon_drop:g} — extrapolated from the rate when not "
             "reached within the horizon T and the rate is negative, unbounded when the rate is ≥ 0.",

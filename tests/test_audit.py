@@ -354,3 +354,10 @@ def test_figures_show_eigenvalues_on_the_unit_circle_and_tell_lines_apart(tmp_pa
     assert len(set(styles)) == len(rows)
     # tab20 drew gaussian and orthogonal, the first two, in two blues 0.1 apart
     assert np.abs(np.subtract(styles[0][0], styles[1][0])).max() > 0.3
+
+
+def test_the_report_says_the_transient_growth_spreads_over_the_traced_samples_only(tmp_path):
+    # max_t ‖W^t‖₂ is computed for the jacobian_samples only: "over samples" claimed all of them
+    result = audit_schemes(4, "tanh", schemes=["gaussian"], samples=3, jacobian_samples=2, steps=3, batch=1)
+    markdown = write_audit_report(result, tmp_path, title="t", parameters={}).markdown.read_text()
+    assert "for the transient growth, over the samples whose Jacobians were traced" in markdown
