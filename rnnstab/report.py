@@ -239,6 +239,10 @@ def _above(activation: str, above: Any) -> str:
     elif first_explosion == float(above["delta"].min()):
         pieces = []
         lead = "At and above δ = 1 the bound allows growth: "
+    elif str(above["verdict"].iloc[0]) == "marginal":
+        # the marginal clause below says it; "did not vanish in every seed" would suggest that some seeds vanished
+        pieces = []
+        lead = f"At and above δ = 1 the bound allows growth: {activation} "
     else:
         pieces = [f"{activation} did not vanish in every seed even at δ = {_value(above['delta'].min())}"]
         lead = "At and above δ = 1 the bound allows growth: "

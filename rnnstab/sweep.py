@@ -163,6 +163,7 @@ class Grid:
             else:  # seeds
                 normalised = tuple(sorted({_checks.non_negative_int(label(axis), v) for v in values}))
             object.__setattr__(self, axis, normalised)
+        self._check_scales(label)
         records = math.prod(len(getattr(self, axis)) for axis in (*GRID_AXES, "seeds"))
         if records > MAX_TASKS:
             raise InvalidArgumentError(
@@ -171,6 +172,25 @@ class Grid:
             )
         object.__setattr__(self, "batch", _checks.positive_int(label("batch"), self.batch))
         object.__setattr__(self, "inputs", _checks.positive_int(label("inputs"), self.inputs))
+
+    def _check_scales(self, label: Callable[[str], str]) -> None:
+        """Refuse a δ/γ whose W (float64, ‖W‖₂ = δ/γ) would leave float64's normal range.
+
+        scale_to_threshold refuses such a W too, but only inside a batched call, after sweep.json is written: a
+        refused grid must write nothing. An n × n W with ‖W‖₂ = δ/γ has its largest entry between δ/(γn) and δ/γ,
+        so δ/γ ≥ n·tiny keeps it normal and δ/γ ≤ max/n keeps the scaling finite. The extreme cells of the
+        Cartesian product are the smallest δ with the largest γ and the largest δ with the smallest γ, each at
+        the largest n."""
+        info, n = np.finfo(np.float64), max(self.hidden)
+        low, high = min(self.delta) / max(self.gamma), max(self.delta) / min(self.gamma)
+        if low < n * info.tiny or high > info.max / n:
+            delta, gamma = (
+                (min(self.delta), max(self.gamma)) if low < n * info.tiny else (max(self.delta), min(self.gamma))
+            )
+            raise InvalidArgumentError(
+                f"{label('delta')} {delta:g} with {label('gamma')} {gamma:g} needs ‖W‖₂ = δ/γ = {delta / gamma:.3g}, "
+                f"which leaves float64's range at n = {n}: keep δ/γ between {n * info.tiny:.3g} and {info.max / n:.3g}"
+            )
 
     @classmethod
     def from_strings(cls, *, batch: int = 8, inputs: int = 4, **options: Sequence[str] | None) -> Grid:

@@ -74,6 +74,9 @@ def test_sweep_prints_where_the_report_is_and_quiet_prints_only_that(tmp_path):
         (["--scheduler", "tcp://127.0.0.1:1"], "--executor dask only"),
         (["--hidden", "300000"], "GiB"),
         (["--stack", "1"], "--stack 1 is smaller than --batch 2"),
+        # W would be subnormal or infinite: refused here, not by the first batched call after sweep.json is written
+        (["--delta", "1e-320"], "with --gamma 1 needs ‖W‖₂ = δ/γ = 1e-320, which leaves float64's range"),
+        (["--delta", "1e308", "--gamma", "0.5"], "--delta 1e+308 with --gamma 0.5 needs ‖W‖₂ = δ/γ = inf"),
     ],
 )
 def test_bad_input_is_one_error_line_exit_2_and_nothing_written(tmp_path, args, message):

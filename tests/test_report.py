@@ -205,12 +205,19 @@ def test_conclusion_with_mixed_seeds_and_no_vanishing_above_one():
         ]
     )
     text = conclusions(table)["tanh"][0]
-    assert "tanh did not vanish in every seed even at δ = 1" in text
-    assert "was marginal at δ = 1" in text
+    # marginal in every seed at δ = 1: "did not vanish in every seed" would suggest that some seeds vanished there
+    assert "the bound allows growth: tanh was marginal at δ = 1, and first exploded at δ = 1.1" in text
+    assert "did not vanish" not in text
     assert (
         "first exploded at δ = 1.1 (fastest seed's rate +0.01 nats/step, doubling every 69.3 steps; "
         "mixed: 2 marginal, 1 exploding)" in text
     )
+
+
+def test_conclusion_when_some_seeds_vanish_at_the_first_delta_above_one():
+    table = _table([(0.9, -0.1, "guaranteed vanishing"), (1.0, -0.01, "mixed: 2 vanishing, 1 marginal")])
+    text = conclusions(table)["tanh"][0]
+    assert "tanh did not vanish in every seed even at δ = 1, and was mixed over seeds at δ = 1;" in text
 
 
 def test_conclusion_when_the_first_delta_above_one_already_explodes():
