@@ -109,6 +109,8 @@ def tensor(name: str, value: object, *, ndims: Iterable[int]) -> torch.Tensor:
         raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if not value.is_floating_point():
         raise ArgumentTypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    if value.layout != torch.strided:  # a sparse reservoir W: torch's elementwise checks fail on it with no name
+        raise ArgumentTypeError(f"{name} must be a dense tensor, got layout {value.layout}: pass {name}.to_dense()")
     if value.dim() not in allowed:
         want = " or ".join(f"{d}-D" for d in allowed)
         raise ShapeError(f"{name} must be {want}, got shape {tuple(value.shape)}")
@@ -126,6 +128,20 @@ def finite(name: str, value: torch.Tensor) -> None:
         )
 
 
+def cast(name: str, value: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``value`` (finite, floating) in ``dtype`` on ``device``, refusing a narrowing cast that overflows: a float64
+    entry beyond float32's range would become ±inf and then be reported as a non-finite argument or an exploding
+    state, neither of which the caller gave."""
+    out = value.to(dtype=dtype, device=device)
+    if torch.finfo(dtype).max < torch.finfo(value.dtype).max and not bool(torch.isfinite(out).all()):
+        kind = str(dtype).removeprefix("torch.")
+        raise InvalidArgumentError(
+            f"{name} does not fit in {kind}: its largest entry is {float(value.abs().max()):.3g}, beyond {kind}'s "
+            f"largest number {torch.finfo(dtype).max:.3g}; compute in float64 or rescale {name}"
+        )
+    return out
+
+
 def dtype(name: str, value: object) -> torch.dtype:
     """Accept torch.float32/float64 or their names."""
     if isinstance(value, str):
@@ -141,7 +157,9 @@ def dtype(name: str, value: object) -> torch.dtype:
 def device(name: str, value: object) -> torch.device:
     """Accept 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device; 'auto' means CUDA when present."""
     if isinstance(value, torch.device):
-        return value
+        # checked as its name: torch.device("cuda") is as unavailable here as "cuda", and torch would otherwise fail
+        # later, deep inside a .to(), with no name
+        value = str(value)
     if not isinstance(value, str):
         raise ArgumentTypeError(f"{name} must be a string or torch.device, got {type(value).__name__}")
     if value == "auto":
@@ -152,6 +170,11 @@ def device(name: str, value: object) -> torch.device:
         raise InvalidArgumentError(f"{name} must be auto, cpu, cuda or cuda:N, got {value!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InvalidArgumentError(f"{name} is {value!r} but no CUDA device is available here")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise InvalidArgumentError(
+            f"{name} is {value!r} but there are only {count} CUDA device(s): cuda:0..cuda:{count - 1}"
+        )
     if dev.type not in ("cpu", "cuda"):
         raise InvalidArgumentError(f"{name} must be auto, cpu, cuda or cuda:N, got {value!r}")
     return dev

@@ -103,6 +103,7 @@ class Activation:
                     f"autograd cannot differentiate activation {label} ({type(error).__name__}: {error}): write it "
                     "with torch operations or pass derivative="
                 ) from error
+            _check_in_graph(label, fn)
         gamma, argmax = derive_gamma(deriv, name=label)
         return cls(name=label, fn=fn, derivative=deriv, gamma=gamma, argmax=argmax)
 
@@ -175,9 +176,32 @@ def _check_elementwise(name: str, fn: TensorFn) -> None:
         ) from error
     if not isinstance(together, torch.Tensor) or together.shape != probe.shape:
         raise ArgumentTypeError(f"activation {name} must map a tensor to a tensor of the same shape")
+    for dtype in (torch.float64, torch.float32):  # a state of another dtype fails the next step's matmul with W
+        out = together if dtype == torch.float64 else fn(probe.to(dtype))
+        if not isinstance(out, torch.Tensor) or out.dtype != dtype:
+            got = str(out.dtype).removeprefix("torch.") if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ArgumentTypeError(
+                f"activation {name} must return a tensor of its input's dtype: "
+                f"{str(dtype).removeprefix('torch.')} in, {got} out"
+            )
     alone = torch.cat([fn(probe[i : i + 1]) for i in range(probe.numel())])
-    if not torch.allclose(together, alone, rtol=1e-12, atol=1e-12):
+    # equal_nan: a σ that is NaN somewhere (sin(x)/x at 0) is refused for its non-finite σ, not as non-elementwise
+    if not torch.allclose(together, alone, rtol=1e-12, atol=1e-12, equal_nan=True):
         raise InvalidArgumentError(f"activation {name} is not elementwise: σ(x)_i depends on other entries of x")
+
+
+def _check_in_graph(name: str, fn: TensorFn) -> None:
+    """Refuse a σ that varies with x but leaves autograd's graph (a detached numpy round trip): its σ' would read as
+    0 everywhere and be refused as a constant, which it is not. A truly constant σ is left to that refusal."""
+    probe = torch.linspace(-3.0, 3.0, 7, dtype=torch.float64)
+    with torch.enable_grad():
+        out = fn(probe.clone().requires_grad_(True))
+    if not out.requires_grad and not bool((out == out[0]).all()):
+        raise ArgumentTypeError(
+            f"autograd cannot differentiate activation {name}: its output varies with its input but is not connected "
+            "to it in autograd's graph (a round trip through numpy, .detach() or .item()?): write it with torch "
+            "operations or pass derivative="
+        )
 
 
 def _gelu_derivative(x: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from rnnstab import _checks
 from rnnstab._checks import check_memory
 from rnnstab._spectral_tracker import SpectralTracker
 from rnnstab._tangent import CHUNK_STEPS, apply_tangent, derivative_chunks
-from rnnstab.exceptions import InvalidArgumentError
+from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
 from rnnstab.rnn import VanillaRNN, check_rnn
 
 NORMS = ("spectral", "frobenius")
@@ -142,6 +142,7 @@ def jacobian_norms(
 
     Raises:
         InvalidArgumentError: unknown norm name, a singular-value step outside 1..T, bad dtype/device/rtol/on_overflow.
+        ArgumentTypeError: ``norms`` given as one string, ``progress`` not callable, ``rnn`` not a VanillaRNN.
         ShapeError, NonFiniteError: bad inputs (see :meth:`VanillaRNN.check_inputs`).
         StateOverflowError: a hidden state overflowed the dtype, with ``on_overflow="raise"``.
 
@@ -153,6 +154,9 @@ def jacobian_norms(
         >>> (trace.log_spectral / math.log(0.5)).round(decimals=9).tolist()
         [[1.0, 2.0, 3.0]]
     """
+    if isinstance(norms, str) or not isinstance(norms, Iterable):  # tuple("spectral") would be its letters
+        hint = f" (for one, pass [{norms!r}])" if isinstance(norms, str) else ""
+        raise ArgumentTypeError(f"norms must be a list of norm names, got {type(norms).__name__} {norms!r}{hint}")
     wanted = tuple(norms)
     unknown = [name for name in wanted if name not in NORMS]
     if unknown or not wanted:
@@ -169,6 +173,8 @@ def jacobian_norms(
     max_iter = _checks.positive_int("max_iter", max_iter)
     if on_overflow not in OVERFLOW_POLICIES:
         raise InvalidArgumentError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got {on_overflow!r}")
+    if progress is not None and not callable(progress):  # found out only after the first chunk's work otherwise
+        raise ArgumentTypeError(f"progress must be a callable taking a step count, got {type(progress).__name__}")
     overflow_steps = torch.zeros(batch, dtype=torch.int64)
 
     check_memory(memory_estimate(batch, rnn.hidden_size, dtype), rnn.device)

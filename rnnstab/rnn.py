@@ -101,12 +101,16 @@ class VanillaRNN:
         return self.W.device
 
     def to(self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> VanillaRNN:
-        """Return a copy with every tensor cast to ``dtype`` and moved to ``device`` (``None``: unchanged)."""
+        """Return a copy with every tensor cast to ``dtype`` and moved to ``device`` (``None``: unchanged).
+
+        Raises:
+            InvalidArgumentError: a bad dtype or device, or weights too large for ``dtype`` (they would overflow it).
+        """
         dtype = self.dtype if dtype is None else _checks.dtype("dtype", dtype)
         device = self.device if device is None else _checks.device("device", device)
         if dtype == self.dtype and device == self.device:
             return self
-        W, U, b = (t.to(dtype=dtype, device=device) for t in (self.W, self.U, self.b))
+        W, U, b = (_checks.cast(name, t, dtype, device) for name, t in (("W", self.W), ("U", self.U), ("b", self.b)))
         return VanillaRNN(W, U, b, activation=self.activation)
 
     def delta(self) -> torch.Tensor:
@@ -119,6 +123,7 @@ class VanillaRNN:
         Raises:
             ShapeError: not 3-D, T = 0, wrong input size m, or a batch that does not match W's batch.
             NonFiniteError: NaN or Inf in the inputs.
+            InvalidArgumentError: inputs too large for this RNN's dtype (float64 values beyond float32's range).
         """
         x = _checks.tensor(name, x, ndims=(3,))
         batch, steps, m = x.shape
@@ -136,7 +141,7 @@ class VanillaRNN:
             )
         if batch == 0:
             raise ShapeError(f"{name} has an empty batch (shape {tuple(x.shape)})")
-        return x.to(dtype=self.dtype, device=self.device)
+        return _checks.cast(name, x, self.dtype, self.device)
 
     def initial_preactivation(self, batch: int, h0: torch.Tensor | None = None) -> torch.Tensor:
         """h_0 as a (batch, n) tensor: zeros by default, or ``h0`` of shape (n,) or (batch, n) broadcast."""
@@ -147,7 +152,7 @@ class VanillaRNN:
             raise ShapeError(
                 f"h0 must be ({self.hidden_size},) or ({batch}, {self.hidden_size}), got {tuple(h0.shape)}"
             )
-        return h0.to(dtype=self.dtype, device=self.device).expand(batch, self.hidden_size).clone()
+        return _checks.cast("h0", h0, self.dtype, self.device).expand(batch, self.hidden_size).clone()
 
     def drive(self, x: torch.Tensor) -> torch.Tensor:
         """U x_t + b for every t: (batch, T, n), for inputs already checked by :meth:`check_inputs`."""

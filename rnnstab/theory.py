@@ -75,12 +75,12 @@ def log_bound(delta: float, steps: int) -> torch.Tensor:
     return torch.arange(1, steps + 1, dtype=torch.float64) * math.log(delta)
 
 
-def bound_violations(trace: JacobianTrace, *, delta: float | torch.Tensor) -> list[BoundViolation]:
+def bound_violations(trace: JacobianTrace, *, delta: float | torch.Tensor | np.ndarray) -> list[BoundViolation]:
     """Every (trace, step) where log‖J_t‖₂ > t·log δ + tolerance; an empty list when the bound holds.
 
     Args:
         trace: from :func:`~rnnstab.jacobian_norms` with the spectral norm.
-        delta: δ for every trace (a float) or one per trace ((batch,) tensor, e.g. ``rnn.delta()``).
+        delta: δ for every trace (a float) or one per trace ((batch,) tensor or array, e.g. ``rnn.delta()``).
 
     The tolerance is :meth:`JacobianTrace.float_tolerance` (rounding of the product in the trace's dtype) plus
     4·ε·(|log‖J_t‖₂| + |t·log δ|), ε that of float64: the rounding of the two logs themselves, which matters only
@@ -108,7 +108,9 @@ def bound_violations(trace: JacobianTrace, *, delta: float | torch.Tensor) -> li
     ]
 
 
-def verdicts(trace: JacobianTrace, *, delta: float | torch.Tensor, rate_tol: float = DEFAULT_RATE_TOL) -> list[Verdict]:
+def verdicts(
+    trace: JacobianTrace, *, delta: float | torch.Tensor | np.ndarray, rate_tol: float = DEFAULT_RATE_TOL
+) -> list[Verdict]:
     """One :class:`Verdict` per trace in the batch.
 
     Regimes, with r the late-half rate (nats/step) and δ = γ‖W‖₂:
@@ -122,7 +124,7 @@ def verdicts(trace: JacobianTrace, *, delta: float | torch.Tensor, rate_tol: flo
 
     Args:
         trace: from :func:`~rnnstab.jacobian_norms` with the spectral norm.
-        delta: a float, or one δ per trace ((batch,) tensor, e.g. ``rnn.delta()``).
+        delta: a float, or one δ per trace ((batch,) tensor or array, e.g. ``rnn.delta()``).
         rate_tol: the half-width of the marginal band, nats per step (default 1e-3: a half-life of 693 steps).
 
     Raises:
@@ -212,7 +214,9 @@ def _spectral(trace: JacobianTrace) -> torch.Tensor:
     return trace.log_spectral
 
 
-def _deltas(trace: JacobianTrace, delta: float | torch.Tensor) -> torch.Tensor:
+def _deltas(trace: JacobianTrace, delta: float | torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(delta, np.ndarray) and delta.ndim > 0 and delta.dtype.kind in "iuf":
+        delta = torch.from_numpy(delta)  # rnn.delta().numpy(), or a column of a DataFrame: as good as the tensor
     if isinstance(delta, torch.Tensor):
         values = delta.detach().to(torch.float64).cpu().reshape(-1)
         if values.numel() == 1:
@@ -225,18 +229,18 @@ def _deltas(trace: JacobianTrace, delta: float | torch.Tensor) -> torch.Tensor:
     return torch.full((trace.batch_size,), _checks.positive_float("delta", delta), dtype=torch.float64)
 
 
-def _excess(trace: JacobianTrace, delta: float | torch.Tensor) -> torch.Tensor:
+def _excess(trace: JacobianTrace, delta: float | torch.Tensor | np.ndarray) -> torch.Tensor:
     """log‖J_t‖₂ − t·log δ, (batch, T)."""
     return _spectral(trace) - _log_bounds(trace, delta)
 
 
-def _tolerance(trace: JacobianTrace, delta: float | torch.Tensor) -> torch.Tensor:
+def _tolerance(trace: JacobianTrace, delta: float | torch.Tensor | np.ndarray) -> torch.Tensor:
     """(batch, T) rounding allowance for :func:`_excess` (see :func:`bound_violations`)."""
     size = _spectral(trace).abs() + _log_bounds(trace, delta).abs()
     return trace.float_tolerance() + 4 * torch.finfo(torch.float64).eps * size
 
 
-def _log_bounds(trace: JacobianTrace, delta: float | torch.Tensor) -> torch.Tensor:
+def _log_bounds(trace: JacobianTrace, delta: float | torch.Tensor | np.ndarray) -> torch.Tensor:
     """t·log δ, (batch, T)."""
     t = torch.arange(1, trace.steps + 1, dtype=torch.float64)
     return t * torch.log(_deltas(trace, delta))[:, None]

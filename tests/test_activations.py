@@ -376,6 +376,32 @@ def test_wrong_shape_or_type_from_callable_raises():
         get_activation(lambda x: 1.0)
 
 
+@pytest.mark.parametrize(
+    ("fn", "got"),
+    [
+        (lambda x: torch.tanh(x.float()), "float64 in, float32 out"),
+        (lambda x: torch.tanh(x.double()), "float32 in, float64 out"),
+        (lambda x: (x > 0).long(), "float64 in, int64 out"),
+    ],
+)
+def test_callable_that_changes_the_dtype_raises(fn, got):
+    # accepted before, then the next step's W·g failed inside torch: "mat1 and mat2 must have the same dtype"
+    with pytest.raises(ArgumentTypeError, match=rf"must return a tensor of its input's dtype: {got}"):
+        get_activation(fn)
+
+
+def test_callable_detached_through_numpy_is_named_not_called_constant():
+    # σ' came out 0 (no graph) and was refused as "zero everywhere", which tanh is not
+    with pytest.raises(ArgumentTypeError, match=r"autograd cannot differentiate .*numpy"):
+        get_activation(lambda x: torch.from_numpy(np.tanh(x.detach().numpy())))
+
+
+def test_callable_that_is_nan_at_a_point_is_refused_for_that_not_as_non_elementwise():
+    # NaN ≠ NaN made the elementwise check fail: "σ(x)_i depends on other entries of x"
+    with pytest.raises(InvalidArgumentError, match="not finite at x = 0"):
+        get_activation(lambda x: torch.sin(x) / x)
+
+
 @pytest.mark.parametrize("bad", [3, 2.5, None, ["tanh"]])
 def test_non_callable_non_name_raises(bad):
     with pytest.raises(ArgumentTypeError, match="activation"):

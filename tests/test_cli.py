@@ -65,6 +65,9 @@ def test_trace_json_on_stdout_matches_the_library(tmp_path):
         (["--hidden", "0"], "--hidden must be ≥ 1"),
         (["--dtype", "float16"], "--dtype"),
         (["--input-scale", "-1"], "--input-scale must be a finite number ≥ 0"),
+        # were a traceback from torch's allocator, and "W holds 16 non-finite value(s)" (the float32 cast of W)
+        (["--steps", "100000000000"], "reduce --steps or --batch"),
+        (["--delta", "1e300", "--dtype", "float32"], "W does not fit in float32"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(tmp_path, args, message):

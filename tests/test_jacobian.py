@@ -262,6 +262,35 @@ def test_bad_arguments_name_themselves(kwargs, match):
         rnnstab.jacobian_norms(rnn, torch.zeros(1, 10, 3), **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        # tuple("spectral") was its letters, each reported as an unknown norm: ('s', 'p', 'e', ...)
+        (
+            {"norms": "spectral"},
+            r"^norms must be a list of norm names, got str 'spectral' \(for one, pass \['spectral'\]\)",
+        ),
+        ({"norms": None}, r"^norms must be a list of norm names, got NoneType"),
+        # found out only after the first chunk of work, as "'int' object is not callable"
+        ({"progress": 3}, r"^progress must be a callable"),
+        # a torch.device went to torch unchecked: AssertionError "Torch not compiled with CUDA", or a meta-tensor error
+        ({"device": torch.device("meta")}, r"^device must be auto, cpu, cuda or cuda:N, got 'meta'"),
+    ],
+)
+def test_bad_argument_types_name_themselves(kwargs, match):
+    with pytest.raises(rnnstab.RnnstabError, match=match):
+        rnnstab.jacobian_norms(random_rnn(4), torch.zeros(1, 3, 3), **kwargs)
+
+
+def test_inputs_beyond_the_range_of_the_product_dtype_are_named_not_read_as_an_explosion():
+    # float64 inputs cast to float32 became inf, reported as "the forward pass overflowed float32 at step t = 1 ...
+    # use at most 0 steps"
+    x = torch.zeros(1, 5, 3, dtype=torch.float64)
+    x[0, 2, 1] = 1e300
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"^x does not fit in float32"):
+        rnnstab.jacobian_norms(random_rnn(4), x, dtype="float32")
+
+
 def test_bad_inputs_name_themselves():
     rnn = random_rnn(4)
     with pytest.raises(rnnstab.ShapeError, match="T = 0"):

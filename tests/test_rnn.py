@@ -409,7 +409,16 @@ def test_to_bad_dtype(bad):
 @pytest.mark.parametrize(
     ("bad", "exc"),
     [("tpu", InvalidArgumentError), ("meta", InvalidArgumentError), (3, ArgumentTypeError)]
-    + ([] if torch.cuda.is_available() else [("cuda", InvalidArgumentError)]),
+    # a torch.device is checked as its name: torch would otherwise fail deep inside .to(), naming nothing
+    + [
+        (torch.device("meta"), InvalidArgumentError),
+        (torch.device("cuda", torch.cuda.device_count()), InvalidArgumentError),
+    ]
+    + (
+        []
+        if torch.cuda.is_available()
+        else [("cuda", InvalidArgumentError), (torch.device("cuda"), InvalidArgumentError)]
+    ),
 )
 def test_to_bad_device(bad, exc):
     W, U, b = _net()
@@ -463,6 +472,39 @@ def test_constructor_errors(make, exc, match):
     W, U, b = make(*_ok())
     with pytest.raises(exc, match=match):
         VanillaRNN(W, U, b)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_sparse_weights_are_refused_naming_the_argument(layout):
+    # a sparse reservoir W made torch's finiteness check fail with NotImplementedError, naming nothing
+    W, U, b = _ok()
+    sparse = W.to_sparse() if layout == "coo" else W.to_sparse_csr()
+    with pytest.raises(ArgumentTypeError, match=r"^W must be a dense tensor, got layout .*W.to_dense\(\)"):
+        VanillaRNN(sparse, U, b)
+
+
+@pytest.mark.parametrize("arg", ["W", "U", "b"])
+def test_to_a_dtype_too_narrow_for_the_weights_names_the_weight(arg):
+    # float64 weights beyond float32's range became ±inf in the cast and were reported as non-finite *inputs*
+    tensors = dict(zip(("W", "U", "b"), _ok(), strict=True))
+    tensors[arg] = tensors[arg] * 1e300
+    message = rf"^{arg} does not fit in float32: its largest entry is [0-9.]+e\+(299|300)"
+    with pytest.raises(InvalidArgumentError, match=message):
+        VanillaRNN(**tensors).to(dtype=torch.float32)
+
+
+@pytest.mark.parametrize("method", ["run", "run_preactivation"])
+def test_inputs_and_h0_too_large_for_the_dtype_are_refused(method):
+    # cast to a float32 network they became inf: run returned inf/NaN states without a word, and jacobian_norms
+    # reported an exploding state "at step 1: use at most 0 steps"
+    rnn = VanillaRNN(*(t.float() for t in _ok()))
+    x = _x(T=3, m=2)
+    with pytest.raises(InvalidArgumentError, match=r"^x does not fit in float32"):
+        getattr(rnn, method)(x * 1e300)
+    with pytest.raises(InvalidArgumentError, match=r"^h0 does not fit in float32"):
+        getattr(rnn, method)(x, h0=torch.full((4,), 1e39, dtype=F64))
+    assert torch.isfinite(getattr(rnn, method)(x * 1e30)).all()  # large but representable: fine
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])

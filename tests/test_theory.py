@@ -52,6 +52,17 @@ def test_late_rate_of_dead_trace_is_minus_infinity():
     assert float(rates[1]) == pytest.approx(1.0)
 
 
+def test_per_network_delta_as_a_numpy_array():
+    # rnn.delta().numpy() or a DataFrame column was refused: "delta must be a number, got ndarray"
+    rnn = random_rnn(6, delta=1.0, seed=4, batch_networks=3)
+    trace = rnnstab.jacobian_norms(rnn, torch.randn(3, 20, 3, dtype=F64))
+    deltas = rnn.delta()
+    assert rnnstab.verdicts(trace, delta=deltas.numpy()) == rnnstab.verdicts(trace, delta=deltas)
+    assert rnnstab.bound_violations(trace, delta=deltas.numpy().astype("float32")) == []
+    with pytest.raises(rnnstab.ShapeError, match="delta"):
+        rnnstab.verdicts(trace, delta=deltas.numpy()[:2])
+
+
 def test_per_network_delta_for_a_batch_of_networks():
     rnn = random_rnn(6, delta=1.0, seed=4, batch_networks=3)
     trace = rnnstab.jacobian_norms(rnn, torch.randn(3, 20, 3, dtype=F64))

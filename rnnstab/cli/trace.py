@@ -62,19 +62,20 @@ def trace(
         input_scale = _checks.non_negative_float("--input-scale", input_scale)
         chosen_dtype = _checks.dtype("--dtype", dtype)
         chosen_device = _checks.device("--device", device)
+        hidden, steps, batch, m = (
+            _checks.positive_int(flag, value)
+            for flag, value in (("--hidden", hidden), ("--steps", steps), ("--batch", batch), ("--inputs", inputs))
+        )
+        # the inputs (float64) and the per-step results (~1.5 KiB a step, whatever the batch) grow with T: refuse a
+        # --steps that cannot fit before allocating, not with a traceback from torch's allocator
+        needed = 8 * batch * steps * (m + 4) + 1536 * steps
+        _checks.check_memory(needed, torch.device("cpu"), "reduce --steps or --batch")
         out_dir = _io.output_dir(out, created=made)
-        W0 = rnnstab.init_weights(init, _checks.positive_int("--hidden", hidden), seed=seed, activation=act)
+        W0 = rnnstab.init_weights(init, hidden, seed=seed, activation=act)
         W = rnnstab.scale_to_threshold(W0, delta=delta, gamma=act.gamma)
         generator = _checks.generator(seed, 1)
-        m = _checks.positive_int("--inputs", inputs)
         U = torch.randn(hidden, m, generator=generator, dtype=torch.float64) / m**0.5
-        x = input_scale * torch.randn(
-            _checks.positive_int("--batch", batch),
-            _checks.positive_int("--steps", steps),
-            m,
-            generator=generator,
-            dtype=torch.float64,
-        )
+        x = input_scale * torch.randn(batch, steps, m, generator=generator, dtype=torch.float64)
         rnn = rnnstab.VanillaRNN(W, U, None, act).to(device=chosen_device)
         with _progress(quiet or json_output) as progress:
             task = progress.add_task("Jacobian products", total=steps)
