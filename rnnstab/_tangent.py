@@ -108,9 +108,12 @@ def _check_finite(pre: torch.Tensor, start: int) -> None:
     t = start + int(first[row]) + 1
     dtype = str(pre.dtype).removeprefix("torch.")
     wider = "" if pre.dtype == torch.float64 else ", float64"
+    # at t = 1 no step count helps: the first state is already out of range
+    first_step = "The very first step overflows: use" + (" float64," if wider else "")
+    fewer = f"Use at most {t - 1} steps{wider}, or" if t > 1 else first_step
     raise StateOverflowError(
         f"the forward pass overflowed {dtype} at step t = {t} of input sequence {row}: the hidden state explodes, "
-        f"and ∂g_t/∂g_0 is not defined from there. Use at most {t - 1} steps{wider}, or a smaller δ or input scale",
+        f"and ∂g_t/∂g_0 is not defined from there. {fewer} smaller inputs, U, b or h0, or a smaller δ",
         step=t,
         sequence=row,
     )

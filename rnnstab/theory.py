@@ -120,6 +120,9 @@ def verdicts(
     - ``exploding``: δ ≥ 1 and r > +rate_tol;
     - ``marginal``: δ ≥ 1 and |r| ≤ rate_tol — the norm changes by less than a factor e^{rate_tol·T} over T steps.
 
+    A δ < 1 passed for a trace that exceeds δ^t (``bound_holds`` False: the δ is not this network's γ‖W‖₂) proves
+    nothing; that trace is classed by its rate as if δ ≥ 1.
+
     A trace whose state overflowed (``on_overflow="truncate"``) is measured on the steps before its overflow step.
 
     Args:
@@ -154,16 +157,19 @@ def verdicts(
     out = []
     for b in range(trace.batch_size):
         rate, d, end = float(rates[b]), float(deltas[b]), int(measured[b])
+        holds = bool((excess[b, :end] <= tolerance[b, :end]).all())
         out.append(
             Verdict(
-                regime=regime_of(d, rate, rate_tol=rate_tol),
+                # a δ < 1 that the trace exceeds is not γ‖W‖₂ (or the engine has a bug): it guarantees nothing, so
+                # the rate decides, as above the threshold
+                regime=regime_of(d if holds else max(d, 1.0), rate, rate_tol=rate_tol),
                 rate_per_step=rate,
                 log_delta=math.log(d),
                 slack_per_step=math.log(d) - rate,
                 half_life_steps=math.log(2) / -rate if rate < 0 else None,
                 doubling_steps=math.log(2) / rate if rate > 0 else None,
                 max_bound_excess=float(excess[b, :end].max()),
-                bound_holds=bool((excess[b, :end] <= tolerance[b, :end]).all()),
+                bound_holds=holds,
             )
         )
     return out

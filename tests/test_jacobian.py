@@ -468,6 +468,18 @@ def test_an_overflowing_forward_pass_is_refused_not_read_as_dead_units():
     assert bool(torch.isfinite(trace.log_spectral).all())
 
 
+@pytest.mark.parametrize(("dtype", "advice"), [(torch.float64, "use smaller"), (torch.float32, "use float64, smaller")])
+def test_an_overflow_at_the_first_step_does_not_advise_zero_steps(dtype, advice):
+    # it said "Use at most 0 steps": no horizon helps when h_1 itself is out of range
+    W = torch.eye(4, dtype=dtype)
+    x = torch.full((1, 3, 1), torch.finfo(dtype).max, dtype=dtype)
+    rnn = rnnstab.VanillaRNN(W, torch.full((4, 1), 4.0, dtype=dtype), activation="relu")
+    with pytest.raises(rnnstab.StateOverflowError, match=f"The very first step overflows: {advice}") as caught:
+        rnnstab.jacobian_norms(rnn, x, dtype=dtype)
+    assert caught.value.step == 1
+    assert "at most 0" not in str(caught.value)
+
+
 def test_truncate_ends_only_the_overflowing_sequences_trace_at_its_overflow_step():
     W = rnnstab.scale_to_threshold(
         torch.randn(16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), delta=40.0, gamma=1.0

@@ -129,3 +129,14 @@ def test_a_trace_that_is_not_a_jacobian_trace_is_refused_by_name(check):
     trace = rnnstab.jacobian_norms(random_rnn(4), torch.randn(1, 5, 3, dtype=torch.float64))
     with pytest.raises(rnnstab.ArgumentTypeError, match="trace must be the JacobianTrace"):
         check(trace.log_spectral, delta=0.9)
+
+
+def test_a_delta_below_one_that_the_trace_exceeds_guarantees_nothing():
+    # orthogonal W, identity σ: ‖J_t‖₂ = 1.2^t. Told δ = 0.9, verdicts called it "guaranteed vanishing" beside
+    # bound_holds = False; the rate decides instead, as for δ ≥ 1
+    trace = scaled_orthogonal_identity(1.2, steps=20)
+    (wrong,) = rnnstab.verdicts(trace, delta=0.9)
+    assert not wrong.bound_holds and wrong.regime == "exploding"
+    assert wrong.rate_per_step == pytest.approx(math.log(1.2), rel=1e-9)
+    (right,) = rnnstab.verdicts(scaled_orthogonal_identity(0.9, steps=20), delta=0.9)
+    assert right.bound_holds and right.regime == "guaranteed vanishing"

@@ -116,13 +116,13 @@ def trace(
             "verdicts": [v.__dict__ for v in verdicts],
             "bound_violations_detail": [v.__dict__ for v in violations],
         }
+        _io.write_json(out_dir / "trace.json", record)  # the numbers first: a failed plot must not lose them
         plot_trace(
             result,
             delta=delta,
             path=out_dir / "trace.png",
             title=f"{act.name}, n = {hidden}, δ = γ‖W‖₂ = {delta:g}, {batch} input sequences",
         )
-        _io.write_json(out_dir / "trace.json", record)
         if json_output:
             typer.echo(json.dumps(_io.finite_or_none(summary), indent=2, ensure_ascii=False))
         else:
