@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +73,9 @@ def summarise(
         "lambda_last_per_step": float(result.exponents[:, -1].mean()),
         "num_exponents": result.num_exponents,
         "gradient_verdict": verdict,
-        # a marginal λ₁ (within DEFAULT_RATE_TOL of 0) has no meaningful half-life: 1e17 steps is rounding noise
-        "half_life_steps": math.log(2) / -top_mean if top_mean < 0 and verdict != "marginal" else None,
+        # a marginal λ₁ (within DEFAULT_RATE_TOL of 0) has no meaningful half-life: 1e17 steps is rounding noise; nor
+        # has λ₁ = −inf (∂g_t/∂g_0 exactly 0), where log 2/∞ = 0 steps would read as a measured one
+        "half_life_steps": math.log(2) / -top_mean if -math.inf < top_mean < 0 and verdict != "marginal" else None,
         "doubling_steps": math.log(2) / top_mean if top_mean > 0 and verdict != "marginal" else None,
         "log_delta": log_delta,
         "bound_slack_per_step": log_delta - float(top.max()),
@@ -118,7 +122,10 @@ def write_lyapunov_outputs(
     metadata: dict[str, Any],
     title: str,
 ) -> dict[str, str]:
-    """Write lyapunov.json, lyapunov.md and the three figures into ``directory`` (each atomically).
+    """Write lyapunov.json, lyapunov.md and the three figures into ``directory``: none unless all could be made.
+
+    Every file is written into a hidden staging directory first and moved into place only once all are: a figure
+    that fails leaves an earlier run's files as they were, not mixed with some of this run's.
 
     Returns:
         The paths written, keyed as in :data:`FILES` (no singular-value figure when ``singular_values`` is None).
@@ -126,19 +133,39 @@ def write_lyapunov_outputs(
     files = {key: str(directory / name) for key, name in FILES.items()}
     if singular_values is None:
         del files["singular_values"]
+    staging = Path(tempfile.mkdtemp(dir=directory, prefix=".lyapunov.", suffix=".tmp"))
+    try:
+        _write_staged(staging, result, singular_values, summary, parameters, metadata, title, files)
+        if singular_values is None:  # one left by an earlier run into this directory would pass for this run's
+            (directory / FILES["singular_values"]).unlink(missing_ok=True)
+        for key in files:
+            os.replace(staging / FILES[key], directory / FILES[key])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return files
+
+
+def _write_staged(
+    staging: Path,
+    result: LyapunovSpectrum,
+    singular_values: SingularValueSpectrum | None,
+    summary: dict[str, Any],
+    parameters: dict[str, Any],
+    metadata: dict[str, Any],
+    title: str,
+    files: dict[str, str],
+) -> None:
     mean_field_max = summary["mean_field"]["lambda_max_per_step"] if summary["mean_field"] else None
     plot_lyapunov_spectrum(
         result,
-        path=directory / FILES["spectrum"],
+        path=staging / FILES["spectrum"],
         log_delta=summary["log_delta"],
         mean_field_max=mean_field_max,
         title=title,
     )
-    plot_lyapunov_convergence(result, path=directory / FILES["convergence"], mean_field_max=mean_field_max, title=title)
+    plot_lyapunov_convergence(result, path=staging / FILES["convergence"], mean_field_max=mean_field_max, title=title)
     if singular_values is not None:
-        plot_singular_values(singular_values, path=directory / FILES["singular_values"], title=title)
-    else:  # one left by an earlier run into this directory would pass for a figure of this run
-        (directory / FILES["singular_values"]).unlink(missing_ok=True)
+        plot_singular_values(singular_values, path=staging / FILES["singular_values"], title=title)
     record = {
         "summary": summary,
         "parameters": parameters,
@@ -154,15 +181,16 @@ def write_lyapunov_outputs(
         "references": REFERENCES,
         "files": files,
     }
-    _io.write_json(directory / FILES["json"], record)
+    _io.write_json(staging / FILES["json"], record)
     text = lyapunov_markdown(summary, result, parameters=parameters, title=title)
-    _io.atomic_write(directory / FILES["markdown"], lambda handle: handle.write(text.encode()))
-    return files
+    _io.atomic_write(staging / FILES["markdown"], lambda handle: handle.write(text.encode()))
 
 
 def top_exponent_text(summary: dict[str, Any]) -> str:
     """λ₁ with its standard error, or saying why there is none (one block of steps gives no spread to measure)."""
     value, error = summary["lambda_max_per_step"], summary["lambda_max_stderr"]
+    if value == -math.inf:  # its standard error is NaN too, whatever the blocks
+        return f"{value:.6g}: {_ZERO_JACOBIAN}"
     if error is None or not math.isfinite(error):
         return f"{value:.6g} (no standard error: it needs --blocks ≥ 2 blocks of measured steps)"
     return f"{value:.6g} ± {error:.2g}"
@@ -214,7 +242,8 @@ def lyapunov_markdown(
         shown += list(range(max(10, result.num_exponents - 3), result.num_exponents))
     lines += [
         "",
-        "## Exponents (batch mean; s.e. from block means, averaged)",
+        # batch_mean's error is that of the mean over the batch, √B below a single trajectory's: not an average of them
+        "## Exponents (batch mean; s.e. of the batch mean, from each trajectory's block means)",
         "",
         "| i | λ_i | s.e. |",
         "|---|---|---|",
@@ -227,7 +256,7 @@ def lyapunov_markdown(
         previous = i
     lines += ["", "## Figures", ""]
     figures = [
-        ("spectrum", "exponents against i/n, with the bound log δ and the mean-field λ_max"),
+        ("spectrum", "exponents against i/n, with the bound log δ" + (" and the mean-field λ_max" if field else "")),
         ("convergence", "running estimates against t"),
     ]
     if summary["singular_values"] is not None:  # no singular values asked for: no figure was written
@@ -275,7 +304,14 @@ def verdict_text(summary: dict[str, Any]) -> str:
         return f"{summary['gradient_verdict']} (half-life {summary['half_life_steps']:.4g} steps)"
     if summary["doubling_steps"] is not None:
         return f"{summary['gradient_verdict']} (doubling every {summary['doubling_steps']:.4g} steps)"
+    if summary["lambda_max_per_step"] == -math.inf:
+        return f"{summary['gradient_verdict']} ({_ZERO_JACOBIAN})"
     return str(summary["gradient_verdict"])
+
+
+# What λ₁ = −inf means: the product has rank 0 in floating point (every unit's σ' = 0 at one step, say), in at least
+# one trajectory, which makes the batch mean −inf too.
+_ZERO_JACOBIAN = "∂g_t/∂g_0 is exactly 0 from some step on"
 
 
 def _bound_tolerance(result: LyapunovSpectrum) -> float:

@@ -382,11 +382,22 @@ def plot_singular_values(spectrum: SingularValueSpectrum, *, path: Path, title: 
     for j, (ax, t) in enumerate(zip(axes, spectrum.steps, strict=True)):
         values = spectrum.log_singular_values[:, j].reshape(-1)
         values = values[torch.isfinite(values)]
-        ax.hist(values.numpy(), bins=60, color="tab:blue", alpha=0.8, label=f"log σ_i(J_t), t = {t}")
         ax.axvline(0.0, color="k", linestyle=":", linewidth=1.5, label="σ = 1 (isometry)")
+        ax.set_ylabel("count")
+        ax.grid(alpha=0.3)
+        if values.numel() == 0:  # J_t = 0 in every trajectory (every relu unit off at some step): nothing to bin
+            ax.text(0.5, 0.5, f"t = {t}: every σ_i = 0 (J_t is exactly 0)", transform=ax.transAxes, ha="center")
+            ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+            continue
+        low, high = float(values.min()), float(values.max())
+        # σ_i equal up to rounding (orthogonal W, identity σ): numpy cannot cut a range of a few ulps into 60 bins,
+        # and any finer binning would split one value across bins by its rounding
+        equal = high - low < 1e-9 * max(1.0, abs(low))
+        bins, span = (1, (low - 0.02, high + 0.02)) if equal else (60, None)
+        ax.hist(values.numpy(), bins=bins, range=span, color="tab:blue", alpha=0.8, label=f"log σ_i(J_t), t = {t}")
         floor = float(floors[:, j].max())
-        if floor > float(values.min()):
-            ax.axvspan(float(values.min()), floor, color="grey", alpha=0.15, linewidth=0)
+        if floor > low:
+            ax.axvspan(low, floor, color="grey", alpha=0.15, linewidth=0)
             ax.axvline(
                 floor,
                 color="tab:red",
@@ -394,9 +405,7 @@ def plot_singular_values(spectrum: SingularValueSpectrum, *, path: Path, title: 
                 linewidth=1.2,
                 label="rounding floor log(nεσ₁):\nbelow it, noise",
             )
-        ax.set_ylabel("count")
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
-        ax.grid(alpha=0.3)
     axes[-1].set_xlabel("log σ_i(J_t)  (natural log)")
     axes[0].set_title(title or "Singular values of J_t = ∂g_t/∂g_0")
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))

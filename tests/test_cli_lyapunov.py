@@ -35,6 +35,7 @@ def test_lyapunov_writes_json_markdown_and_figures(tmp_path):
     markdown = (tmp_path / "lyapunov.md").read_text()
     assert "nats per step" in markdown and "Newman" not in markdown and "Benettin" in markdown
     assert "lyapunov_spectrum.png" in markdown
+    assert "s.e. of the batch mean" in markdown and "averaged" not in markdown  # not an average of the rows' s.e.
 
 
 def test_lyapunov_json_on_stdout_matches_the_library(tmp_path):
@@ -90,6 +91,13 @@ def test_orthogonal_init_has_no_mean_field_line(tmp_path):
         (["--init", "nope"], "init scheme"),
         (["--dtype", "float16"], "--dtype"),
         (["--hidden", "0"], "--hidden must be ≥ 1"),
+        # the inputs are drawn before the run's own memory check: a traceback from torch's allocator before
+        (["--steps", str(10**13)], "reduce --steps, --batch or --inputs"),
+        (["--inputs", str(10**12)], "reduce --steps, --batch or --inputs"),
+        # s² overflowed Python's float: an OverflowError traceback, after the whole run
+        (["--input-scale", "1e200"], "--input-scale must be at most 1e+150"),
+        # the mean-field gain limit was reported as --gain's, which the user never gave
+        (["--delta", "1e200"], "--delta 1e+200 makes the gain"),
     ],
 )
 def test_bad_lyapunov_options_give_one_line_and_exit_2(tmp_path, args, message):
@@ -207,4 +215,76 @@ def test_one_block_says_why_there_is_no_standard_error(tmp_path):
     result = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "no standard error: it needs --blocks ≥ 2" in result.output and "nan" not in result.output
-    assert "no standard error" in (tmp_path / "lyapunov.md").read_text()
+    markdown = (tmp_path / "lyapunov.md").read_text()
+    assert "no standard error" in markdown
+    assert markdown.startswith("# Lyapunov spectrum — tanh, n = 6, g = 1.5, δ = ") and "1 input sequence\n" in markdown
+
+
+def test_a_jacobian_that_becomes_exactly_zero_is_said_so():
+    # relu with every unit off from the start: J_t = 0 exactly, λ₁ = −inf. The text blamed --blocks for the missing
+    # standard error (there were 10 blocks) and gave a half-life of 0 steps.
+    rnn = rnnstab.VanillaRNN(torch.eye(2, dtype=torch.float64), activation="relu")
+    result = rnnstab.lyapunov_spectrum(rnn, torch.zeros(1, 40, 0), h0=-torch.ones(2, dtype=torch.float64))
+    summary = lyapunov_report.summarise(result, log_delta=0.0)
+    assert summary["lambda_max_per_step"] == -math.inf and summary["half_life_steps"] is None
+    text = lyapunov_report.top_exponent_text(summary)
+    assert "--blocks" not in text and "exactly 0" in text
+    assert lyapunov_report.verdict_text(summary) == "vanishing (∂g_t/∂g_0 is exactly 0 from some step on)"
+
+
+def test_markdown_names_the_mean_field_line_only_when_there_is_one(tmp_path):
+    rnn = rnnstab.VanillaRNN(rnnstab.init_weights("orthogonal", 4, seed=0), activation="tanh")
+    result = rnnstab.lyapunov_spectrum(rnn, torch.zeros(1, 30, 0))
+    summary = lyapunov_report.summarise(result, log_delta=0.0)
+    lyapunov_report.write_lyapunov_outputs(
+        tmp_path, result=result, singular_values=None, summary=summary, parameters={}, metadata={}, title="t"
+    )
+    assert "mean-field" not in (tmp_path / "lyapunov.md").read_text().split("## References")[0]
+
+
+def test_a_figure_that_fails_leaves_the_earlier_run_whole(tmp_path, monkeypatch):
+    # The figures were written one by one before the JSON: a failing one left this run's first figures beside the
+    # previous run's lyapunov.json and lyapunov.md, a set that no run wrote.
+    rnn = rnnstab.VanillaRNN(rnnstab.init_weights("gaussian", 4, seed=0), activation="tanh")
+    result = rnnstab.lyapunov_spectrum(rnn, torch.zeros(1, 30, 0))
+    spectrum = rnnstab.singular_value_spectrum(rnn, torch.zeros(1, 30, 0), at=[5])
+    summary = lyapunov_report.summarise(result, log_delta=0.0, singular_values=spectrum)
+    arguments = {"result": result, "singular_values": spectrum, "summary": summary, "parameters": {}, "metadata": {}}
+    lyapunov_report.write_lyapunov_outputs(tmp_path, title="run 1", **arguments)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("a figure failed")
+
+    monkeypatch.setattr(lyapunov_report, "plot_singular_values", fail)
+    with pytest.raises(RuntimeError, match="a figure failed"):
+        lyapunov_report.write_lyapunov_outputs(tmp_path, title="run 2", **arguments)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_a_bound_violation_exits_3_as_in_the_other_commands(tmp_path, monkeypatch):
+    # λ₁ > log δ beyond rounding is a bug in rnnstab: trace, sweep and audit exit 3 on it; lyapunov printed
+    # "VIOLATED ← BUG" and exited 0, so a script reading --json never noticed.
+    summarise = lyapunov_report.summarise
+    monkeypatch.setattr(lyapunov_report, "summarise", lambda *a, **k: {**summarise(*a, **k), "bound_holds": False})
+    result = runner.invoke(app, ["lyapunov", *SMALL, "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 3, result.output
+    assert json.loads(result.stdout)["bound_holds"] is False and "BUG" in result.stderr
+    assert (tmp_path / "lyapunov.json").exists()  # the evidence is kept
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # every relu unit off at one step: J_t = 0, no finite log σ to bin (min() of an empty tensor)
+        ["--hidden", "3", "--activation", "relu", "--delta", "0.5"],
+        # every σ_i equal up to rounding: numpy could not cut a few ulps into 60 bins
+        ["--hidden", "16", "--init", "orthogonal", "--activation", "identity", "--gain", "0.7"],
+    ],
+)
+def test_singular_value_histograms_of_degenerate_spectra_are_drawn(tmp_path, args):
+    result = runner.invoke(
+        app, ["lyapunov", *args, "--steps", "40", "--singular-values-at", "10", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "singular_values.png").stat().st_size > 0

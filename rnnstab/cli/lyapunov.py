@@ -14,7 +14,19 @@ from rich.table import Table
 
 import rnnstab
 from rnnstab import _checks, _io, lyapunov_report, validation
-from rnnstab.cli._common import _Activation, _Gamma, _metadata, _progress, _user_errors, _warnings_as_lines, app
+from rnnstab.cli._common import (
+    _Activation,
+    _exit_on_bound_violation,
+    _Gamma,
+    _metadata,
+    _progress,
+    _user_errors,
+    _warnings_as_lines,
+    app,
+)
+
+# Its square is the mean-field input variance, which must stay a finite float (rnnstab.theory caps the gain alike).
+_INPUT_SCALE_MAX = 1e150
 
 
 @app.command()
@@ -88,7 +100,7 @@ def lyapunov(
     Benettin's QR method on the tangent dynamics J_t = D_t W, with error bars from block means; the mean-field
     prediction λ_max = ½ log χ (gaussian W₀) and the bound λ₁ ≤ log δ are marked. Also the singular values of J_t at
     chosen t. Writes OUT/lyapunov.json, OUT/lyapunov.md, OUT/lyapunov_spectrum.png, OUT/lyapunov_convergence.png and
-    OUT/singular_values.png.
+    OUT/singular_values.png. Exit code 2 on a bad option, 3 if λ₁ > log δ beyond rounding (a bug in rnnstab).
     """
     with _user_errors(ctx, {"k": "--top"}) as made, _warnings_as_lines():
         act = rnnstab.get_activation(activation, gamma=gamma)
@@ -97,18 +109,39 @@ def lyapunov(
         chosen_dtype = _checks.dtype("--dtype", dtype)
         chosen_device = _checks.device("--device", device)
         input_scale = _checks.non_negative_float("--input-scale", input_scale)
+        if input_scale > _INPUT_SCALE_MAX:
+            raise rnnstab.InvalidArgumentError(
+                f"--input-scale must be at most {_INPUT_SCALE_MAX:g} (s², the mean-field input variance, must be a "
+                f"finite float), got {input_scale:g}"
+            )
         steps = _checks.positive_int("--steps", steps)
         m = _checks.positive_int("--inputs", inputs)
         n_batch = _checks.positive_int("--batch", batch)
+        hidden = _checks.positive_int("--hidden", hidden)
+        # x (drawn, then scaled: two float64 copies at once) and U are made here, before the library checks its own
+        # memory: refuse what cannot fit now, not with a traceback from torch's allocator
+        needed = 8 * (2 * n_batch * steps * m + hidden * m)
+        _checks.check_memory(needed, torch.device("cpu"), "reduce --steps, --batch or --inputs")
         interval = _qr_interval(qr_every)
         sv_steps = _steps_list("--singular-values-at", singular_values_at, steps)
-        W0 = rnnstab.init_weights(init, _checks.positive_int("--hidden", hidden), seed=seed, activation=act)
+        W0 = rnnstab.init_weights(init, hidden, seed=seed, activation=act)
         if delta is not None:
             W = rnnstab.scale_to_threshold(W0, delta=_checks.positive_float("--delta", delta), gamma=act.gamma)
             g = float(rnnstab.spectral_norm(W) / rnnstab.spectral_norm(W0))
         else:
             g = _checks.positive_float("--gain", 1.5 if gain is None else gain)
             W = g * W0
+        # before the run, so that a gain the theory cannot take is refused at once, not after the whole spectrum
+        field = gc = None
+        if init == "gaussian":  # the mean-field theory is for i.i.d. entries
+            try:
+                field = rnnstab.mean_field(act, gain=g, input_variance=input_scale**2)
+            except rnnstab.InvalidArgumentError as err:
+                if delta is None:
+                    raise
+                # the library names its gain, which would read as --gain: the user gave --delta
+                raise rnnstab.InvalidArgumentError(f"--delta {delta:g} makes the gain g = {g:.6g}: {err}") from None
+            gc = rnnstab.critical_gain(act, input_variance=input_scale**2)
         out_dir = _io.output_dir(out, created=made)
         generator = _checks.generator(seed, 1)
         U = torch.randn(hidden, m, generator=generator, dtype=torch.float64) / m**0.5
@@ -135,10 +168,6 @@ def lyapunov(
                 spectrum = rnnstab.singular_value_spectrum(
                     rnn, x, at=sv_steps, h0=h0, dtype=chosen_dtype, progress=lambda done: progress.advance(task, done)
                 )
-        field = gc = None
-        if init == "gaussian":  # the mean-field theory is for i.i.d. entries
-            field = rnnstab.mean_field(act, gain=g, input_variance=input_scale**2)
-            gc = rnnstab.critical_gain(act, input_variance=input_scale**2)
         norm = float(rnnstab.spectral_norm(W))
         # The δ asked for, not γ·‖W‖₂ recomputed: that lands an ulp either side of it, and at --delta 1 an ulp below
         # would read as "guaranteed vanishing".
@@ -167,7 +196,9 @@ def lyapunov(
             "dtype": str(chosen_dtype).removeprefix("torch."),
             "device": str(chosen_device),
         }
-        title = f"{act.name}, n = {hidden}, g = {g:.4g}, δ = {network_delta:.4g}, {n_batch} input sequences"
+        title = (
+            f"{act.name}, n = {hidden}, g = {g:.4g}, δ = {network_delta:.4g}, {_io.plural(n_batch, 'input sequence')}"
+        )
         files = lyapunov_report.write_lyapunov_outputs(
             out_dir,
             result=result,
@@ -182,6 +213,7 @@ def lyapunov(
             typer.echo(json.dumps(_io.finite_or_none(record), indent=2, ensure_ascii=False))
         else:
             _print_lyapunov(parameters, summary, files)
+        _exit_on_bound_violation(summary["bound_holds"], where=files["json"])
 
 
 @app.command()
