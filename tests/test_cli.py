@@ -224,3 +224,17 @@ def test_help_shows_no_type_placeholder_that_reads_as_a_value(command):
     assert result.exit_code == 0, result.output
     assert "<bool>" not in result.output and "<list[" not in result.output
     assert "--help" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "message"),
+    [
+        *((command, "--activation", "unknown activation") for command in ("trace", "lyapunov", "inits")),
+        *((command, "--init", "unknown init scheme") for command in ("trace", "lyapunov")),
+    ],
+)
+def test_an_unknown_name_error_names_its_option(tmp_path, command, option, message):
+    result = runner.invoke(app, [command, option, "nope", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert f"error: {option}: {message}" in result.output
+    assert not (tmp_path / "out").exists()

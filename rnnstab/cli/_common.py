@@ -109,9 +109,15 @@ def _with_option_names(message: str, ctx: typer.Context | None, aliases: Mapping
     options = {p.name: p.opts[0] for p in ctx.command.params if p.opts[0].startswith("--")} if ctx else {}
     leading = re.match(r"[a-z_][a-z0-9_]*(?= must\b|:| is\b)", message)
     if leading is None:
-        return message
+        subject = next((name for words, name in _NAMED_IN_WORDS.items() if message.startswith(words)), None)
+        flag = options.get(subject) if subject else None
+        return f"{flag}: {message}" if flag else message
     flag = {**options, **aliases}.get(leading.group())
     return flag + message[leading.end() :] if flag else message
+
+
+# library errors that name their argument in words ("unknown activation 'x'"), by the parameter they are about
+_NAMED_IN_WORDS = {"unknown activation": "activation", "unknown init scheme": "init"}
 
 
 def _print_line(label: str, style: str, message: str) -> None:
