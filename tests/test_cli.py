@@ -238,3 +238,28 @@ def test_an_unknown_name_error_names_its_option(tmp_path, command, option, messa
     assert result.exit_code == 2
     assert f"error: {option}: {message}" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["trace", "--steps", "abc"], "error: Invalid value for '--steps'"),
+        (["trace", "--hidden", "1.5"], "error: Invalid value for '--hidden'"),
+        (["trace", "--no-such-option"], "error: No such option: --no-such-option"),
+        (["analyze"], "error: Missing argument"),
+        (["no-such-command"], "error: No such command 'no-such-command'"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_code_2(args, message):
+    # typer drew these as a usage block over a boxed panel, unlike every other bad input
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(message), result.output
+    assert lines[0].endswith("--help)")
+
+
+def test_no_command_still_prints_the_help():
+    result = runner.invoke(app, [])
+    assert result.exit_code == 2
+    assert "Usage:" in result.output and "sweep" in result.output

@@ -3,10 +3,11 @@ run metadata, the --activation/--gamma options and the ≥ 0 check of lyapunov a
 
 from __future__ import annotations
 
+import importlib
 import platform
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -52,6 +53,37 @@ class _Command(TyperCommand):
 class _Group(TyperGroup):
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain_metavars(super().get_params(ctx))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """As click's, but a usage error (``--steps abc``, a missing argument) is one ``error:`` line and exit code 2,
+        like every other bad input, not typer's boxed panel under a usage block."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except _CLICK.ClickException as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # the help is printed already (click ≥ 8.2)
+                raise SystemExit(err.exit_code) from None
+            where = getattr(err, "ctx", None)
+            hint = f" (see {where.command_path} --help)" if isinstance(err, _CLICK.UsageError) and where else ""
+            _print_line("error:", "red", err.format_message() + hint)
+            raise SystemExit(err.exit_code) from None
+        except typer.Abort:
+            _print_line("error:", "red", "aborted")
+            raise SystemExit(1) from None
+        raise SystemExit(code if isinstance(code, int) else 0)
+
+
+# click's exceptions, from wherever this typer takes click: the click package, or its own copy (typer ≥ 0.20)
+_CLICK = importlib.import_module(typer.BadParameter.__module__)
 
 
 def plain_help(application: typer.Typer) -> None:
