@@ -28,9 +28,9 @@ def output_dir(path: str | os.PathLike[str], *, created: list[Path] | None = Non
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise InvalidArgumentError(f"cannot create output directory {out}: {err.strerror}") from None
+        raise InvalidArgumentError(f"--out {out}: cannot create output directory: {err.strerror}") from None
     if not os.access(out, os.W_OK):
-        raise InvalidArgumentError(f"output directory {out} is not writable")
+        raise InvalidArgumentError(f"--out {out}: output directory is not writable")
     return out
 
 
@@ -45,15 +45,27 @@ def remove_empty(directories: list[Path]) -> None:
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write`` on a temporary file beside ``path`` and rename it into place; nothing half-written remains."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _naming(err, path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result file should get the usual mode
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise _naming(err, path) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """``err`` about the file being written rather than its temporary name, which would mean nothing to a user
+    (the disk filled up: "No space left on device: out/trace.json", not ".trace.json.k3j_x9.tmp")."""
+    return OSError(err.errno, err.strerror, str(path)) if err.errno is not None else err
 
 
 def _umask() -> int:

@@ -92,7 +92,10 @@ def test_bad_input_is_one_error_line_exit_2_and_nothing_written(tmp_path, args, 
 def test_out_pointing_at_a_file_or_below_one_is_refused(tmp_path):
     target = tmp_path / "a-file"
     target.write_text("keep me")
-    for out, message in ((target, "is a file"), (target / "sub", "cannot create output directory")):
+    for out, message in (
+        (target, "is a file"),
+        (target / "sub", f"--out {target / 'sub'}: cannot create output directory"),
+    ):
         result = runner.invoke(app, ["sweep", *TINY, "--out", str(out)])
         assert result.exit_code == 2 and message in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
@@ -187,7 +190,7 @@ def test_unwritable_directory_is_refused_even_for_root(tmp_path, monkeypatch):
         lambda path, mode, **kw: (str(path) != str(target) or not mode & os.W_OK) and real_access(path, mode, **kw),
     )
     result = runner.invoke(app, ["sweep", *TINY, "--out", str(target)])
-    assert result.exit_code == 2 and "is not writable" in result.stderr
+    assert result.exit_code == 2 and ": output directory is not writable" in result.stderr
     assert list(target.iterdir()) == []
 
 
