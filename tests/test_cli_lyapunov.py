@@ -288,3 +288,14 @@ def test_singular_value_histograms_of_degenerate_spectra_are_drawn(tmp_path, arg
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "singular_values.png").stat().st_size > 0
+
+
+def test_validate_refuses_a_negative_seed_before_running_any_check(monkeypatch):
+    # it ran the first checks, then failed with "--seed must be ≥ 0 (trajectory b's frame is drawn from seed + b)"
+    def must_not_run(**kwargs):
+        raise AssertionError("the suite ran")
+
+    monkeypatch.setattr(rnnstab, "run_validation", must_not_run)
+    result = runner.invoke(app, ["validate", "--seed", "-1", "--quick"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --seed must be ≥ 0, got -1"

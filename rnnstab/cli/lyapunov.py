@@ -237,6 +237,7 @@ def validate(
     Exit code 0 when every check passes, 1 when any fails.
     """
     with _user_errors(ctx) as made:
+        seed = _checks.non_negative_int("--seed", seed)  # refused midway through the suite otherwise, for a frame
         out_dir = _io.output_dir(out, created=made) if out is not None else None
         suite = validation.SUITE_SIZE
         with _progress(quiet or json_output) as progress:
