@@ -330,7 +330,11 @@ def plot_lyapunov_spectrum(
             label=f"mean-field ½ log χ = {mean_field_max:.4g}",
         )
     ax.axhline(0.0, color="grey", linewidth=0.6)
-    ax.set_xlabel(f"i / n   (top {k} of n = {n} exponents)" if k < n else "i / n")
+    xlabel = f"i / n   (top {k} of n = {n} exponents)" if k < n else "i / n"
+    dead = int(torch.isneginf(mean).sum())
+    if dead:  # −∞ has no place on the axis: without a word, those exponents would simply be missing
+        xlabel += f"\n{dead} of {k} exponents are −∞ (dead directions: J_t maps them to exactly 0), not drawn"
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("Lyapunov exponent λ_i  (nats per step, natural log)")
     ax.set_xlim(0, position[-1].item() * 1.02)
     ax.set_title(title or "Lyapunov spectrum")

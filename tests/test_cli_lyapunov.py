@@ -299,3 +299,18 @@ def test_validate_refuses_a_negative_seed_before_running_any_check(monkeypatch):
     result = runner.invoke(app, ["validate", "--seed", "-1", "--quick"])
     assert result.exit_code == 2
     assert result.output.strip() == "error: --seed must be ≥ 0, got -1"
+
+
+def test_the_spectrum_figure_says_which_exponents_are_minus_infinity(tmp_path, monkeypatch):
+    # −∞ exponents cannot be drawn: the figure showed an empty axis without a word
+    from matplotlib.figure import Figure
+
+    labels = []
+    save = Figure.savefig
+    monkeypatch.setattr(
+        Figure, "savefig", lambda fig, *a, **k: (labels.append(fig.axes[0].get_xlabel()), save(fig, *a, **k))
+    )
+    args = ["lyapunov", "--hidden", "3", "--activation", "relu", "--delta", "0.5", "--steps", "40", "--quiet"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "3 of 3 exponents are −∞" in labels[0]
