@@ -100,7 +100,8 @@ class AuditRow:
         vanishing_guaranteed: every sample has δ < 1 (by more than float rounding): ‖J_t‖₂ ≤ δ^t → 0 is proven.
             δ = 1 exactly (orthogonal W, γ = 1) bounds the gradients but does not make them vanish.
         nonnormality: Henrici's relative departure from normality √(‖W‖_F² − Σ|λ|²)/‖W‖_F over the samples.
-        transient_growth: max_{1≤t≤T} ‖W^t‖₂ over the Jacobian samples; transient_peak_step: the t of that max.
+        transient_growth: max_{1≤t≤T} ‖W^t‖₂ over the Jacobian samples; transient_peak_step: the t of that max;
+            log_transient_growth: its natural log, finite where the growth itself overflows (ρ(W) > 1, long T).
         rate_per_step: late-half slope of log‖J_t‖₂ over the trajectories (:func:`rnnstab.theory.late_rate`).
         memory_horizon_steps: steps until ‖J_t‖₂ falls to ``horizon_drop``, for the mean curve m_t (the mean over
             trajectories of log‖J_t‖₂): ``measured`` — the first t ≤ T with m_t ≤ log(horizon_drop);
@@ -136,6 +137,7 @@ class AuditRow:
     nonnormality: Stat
     transient_growth: Stat
     transient_peak_step: Stat
+    log_transient_growth: Stat
     rate_per_step: Stat
     memory_horizon_steps: Stat
     memory_horizon_kind: str
@@ -178,6 +180,7 @@ class AuditRow:
             "nonnormality": self.nonnormality.to_dict(),
             "transient_growth": self.transient_growth.to_dict(),
             "transient_peak_step": self.transient_peak_step.to_dict(),
+            "log_transient_growth": self.log_transient_growth.to_dict(),
             "rate_per_step": self.rate_per_step.to_dict(),
             "memory_horizon_steps": horizon,
             "regime": self.regime,
@@ -505,6 +508,7 @@ def _audit_one(subject: AuditSubject, log_drop: float, jacobian_samples: int | N
         vanishing_guaranteed=guaranteed,
         transient_growth=Stat.of(peak_log.exp()),
         transient_peak_step=Stat.of((peak_index + 1).to(torch.float64)),
+        log_transient_growth=Stat.of(peak_log),
         memory_horizon_steps=Stat(horizon, horizon_spread),
         memory_horizon_kind=kind,
         regime=regime,

@@ -167,6 +167,12 @@ def table_rows(audit: Audit, *, compact: bool = False) -> tuple[list[str], list[
         # 3 digits would print δ = 1.003 as "1", the δ of an orthogonal W, beside "δ < 1: no": compared with 1
         return format_against_one(stat.mean) if compact else format_stat(stat)
 
+    def growth_cell(row: AuditRow) -> str:
+        # ρ(W) > 1 over a long T: e^{900} is a number a reader can use, inf is not
+        if math.isfinite(row.transient_growth.mean):
+            return cell(row.transient_growth)
+        return f"e^{row.log_transient_growth.mean:.4g}"
+
     header = ["subject", "n", "γ", "‖W‖₂", "ρ(W)", "δ = γ‖W‖₂", "δ < 1", "non-normality"]
     header += ["max_t ‖W^t‖₂ (at t)", "rate (nats/step)", "memory horizon (steps)", "regime"]
     body = [
@@ -179,7 +185,7 @@ def table_rows(audit: Audit, *, compact: bool = False) -> tuple[list[str], list[
             delta_cell(row.delta),
             "yes" if row.vanishing_guaranteed else "no",
             cell(row.nonnormality, 3),
-            f"{cell(row.transient_growth)} (t ≈ {row.transient_peak_step.mean:.0f})",
+            f"{growth_cell(row)} (t ≈ {row.transient_peak_step.mean:.0f})",
             cell(row.rate_per_step, 3),
             horizon_text(row),
             row.regime,

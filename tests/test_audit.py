@@ -361,3 +361,13 @@ def test_the_report_says_the_transient_growth_spreads_over_the_traced_samples_on
     result = audit_schemes(4, "tanh", schemes=["gaussian"], samples=3, jacobian_samples=2, steps=3, batch=1)
     markdown = write_audit_report(result, tmp_path, title="t", parameters={}).markdown.read_text()
     assert "for the transient growth, over the samples whose Jacobians were traced" in markdown
+
+
+def test_transient_growth_beyond_float64_is_kept_as_its_log(tmp_path):
+    # ‖(2I)^t‖₂ = 2^t overflows float64 from t = 1024: the row said inf (null in JSON) and the report "inf"
+    row = audit([_linear(2.0 * torch.eye(2, dtype=torch.float64), 1100)]).rows[0]
+    assert math.isinf(row.transient_growth.mean)
+    assert row.log_transient_growth.mean == pytest.approx(1100 * math.log(2.0), rel=1e-12)
+    assert row.to_dict()["log_transient_growth"]["mean"] == row.log_transient_growth.mean
+    markdown = write_audit_report(Audit((row,), 1e-3), tmp_path, title="t", parameters={}).markdown.read_text()
+    assert f"e^{1100 * math.log(2.0):.4g} (t ≈ 1100)" in markdown
