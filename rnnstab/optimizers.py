@@ -157,9 +157,10 @@ def make_optimizer(
         [-0.25, -0.25]
     """
     if name not in OPTIMIZERS:
-        raise InvalidArgumentError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+        # named as train() and the CLI know the argument, so that the CLI names its option (--optimizer)
+        raise InvalidArgumentError(f"optimizer: unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
     if not _checks.boolean("bias_correction", bias_correction) and name != "adam":
-        raise InvalidArgumentError(f"bias correction can only be turned off for adam, not {name}")
+        raise InvalidArgumentError(f"bias_correction: can only be turned off for adam, not {name}")
     if name != "sgd":  # checked here so that the error names this function's argument, not the optimizer's
         momentum = unit_interval("momentum", momentum)
     if name == "momentum":

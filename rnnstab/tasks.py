@@ -206,7 +206,8 @@ def get_task(name: str, *, symbols: int | None = None, memory: int | None = None
         21
     """
     if name not in TASKS:
-        raise InvalidArgumentError(f"unknown task {name!r}; valid names: {', '.join(sorted(TASKS))}")
+        # "task: …" so that the CLI names its option (--task)
+        raise InvalidArgumentError(f"task: unknown task {name!r}; valid names: {', '.join(sorted(TASKS))}")
     options = {key: value for key, value in (("symbols", symbols), ("memory", memory)) if value is not None}
     if not options:
         return TASKS[name]

@@ -23,10 +23,18 @@ _MAX_HEATMAPS = 6
 _LINESTYLES = ("-", "--", ":", "-.")
 
 
-def run_label(frame: Any) -> str:
-    """``lr = …, batch = …`` for a log (the two options a ``rnnstab train`` grid varies)."""
-    parameters = frame.attrs["header"]["parameters"]
-    return f"lr = {parameters['lr']:g}, batch = {parameters['batch_size']}"
+def rate_labels(rates: Sequence[float]) -> dict[float, str]:
+    """Each learning rate as ``rnnstab train`` writes it: 6 significant digits (``0.1``), or in full (``repr``) for
+    every rate when two of them would print alike (0.1 and 0.1000001), in log names, summaries and legends alike."""
+    short = {rate: f"{rate:g}" for rate in rates}
+    return short if len(set(short.values())) == len(short) else {rate: repr(rate) for rate in rates}
+
+
+def run_labels(frames: Sequence[Any]) -> list[str]:
+    """``lr = …, batch = …`` for each log (the two options a ``rnnstab train`` grid varies)."""
+    parameters = [frame.attrs["header"]["parameters"] for frame in frames]
+    rates = rate_labels([p["lr"] for p in parameters])
+    return [f"lr = {rates[p['lr']]}, batch = {p['batch_size']}" for p in parameters]
 
 
 def plot_training_curves(frames: Sequence[Any], *, path: Path, title: str = "") -> Figure:
@@ -35,20 +43,24 @@ def plot_training_curves(frames: Sequence[Any], *, path: Path, title: str = "") 
     FigureCanvasAgg(fig)
     (loss, grad), (norms, rate) = fig.subplots(2, 2, sharex=True)
     colours = _colours(len(frames))
-    for frame, colour in zip(frames, colours, strict=True):
-        label = run_label(frame)
+    dead = []  # (steps, colour) of each run's -inf rates
+    for frame, colour, label in zip(frames, colours, run_labels(frames), strict=True):
         loss.plot(frame["step"], frame["loss"], color=colour, linewidth=1, label=label)
         grad.plot(frame["step"], frame["grad_norm"], color=colour, linewidth=1)
         monitored = frame.dropna(subset=["spectral_norm_W"])
         norms.plot(monitored["step"], monitored["spectral_norm_W"], "o-", color=colour, markersize=3)
         norms.plot(monitored["step"], monitored["spectral_radius_W"], "s--", color=colour, markersize=3)
         rate.plot(monitored["step"], monitored["jacobian_rate"], "o-", color=colour, markersize=3)
+        dead.append((monitored["step"][np.isneginf(monitored["jacobian_rate"])], colour))
     baseline = frames[0].attrs["header"]["baseline_loss"]
     loss.axhline(baseline, color="k", linestyle=":", label=f"memoryless baseline {baseline:.3g}")
     loss.set(yscale="log", ylabel="training loss L", title="loss")
     loss.legend(fontsize=8)
     grad.set(yscale="log", ylabel="‖∇L‖ (before clipping)", title="gradient norm")
-    norms.set(xlabel="training step", ylabel="‖W‖₂ (o, solid), ρ(W) (□, dashed)", title="recurrent weights")
+    # log scale: a diverging run (‖W‖₂ ~ 10⁴) must not flatten the others, near 1, onto the axis
+    norms.set(
+        yscale="log", xlabel="training step", ylabel="‖W‖₂ (o, solid), ρ(W) (□, dashed)", title="recurrent weights"
+    )
     norms.axhline(1.0, color="grey", linewidth=0.6)
     rate.axhline(0.0, color="grey", linewidth=0.6)
     rate.set(
@@ -56,6 +68,15 @@ def plot_training_curves(frames: Sequence[Any], *, path: Path, title: str = "") 
         ylabel="late rate of log‖∂g_t/∂g_0‖₂ (nats/step)",
         title="Jacobian rate (< 0: vanishing, > 0: exploding)",
     )
+    if any(len(steps) for steps, _ in dead):
+        # matplotlib drops -inf (a dead Jacobian, the fastest vanishing there is): mark it on the panel's floor
+        low, high = rate.get_ylim()
+        floor, margin = low - 0.05 * (high - low), 0.05 * (high - low)  # below every finite rate, inside the panel
+        for steps, colour in dead:
+            rate.plot(steps, np.full(len(steps), floor), "v", color=colour)
+        rate.set_ylim(floor - margin, high)
+        rate.plot([], [], "v", color="grey", label="on the floor: −∞ (∂g_t/∂g_0 = 0)")
+        rate.legend(fontsize=8)
     for ax in (loss, grad, norms, rate):
         ax.grid(alpha=0.3)
     fig.suptitle(title or "training")
@@ -74,7 +95,7 @@ def plot_state_gradients(frames: Sequence[Any], *, path: Path, title: str = "") 
     logs = [_log_state_gradients(frame) for frame in shown]
     finite = np.concatenate([grid[np.isfinite(grid)] for grid in logs] or [np.zeros(1)])
     limits = {"vmin": float(finite.min()), "vmax": float(finite.max())} if finite.size else {}
-    for ax, frame, grid in zip(axes, shown, logs, strict=False):
+    for ax, frame, grid, label in zip(axes, shown, logs, run_labels(frames), strict=False):
         steps = frame["step"].to_numpy()
         image = ax.imshow(
             grid,
@@ -85,11 +106,14 @@ def plot_state_gradients(frames: Sequence[Any], *, path: Path, title: str = "") 
             extent=(steps[0] - 0.5, steps[-1] + 0.5, 0.5, grid.shape[0] + 0.5),
             **limits,  # one colour scale for every panel, so that runs compare by colour
         )
-        ax.set(xlabel="training step", ylabel="t (time step of the sequence)", title=run_label(frame))
+        ax.set(xlabel="training step", ylabel="t (time step of the sequence)", title=label)
         fig.colorbar(image, ax=ax, label="ln ‖∂ℓ/∂g_t‖ (natural log, batch mean)")
     for ax in axes[len(shown) :]:
         ax.set_visible(False)
-    fig.suptitle(title or "per-timestep gradient norms: how far back the loss reaches")
+    heading = title or "per-timestep gradient norms: how far back the loss reaches"
+    if len(frames) > len(shown):  # a grid larger than the panels must not pass for all of them
+        heading += f" (the first {len(shown)} of {len(frames)} runs)"
+    fig.suptitle(heading)
     _save(fig, path)
     return fig
 
@@ -103,10 +127,14 @@ def plot_weightnorm(frames: Sequence[Any], *, path: Path, title: str = "") -> Fi
     rates = sorted({p["lr"] for p in parameters})
     batches = sorted({p["batch_size"] for p in parameters})
     colours = dict(zip(rates, _colours(len(rates)), strict=True))
-    for frame, p in zip(frames, parameters, strict=True):
+    for frame, p, label in zip(frames, parameters, run_labels(frames), strict=True):
         style = {"color": colours[p["lr"]], "linestyle": _LINESTYLES[batches.index(p["batch_size"]) % 4]}
-        v_ax.plot(frame["step"], frame["wn_v_norm"], label=run_label(frame), **style)
-        rate_ax.plot(frame["step"], frame["wn_g_over_v"], **style)
+        steps, v_norm, g_over_v = list(frame["step"]), list(frame["wn_v_norm"]), list(frame["wn_g_over_v"])
+        initial = frame.attrs["header"].get("initial")
+        if initial:  # step 0, the network before any update: each record is taken after its step's update
+            steps, v_norm, g_over_v = [0, *steps], [initial["wn_v_norm"], *v_norm], [initial["wn_g_over_v"], *g_over_v]
+        v_ax.plot(steps, v_norm, label=label, **style)
+        rate_ax.plot(steps, g_over_v, **style)
     v_ax.set(yscale="log", xlabel="training step", ylabel="‖v‖ (RMS over the rows of V)", title="‖v‖ grows")
     rate_ax.set(
         yscale="log",

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from rnnstab import load_training_log
 from rnnstab.cli import app
+from rnnstab.training_plots import run_labels
 
 runner = CliRunner()
 SMALL = ["--length", "8", "--hidden", "6", "--steps", "4", "--monitor-every", "2", "--device", "cpu", "--quiet"]
@@ -139,3 +140,54 @@ def test_rates_that_print_alike_get_their_own_logs(tmp_path):
         0.1000001,
         0.1,
     ]
+
+
+def test_the_weight_norm_summary_starts_from_the_network_before_any_update(tmp_path):
+    # an orthogonal W has unit rows and starts with g_i = ‖v_i‖: ‖v‖ = g/‖v‖ = 1 before step 1's update moves them
+    args = ["train", *SMALL, "--param", "weight_norm", "--optimizer", "sgd", "--lr", "3", "--out", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    (run,) = json.loads(result.stdout)["runs"]
+    assert run["wn_v_norm_first"] == pytest.approx(1.0, abs=1e-6)
+    assert run["wn_g_over_v_first"] == pytest.approx(1.0, abs=1e-6)
+    log = load_training_log(run["log"])
+    assert log.attrs["header"]["initial"] == {key: run[f"{key}_first"] for key in ("wn_v_norm", "wn_g_over_v")} | {
+        "wn_g": pytest.approx(1.0, abs=1e-6)
+    }
+    step_1 = log.iloc[0]
+    assert step_1["wn_v_norm"] > 1.01 and step_1["wn_g_over_v"] < 0.99  # the first record is after the update
+
+
+def test_a_batch_too_large_for_memory_is_refused_before_any_run_of_the_grid(tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["train", *SMALL, "--batch-size", "4,1000000000", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: this needs about") and "GiB" in lines[0], lines
+    assert not out.exists()  # not even the log of batch 4, trained before the large batch failed
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--task", "parity"], "--task"),
+        (["--param", "spectral"], "--param"),
+        (["--optimizer", "rmsprop"], "--optimizer"),
+        (["--optimizer", "rmsprop", "--lr", "0.1"], "--optimizer"),  # refused by make_optimizer, not default_lr
+        (["--optimizer", "sgd", "--no-bias-correction"], "--bias-correction"),
+    ],
+)
+def test_an_unknown_name_is_refused_naming_its_option(tmp_path, args, flag):
+    result = runner.invoke(app, ["train", *SMALL, "--out", str(tmp_path), *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {flag}: "), result.stderr
+
+
+def test_rates_that_print_alike_are_told_apart_in_the_summary_lines(tmp_path):
+    result = runner.invoke(app, ["train", *SMALL, "--lr", "0.1,0.1000001", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("  lr 0.1, batch 32:") and lines[2].startswith("  lr 0.1000001, batch 32:"), lines
+    names = ("lr0.1_batch32.jsonl", "lr0.1000001_batch32.jsonl")
+    frames = [load_training_log(tmp_path / "runs" / name) for name in names]
+    assert run_labels(frames) == ["lr = 0.1, batch = 32", "lr = 0.1000001, batch = 32"]  # the figures' legends

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from rnnstab import get_task, train, write_training_figures
 from rnnstab.cli import app
+from rnnstab.training_plots import plot_state_gradients, plot_training_curves
 
 F64 = torch.float64
 SMALL = ["--length", "6", "--hidden", "4", "--steps", "2", "--monitor-every", "2", "--device", "cpu", "--quiet"]
@@ -69,3 +70,34 @@ def test_a_second_command_into_the_same_out_names_the_earlier_logs_it_leaves(tmp
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["lr0.01_batch32.jsonl", "lr0.02_batch32.jsonl"]
     assert "warning:" in second.stderr and "lr0.01_batch32.jsonl" in second.stderr
     assert "lr0.02_batch32.jsonl" not in second.stderr  # this command's own log, overwritten
+
+
+def test_a_grid_larger_than_the_heatmap_panels_says_which_runs_it_shows(tmp_path):
+    run = train("adding", length=4, hidden=3, steps=2, batch_size=2)
+    frames = []
+    for rate in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7):
+        frame = run.frame()
+        frame.attrs = {**frame.attrs, "header": {**frame.attrs["header"], "parameters": {**run.parameters, "lr": rate}}}
+        frames.append(frame)
+    shown = plot_state_gradients(frames, path=tmp_path / "seven.png", title="grid")
+    assert shown.get_suptitle() == "grid (the first 6 of 7 runs)"  # lr = 0.7 has no panel
+    assert plot_state_gradients(frames[:6], path=tmp_path / "six.png", title="grid").get_suptitle() == "grid"
+
+
+def test_a_diverged_run_does_not_flatten_the_others_weight_norms_onto_the_axis(tmp_path):
+    calm = train("adding", length=4, hidden=3, steps=2, batch_size=2, optimizer="sgd", lr=0.1).frame()
+    wild = train("adding", length=4, hidden=3, steps=2, batch_size=2, optimizer="sgd", lr=0.1).frame()
+    wild["spectral_norm_W"] *= 1e4  # as a run at lr 2·10⁴ reaches, next to runs with ‖W‖₂ near 1
+    figure = plot_training_curves([calm, wild], path=tmp_path / "training.png")
+    norms = figure.axes[2]
+    assert norms.get_title() == "recurrent weights" and norms.get_yscale() == "log"
+
+
+def test_a_dead_jacobians_minus_infinite_rate_is_marked_in_the_figure(tmp_path):
+    dead = train("adding", length=4, hidden=3, steps=2, batch_size=2, optimizer="sgd", lr=2e4, monitor_every=1)
+    assert [r.jacobian_rate for r in dead.records] == [-np.inf, -np.inf]
+    figure = plot_training_curves([dead.frame()], path=tmp_path / "training.png")
+    rate = figure.axes[3]
+    (floor,) = [line for line in rate.get_lines() if line.get_marker() == "v" and len(line.get_xdata())]
+    assert list(floor.get_xdata()) == [1, 2] and all(y > rate.get_ylim()[0] for y in floor.get_ydata())
+    assert "−∞" in rate.get_legend().get_texts()[0].get_text()

@@ -351,6 +351,11 @@ def test_corrupted_or_foreign_logs_are_refused(tmp_path):
         ({"steps": 0}, "steps must be ≥ 1"),
         ({"batch_size": 0}, "batch_size must be ≥ 1"),
         ({"bias_correction": False, "optimizer": "sgd"}, "only be turned off for adam"),
+        # sizes whose graph cannot fit: refused with the memory needed, not a traceback from torch's allocator (or
+        # the kernel's OOM killer once the allocation succeeds on an overcommitting system)
+        ({"length": 10**9}, r"this needs about .* GiB .*reduce the batch size, the sequence length"),
+        ({"batch_size": 10**9}, r"this needs about .* GiB"),
+        ({"task": "copy", "symbols": 10**9, "length": 20}, r"this needs about .* GiB .*the copy task's alphabet"),
     ],
 )
 def test_bad_arguments_are_refused_before_training(tmp_path, options, message):
@@ -358,3 +363,15 @@ def test_bad_arguments_are_refused_before_training(tmp_path, options, message):
     with pytest.raises(InvalidArgumentError, match=message):
         train(options.pop("task"), log_path=tmp_path / "log.jsonl", **options)
     assert not (tmp_path / "log.jsonl").exists()
+
+
+def test_a_dead_jacobians_rate_reads_back_from_the_log_as_minus_infinity(tmp_path):
+    # lr 2·10⁴ saturates tanh at once: σ' = 0 exactly, ∂g_t/∂g_0 = 0, rate -inf; JSON writes it as null
+    log = tmp_path / "dead.jsonl"
+    run = train("adding", optimizer="sgd", lr=2e4, steps=4, monitor_every=3, log_path=log, **SMALL)
+    assert [r.jacobian_rate for r in run.records] == [-math.inf, None, -math.inf, -math.inf]
+    frame = load_training_log(log)
+    assert (
+        frame["jacobian_rate"].tolist()[::2] == [-math.inf, -math.inf] and frame["jacobian_rate"].iloc[3] == -math.inf
+    )
+    assert math.isnan(frame["jacobian_rate"].iloc[1])  # step 2 was not measured: NaN, not -inf

@@ -13,7 +13,8 @@ import rnnstab
 from rnnstab import _checks, _io
 from rnnstab.cli._common import _Activation, _metadata, _print_line, _train_progress, _user_errors, app, console
 from rnnstab.sweep import parse_values
-from rnnstab.training import default_lr
+from rnnstab.training import check_step_memory, default_lr
+from rnnstab.training_plots import rate_labels
 
 _TRAIN_HELP = (
     "Train a vanilla RNN g_t = σ(W g_{t-1} + U x_t + b) on a synthetic long-memory task and watch its gradients.\n\n"
@@ -24,8 +25,9 @@ _TRAIN_HELP = (
     "--lr and --batch-size take several values (repeat the flag or give a comma list, e.g. --lr 0.1,1,10): every "
     "combination is trained from the same seed, each logged to OUT/runs/lr<LR>_batch<B>.jsonl (one JSON line per "
     "step, flushed at once: an interrupted run leaves a usable log). OUT/training.png (loss, ‖∇L‖, ‖W‖₂, ρ(W), "
-    "rate), OUT/state_gradients.png (‖∂ℓ/∂g_t‖ over step × t), OUT/weightnorm.png (--param weight_norm: ‖v‖ and "
-    "g/‖v‖ for each rate and batch size) and OUT/summary.json are written at the end.\n\n"
+    "rate), OUT/state_gradients.png (‖∂ℓ/∂g_t‖ over step × t, for the first six runs), OUT/weightnorm.png "
+    "(--param weight_norm: ‖v‖ and g/‖v‖ for each rate and batch size, from step 0, before the first update) and "
+    "OUT/summary.json are written at the end.\n\n"
     "Exit codes: 0 done; 1 a run stopped on a NaN/Inf loss, gradient or weight (its log is kept, the other runs "
     "go on); 2 bad input; 130 interrupted."
 )
@@ -107,9 +109,17 @@ def train_command(
             for v in parse_values("--batch-size", batch_size or ["32"], kind="int")
         ]
         batches = list(dict.fromkeys(batches))
+        # the largest batch is refused before any run of the grid has written its log, not after the others trained
+        check_step_memory(
+            rnnstab.get_task(task, symbols=symbols, memory=memory),
+            batch_size=max(batches),
+            length=length,
+            hidden=hidden,
+            dtype=dtype,
+            device=device,
+        )
         # lr 0.1 and 0.1000001 print alike with 6 digits and would share (overwrite) one log file: then use repr
-        short = [f"{rate:g}" for rate in rates]
-        names = dict(zip(rates, short if len(set(short)) == len(rates) else map(repr, rates), strict=True))
+        names = rate_labels(rates)
         out_dir = _io.output_dir(out, created=made)
         options: dict[str, Any] = {
             "length": length,
@@ -219,8 +229,9 @@ def _run_summary(run: rnnstab.TrainingRun) -> dict[str, Any]:
         "log": str(run.log_path),
     }
     if run.parameters["param"] == "weight_norm":
+        # "first" as for the loss: the network before any update (step 1's record is measured after it)
         for key in ("wn_v_norm", "wn_g_over_v"):
-            summary[f"{key}_first"], summary[f"{key}_final"] = float(first[key]), float(frame[key].iloc[-1])
+            summary[f"{key}_first"], summary[f"{key}_final"] = run.initial[key], float(frame[key].iloc[-1])
     return summary
 
 
@@ -230,10 +241,12 @@ def _print_training(summary: dict[str, Any]) -> None:
         f"[bold]rnnstab train[/bold] {summary['task']} (memoryless baseline loss {summary['baseline_loss']:.3g})",
         highlight=False,
     )
+    # the rates as the log names have them: 0.1 and 0.1000001 would both print as "lr 0.1"
+    rates = rate_labels([run["lr"] for run in summary["runs"]])
     for run in summary["runs"]:
         status = run["status"] if run["status"] == "finished" else f"[red]stopped at step {run['steps_done']}[/red]"
         line = (
-            f"  lr {run['lr']:g}, batch {run['batch_size']}: {status} in {run['seconds']:.1f} s; "
+            f"  lr {rates[run['lr']]}, batch {run['batch_size']}: {status} in {run['seconds']:.1f} s; "
             f"loss {run['loss_first']:.4g} → {run['loss_final']:.4g} (min {run['loss_min']:.4g}); "
             f"‖W‖₂ {_maybe(run['spectral_norm_W_final'])}, ρ(W) {_maybe(run['spectral_radius_W_final'])}, "
             f"Jacobian rate {_maybe(run['jacobian_rate_final'])} nats/step"
