@@ -23,6 +23,13 @@ from rnnstab._identity import IdentityCheck, eps, problem, rnn_loss, unit_interv
 from rnnstab.exceptions import InvalidArgumentError
 
 OPTIMIZERS = ("sgd", "momentum", "ema", "adam")
+#: the coefficients of :func:`make_optimizer` that each rule reads; it has no use for the others.
+COEFFICIENTS: dict[str, tuple[str, ...]] = {
+    "sgd": (),
+    "momentum": ("momentum",),
+    "ema": ("momentum",),
+    "adam": ("momentum", "beta2", "bias_correction"),
+}
 
 
 class Optimizer:
@@ -159,9 +166,9 @@ def make_optimizer(
     if name not in OPTIMIZERS:
         # named as train() and the CLI know the argument, so that the CLI names its option (--optimizer)
         raise InvalidArgumentError(f"optimizer: unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
-    if not _checks.boolean("bias_correction", bias_correction) and name != "adam":
+    if not _checks.boolean("bias_correction", bias_correction) and "bias_correction" not in COEFFICIENTS[name]:
         raise InvalidArgumentError(f"bias_correction: can only be turned off for adam, not {name}")
-    if name != "sgd":  # checked here so that the error names this function's argument, not the optimizer's
+    if "momentum" in COEFFICIENTS[name]:  # checked here so that the error names this argument, not the optimizer's
         momentum = unit_interval("momentum", momentum)
     if name == "momentum":
         return Momentum(params, lr=lr, alpha=momentum)

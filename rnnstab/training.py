@@ -81,11 +81,9 @@ class RecurrentModel(torch.nn.Module):
         if param == "plain":
             self.W = torch.nn.Parameter(W.clone())
         elif param == "weight_norm":
-            rows = W.norm(dim=1)
-            if bool((rows == 0).any()):
-                raise InvalidArgumentError("weight_norm needs W without zero rows: w_i = g_i·v_i/‖v_i‖ needs v_i ≠ 0")
+            _refuse_zero_rows(W, "the given W", "pass a W without zero rows, or another param")
             self.v = torch.nn.Parameter(W.clone())
-            self.g = torch.nn.Parameter(rows)
+            self.g = torch.nn.Parameter(W.norm(dim=1))
         else:
             left, _, right = torch.linalg.svd(W)
             self.register_buffer("base", left @ right)
@@ -264,9 +262,10 @@ def train(
 
     Raises:
         InvalidArgumentError: an unknown task, init scheme, activation, optimizer or parametrisation; a rate,
-            clip, size or count ≤ 0; a coefficient outside (0, 1); a length too short for the task; ``symbols`` or
-            ``memory`` for the adding task; a batch, length and hidden size whose step would not fit in memory
-            (:func:`check_step_memory`).
+            clip, size or count ≤ 0; a rate that underflows in ``dtype`` (:func:`check_lr`); ``weight_norm`` with an
+            ``init`` draw that has a zero row; a coefficient outside (0, 1); a length too short for the task;
+            ``symbols`` or ``memory`` for the adding task; a batch, length and hidden size whose step would not fit
+            in memory (:func:`check_step_memory`).
         KeyboardInterrupt: passed on after the log's last line marks the run as interrupted (any other exception
             raised during training is passed on the same way, marked ``error``).
 
@@ -287,10 +286,10 @@ def train(
     steps = _checks.positive_int("steps", steps)
     monitor_every = _checks.positive_int("monitor_every", monitor_every)
     clip = None if clip is None else _checks.positive_float("clip", clip)
-    lr = default_lr(optimizer) if lr is None else lr
     momentum, beta2 = unit_interval("momentum", momentum), unit_interval("beta2", beta2)
     bias_correction = _checks.boolean("bias_correction", bias_correction)
     dtype = _checks.dtype("dtype", dtype)
+    lr = check_lr(default_lr(optimizer) if lr is None else lr, dtype)
     device = _checks.device("device", device)
     check_step_memory(spec, batch_size=batch_size, length=length, hidden=hidden, dtype=dtype, device=device)
     parameters: dict[str, Any] = {
@@ -380,6 +379,44 @@ def default_lr(optimizer: str) -> float:
     return DEFAULT_LR[optimizer]
 
 
+def check_lr(lr: float, dtype: torch.dtype | str = torch.float32) -> float:
+    """Return ``lr`` as a float if it is a usable rate in ``dtype``: finite, > 0, and a normal number there.
+
+    A rate below the dtype's smallest normal number (float32: 1.18e-38, float64: 2.23e-308) becomes 0 or a subnormal
+    once cast to it, and every update lr·g then rounds to zero against weights of order one: the run would "train"
+    for every step without moving.
+
+    Args:
+        lr: the learning rate.
+        dtype: the training dtype (float32 or float64, or their names).
+
+    Returns:
+        ``lr`` as a float.
+
+    Raises:
+        InvalidArgumentError: ``lr`` ≤ 0 or not finite, or below the smallest normal number of ``dtype``.
+
+    Example:
+        >>> check_lr(1e-3)
+        0.001
+        >>> check_lr(1e-50, "float32")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        rnnstab.exceptions.InvalidArgumentError: lr: 1e-50 underflows in float32: ... becomes 0, ...
+    """
+    lr = _checks.positive_float("lr", lr)
+    dtype = _checks.dtype("dtype", dtype)
+    info = torch.finfo(dtype)
+    cast = float(torch.tensor(lr, dtype=dtype))
+    if cast < info.tiny:
+        kind = str(dtype).removeprefix("torch.")
+        became = "0" if cast == 0 else f"the subnormal {cast:.3g}"
+        raise InvalidArgumentError(
+            f"lr: {lr!r} underflows in {kind}: it is below {kind}'s smallest normal number {info.tiny:.3g} and "
+            f"becomes {became}, so every update lr·g would round to zero; use a larger rate"
+        )
+    return lr
+
+
 def check_step_memory(
     task: Task,
     *,
@@ -414,10 +451,28 @@ def initial_model(
 ) -> RecurrentModel:
     """The network :func:`train` starts from, in float64 on the CPU (see the module docstring for the seeds)."""
     W = init_weights(init, hidden, seed=seed, activation=activation)
+    if param == "weight_norm":  # said here, where the scheme and the seed that drew the zero row are known
+        _refuse_zero_rows(
+            W,
+            f"init {init!r} (hidden {hidden}, seed {seed})",
+            "choose another init or param, or another seed or a larger hidden size",
+        )
     generator = _checks.generator(seed, 1)
     U = torch.randn(hidden, task.input_size, generator=generator, dtype=torch.float64) / task.input_size**0.5
     C = torch.randn(task.output_size, hidden, generator=generator, dtype=torch.float64) / hidden**0.5
     return RecurrentModel(W, U, C, activation=activation, param=param)
+
+
+def _refuse_zero_rows(W: torch.Tensor, source: str, advice: str) -> None:
+    zero = (W.norm(dim=1) == 0).nonzero().flatten().tolist()
+    if zero:
+        shown = ", ".join(map(str, zero[:5])) + (", …" if len(zero) > 5 else "")
+        rows = f"row {shown} of its {W.shape[0]} is" if len(zero) == 1 else f"rows {shown} of its {W.shape[0]} are"
+        # "param: …" so that the CLI names --param; the source names the other half of the clash (the init scheme)
+        raise InvalidArgumentError(
+            f"param: weight_norm cannot start from {source}: {rows} zero, and "
+            f"w_i = g_i·v_i/‖v_i‖ needs every row v_i ≠ 0; {advice}"
+        )
 
 
 def loss_and_gradients(

@@ -13,13 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from rnnstab._io import atomic_write, output_dir
 from rnnstab.exceptions import InvalidArgumentError
 
+#: the files :func:`write_training_figures` writes (weightnorm.png only for weight-normalised runs, else removes).
+FIGURES = ("training.png", "state_gradients.png", "weightnorm.png")
 _MAX_HEATMAPS = 6
+_ZERO_COLOUR, _NONFINITE_COLOUR = "0.6", "red"  # outside viridis, and told apart from each other
 _LINESTYLES = ("-", "--", ":", "-.")
 
 
@@ -85,7 +90,10 @@ def plot_training_curves(frames: Sequence[Any], *, path: Path, title: str = "") 
 
 
 def plot_state_gradients(frames: Sequence[Any], *, path: Path, title: str = "") -> Figure:
-    """Heatmaps of ln ‖∂ℓ/∂g_t‖ over (training step, t), one panel per run (at most six)."""
+    """Heatmaps of ln ‖∂ℓ/∂g_t‖ over (training step, t), one panel per run (at most six).
+
+    A norm of exactly 0 (ln = −∞) is grey and an Inf or NaN one red; a panel that has such cells says so in its colour
+    bar's label."""
     shown = list(frames)[:_MAX_HEATMAPS]
     columns = min(len(shown), 3)
     rows = math.ceil(len(shown) / columns)
@@ -93,21 +101,37 @@ def plot_state_gradients(frames: Sequence[Any], *, path: Path, title: str = "") 
     FigureCanvasAgg(fig)
     axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
     logs = [_log_state_gradients(frame) for frame in shown]
-    finite = np.concatenate([grid[np.isfinite(grid)] for grid in logs] or [np.zeros(1)])
-    limits = {"vmin": float(finite.min()), "vmax": float(finite.max())} if finite.size else {}
+    finite = np.concatenate([grid[np.isfinite(grid)] for grid in logs])
+    # one colour scale for every panel, so that runs compare by colour
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    cmap = colormaps["viridis"].with_extremes(under=_ZERO_COLOUR, bad=_NONFINITE_COLOUR)
     for ax, frame, grid, label in zip(axes, shown, logs, run_labels(frames), strict=False):
         steps = frame["step"].to_numpy()
+        zero = bool(np.isneginf(grid).any())
         image = ax.imshow(
-            grid,
+            # imshow paints -inf as "bad", like NaN: a value below the scale gets the distinct "under" colour instead
+            np.where(np.isneginf(grid), low - 1.0, grid),
             aspect="auto",
             origin="lower",
             interpolation="nearest",
-            cmap="viridis",
+            cmap=cmap,
+            vmin=low,
+            vmax=high,
             extent=(steps[0] - 0.5, steps[-1] + 0.5, 0.5, grid.shape[0] + 0.5),
-            **limits,  # one colour scale for every panel, so that runs compare by colour
         )
         ax.set(xlabel="training step", ylabel="t (time step of the sequence)", title=label)
-        fig.colorbar(image, ax=ax, label="ln ‖∂ℓ/∂g_t‖ (natural log, batch mean)")
+        # steps and t are counts: a tick at t = 2.5 (a short sequence) names a time step that does not exist
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        notes = ["grey: ‖∂ℓ/∂g_t‖ = 0"] if zero else []
+        if bool(np.isnan(grid).any()):
+            notes.append("red: Inf or NaN")
+        fig.colorbar(
+            image,
+            ax=ax,
+            extend="min" if zero else "neither",
+            label="ln ‖∂ℓ/∂g_t‖ (natural log, batch mean)" + "".join(f"\n{note}" for note in notes),
+        )
     for ax in axes[len(shown) :]:
         ax.set_visible(False)
     heading = title or "per-timestep gradient norms: how far back the loss reaches"
@@ -175,29 +199,28 @@ def write_training_figures(frames: Sequence[Any], directory: str | os.PathLike[s
     if not frames:
         raise InvalidArgumentError("write_training_figures needs at least one training log")
     out = output_dir(directory)
-    paths = [out / "training.png", out / "state_gradients.png"]
-    plot_training_curves(frames, path=paths[0], title=title)
-    plot_state_gradients(frames, path=paths[1], title=title)
+    curves, heatmaps, weightnorm = (out / name for name in FIGURES)
+    plot_training_curves(frames, path=curves, title=title)
+    plot_state_gradients(frames, path=heatmaps, title=title)
     normalised = [f for f in frames if f.attrs["header"]["parameters"]["param"] == "weight_norm"]
     if normalised:
-        paths.append(out / "weightnorm.png")
-        plot_weightnorm(normalised, path=paths[-1], title=title)
-    else:  # one left by an earlier call into this directory would pass for a figure of these runs
-        (out / "weightnorm.png").unlink(missing_ok=True)
-    return paths
+        plot_weightnorm(normalised, path=weightnorm, title=title)
+        return [curves, heatmaps, weightnorm]
+    # one left by an earlier call into this directory would pass for a figure of these runs
+    weightnorm.unlink(missing_ok=True)
+    return [curves, heatmaps]
 
 
 def _log_state_gradients(frame: Any) -> np.ndarray:
-    """(T, steps) ln ‖∂ℓ/∂g_t‖, NaN where the norm is 0 or not finite."""
+    """(T, steps) ln ‖∂ℓ/∂g_t‖: -inf where the norm is exactly 0, NaN where it is Inf or NaN (a log writes both as
+    null)."""
     values = np.array(frame["state_grad_norms"].tolist(), dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(values).T
-    return np.where(np.isfinite(logs), logs, np.nan)
+    return np.where(np.isposinf(logs), np.nan, logs)
 
 
 def _colours(count: int) -> list[Any]:
-    from matplotlib import colormaps
-
     cmap = colormaps["viridis" if count > 10 else "tab10"]
     return [cmap(i / max(count - 1, 1)) if count > 10 else cmap(i) for i in range(count)]
 

@@ -100,8 +100,11 @@ def test_a_diverging_run_stops_with_its_step_and_exit_1_the_others_go_on(tmp_pat
         (["--memory", "3"], "--memory must not be given for the 'adding' task: it applies to the copy task only"),
         (["--task", "copy", "--memory", "4"], "length must be ≥ 9 for the copy task, got 8"),
         (["--task", "copy", "--symbols", "1"], "symbols must be ≥ 2"),
-        (["--optimizer", "sgd", "--no-bias-correction"], "only be turned off for adam"),
         (["--dtype", "float16"], "dtype"),
+        # a rate that is 0 or subnormal in the training dtype would "train" with every update rounding to zero
+        (["--lr", "1e-320"], "--lr: 1e-320 underflows in float32: it is below float32's smallest normal number"),
+        (["--lr", "1e-50"], "--lr: 1e-50 underflows in float32"),
+        (["--lr", "1e-320", "--dtype", "float64"], "--lr: 1e-320 underflows in float64"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(tmp_path, args, message):
@@ -173,8 +176,8 @@ def test_a_batch_too_large_for_memory_is_refused_before_any_run_of_the_grid(tmp_
         (["--task", "parity"], "--task"),
         (["--param", "spectral"], "--param"),
         (["--optimizer", "rmsprop"], "--optimizer"),
-        (["--optimizer", "rmsprop", "--lr", "0.1"], "--optimizer"),  # refused by make_optimizer, not default_lr
-        (["--optimizer", "sgd", "--no-bias-correction"], "--bias-correction"),
+        (["--optimizer", "rmsprop", "--lr", "0.1"], "--optimizer"),
+        (["--optimizer", "rmsprop", "--beta2", "0.5"], "--optimizer"),  # the name first, then what it uses
     ],
 )
 def test_an_unknown_name_is_refused_naming_its_option(tmp_path, args, flag):
@@ -191,3 +194,99 @@ def test_rates_that_print_alike_are_told_apart_in_the_summary_lines(tmp_path):
     names = ("lr0.1_batch32.jsonl", "lr0.1000001_batch32.jsonl")
     frames = [load_training_log(tmp_path / "runs" / name) for name in names]
     assert run_labels(frames) == ["lr = 0.1, batch = 32", "lr = 0.1000001, batch = 32"]  # the figures' legends
+
+
+def test_a_rate_that_underflows_is_refused_before_any_run_of_the_grid(tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["train", *SMALL, "--lr", "0.01,1e-50", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --lr: 1e-50 underflows in float32"), lines
+    assert not out.exists()  # not even the log of lr 0.01, which comes first in the grid
+
+
+def test_weight_norm_from_an_init_draw_with_a_zero_row_names_both_options(tmp_path):
+    out = tmp_path / "out"
+    args = ["train", *SMALL, "--init", "sparse_echo_state", "--param", "weight_norm", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        "error: --param: weight_norm cannot start from init 'sparse_echo_state' (hidden 6, seed 0): rows "
+    ), lines
+    assert "w_i = g_i·v_i/‖v_i‖ needs every row v_i ≠ 0" in lines[0] and "Traceback" not in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--optimizer", "sgd", "--beta2", "0.5"], "--beta2 is used only by adam, not by --optimizer sgd"),
+        (["--optimizer", "momentum", "--beta2", "0.99"], "--beta2 is used only by adam, not by --optimizer momentum"),
+        (["--optimizer", "sgd", "--momentum", "0.5"], "--momentum/--beta is used only by momentum, ema and adam"),
+        (["--optimizer", "sgd", "--beta", "0.9"], "--momentum/--beta is used only by momentum, ema and adam"),
+        (["--optimizer", "sgd", "--no-bias-correction"], "--no-bias-correction is used only by adam"),
+        (["--optimizer", "ema", "--no-bias-correction"], "--no-bias-correction is used only by adam"),
+        (["--optimizer", "ema", "--bias-correction"], "--bias-correction is used only by adam, not by --optimizer ema"),
+    ],
+)
+def test_a_coefficient_the_optimizer_does_not_use_is_refused_not_ignored(tmp_path, args, message):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["train", *SMALL, "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}") and lines[0].endswith(": leave it out"), lines
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--optimizer", "ema", "--beta", "0.5"], {"momentum": 0.5, "beta2": 0.999, "bias_correction": True}),
+        (["--beta2", "0.9", "--no-bias-correction"], {"momentum": 0.9, "beta2": 0.9, "bias_correction": False}),
+        (["--optimizer", "sgd"], {"momentum": 0.9, "beta2": 0.999, "bias_correction": True}),  # the defaults
+    ],
+)
+def test_coefficients_given_to_an_optimizer_that_uses_them_reach_the_run(tmp_path, args, expected):
+    result = runner.invoke(app, ["train", *SMALL, "--steps", "1", "--out", str(tmp_path), "--json", *args])
+    assert result.exit_code == 0, result.output
+    (run,) = json.loads(result.stdout)["runs"]
+    parameters = load_training_log(run["log"]).attrs["header"]["parameters"]
+    assert {key: parameters[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "blocked", ["summary.json", "training.png", "state_gradients.png", "weightnorm.png", "runs/lr0.02_batch32.jsonl"]
+)
+def test_an_output_file_blocked_by_a_directory_is_refused_before_any_training(tmp_path, blocked):
+    (tmp_path / blocked).mkdir(parents=True)
+    result = runner.invoke(app, ["train", *SMALL, "--lr", "0.01,0.02", "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: {tmp_path / blocked} is a directory, where this command writes a file: move it away or choose "
+        "another --out"
+    ], lines
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == [], written  # no log of lr 0.01, trained first, and no figure
+
+
+def test_runs_blocked_by_a_file_is_refused_before_any_training(tmp_path):
+    (tmp_path / "runs").write_text("not a directory")
+    result = runner.invoke(app, ["train", *SMALL, "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"error: --out {tmp_path / 'runs'} exists and is a file, not a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file")
+def test_a_read_only_log_of_the_grid_is_refused_before_any_training(tmp_path):
+    log = tmp_path / "runs" / "lr0.02_batch32.jsonl"
+    log.parent.mkdir()
+    log.write_text("an earlier log, made read-only")
+    log.chmod(0o444)
+    result = runner.invoke(app, ["train", *SMALL, "--lr", "0.01,0.02", "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"error: cannot write the training log {log}: it is not writable"
+    assert sorted(p.name for p in log.parent.iterdir()) == [log.name]

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import to_rgba
 from torch.func import jacrev
 from typer.testing import CliRunner
 
@@ -101,3 +104,35 @@ def test_a_dead_jacobians_minus_infinite_rate_is_marked_in_the_figure(tmp_path):
     (floor,) = [line for line in rate.get_lines() if line.get_marker() == "v" and len(line.get_xdata())]
     assert list(floor.get_xdata()) == [1, 2] and all(y > rate.get_ylim()[0] for y in floor.get_ydata())
     assert "−∞" in rate.get_legend().get_texts()[0].get_text()
+
+
+def test_state_gradient_heatmaps_have_integer_ticks_and_show_zero_norms_in_an_explained_colour(tmp_path):
+    # lr 2·10⁴ saturates tanh at step 1: from step 2 on, ∂ℓ/∂g_t = 0 exactly for every t < T (ln = −∞)
+    calm = train("adding", length=4, hidden=3, steps=2, batch_size=2, optimizer="sgd", lr=0.1).frame()
+    dead = train("adding", length=4, hidden=3, steps=2, batch_size=2, optimizer="sgd", lr=2e4).frame()
+    assert dead["state_grad_norms"].iloc[1][:3] == [0.0, 0.0, 0.0]
+    figure = plot_state_gradients([calm, dead], path=tmp_path / "state_gradients.png")
+    panels = [ax for ax in figure.axes if ax.images]
+    for ax in panels:  # T = 4 and 2 steps: ticks at 2.5 or 1.5 would name a t or a step that does not exist
+        ticks = [*ax.get_xticks(), *ax.get_yticks()]
+        assert all(float(tick).is_integer() for tick in ticks), ticks
+    calm_image, dead_image = (ax.images[0] for ax in panels)
+    colours = dead_image.to_rgba(dead_image.get_array())  # (t, step, RGBA), t = 1 in row 0
+    grey = colours[0, 1]
+    assert [list(colours[t, 1]) for t in range(3)] == [list(grey)] * 3
+    assert list(grey) == list(to_rgba(dead_image.cmap.get_under()))
+    # not a colour of the scale, nor white (the figure's background, where a NaN hole shows through)
+    scale = dead_image.cmap(np.linspace(0, 1, 256))
+    assert np.abs(scale - grey).sum(axis=1).min() > 0.2 and list(grey) != [1.0, 1.0, 1.0, 1.0]
+    assert "grey: ‖∂ℓ/∂g_t‖ = 0" in dead_image.colorbar.ax.get_ylabel()
+    assert "grey" not in calm_image.colorbar.ax.get_ylabel()  # the note only where such cells exist
+
+
+def test_state_gradient_heatmaps_show_non_finite_norms_in_their_own_explained_colour(tmp_path):
+    frame = train("adding", length=3, hidden=3, steps=2, batch_size=2).frame()
+    frame.at[1, "state_grad_norms"] = [0.0, math.nan, math.inf]  # a log reads an Inf or NaN norm back as NaN
+    image = plot_state_gradients([frame], path=tmp_path / "state_gradients.png").axes[0].images[0]
+    colours = image.to_rgba(image.get_array())
+    zero, nan, inf = (list(colours[t, 1]) for t in range(3))
+    assert nan == inf == list(to_rgba(image.cmap.get_bad())) and zero != nan
+    assert "red: Inf or NaN" in image.colorbar.ax.get_ylabel()

@@ -242,6 +242,28 @@ def test_every_scheme_of_the_catalogue_can_start_training(scheme):
     assert torch.equal(W, init_weights(scheme, W.shape[0], seed=3, activation=get_activation("tanh")))
 
 
+@pytest.mark.parametrize("param", ["weight_norm", "orthogonal"])
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_every_scheme_starts_a_parametrised_network_or_says_why_not(scheme, param):
+    # a sparse draw at small n has zero rows, which w_i = g_i·v_i/‖v_i‖ cannot normalise: the refusal names both sides
+    for hidden in (2, 4, 8):
+        try:
+            model = start("adding", param=param, init=scheme, seed=0, hidden=hidden)
+        except InvalidArgumentError as err:
+            assert param == "weight_norm", err
+            assert str(err).startswith(f"param: weight_norm cannot start from init {scheme!r} (hidden {hidden}, ")
+            W = init_weights(scheme, hidden, seed=0, activation=get_activation("tanh"))
+            assert bool((W.norm(dim=1) == 0).any())
+        else:
+            assert bool(torch.isfinite(model.recurrent_weight()).all())
+
+
+def test_the_smallest_normal_rate_still_trains():
+    tiny = torch.finfo(torch.float32).tiny  # the edge: a normal number, so not refused as underflowing
+    run = train("adding", lr=tiny, steps=1, length=4, hidden=3, batch_size=2, dtype=torch.float32)
+    assert run.status == "finished" and run.parameters["lr"] == tiny
+
+
 def test_monitor_steps_and_exact_norms():
     run = train("adding", steps=7, monitor_every=3, init="gaussian", **SMALL)
     assert [r.step for r in run.records if r.spectral_norm_W is not None] == [1, 3, 6, 7]
@@ -356,6 +378,15 @@ def test_corrupted_or_foreign_logs_are_refused(tmp_path):
         ({"length": 10**9}, r"this needs about .* GiB .*reduce the batch size, the sequence length"),
         ({"batch_size": 10**9}, r"this needs about .* GiB"),
         ({"task": "copy", "symbols": 10**9, "length": 20}, r"this needs about .* GiB .*the copy task's alphabet"),
+        # 0 or subnormal once cast to the training dtype: every update lr·g would round to zero
+        ({"lr": 1e-50}, r"^lr: 1e-50 underflows in float32: .* becomes 0, so every update lr·g would round to zero"),
+        ({"lr": 1e-39}, r"^lr: 1e-39 underflows in float32: .* becomes the subnormal 1e-39"),
+        ({"lr": 1e-320, "dtype": F64}, r"^lr: 1e-320 underflows in float64: .* smallest normal number 2.23e-308"),
+        (
+            {"init": "sparse_echo_state", "param": "weight_norm", "hidden": 4},
+            r"^param: weight_norm cannot start from init 'sparse_echo_state' \(hidden 4, seed 0\): rows? [0-9, ]+ of "
+            r"its 4 (is|are) zero",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_before_training(tmp_path, options, message):

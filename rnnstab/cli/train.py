@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,9 +13,10 @@ from rich.console import Console
 import rnnstab
 from rnnstab import _checks, _io
 from rnnstab.cli._common import _Activation, _metadata, _print_line, _train_progress, _user_errors, app, console
+from rnnstab.optimizers import COEFFICIENTS
 from rnnstab.sweep import parse_values
-from rnnstab.training import check_step_memory, default_lr
-from rnnstab.training_plots import rate_labels
+from rnnstab.training import check_lr, check_step_memory, default_lr
+from rnnstab.training_plots import FIGURES, rate_labels
 
 _TRAIN_HELP = (
     "Train a vanilla RNN g_t = σ(W g_{t-1} + U x_t + b) on a synthetic long-memory task and watch its gradients.\n\n"
@@ -72,12 +74,28 @@ def train_command(
         ),
     ] = None,
     momentum: Annotated[
-        float, typer.Option("--momentum", "--beta", help="α (momentum), β (ema) or β₁ (adam), in (0, 1).")
-    ] = 0.9,
-    beta2: Annotated[float, typer.Option(help="Adam's β₂, in (0, 1).")] = 0.999,
+        float | None,
+        typer.Option(
+            "--momentum",
+            "--beta",
+            help="α (momentum), β (ema) or β₁ (adam), in (0, 1). Default 0.9. Like --beta2 and --bias-correction, "
+            "refused with an optimizer that does not use it (here: sgd), rather than silently ignored.",
+        ),
+    ] = None,
+    beta2: Annotated[
+        float | None,
+        typer.Option(
+            help="Adam's β₂, in (0, 1). Default 0.999. Adam only: refused with the other optimizers, rather than "
+            "silently ignored."
+        ),
+    ] = None,
     bias_correction: Annotated[
-        bool, typer.Option(help="Adam's bias correction m/(1−β₁^t), v/(1−β₂^t) (adam only).")
-    ] = True,
+        bool | None,
+        typer.Option(
+            help="Adam's bias correction m/(1−β₁^t), v/(1−β₂^t). Default on. Adam only: either form is refused "
+            "with the other optimizers, rather than silently ignored."
+        ),
+    ] = None,
     batch_size: Annotated[
         list[str] | None, typer.Option(help="Sequences per step, several allowed (8,64). Default: 32.")
     ] = None,
@@ -101,9 +119,12 @@ def train_command(
 ) -> None:
     """Train and monitor (help: :data:`_TRAIN_HELP`)."""
     with _user_errors(ctx) as made:
+        fallback_lr = default_lr(optimizer)  # also refuses an unknown --optimizer before its coefficients are judged
+        _refuse_unused_coefficients(optimizer, momentum=momentum, beta2=beta2, bias_correction=bias_correction)
+        rates = [_checks.positive_float("--lr", v) for v in parse_values("--lr", lr)] if lr else [fallback_lr]
+        # a rate that underflows in the training dtype is refused before any run of the grid, not when its turn comes;
         # dict.fromkeys drops repeated values (they would share one log file) and keeps the order given
-        rates = [_checks.positive_float("--lr", v) for v in parse_values("--lr", lr)] if lr else [default_lr(optimizer)]
-        rates = list(dict.fromkeys(rates))
+        rates = list(dict.fromkeys(check_lr(rate, dtype) for rate in rates))
         batches = [
             _checks.positive_int("--batch-size", v)
             for v in parse_values("--batch-size", batch_size or ["32"], kind="int")
@@ -121,6 +142,13 @@ def train_command(
         # lr 0.1 and 0.1000001 print alike with 6 digits and would share (overwrite) one log file: then use repr
         names = rate_labels(rates)
         out_dir = _io.output_dir(out, created=made)
+        runs_created: list[Path] = []
+        runs_dir = _io.output_dir(out_dir / "runs", created=runs_created)
+        made[:0] = runs_created  # deepest first, so that a refused command removes runs/ before OUT
+        logs = {(rate, batch): runs_dir / f"lr{names[rate]}_batch{batch}.jsonl" for rate in rates for batch in batches}
+        # every file is checked before the first run trains: a directory in the way of summary.json would otherwise
+        # fail the command only after the whole grid has run and written its logs
+        _refuse_unwritable(list(logs.values()), [out_dir / name for name in (*FIGURES, "summary.json")])
         options: dict[str, Any] = {
             "length": length,
             "symbols": symbols,
@@ -130,9 +158,9 @@ def train_command(
             "init": init,
             "param": param,
             "optimizer": optimizer,
-            "momentum": momentum,
-            "beta2": beta2,
-            "bias_correction": bias_correction,
+            "momentum": 0.9 if momentum is None else momentum,
+            "beta2": 0.999 if beta2 is None else beta2,
+            "bias_correction": True if bias_correction is None else bias_correction,
             "clip": clip,
             "steps": steps,
             "seed": seed,
@@ -148,29 +176,20 @@ def train_command(
                 def show(record: rnnstab.StepRecord, _model: Any) -> None:
                     progress.update(bar, advance=1, loss=f"{record.loss:.4g}", grad=f"{record.grad_norm:.3g}")
 
-                for rate in rates:
-                    for batch in batches:
-                        label = f"lr{names[rate]}_batch{batch}"
-                        progress.update(bar, description=label)
-                        run = rnnstab.train(
-                            task,
-                            lr=rate,
-                            batch_size=batch,
-                            log_path=out_dir / "runs" / f"{label}.jsonl",
-                            callback=show,
-                            **options,
-                        )
-                        runs.append(run)
-                        if run.stop_reason:
-                            console.print(f"[red]{label}:[/red] {run.stop_reason}", highlight=False, soft_wrap=True)
+                for (rate, batch), log in logs.items():
+                    progress.update(bar, description=log.stem)
+                    run = rnnstab.train(task, lr=rate, batch_size=batch, log_path=log, callback=show, **options)
+                    runs.append(run)
+                    if run.stop_reason:
+                        console.print(f"[red]{log.stem}:[/red] {run.stop_reason}", highlight=False, soft_wrap=True)
         except KeyboardInterrupt:
             console.print(
-                f"[red]interrupted[/red]: the logs so far are in {out_dir / 'runs'} (read them with load_training_log)",
+                f"[red]interrupted[/red]: the logs so far are in {runs_dir} (read them with load_training_log)",
                 highlight=False,
                 soft_wrap=True,
             )
             raise typer.Exit(130) from None
-        _warn_of_earlier_logs(out_dir / "runs", [run.log_path for run in runs])
+        _warn_of_earlier_logs(runs_dir, [run.log_path for run in runs])
         frames = [run.frame() for run in runs]
         figures = rnnstab.write_training_figures(
             frames, out_dir, title=f"{task}, T = {length}, n = {hidden}, {param}, {optimizer}"
@@ -189,6 +208,36 @@ def train_command(
             _print_training(summary)
     if any(run.stop_reason for run in runs):
         raise typer.Exit(1)
+
+
+_FLAGS = {"momentum": "--momentum/--beta", "beta2": "--beta2", "bias_correction": "--bias-correction"}
+
+
+def _refuse_unused_coefficients(optimizer: str, **given: float | bool | None) -> None:
+    """Refuse an optimizer coefficient given explicitly (not ``None``) to a rule that does not read it: one rule for
+    all three, as make_optimizer already refuses bias_correction=False for any rule but adam, and a run that quietly
+    ignores what was asked for misleads."""
+    for name, value in given.items():
+        users = [rule for rule, coefficients in COEFFICIENTS.items() if name in coefficients]
+        if value is not None and optimizer not in users:
+            flag = "--no-bias-correction" if value is False else _FLAGS[name]
+            readers = users[0] if len(users) == 1 else f"{', '.join(users[:-1])} and {users[-1]}"
+            raise rnnstab.InvalidArgumentError(
+                f"{flag} is used only by {readers}, not by --optimizer {optimizer}: leave it out"
+            )
+
+
+def _refuse_unwritable(logs: list[Path], files: list[Path]) -> None:
+    """Refuse, naming it, an output file that could not be written: a directory in its place, or (for a log, which
+    is opened in place, unlike the files written by atomic rename) an existing file without write permission."""
+    for path in [*logs, *files]:
+        if path.is_dir():
+            raise rnnstab.InvalidArgumentError(
+                f"{path} is a directory, where this command writes a file: move it away or choose another --out"
+            )
+    for path in logs:
+        if path.exists() and not os.access(path, os.W_OK):
+            raise rnnstab.InvalidArgumentError(f"cannot write the training log {path}: it is not writable")
 
 
 def _warn_of_earlier_logs(directory: Path, written: list[Path | None]) -> None:
