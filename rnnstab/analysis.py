@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 
 from rnnstab import _checks
-from rnnstab.audit import Audit, AuditSubject, audit
+from rnnstab.audit import Audit, AuditSubject, _finite_inputs, audit
 from rnnstab.checkpoint import RecurrentLayer, layers_from_module
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeError
+from rnnstab.jacobian import memory_estimate
 
 DEFAULT_STEPS = 200
 DEFAULT_BATCH = 8
@@ -51,8 +52,8 @@ def layer_inputs(layers: Sequence[RecurrentLayer], inputs: torch.Tensor) -> list
     if x.shape[-1] != first.input_size:
         why = f"{first.keys[1]} is {tuple(first.U.shape)}" if first.U is not None else "U = I for a bare matrix"
         raise ShapeError(
-            f"inputs have size {x.shape[-1]} in their last dimension (shape {tuple(x.shape)}) but {first.name} "
-            f"takes m = {first.input_size} ({why})"
+            f"inputs must match the input size of {first.name} in their last dimension, got size {x.shape[-1]} "
+            f"(shape {tuple(x.shape)}) but {first.name} takes m = {first.input_size} ({why})"
         )
     seen: list[torch.Tensor] = []
     for k, directions in enumerate(stack):
@@ -125,12 +126,21 @@ def analyze(
         _checks.positive_int("steps", DEFAULT_STEPS if steps is None else steps),
     )
     seed = _checks.seed("seed", 0 if seed is None else seed)
+    networks = _networks(layers)
+    # Refused before anything is allocated: a large hidden size would otherwise be killed by the system for memory
+    # (no message at all) or swap for hours in the eigenvalue solver.
+    _checks.check_memory(
+        _memory([layer for network in networks for layer in network], *(shape if inputs is None else inputs.shape[:2])),
+        torch.device("cpu"),
+        "analyse fewer or shorter input sequences (batch, steps), or a smaller network",
+    )
     subjects = []
-    for network in _networks(layers):
+    for network in networks:
         stack = [layer for directions in _stack(network) for layer in directions]
         if inputs is None:
             generator = torch.Generator().manual_seed(seed)  # per network: its inputs do not depend on the others
             x = scale * torch.randn((*shape, stack[0].input_size), generator=generator, dtype=torch.float64)
+            _finite_inputs(x, scale)
             source = f"synthetic N(0, {scale:g}²), seed {seed}"
         else:
             x, source = inputs, "given"
@@ -184,6 +194,20 @@ def analyze_module(
         horizon_drop=horizon_drop,
         progress=progress,
     )
+
+
+def _memory(layers: Sequence[RecurrentLayer], batch: int, steps: int) -> int:
+    """Bytes :func:`analyze` holds at once (float64): every layer's W, U and input sequences, plus the largest
+    layer's audit — its factorisations (about four n × n arrays), W repeated per trajectory and the Jacobian products
+    (:func:`~rnnstab.jacobian.memory_estimate`) with the per-step norms."""
+    held = sum(n * n + n * m + batch * steps * m for n, m in ((la.hidden_size, la.input_size) for la in layers))
+    audit_bytes = max(
+        8 * (4 * n * n + batch * n * n + 10 * batch * steps)
+        + memory_estimate(batch, n, torch.float64)
+        + memory_estimate(1, n, torch.float64)
+        for n in (layer.hidden_size for layer in layers)
+    )
+    return 8 * held + audit_bytes
 
 
 def _networks(layers: Iterable[RecurrentLayer]) -> list[list[RecurrentLayer]]:

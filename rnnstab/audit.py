@@ -32,6 +32,7 @@ from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeErr
 from rnnstab.jacobian import jacobian_norms, memory_estimate
 from rnnstab.rnn import VanillaRNN
 from rnnstab.theory import DEFAULT_RATE_TOL, bound_violations, late_rate, regime_of
+from rnnstab.weights import _power_of_two_scaled
 
 if TYPE_CHECKING:
     import os
@@ -77,10 +78,13 @@ class Stat:
         v = values.detach().to(torch.float64).reshape(-1)
         if v.numel() == 0:
             raise InvalidArgumentError("a statistic needs at least one value")
-        mean = float(v.mean())
+        # in units of a power of two (exact): the sum inside the mean of values near 1e308 overflows to inf
+        finite = v[torch.isfinite(v)].abs()
+        unit = 2.0 ** math.floor(math.log2(float(finite.max()))) if finite.numel() and bool(finite.max() > 0) else 1.0
+        mean = float((v / unit).mean()) * unit
         if v.numel() == 1:
             return cls(mean, None)
-        spread = float(v.std()) if bool(torch.isfinite(v).all()) else math.nan
+        spread = float((v / unit).std()) * unit if bool(torch.isfinite(v).all()) else math.nan
         return cls(mean, spread)
 
     def to_dict(self) -> dict[str, float | None]:
@@ -365,6 +369,7 @@ def audit_schemes(
     generator = _checks.generator(seed, 1)
     U = torch.randn(hidden, inputs, generator=generator, dtype=torch.float64) / math.sqrt(inputs)
     x = float(input_scale) * torch.randn(batch, steps, inputs, generator=generator, dtype=torch.float64)
+    _finite_inputs(x, input_scale)
     b = torch.zeros(hidden, dtype=torch.float64)
     subjects = []
     for name in chosen:
@@ -378,6 +383,16 @@ def audit_schemes(
         }
         subjects.append(AuditSubject(name, VanillaRNN(W, U, b, act), x, details))
     return audit(subjects, horizon_drop=horizon_drop, jacobian_samples=jacobian_samples, progress=progress)
+
+
+def _finite_inputs(x: torch.Tensor, input_scale: float) -> None:
+    """Refuse synthetic inputs that overflowed: the error would otherwise blame "inputs", which the caller never
+    gave, rather than ``input_scale``."""
+    if not bool(torch.isfinite(x).all()):
+        raise InvalidArgumentError(
+            f"input_scale is too large: {input_scale:g} × N(0, 1) overflows float64 (largest number "
+            f"{torch.finfo(torch.float64).max:.3g})"
+        )
 
 
 def _schemes_memory(hidden: int, samples: int, traced: int, steps: int, batch: int, inputs: int) -> int:
@@ -421,11 +436,14 @@ def henrici(W: torch.Tensor, eigenvalues: torch.Tensor) -> torch.Tensor:
 
     Example:
         >>> W = torch.tensor([[[0.0, 1.0], [0.0, 0.0]]], dtype=torch.float64)  # nilpotent: every λ = 0
-        >>> henrici(W, torch.linalg.eigvals(W)).tolist()
-        [1.0]
+        >>> henrici(W, torch.linalg.eigvals(W)).tolist(), henrici(1e200 * W, torch.linalg.eigvals(1e200 * W)).tolist()
+        ([1.0], [1.0])
     """
+    # The index is scale-free: divided by a power of two (exact), ‖W‖_F² neither overflows for entries beyond
+    # 1e154 nor underflows below 1e-154, either of which would turn the index into a spurious 0.
+    W, scale = _power_of_two_scaled(W)
     fro2 = torch.linalg.matrix_norm(W, ord="fro") ** 2
-    gap = fro2 - (eigenvalues.abs() ** 2).sum(-1)
+    gap = fro2 - ((eigenvalues.abs() / scale[..., None]) ** 2).sum(-1)
     # Backward-stable eigenvalues carry errors of order n·ε·‖W‖_F, so a gap below that is rounding (of either sign):
     # without this cut-off the square root would turn it into a spurious index of order √(n·ε) ≈ 1e-7.
     gap = torch.where(gap > 8 * W.shape[-1] * torch.finfo(torch.float64).eps * fro2, gap, 0.0)
@@ -445,10 +463,25 @@ def _audit_one(subject: AuditSubject, log_drop: float, jacobian_samples: int | N
     W = rnn.W.detach().to(dtype=torch.float64, device="cpu")
     W = W if W.dim() == 3 else W[None]
     samples, n = W.shape[0], W.shape[-1]
+    largest = W.abs().amax(dim=(-2, -1))
+    tiny = torch.finfo(torch.float64).tiny
+    if bool(((largest > 0) & (largest < tiny)).any()):
+        # LAPACK's Lanczos step inside jacobian_norms fails to converge on such a W, with a bare LinAlgError
+        raise InvalidArgumentError(
+            f"{subject.name!r}: W is subnormal (its largest entry is {float(largest[largest > 0].min()):.3g}, below "
+            f"float64's smallest normal number {tiny:.3g}), too few significant bits to trace its gradients; "
+            "rescale W (for an init scheme: a larger gain, scale, rho, sigma or g)"
+        )
     gamma = rnn.activation.gamma
-    eigenvalues = torch.linalg.eigvals(W)
-    singular_values = torch.linalg.svdvals(W)
+    # divided by a power of two (exact): LAPACK's factorisations fail on entries near float64's overflow
+    unit, scale = _power_of_two_scaled(W)
+    eigenvalues = torch.linalg.eigvals(unit) * scale[:, None]
+    singular_values = torch.linalg.svdvals(unit) * scale[:, None]
     norms = singular_values[:, 0]
+    if not bool(torch.isfinite(norms).all()):
+        raise InvalidArgumentError(
+            f"{subject.name!r}: ‖W‖₂ overflows float64 (entries up to {float(largest.max()):.3g}); rescale W"
+        )
     radii = eigenvalues.abs().max(dim=-1).values
     deltas = gamma * norms
 
@@ -466,7 +499,9 @@ def _audit_one(subject: AuditSubject, log_drop: float, jacobian_samples: int | N
         ) from None
     assert trace.log_spectral is not None  # "spectral" is among jacobian_norms' default norms
     log_norms = trace.log_spectral  # (traced·batch, T): trajectory k is sample k // batch, input k % batch
-    per_trajectory_delta = deltas[:traced].repeat_interleave(batch)
+    # δ = 0 (W = 0) makes every J_t exactly 0, within the bound δ^t of any δ > 0, the smallest positive one
+    # included; bound_violations takes only δ > 0.
+    per_trajectory_delta = deltas[:traced].clamp(min=tiny).repeat_interleave(batch)
     bound_holds = not bound_violations(trace, delta=per_trajectory_delta)
 
     powers = jacobian_norms(
@@ -595,7 +630,8 @@ def _verdict(
     if rate == -math.inf:
         # one dead trajectory makes the mean log-norm -inf: say how many there were, not imply all
         where = "on every trajectory" if bool(dead.all()) else f"on {int(dead.sum())} of {dead.numel()} trajectories"
-        measured = f"the Jacobian became exactly zero {where} (σ' = 0 on every unit: dead units)"
+        cause = "W = 0" if float(deltas.max()) == 0 else "σ' = 0 on every unit: dead or saturated units"
+        measured = f"the Jacobian became exactly zero {where} ({cause})"
     elif rate < -DEFAULT_RATE_TOL:
         measured = f"rate {rate:+.3g} nats/step (half-life {math.log(2) / -rate:.3g} steps)"
     elif rate > DEFAULT_RATE_TOL:

@@ -24,28 +24,34 @@ def plot_eigenvalues(rows: Sequence[AuditRow], *, path: Path, title: str = "") -
     fig, axes = _panels(len(rows))
     angle = np.linspace(0.0, 2.0 * math.pi, 361)
     for ax, row in zip(axes, rows, strict=False):
-        eig = row.eigenvalues.reshape(-1).numpy()
-        # drawn above the circles: an orthogonal W's eigenvalues all lie on |λ| = 1 and would be hidden under it
-        ax.scatter(eig.real, eig.imag, s=4, alpha=0.5, color="tab:blue", linewidths=0, zorder=3)
         inverse = 1.0 / row.gamma
+        eig = row.eigenvalues.reshape(-1).numpy()
+        unit, suffix = _axis_unit(max(float(np.abs(eig).max()), inverse, 1.0))
+        eig = eig / unit
+        # drawn above the circles: an orthogonal W's eigenvalues all lie on |λ| = 1 and would be hidden under it;
+        # faint dots show the density of thousands, but a trained layer's few eigenvalues need solid, larger ones
+        few = eig.size < 500
+        ax.scatter(
+            eig.real, eig.imag, s=16 if few else 4, alpha=1.0 if few else 0.5, color="tab:blue", linewidths=0, zorder=3
+        )
         if inverse == 1.0:  # γ = 1: one circle, not a dashed one drawn over the other (which would show neither)
-            ax.plot(np.cos(angle), np.sin(angle), "r--", linewidth=1.0, label="|λ| = 1 = 1/γ")
+            ax.plot(np.cos(angle) / unit, np.sin(angle) / unit, "r--", linewidth=1.0, label="|λ| = 1 = 1/γ")
         else:
-            ax.plot(np.cos(angle), np.sin(angle), color="black", linewidth=1.0, label="|λ| = 1")
+            ax.plot(np.cos(angle) / unit, np.sin(angle) / unit, color="black", linewidth=1.0, label="|λ| = 1")
             ax.plot(
-                inverse * np.cos(angle),
-                inverse * np.sin(angle),
+                inverse * np.cos(angle) / unit,
+                inverse * np.sin(angle) / unit,
                 "r--",
                 linewidth=1.0,
                 label=f"|λ| = 1/γ = {inverse:.3g}",
             )
-        reach = 1.08 * max(float(np.abs(eig).max()), inverse, 1.0)
+        reach = 1.08 * max(float(np.abs(eig).max()), inverse / unit, 1.0 / unit)
         ax.set_xlim(-reach, reach)
         ax.set_ylim(-reach, reach)
         ax.set_aspect("equal")
         ax.set_title(f"{row.name}\nρ(W) = {_stat(row.spectral_radius.mean)}, ‖W‖₂ = {_norm(row)}", fontsize=9)
-        ax.set_xlabel("Re λ")
-        ax.set_ylabel("Im λ")
+        ax.set_xlabel("Re λ" + suffix)
+        ax.set_ylabel("Im λ" + suffix)
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left", fontsize=7)
     return _finish(fig, path, title or "Eigenvalues of W (every sample)")
@@ -57,14 +63,23 @@ def plot_singular_values(rows: Sequence[AuditRow], *, path: Path, title: str = "
     fig, axes = _panels(len(rows))
     for ax, row in zip(axes, rows, strict=False):
         values = row.singular_values.numpy()
+        unit, suffix = _axis_unit(max(float(values.max()), 1.0 / row.gamma))
+        values = values / unit
         position = (np.arange(values.shape[1]) + 0.5) / values.shape[1]
+        # a line through one point (n = 1) draws nothing, and a pale one (for overlapping samples) is hard to see
+        # alone: markers for small n, full colour for a single sample
+        marker = "o" if values.shape[1] <= 16 else None
+        alpha = 0.3 if values.shape[0] > 1 else 1.0
         for sample in values:  # above the 1/γ line: σ_i = 1 = 1/γ (orthogonal W, tanh) would be hidden under it
-            ax.plot(position, sample, color="tab:blue", alpha=0.3, linewidth=0.8, zorder=3)
-        ax.axhline(1.0 / row.gamma, color="red", linestyle="--", linewidth=1.0, label=f"1/γ = {1.0 / row.gamma:.3g}")
-        ax.set_ylim(bottom=0.0, top=1.08 * max(float(values.max()), 1.0 / row.gamma))
+            ax.plot(position, sample, color="tab:blue", alpha=alpha, linewidth=0.8, marker=marker, ms=4, zorder=3)
+        ax.axhline(
+            1.0 / row.gamma / unit, color="red", linestyle="--", linewidth=1.0, label=f"1/γ = {1.0 / row.gamma:.3g}"
+        )
+        ax.set_xlim(0.0, 1.0)
+        ax.set_ylim(bottom=0.0, top=1.08 * max(float(values.max()), 1.0 / row.gamma / unit))
         ax.set_title(f"{row.name}\n‖W‖₂ = {_norm(row)}", fontsize=9)
         ax.set_xlabel("i/n")
-        ax.set_ylabel("σ_i(W)")
+        ax.set_ylabel("σ_i(W)" + suffix)
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize=7)
     return _finish(fig, path, title or "Singular values of W against the threshold 1/γ")
@@ -118,6 +133,16 @@ def _finish(fig: Figure, path: Path, title: str) -> Figure:
     fig.suptitle(title, fontsize=11)
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
     return fig
+
+
+def _axis_unit(largest: float) -> tuple[float, str]:
+    """(u, label suffix) to plot values up to ``largest`` as multiples of u: matplotlib's tick locator overflows
+    (a ValueError while saving) for axis spans beyond about 1e307, so values past 1e100 are drawn in units of a
+    power of ten."""
+    if largest <= 1e100:
+        return 1.0, ""
+    exponent = math.floor(math.log10(largest))
+    return 10.0**exponent, f" (× 1e{exponent})"
 
 
 def _stat(value: float) -> str:

@@ -562,11 +562,13 @@ def _as_tensor(key: str, value: object) -> torch.Tensor:
     return value.detach()
 
 
-def _weight(tensors: Mapping[str, torch.Tensor | np.ndarray], key: str, shape: tuple[int, ...]) -> torch.Tensor:
+def _weight(
+    tensors: Mapping[str, torch.Tensor | np.ndarray], key: str, shape: tuple[int, ...], source: str
+) -> torch.Tensor:
     tensor = _as_tensor(key, tensors[key])
     if tuple(tensor.shape) != shape:
-        raise ShapeError(f"{key} must have shape {shape}, got {tuple(tensor.shape)}")
-    _checks.finite(key, tensor)
+        raise ShapeError(f"{source}: {key} must have shape {shape}, got {tuple(tensor.shape)}")
+    _checks.finite(f"{source}: {key}", tensor)
     return tensor
 
 
@@ -592,7 +594,7 @@ def _network_activation(
         recorded = mode.removeprefix("RNN_").lower()
         if activation is not None and activation != recorded:
             raise InvalidArgumentError(
-                f"activation {activation!r} contradicts {name} in {source}, an {module_type} module with "
+                f"activation: {activation!r} contradicts {name} in {source}, an {module_type} module with "
                 f"nonlinearity={recorded!r}: drop --activation or pass {recorded}"
             )
         return recorded, f"recorded in the {module_type} module"
@@ -600,7 +602,7 @@ def _network_activation(
         return "tanh", f"{module_type}'s default: a state_dict does not record the nonlinearity"
     if activation not in _TORCH_NONLINEARITIES:
         raise InvalidArgumentError(
-            f"activation {activation!r} is not an {module_type} nonlinearity: the weights of {name} in {source} "
+            f"activation: {activation!r} is not an {module_type} nonlinearity: the weights of {name} in {source} "
             f"follow {module_type}'s layout, which runs {' or '.join(_TORCH_NONLINEARITIES)}"
         )
     return activation, "given by the caller"
@@ -643,13 +645,13 @@ def _network_layers(
         used = [keys[(layer, reverse)], ih, *biases]
         b = None
         for key in biases:  # in float64: the sum of two float32 biases is then exact, as nn.RNN in float64 has it
-            term = _weight(tensors, key, (n,)).to(torch.float64)
+            term = _weight(tensors, key, (n,), source).to(torch.float64)
             b = term if b is None else b + term
         layers.append(
             RecurrentLayer(
                 name=f"{network + ' ' if network else ''}layer {layer}{' (reverse)' if reverse else ''}",
-                W=_weight(tensors, keys[(layer, reverse)], (n, n)),
-                U=_weight(tensors, ih, (n, m)),
+                W=_weight(tensors, keys[(layer, reverse)], (n, n), source),
+                U=_weight(tensors, ih, (n, m), source),
                 b=b,
                 activation=activation,
                 activation_source=activation_source,
@@ -710,6 +712,8 @@ def _bare_layer(
     if W.dim() != 2 or W.shape[0] != W.shape[1]:
         raise ShapeError(f"{source}: the recurrent matrix {roles['W']} must be square (n, n), got {tuple(W.shape)}")
     n = int(W.shape[0])
+    if n == 0:
+        raise ShapeError(f"{source}: the recurrent matrix {roles['W']} is empty (hidden size 0)")
     _checks.finite(f"{source}: {roles['W']}", W)
     U_key, b_key = roles.get("U"), roles.get("b")
     U = None
@@ -718,7 +722,7 @@ def _bare_layer(
         if U.dim() != 2 or U.shape[0] != n:
             raise ShapeError(f"{source}: the input weights {U_key} must be (n, m) = ({n}, m), got {tuple(U.shape)}")
         _checks.finite(f"{source}: {U_key}", U)
-    b = None if b_key is None else _weight(arrays, b_key, (n,))
+    b = None if b_key is None else _weight(arrays, b_key, (n,), source)
     return RecurrentLayer(
         name="layer 0",
         W=W,
