@@ -641,6 +641,7 @@ def _verdict(
     memory = (
         "memory unbounded within the horizon"
         if kind == "unbounded"
-        else f"memory horizon {horizon:.0f} steps{' (extrapolated)' if kind == 'extrapolated' else ''}"
+        else f"memory horizon {horizon:.0f} step{'' if round(horizon) == 1 else 's'}"
+        f"{' (extrapolated)' if kind == 'extrapolated' else ''}"
     )
     return f"{lead}; {measured}; {memory}."

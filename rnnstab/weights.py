@@ -347,8 +347,11 @@ def _critical(n: int, generator: torch.Generator, *, activation: Activation, inp
 
     gain = critical_gain(activation, input_variance=input_variance)
     if not math.isfinite(gain):
+        # with inputs this strong every unit saturates and χ stays below 1 at any gain: say which setting is to blame
+        inputs = f" with input_variance={input_variance:g}" if input_variance else ""
         raise InvalidArgumentError(
-            f"scheme 'critical': activation {activation.name!r} has no mean-field critical gain (χ never reaches 1)"
+            f"scheme 'critical': activation {activation.name!r}{inputs} has no mean-field critical gain "
+            "(χ never reaches 1 for gains in [1e-3, 1e3])"
         )
     return _gaussian(n, generator, gain=gain)
 

@@ -79,6 +79,16 @@ def test_analyze_a_zero_recurrent_matrix(tmp_path):
     assert entry["spectral_norm"]["mean"] == 0.0 and entry["vanishing_guaranteed"] and entry["bound_holds"]
     assert entry["memory_horizon_steps"]["mean"] == 1.0  # J_1 = D_1 W = 0
     assert "(W = 0)" in entry["verdict"] and "dead" not in entry["verdict"]  # tanh'(0) = 1: no unit is dead
+    assert "memory horizon 1 step." in entry["verdict"]  # one step, not "1 steps"
+
+
+def test_a_critical_gain_lost_to_saturating_inputs_names_the_input_variance(tmp_path):
+    # inputs of variance 1e308 saturate every tanh unit: χ < 1 at every gain, through no fault of the activation
+    result = runner.invoke(
+        app, [*SMALL, "--scheme", "critical", "--param", "critical.input_variance=1e308", "--out", str(tmp_path / "o")]
+    )
+    _one_error_line(result, "'tanh' with input_variance=1e+308 has no mean-field critical gain")
+    assert not (tmp_path / "o").exists()
 
 
 def test_analyze_refuses_a_network_too_large_for_memory_before_allocating():
