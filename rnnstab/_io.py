@@ -19,6 +19,8 @@ def output_dir(path: str | os.PathLike[str], *, created: list[Path] | None = Non
 
     ``created``, if given, receives the directories this call made, deepest first, so that a command that then
     fails can remove them again (:func:`remove_empty`)."""
+    if not os.fspath(path):  # Path("") is ".": an unset shell variable would scatter results into the cwd
+        raise InvalidArgumentError("--out is empty: name a directory (--out . for the current one)")
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"--out {out} exists and is a file, not a directory")

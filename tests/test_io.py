@@ -2,8 +2,11 @@ import errno
 import tempfile
 
 import pytest
+from typer.testing import CliRunner
 
 from rnnstab import _io
+from rnnstab.cli import app
+from rnnstab.exceptions import InvalidArgumentError
 
 
 def _disk_full(handle):
@@ -36,3 +39,19 @@ def test_an_error_that_is_not_about_the_file_passes_unchanged(tmp_path):
     with pytest.raises(ValueError, match="not a disk problem"):
         _io.atomic_write(tmp_path / "x.json", broken)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["trace", "--steps", "3", "--hidden", "4"], ["inits", "--hidden", "4"]])
+def test_an_empty_out_is_refused_not_read_as_the_current_directory(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, [*command, "--out", ""])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().startswith("error: --out is empty: name a directory (--out . for the current one)")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_library_refuses_an_empty_output_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidArgumentError, match="--out is empty"):
+        _io.output_dir("")

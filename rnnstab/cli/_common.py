@@ -4,6 +4,7 @@ run metadata, the --activation/--gamma options and the ≥ 0 check of lyapunov a
 from __future__ import annotations
 
 import importlib
+import itertools
 import platform
 import re
 import warnings
@@ -48,6 +49,14 @@ def _plain_metavars(params: list[Any]) -> list[Any]:
 class _Command(TyperCommand):
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain_metavars(super().get_params(ctx))
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # click turns --out "" into Path("") = ".", indistinguishable afterwards from a deliberate --out .: an unset
+        # shell variable ($OUT) would scatter the results into the working directory
+        options = args[: args.index("--")] if "--" in args else args
+        if "--out=" in options or any(a == "--out" and b == "" for a, b in itertools.pairwise(options)):
+            raise _CLICK.UsageError("--out is empty: name a directory (--out . for the current one)", ctx=ctx)
+        return super().parse_args(ctx, args)
 
 
 class _Group(TyperGroup):
