@@ -48,12 +48,14 @@ def derivative_chunks(
     """
     for start, pre in _preactivation_chunks(rnn, x, h0, chunk_steps):
         derivative = _derivative(rnn, pre, start, overflow_steps)
-        low = derivative.amax(dim=-1) < _SATURATED  # (batch, len)
+        # by magnitude: σ' is negative on part of the line for gelu, silu and sin, and the signed maximum of a step
+        # whose σ' are all negative is the one nearest 0, whose power of two would overflow the others
+        low = derivative.abs().amax(dim=-1) < _SATURATED  # (batch, len)
         if not bool(low.any()):
             yield start, derivative, None
             continue
         wide = _derivative(rnn, pre.to(torch.float64), start, overflow_steps)
-        exponent = torch.where(low, torch.frexp(wide.amax(dim=-1)).exponent, 0)
+        exponent = torch.where(low, torch.frexp(wide.abs().amax(dim=-1)).exponent, 0)
         scaled = torch.where(low[..., None], torch.ldexp(wide, -exponent[..., None]).to(derivative.dtype), derivative)
         yield start, scaled, exponent.cpu().to(torch.float64) * math.log(2)
 

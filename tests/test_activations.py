@@ -199,6 +199,17 @@ def test_saturating_derivatives_keep_their_relative_accuracy(name, closed_form, 
     torch.testing.assert_close(got, want, rtol=8 * torch.finfo(dtype).eps, atol=0)
 
 
+def test_gelu_derivative_keeps_its_cdf_term_far_left():
+    # gelu' = Φ(x) + x·φ(x): written with 1 + erf(x/√2), Φ cancels to exactly 0 for x ≲ -6, which leaves σ' off by
+    # Φ(x)/(x·φ(x)) ≈ 1/x² relative (0.25 % at x = -20); erfc keeps Φ to full relative precision.
+    x = torch.tensor([-30.0, -20.0, -8.0, -3.0], dtype=torch.float64)
+    got = get_activation("gelu").derivative(x)
+    want = [0.5 * math.erfc(-v / math.sqrt(2)) + v * math.exp(-v * v / 2) / math.sqrt(2 * math.pi) for v in x.tolist()]
+    torch.testing.assert_close(
+        got, torch.tensor(want, dtype=torch.float64), rtol=64 * torch.finfo(torch.float64).eps, atol=0
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # (c) the scaled family σ_γ(x) = σ(c x)
 

@@ -212,6 +212,28 @@ def test_progress_callback_counts_every_step():
     assert sum(seen) == 300
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_saturated_steps_whose_derivatives_are_all_negative_keep_their_exact_log_norm(dtype):
+    # gelu' < 0 left of −0.75: with W = ½I and biases −20 and −37 the two units sit at h ≈ b, with σ' ≈ −1e-86 and
+    # −4e-297. Such a step is rescaled by a power of two; taken from the signed maximum (the σ' nearest 0, −4e-297)
+    # instead of the largest magnitude, that power blew the other unit up past float32's range (seen: NaN norms, or
+    # a LinAlgError from the tracker). J_t = Π_s ½·diag(σ'(h_s)), so ‖J_t‖₂ = Π_s ½·|σ'(h_s,0)| in closed form.
+    bias = torch.tensor([-20.0, -37.0], dtype=F64)
+    rnn = rnnstab.VanillaRNN(0.5 * torch.eye(2, dtype=F64), None, bias, "gelu")
+    steps = 4
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, steps, 0), dtype=dtype)
+    g, total, expected = 0.0, 0.0, []
+    for _ in range(steps):
+        h = 0.5 * g + float(bias[0])
+        g = h * 0.5 * math.erfc(-h / math.sqrt(2))
+        slope = 0.5 * math.erfc(-h / math.sqrt(2)) + h * math.exp(-h * h / 2) / math.sqrt(2 * math.pi)
+        total += math.log(0.5 * abs(slope))
+        expected.append(total)
+    # h ≈ −20 is computed in dtype: σ' moves by about h²·ε relative with it
+    atol = 4 * 20**2 * torch.finfo(dtype).eps * steps
+    torch.testing.assert_close(trace.log_spectral[0], torch.tensor(expected, dtype=F64), rtol=0, atol=atol)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(1, 12),
