@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 
 from rnnstab import _checks
-from rnnstab.audit import Audit, AuditSubject, _finite_inputs, audit
+from rnnstab.audit import Audit, AuditSubject, _finite_inputs, audit, audit_memory
 from rnnstab.checkpoint import RecurrentLayer, layers_from_module
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeError
-from rnnstab.jacobian import memory_estimate
 
 DEFAULT_STEPS = 200
 DEFAULT_BATCH = 8
@@ -197,17 +196,10 @@ def analyze_module(
 
 
 def _memory(layers: Sequence[RecurrentLayer], batch: int, steps: int) -> int:
-    """Bytes :func:`analyze` holds at once (float64): every layer's W, U and input sequences, plus the largest
-    layer's audit — its factorisations (about four n × n arrays), W repeated per trajectory and the Jacobian products
-    (:func:`~rnnstab.jacobian.memory_estimate`) with the per-step norms."""
+    """Bytes :func:`analyze` holds at once (float64): every layer's W, U and input sequences, and the largest
+    layer's audit (:func:`~rnnstab.audit.audit_memory`)."""
     held = sum(n * n + n * m + batch * steps * m for n, m in ((la.hidden_size, la.input_size) for la in layers))
-    audit_bytes = max(
-        8 * (4 * n * n + batch * n * n + 10 * batch * steps)
-        + memory_estimate(batch, n, torch.float64)
-        + memory_estimate(1, n, torch.float64)
-        for n in (layer.hidden_size for layer in layers)
-    )
-    return 8 * held + audit_bytes
+    return 8 * held + max(audit_memory(la.hidden_size, 1, 1, steps, batch, la.input_size) for la in layers)
 
 
 def _networks(layers: Iterable[RecurrentLayer]) -> list[list[RecurrentLayer]]:

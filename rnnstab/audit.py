@@ -362,7 +362,7 @@ def audit_schemes(
         SCHEMES[name].resolve(overrides.get(name, {}))
     # Refused before anything is allocated: torch would fail deep inside (a traceback, not a line) or swap.
     _checks.check_memory(
-        _schemes_memory(hidden, samples, jacobian_samples, steps, batch, inputs),
+        audit_memory(hidden, samples, jacobian_samples, steps, batch, inputs),
         torch.device("cpu"),
         "reduce hidden, samples, jacobian_samples, batch, steps or inputs",
     )
@@ -395,12 +395,13 @@ def _finite_inputs(x: torch.Tensor, input_scale: float) -> None:
         )
 
 
-def _schemes_memory(hidden: int, samples: int, traced: int, steps: int, batch: int, inputs: int) -> int:
-    """Bytes :func:`audit_schemes` holds at once for one scheme (float64): the samples with their factorisation
-    workspace, U and the inputs (once shared, once repeated per traced sample), the Jacobian products of every
-    trajectory, and the per-step norms it keeps (about ten float64 numbers per trajectory and step)."""
+def audit_memory(hidden: int, samples: int, traced: int, steps: int, batch: int, inputs: int) -> int:
+    """Bytes the audit of one subject holds at once (float64): the samples with their factorisation workspace, W
+    repeated per traced trajectory, U and the inputs (once shared, once repeated per traced sample), the Jacobian
+    products of every trajectory, and the per-step norms it keeps (about ten float64 numbers per trajectory and
+    step)."""
     trajectories = traced * batch
-    weights = 3 * samples * hidden * hidden
+    weights = (3 * samples + trajectories) * hidden * hidden
     data = hidden * inputs + (1 + traced) * batch * steps * inputs
     jacobians = (
         memory_estimate(trajectories, hidden, torch.float64) // 8 + memory_estimate(traced, hidden, torch.float64) // 8
