@@ -9,9 +9,10 @@ step's D_t W instead, its rounding error would keep its size while the image its
 derivatives (saturated units, where σ' spans orders of magnitude), and the bidiagonal built from it would stop
 being a projection of J_t — Ritz values above ‖J_t‖₂ (seen: 3 % in float32).
 
-Every estimate is the top singular value of the projected bidiagonal matrix B (from the top eigenpair of BᵀB,
-which also gives the Ritz vector), a Ritz value, hence never above ‖J_t‖₂. A step ends when two successive Ritz
-values agree to ``rtol``; one that does not within ``max_iter`` Lanczos steps falls back to an exact SVD.
+Every estimate is the top singular value of the projected bidiagonal matrix B (the top eigenvalue of BᵀB; its
+eigenvector, the Ritz vector, is computed once per run, at each row's last step), a Ritz value, hence never above
+‖J_t‖₂. A step ends when two successive Ritz values agree to ``rtol``; one that does not within ``max_iter``
+Lanczos steps falls back to an exact SVD.
 
 That test can be fooled by a plateau: a warm start with almost no component along the new top direction converges
 to a lower singular value (every J_t diagonal, W = I with tanh: when the top unit changes, Lanczos stays on the old
