@@ -5,12 +5,12 @@ matmul per step; only O(B·n²) memory is held whatever the horizon T. Underflow
 carrying J_t = exp(s_t)·P_t with ‖P_t‖_F = 1: the normalising factor is folded into the next step's diagonal D,
 so the renormalisation costs no extra pass, and the log scales s_t accumulate in float64.
 
-The spectral norm ‖J_t‖₂ at every t comes from Golub–Kahan–Lanczos bidiagonalisation of J_t, warm-started from
-the previous step's top right singular vector (which converges as t grows, by Oseledets' theorem) and run at each
-step until two successive Ritz values agree to ``rtol``; a step that does not converge within ``max_iter`` Lanczos
-steps falls back to an exact SVD. Every estimate is a Ritz value, hence never above the true norm, and a run that
-ends below the largest column norm ‖J_t e_i‖ (also a lower bound, free from the Frobenius pass) is run again (see
-``rnnstab/_spectral_tracker.py``).
+The spectral norm ‖J_t‖₂ at every t comes from block Lanczos (block Krylov with Rayleigh–Ritz) on J_tᵀJ_t,
+warm-started from the previous step's top two Ritz vectors (the top right singular vector converges as t grows, by
+Oseledets' theorem) plus a generic vector, and run at each step until the Ritz value stops growing (by at most
+``rtol``, and geometrically); a step that does not converge within ``max_iter`` blocks falls back to an exact SVD.
+Every estimate is a Ritz value, hence never above the true norm, and a run that ends below the largest column norm
+‖J_t e_i‖ (also a lower bound, free from the Frobenius pass) is run again (see ``rnnstab/_spectral_tracker.py``).
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ class JacobianTrace:
         weights_dtype: the dtype the RNN's weights were stored in (their rounding bounds how far γ‖W‖₂ can sit
             above a requested δ).
         hidden_size: n.
-        spectral_iterations: (T,) Lanczos steps spent at each step t (two thin products each; a diagnostic,
-            0 when the spectral norm was not asked for).
-        svd_fallbacks: steps where Lanczos did not converge within ``max_iter`` and an exact SVD was used.
+        spectral_iterations: (T,) Krylov blocks added at each step t after its start block (each two thin products
+            of three rows; a diagnostic, 0 when the spectral norm was not asked for).
+        svd_fallbacks: steps where block Lanczos did not converge within ``max_iter`` blocks and an exact SVD was
+            used.
         overflow_steps: (batch,) int64: with ``on_overflow="truncate"``, the first step t at which the sequence's
             hidden state left the dtype's range (its log-norms are NaN from t on: ∂g_t/∂g_0 is undefined there),
             0 for a sequence that stayed finite.
@@ -123,14 +124,14 @@ def jacobian_norms(
         h0: initial pre-activation, (n,) or (batch, n); zeros by default.
         dtype: dtype of the product (the RNN is run in it too); log scales are always accumulated in float64.
         device: where to compute; ``None`` means the RNN's device.
-        spectral_method: ``"lanczos"`` (default: warm-started Golub–Kahan–Lanczos, near the cost of the matmul
-            for n ≳ 256) or ``"svd"`` (an exact SVD at every step: certified, 10–40× a matmul per step).
-        rtol: Lanczos stopping tolerance on successive spectral estimates (default 1e-10 in float64,
-            1e-6 in float32). The estimates are lower bounds of ‖J_t‖₂ accurate to a few times rtol. A looser
-            rtol risks stopping on a plateau: after the top two singular values of J_t change places, Lanczos from
-            the old top vector first finds the old (now second) value, and a test at 1e-5 can take that plateau
-            for convergence (seen in float32 at n = 128: 7 % too low).
-        max_iter: Lanczos steps allowed per time step before falling back to an exact SVD for that step.
+        spectral_method: ``"lanczos"`` (default: warm-started block Lanczos, a few times the cost of the bare
+            matmul loop; see the README's performance table) or ``"svd"`` (an exact SVD at every step: 10–40× a
+            matmul per step).
+        rtol: block Lanczos stopping tolerance (default 1e-10 in float64, 1e-6 in float32): a step ends when its
+            Ritz value grew by at most rtol (relative) with the last block and by at most 1 % of the growth with
+            the block before. The estimates are lower bounds of ‖J_t‖₂ accurate to about rtol. A looser rtol saves
+            blocks but lets a run stop sooner on a plateau, after the top two singular values of J_t change places.
+        max_iter: Krylov blocks allowed per time step before falling back to an exact SVD for that step.
         on_overflow: what to do when the hidden state of a sequence overflows the dtype (an exploding network
             with an unbounded activation): ``"raise"`` :class:`~rnnstab.StateOverflowError` (default), or
             ``"truncate"`` that sequence's trace: NaN from the overflow step on, the step in
