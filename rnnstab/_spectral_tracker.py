@@ -63,15 +63,13 @@ class SpectralTracker:
         self.block, self.keep = min(_BLOCK, size), min(_WARM, size)
         self.noise = n * torch.finfo(P.dtype).eps  # relative size of rounding in one thin product
         V = self.basis = torch.zeros(batch, size, n, dtype=P.dtype, device=P.device)
-        self.images = torch.zeros_like(V)
         self.images64 = torch.zeros(batch, size, n, dtype=torch.float64, device=P.device)
         self.gram = torch.zeros(batch, size, size, dtype=torch.float64, device=P.device)
         # Blocks are whole, but for a last one that completes ℝⁿ (the Ritz values are then exact): a part-block of
         # rows from the last images alone can add almost nothing while the value is still far off, and read as
         # converged (seen: 2e-8 low in float64, rtol 1e-10).
         last = size if size == n else size - size % self.block
-        self.starts_of_blocks = list(range(0, last, self.block))
-        self.ends = [min(k + self.block, last) for k in self.starts_of_blocks]
+        self.ends = [min(k + self.block, last) for k in range(0, last, self.block)]
         self.v_row = [V[:, j : j + 1] for j in range(size)]
         # Bases of fewer than _MIN_BASIS rows are padded with rows kept at zero, which add exact zeros: torch's
         # bmm runs such thin shapes through a slow generic loop, and through BLAS from _MIN_BASIS rows on.
@@ -149,21 +147,20 @@ class SpectralTracker:
         blocks (added for other rows) leave it unchanged."""
         floor = (self.noise * fro)[:, None, None]
         self.basis.zero_()  # rows past the current block pad the Gram–Schmidt bases (see _allocate)
-        sigma = self._add_block(P, start, 0, self.ends[0], torch.full_like(floor, self.noise))
+        sigma, last = self._add_block(P, start, 0, self.ends[0], torch.full_like(floor, self.noise))
         done = torch.zeros_like(fro, dtype=torch.bool)
         cut = torch.full_like(fro, self.ends[0], dtype=torch.int64)  # each row's basis size when it converged
         growth = torch.zeros_like(sigma)  # by how much the last block raised each row's Ritz value
         spent = 0
-        for begin, previous, end in zip(self.starts_of_blocks[:-1], self.ends[:-1], self.ends[1:], strict=True):
+        for previous, end in zip(self.ends[:-1], self.ends[1:], strict=True):
             if spent == budget:
                 break
             spent += 1
             # The next block spans JᵀJ times the last one: Jᵀ ŷ with ŷ the last images, normalised (or zeroed where
             # they are rounding noise, the Krylov space exhausted), so that the floor below applies at unit scale.
-            last = self.images[:, begin:previous]
             norm = torch.linalg.vector_norm(last, dim=-1, keepdim=True)
             unit = last / torch.where(norm > floor, norm, torch.inf)
-            ritz = self._add_block(P, torch.bmm(unit, P.mT), previous, end, floor)
+            ritz, last = self._add_block(P, torch.bmm(unit, P.mT), previous, end, floor)
             running = ~done
             cut = torch.where(running, end, cut)
             # Ritz values only grow with the basis (Cauchy interlacing: each Gram matrix borders the last). A row has
@@ -172,7 +169,7 @@ class SpectralTracker:
             # steps alone are not enough: through a cluster of close singular values the value can creep up by
             # less than rtol a block while still well below the top (seen: 2.5e-4 low in float32 at t = 1).
             step = ritz - sigma
-            done |= (step <= self.rtol * ritz) & ((step <= _FAST * growth) | (step <= _ROUNDING * ritz))
+            done |= step <= torch.minimum(self.rtol * ritz, torch.maximum(_FAST * growth, _ROUNDING * ritz))
             growth = torch.where(running, step, growth)
             sigma = torch.where(running, ritz, sigma)
             if bool(done.all()):
@@ -181,9 +178,11 @@ class SpectralTracker:
             done[:] = True  # the Krylov space is all of ℝⁿ: the Ritz values are exact
         return sigma.to(P.dtype), spent, done, self._ritz_vectors(cut)
 
-    def _add_block(self, P: torch.Tensor, rows: torch.Tensor, k: int, end: int, floor: torch.Tensor) -> torch.Tensor:
+    def _add_block(
+        self, P: torch.Tensor, rows: torch.Tensor, k: int, end: int, floor: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Orthonormalise ``rows`` against the basis (rows < k) into basis rows k..end-1, form their images and
-        Gram entries; return the top Ritz value of the basis so far (batch,), float64.
+        Gram entries; return the top Ritz value of the basis so far (batch,), float64, and the block's images.
 
         A row left at the rounding floor after orthogonalisation is rounding noise (the Krylov space is exhausted,
         an invariant subspace found, e.g. dead relu units) and is zeroed: normalised, it would be blown up to unit
@@ -198,7 +197,6 @@ class SpectralTracker:
             xs.append(x)
         block = torch.cat(xs, dim=1)
         images = torch.bmm(block, P)
-        self.images[:, k:end] = images
         wide = self.images64[:, :end]
         wide[:, k:end] = images
         gram = self.gram[:, :end, :end]
@@ -206,20 +204,26 @@ class SpectralTracker:
         # σ₁² is the top eigenvalue of Y Yᵀ (accurate to rounding relative to itself, so σ₁ is too). Its vectors are
         # needed only at each row's cut, so they are found once after the run: LAPACK costs 1–6 µs per small
         # matrix however many are batched, and values alone cost half as much as values with vectors.
-        return torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0.0).sqrt()
+        return torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0.0).sqrt(), images
 
     def _ritz_vectors(self, cut: torch.Tensor) -> torch.Tensor:
         """Each row's top ``keep`` Ritz vectors (batch, keep, n), from its basis cut at ``cut`` rows.
 
         Rows are grouped by their cut, so that a row's vectors come from its own cut-sized Gram matrix and basis, in
         products whose shapes do not depend on what the other rows of the batch did."""
+        cuts = sorted(set(cut.tolist()))
+        if len(cuts) == 1:  # the common case: every row stopped at the same block
+            return self._top(self.gram[:, : cuts[0], : cuts[0]], self.basis[:, : cuts[0]])
         warm = torch.empty_like(self.basis[:, : self.keep])
-        for m in sorted(set(cut.tolist())):
+        for m in cuts:
             rows = (cut == m).nonzero().flatten()
-            coefficients = torch.linalg.eigh(self.gram[rows, :m, :m]).eigenvectors[:, :, -self.keep :].flip(-1)
-            vectors = torch.bmm(coefficients.mT.to(self.basis.dtype), self.basis[rows, :m])
-            warm.index_copy_(0, rows, vectors)
+            warm.index_copy_(0, rows, self._top(self.gram[rows, :m, :m], self.basis[rows, :m]))
         return warm
+
+    def _top(self, gram: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+        """The top ``keep`` Ritz vectors, largest first, of the basis rows ``basis`` with Gram matrix ``gram``."""
+        coefficients = torch.linalg.eigh(gram).eigenvectors[:, :, -self.keep :].flip(-1)
+        return torch.bmm(coefficients.mT.to(basis.dtype), basis)
 
 
 def _top_column(columns: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
