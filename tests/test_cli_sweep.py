@@ -144,6 +144,8 @@ def test_report_command(tmp_path):
     assert summary["records"] == 4 and os.path.isfile(summary["files"]["html"])
     missing = runner.invoke(app, ["report", str(tmp_path / "nothing-here")])
     assert missing.exit_code == 2 and missing.stderr.startswith("error:")
+    empty = runner.invoke(app, ["report", ""])  # "$DIR" with DIR unset: not the current directory
+    assert empty.exit_code == 2 and empty.stderr.startswith("error: DIRECTORY is empty")
     # a violated bound: BUG, loudly, and exit code 3
     path = sorted((out / "records").iterdir())[0]
     record = store.read_record(path)

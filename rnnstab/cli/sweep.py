@@ -267,12 +267,14 @@ def sweep(
 @app.command("report", help=_REPORT_HELP)
 def report_command(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(help="A sweep directory (rnnstab sweep --out).")],
+    directory: Annotated[str, typer.Argument(help="A sweep directory (rnnstab sweep --out).")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option(help="Print only the report's location.")] = False,
 ) -> None:
     """Write the report of a sweep directory (help: :data:`_REPORT_HELP`)."""
     with _user_errors(ctx), _warnings_as_lines():
+        if not directory:  # Path("") is ".": an unset shell variable would report on the current directory
+            raise rnnstab.InvalidArgumentError("DIRECTORY is empty: name a sweep directory (. for the current one)")
         _finish({"directory": str(directory)}, rnnstab.write_report(directory), json_output=json_output, quiet=quiet)
 
 
