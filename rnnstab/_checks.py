@@ -128,6 +128,16 @@ def finite(name: str, value: torch.Tensor) -> None:
         )
 
 
+def synthetic_inputs(x: torch.Tensor, input_scale: float) -> None:
+    """Refuse synthetic inputs that overflowed: the error would otherwise blame "inputs", which the caller never
+    gave, rather than ``input_scale``."""
+    if not bool(torch.isfinite(x).all()):
+        raise InvalidArgumentError(
+            f"input_scale is too large: {input_scale:g} × N(0, 1) overflows float64 (largest number "
+            f"{torch.finfo(torch.float64).max:.3g})"
+        )
+
+
 def cast(name: str, value: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``value`` (finite, floating) in ``dtype`` on ``device``, refusing a narrowing cast that overflows: a float64
     entry beyond float32's range would become ±inf and then be reported as a non-finite argument or an exploding

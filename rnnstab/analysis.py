@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 
 from rnnstab import _checks
-from rnnstab.audit import Audit, AuditSubject, _finite_inputs, audit, audit_memory
+from rnnstab.audit import Audit, AuditSubject, audit, audit_memory
 from rnnstab.checkpoint import RecurrentLayer, layers_from_module
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, ShapeError
 
@@ -139,7 +139,7 @@ def analyze(
         if inputs is None:
             generator = torch.Generator().manual_seed(seed)  # per network: its inputs do not depend on the others
             x = scale * torch.randn((*shape, stack[0].input_size), generator=generator, dtype=torch.float64)
-            _finite_inputs(x, scale)
+            _checks.synthetic_inputs(x, scale)
             source = f"synthetic N(0, {scale:g}²), seed {seed}"
         else:
             x, source = inputs, "given"

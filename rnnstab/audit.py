@@ -369,7 +369,7 @@ def audit_schemes(
     generator = _checks.generator(seed, 1)
     U = torch.randn(hidden, inputs, generator=generator, dtype=torch.float64) / math.sqrt(inputs)
     x = float(input_scale) * torch.randn(batch, steps, inputs, generator=generator, dtype=torch.float64)
-    _finite_inputs(x, input_scale)
+    _checks.synthetic_inputs(x, input_scale)
     b = torch.zeros(hidden, dtype=torch.float64)
     subjects = []
     for name in chosen:
@@ -383,16 +383,6 @@ def audit_schemes(
         }
         subjects.append(AuditSubject(name, VanillaRNN(W, U, b, act), x, details))
     return audit(subjects, horizon_drop=horizon_drop, jacobian_samples=jacobian_samples, progress=progress)
-
-
-def _finite_inputs(x: torch.Tensor, input_scale: float) -> None:
-    """Refuse synthetic inputs that overflowed: the error would otherwise blame "inputs", which the caller never
-    gave, rather than ``input_scale``."""
-    if not bool(torch.isfinite(x).all()):
-        raise InvalidArgumentError(
-            f"input_scale is too large: {input_scale:g} × N(0, 1) overflows float64 (largest number "
-            f"{torch.finfo(torch.float64).max:.3g})"
-        )
 
 
 def audit_memory(hidden: int, samples: int, traced: int, steps: int, batch: int, inputs: int) -> int:
