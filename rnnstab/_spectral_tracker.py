@@ -59,7 +59,7 @@ class SpectralTracker:
 
     def _allocate(self, P: torch.Tensor) -> None:
         batch, n, _ = P.shape
-        size = self.size = min(n, _MAX_KRYLOV)  # Krylov dimension ≤ n: more vectors cannot be orthogonal
+        size = min(n, _MAX_KRYLOV)  # Krylov dimension ≤ n: more vectors cannot be orthogonal
         self.block, self.keep = min(_BLOCK, size), min(_WARM, size)
         self.noise = n * torch.finfo(P.dtype).eps  # relative size of rounding in one thin product
         V = self.basis = torch.zeros(batch, size, n, dtype=P.dtype, device=P.device)
@@ -133,8 +133,8 @@ class SpectralTracker:
         return sigma
 
     def _short(self, sigma: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
-        """Rows whose Ritz value is below ``bound`` (the largest row or column norm of J) beyond rounding and rtol:
-        the run stopped short."""
+        """Rows whose Ritz value is below ``bound`` (the largest column norm of J) beyond rounding and rtol: the run
+        stopped short."""
         return bound > sigma * (1 + self.rtol + 4 * self.noise)
 
     def _krylov(
