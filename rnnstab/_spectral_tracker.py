@@ -41,6 +41,13 @@ _ROUNDING = 2**-42  # or a growth this small relative to the value: rounding in 
 _DGKS = 2**-0.5  # a second Gram–Schmidt pass for rows left with less than this fraction of their norm
 
 
+def memory(batch: int, n: int, dtype: torch.dtype) -> int:
+    """Bytes a :class:`SpectralTracker` holds for a (batch, n, n) product: its basis (in the product's dtype), the
+    basis's images and their Gram matrix (float64)."""
+    size = min(n, _MAX_KRYLOV)
+    return batch * size * (n * (torch.finfo(dtype).bits // 8) + 8 * (n + size))
+
+
 class SpectralTracker:
     """Top singular value of P (batch, n, n) after each multiplicative update P ← P Wᵀ diag(d).
 

@@ -25,6 +25,7 @@ import torch
 from rnnstab import _checks
 from rnnstab._checks import check_memory
 from rnnstab._spectral_tracker import SpectralTracker
+from rnnstab._spectral_tracker import memory as tracker_memory
 from rnnstab._tangent import CHUNK_STEPS, apply_tangent, derivative_chunks
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
 from rnnstab.rnn import VanillaRNN, check_rnn
@@ -198,9 +199,9 @@ def jacobian_norms(
 
 def memory_estimate(batch: int, n: int, dtype: torch.dtype) -> int:
     """Bytes :func:`jacobian_norms` holds at once: two (batch, n, n) products, one SVD workspace of the same
-    size, and a chunk of the forward pass — independent of T."""
+    size, the spectral tracker's Krylov basis, and a chunk of the forward pass — independent of T."""
     itemsize = torch.finfo(dtype).bits // 8
-    return itemsize * (3 * batch * n * n + 4 * batch * CHUNK_STEPS * n)
+    return itemsize * (3 * batch * n * n + 4 * batch * CHUNK_STEPS * n) + tracker_memory(batch, n, dtype)
 
 
 class _ExactSpectral:
