@@ -24,7 +24,7 @@ import torch
 
 from rnnstab import _checks
 from rnnstab._checks import check_memory
-from rnnstab._spectral_tracker import SpectralTracker
+from rnnstab._spectral_tracker import SpectralTracker, window
 from rnnstab._spectral_tracker import memory as tracker_memory
 from rnnstab._tangent import CHUNK_STEPS, apply_tangent, derivative_chunks
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
@@ -199,10 +199,12 @@ def jacobian_norms(
 
 
 def memory_estimate(batch: int, n: int, dtype: torch.dtype) -> int:
-    """Bytes :func:`jacobian_norms` holds at once: two (batch, n, n) products, one SVD workspace of the same
-    size, the spectral tracker's Krylov basis, and a chunk of the forward pass — independent of T."""
+    """Bytes :func:`jacobian_norms` holds at once: the spectral tracker's window of (batch, n, n) products (at
+    least two), one SVD workspace of the same size, the tracker's Krylov basis, and a chunk of the forward pass —
+    independent of T."""
     itemsize = torch.finfo(dtype).bits // 8
-    return itemsize * (3 * batch * n * n + 4 * batch * CHUNK_STEPS * n) + tracker_memory(batch, n, dtype)
+    products = window(n) + 1
+    return itemsize * (products * batch * n * n + 4 * batch * CHUNK_STEPS * n) + tracker_memory(batch, n, dtype)
 
 
 class _ExactSpectral:
@@ -211,24 +213,31 @@ class _ExactSpectral:
     def __init__(self) -> None:
         self.iterations: list[int] = []
         self.fallbacks = 0
+        self.sigma: list[torch.Tensor] = []
 
-    def update(self, P: torch.Tensor, fro: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    def update(self, slots: torch.Tensor, fro: torch.Tensor, columns: torch.Tensor) -> None:
+        self.sigma.append(torch.linalg.matrix_norm(slots[len(self.iterations) % slots.shape[0]], ord=2))
         self.iterations.append(0)
-        return torch.linalg.matrix_norm(P, ord=2)
+
+    def finish(self, slots: torch.Tensor) -> torch.Tensor:
+        return torch.stack(self.sigma)
 
 
 class _Engine:
-    """The streaming product Pₜ = J_tᵀ/scale (stored transposed so the shared-W update is one folded GEMM)."""
+    """The streaming product Pₜ = J_tᵀ/scale (stored transposed so the shared-W update is one folded GEMM).
+
+    Step t's product is formed in ``slots[t % len(slots)]``, the block Lanczos tracker's window (two slots without
+    it), so that the tracker reads a window's products where they were formed."""
 
     def __init__(self, rnn: VanillaRNN, batch: int, tracker: SpectralTracker | _ExactSpectral | None) -> None:
         n, dtype, device = rnn.hidden_size, rnn.dtype, rnn.device
         self.rnn = rnn
-        self.P = torch.empty(batch, n, n, dtype=dtype, device=device)
-        self.spare = torch.empty_like(self.P)
+        slots = window(n) if isinstance(tracker, SpectralTracker) else 2
+        self.slots = torch.empty(slots, batch, n, n, dtype=dtype, device=device)
+        self.P = self.slots[0]
         self.fro_rows: list[torch.Tensor] = []
         self.no_scale = torch.zeros(batch, dtype=torch.float64)
         self.derivative_scales: list[torch.Tensor] = []  # log of the power of two each step's σ' was divided by
-        self.spec_rows: list[torch.Tensor] = []
         self.prev_fro = torch.ones(batch, dtype=dtype, device=device)
         # J_t = 2^{et} Π D_s (W/2^e). Norms square the entries, so a W of scale beyond 2^±(log2(max)/8) (2^±127 in
         # float64, 2^±15 in float32: δ = 1e200, or 1e6 in float32) could overflow or underflow them: such a W is
@@ -249,17 +258,18 @@ class _Engine:
         """Multiply in step t's D_t, given as σ'(h_t)/2^{e_t} with ``log_scale`` = e_t·log 2 (``None``: all 0)."""
         self.derivative_scales.append(self.no_scale if log_scale is None else log_scale)
         d = derivative / self.prev_fro[:, None]
+        slot = self.slots[t % self.slots.shape[0]]
         if t == 0:
-            torch.mul(self.Wt, d[:, None, :], out=self.P)
+            torch.mul(self.Wt, d[:, None, :], out=slot)
         else:
-            apply_tangent(self.P, self.Wt, d, out=self.spare)
-            self.P, self.spare = self.spare, self.P
+            apply_tangent(self.P, self.Wt, d, out=slot)
+        self.P = slot
         columns = torch.linalg.vector_norm(self.P, dim=-1)  # ‖J e_i‖: P's rows are J's columns
         fro = torch.linalg.vector_norm(columns, dim=-1)
         self.fro_rows.append(fro)
         self.prev_fro = torch.where(fro > 0, fro, 1.0)  # a dead (zero) product stays zero
         if self.tracker is not None:
-            self.spec_rows.append(self.tracker.update(self.P, fro, columns))
+            self.tracker.update(self.slots, fro, columns)
 
     def log_singular_values(self) -> torch.Tensor:
         """log σ_i(J_t) at the current step t, for every i, exact (SVD), in float64: (batch, n)."""
@@ -289,7 +299,8 @@ class _Engine:
         log_fro = self._log_scales()  # (T, batch)
         log_spec = None
         if self.tracker is not None:
-            spec, fro = (torch.stack(rows).to(torch.float64).cpu() for rows in (self.spec_rows, self.fro_rows))
+            spec = self.tracker.finish(self.slots).to(torch.float64).cpu()
+            fro = torch.stack(self.fro_rows).to(torch.float64).cpu()
             ratio = torch.where(fro > 0, spec / fro, 0.0)  # ‖J_t‖₂/‖J_t‖_F: a dead product stays at −inf
             log_spec = (log_fro + torch.log(ratio)).T.contiguous()
         log_fro = log_fro.T.contiguous()
