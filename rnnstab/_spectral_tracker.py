@@ -150,13 +150,14 @@ class SpectralTracker:
         if bool(done.all()):  # the common case: one run settles every row
             return run_sigma, blocks, run_warm
         rows = (~done).nonzero().flatten()
-        spent = int(blocks[rows].max())
+        on_cpu = rows.cpu()  # ``step`` and ``blocks`` are bookkeeping, kept on the CPU
+        spent = int(blocks[on_cpu].max())
         sigma, spent, warm = self._settle(
-            P[rows], fro[rows], columns[rows], step[rows], run_sigma[rows], run_warm[rows], short[rows], spent
+            P[rows], fro[rows], columns[rows], step[on_cpu], run_sigma[rows], run_warm[rows], short[rows], spent
         )
         return (
             run_sigma.index_copy(0, rows, sigma),
-            blocks.index_fill(0, rows, spent),
+            blocks.index_fill(0, on_cpu, spent),
             run_warm.index_copy(0, rows, warm),
         )
 
@@ -205,7 +206,7 @@ class SpectralTracker:
             pending &= ~done
         if bool(pending.any()):
             rows = pending.nonzero().flatten()
-            self.fallbacks += len(set(step[rows].tolist()))
+            self.fallbacks += len(set(step[rows.cpu()].tolist()))
             _, sigma_all, right = torch.linalg.svd(P[rows].mT)  # right: J's right singular vectors, as rows
             sigma = sigma.index_copy(0, rows, sigma_all[:, 0])
             warm = warm.index_copy(0, rows, right[:, : self.keep])
