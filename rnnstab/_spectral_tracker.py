@@ -29,8 +29,8 @@ formed, and all their rows run as one stack, each from the top Ritz vectors of t
 n ≈ 128 a Krylov block costs far more in tensor-call overhead (and LAPACK's per-matrix cost) than in arithmetic,
 and a window shares the overhead among its steps. Once at most half of a stack is still running, the running rows
 are gathered into a smaller one, so that a few slow rows do not carry the rest through their blocks. A start up to
-a window stale costs a row more blocks, not accuracy: the stopping test does not trust the start. (Measured in one
-run, n = 128, float32, batch 16: a window of 8 steps took 0.53 × the time of one step at a time.)
+a window stale costs a row more blocks, not accuracy: the stopping test does not trust the start. (In A/B runs in one
+process, n = 128, float32, batch 16: windows of 8 steps took 0.55–0.65 × the time of one step at a time.)
 
 The largest column norm max_i ‖J e_i‖, which the Frobenius pass gives for free, is a second lower bound of ‖J_t‖₂;
 a Ritz value below it proves the run stopped short (every J_t diagonal, W = I with tanh: when the top unit changes

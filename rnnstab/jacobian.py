@@ -5,10 +5,11 @@ matmul per step; only O(B·n²) memory is held whatever the horizon T. Underflow
 carrying J_t = exp(s_t)·P_t with ‖P_t‖_F = 1: the normalising factor is folded into the next step's diagonal D,
 so the renormalisation costs no extra pass, and the log scales s_t accumulate in float64.
 
-The spectral norm ‖J_t‖₂ at every t comes from block Lanczos (block Krylov with Rayleigh–Ritz) on J_tᵀJ_t,
-warm-started from the previous step's top two Ritz vectors (the top right singular vector converges as t grows, by
-Oseledets' theorem) plus a generic vector, and run at each step until the Ritz value stops growing (by at most
-``rtol``, and geometrically); a step that does not converge within ``max_iter`` blocks falls back to an exact SVD.
+The spectral norm ‖J_t‖₂ at every t comes from block Lanczos (block Krylov with Rayleigh–Ritz) on J_tᵀJ_t, a
+window of up to 8 steps solved as one stack, each step warm-started from the top two Ritz vectors of the step before
+the window (the top right singular vector converges as t grows, by Oseledets' theorem) plus a generic vector, and
+run until the Ritz value stops growing (by at most ``rtol``, and geometrically); a step that does not converge
+within ``max_iter`` blocks falls back to an exact SVD.
 Every estimate is a Ritz value, hence never above the true norm, and a run that ends below the largest column norm
 ‖J_t e_i‖ (also a lower bound, free from the Frobenius pass) is run again (see ``rnnstab/_spectral_tracker.py``).
 """
@@ -52,8 +53,9 @@ class JacobianTrace:
         weights_dtype: the dtype the RNN's weights were stored in (their rounding bounds how far γ‖W‖₂ can sit
             above a requested δ).
         hidden_size: n.
-        spectral_iterations: (T,) Krylov blocks added at each step t after its start block (each two thin products
-            of three rows; a diagnostic, 0 when the spectral norm was not asked for).
+        spectral_iterations: (T,) Krylov blocks added at each step t after its start block, by the step's slowest
+            sequence (each two thin products of three rows; a diagnostic, 0 when the spectral norm was not asked
+            for).
         svd_fallbacks: steps where block Lanczos did not converge within ``max_iter`` blocks and an exact SVD was
             used.
         overflow_steps: (batch,) int64: with ``on_overflow="truncate"``, the first step t at which the sequence's
