@@ -350,6 +350,21 @@ def test_rank_deficient_products_match_explicit(n):
     assert trace.svd_fallbacks == 0
 
 
+def test_a_shorter_run_gives_a_longer_runs_first_steps_bit_for_bit():
+    # The spectral tracker solves steps a window at a time (1, 1, 2, 4, then 8 steps); a run that ends inside a
+    # window solves its last steps as a part-window, from the same warm start, so its Krylov runs are the same
+    # block for block, and its numbers the same but for the last bit of the final vectorised log (torch's SIMD and
+    # scalar-tail paths of log can differ by one ulp, and which elements take which depends on T).
+    rnn = random_rnn(24, delta=1.2, seed=23, batch_networks=2)
+    x = torch.randn(2, 29, 3, generator=torch.Generator().manual_seed(24), dtype=F64)
+    longer = rnnstab.jacobian_norms(rnn, x)
+    for steps in (1, 3, 6, 13, 21):
+        shorter = rnnstab.jacobian_norms(rnn, x[:, :steps])
+        assert shorter.log_spectral is not None and longer.log_spectral is not None
+        torch.testing.assert_close(shorter.log_spectral, longer.log_spectral[:, :steps], rtol=0, atol=1e-14)
+        assert torch.equal(shorter.spectral_iterations, longer.spectral_iterations[:steps])
+
+
 def test_a_network_does_not_depend_on_its_batch_mates():
     # Convergence is decided per network and every network starts from the same vector, so running a network
     # alone or stacked with others gives bit-identical numbers (sweeps rely on this to be reproducible).
