@@ -284,7 +284,8 @@ class SpectralTracker:
         """A workspace for the stack P: the window's own, made once, or a new one for a stack of another size."""
         assert self.workspace is not None
         if self.workspace.rows == P.shape[0]:
-            self.workspace.basis.zero_()  # rows past the current block pad the Gram–Schmidt bases (see _Workspace)
+            # only the padding rows of the first Gram–Schmidt bases are read before this run writes them
+            self.workspace.basis[:, :_MIN_BASIS].zero_()
             return self.workspace
         return _Workspace.empty(P.shape[0], P)
 

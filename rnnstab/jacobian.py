@@ -9,9 +9,9 @@ The spectral norm ‖J_t‖₂ at every t comes from block Lanczos (block Krylov
 window of up to 8 steps solved as one stack, each step warm-started from the top two Ritz vectors of the step before
 the window (the top right singular vector converges as t grows, by Oseledets' theorem) plus a generic vector, and
 run until the Ritz value stops growing (by at most ``rtol``, and geometrically); a step that does not converge
-within ``max_iter`` blocks falls back to an exact SVD.
-Every estimate is a Ritz value, hence never above the true norm, and a run that ends below the largest column norm
-‖J_t e_i‖ (also a lower bound, free from the Frobenius pass) is run again (see ``rnnstab/_spectral_tracker.py``).
+within ``max_iter`` blocks falls back to an exact SVD. Every estimate is a Ritz value, hence never above the true
+norm, and a run that ends below the largest column norm ‖J_t e_i‖ (also a lower bound, free from the Frobenius
+pass) is run again (see ``rnnstab/_spectral_tracker.py``).
 """
 
 from __future__ import annotations
