@@ -350,7 +350,7 @@ def test_rank_deficient_products_match_explicit(n):
     assert trace.svd_fallbacks == 0
 
 
-def test_a_shorter_run_gives_a_longer_runs_first_steps_bit_for_bit():
+def test_a_shorter_run_repeats_a_longer_runs_first_steps():
     # The spectral tracker solves steps a window at a time (1, 1, 2, 4, then 8 steps); a run that ends inside a
     # window solves its last steps as a part-window, from the same warm start, so its Krylov runs are the same
     # block for block, and its numbers the same but for the last bit of the final vectorised log (torch's SIMD and
