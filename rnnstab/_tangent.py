@@ -63,15 +63,18 @@ def derivative_chunks(
 def _preactivation_chunks(
     rnn: VanillaRNN, x: torch.Tensor, h0: torch.Tensor | None, chunk_steps: int
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (start, h_t for t = start+1 .. start+len) as (batch, len, n): the forward pass, a chunk at a time."""
+    """Yield (start, h_t for t = start+1 .. start+len) as (batch, len, n): the forward pass, a chunk at a time.
+
+    The chunk is stored time-major (a (batch, len, n) view of (len, batch, n) memory): each step writes its state in
+    place and reads it back contiguously, and σ' of the chunk, computed elementwise, keeps that layout, so the
+    consumers' per-step slices ``derivatives[:, i]`` are contiguous too."""
     g = rnn.activation.fn(rnn.initial_preactivation(x.shape[0], h0))
     for start in range(0, x.shape[1], chunk_steps):
-        drive = rnn.drive(x[:, start : start + chunk_steps])
+        drive = rnn.drive(x[:, start : start + chunk_steps]).transpose(0, 1).contiguous()
         pre = torch.empty_like(drive)
-        for t in range(drive.shape[1]):
-            pre[:, t] = rnn.recur(g, drive[:, t])
-            g = rnn.activation.fn(pre[:, t])
-        yield start, pre
+        for t in range(drive.shape[0]):
+            g = rnn.activation.fn(rnn.recur(g, drive[t], out=pre[t]))
+        yield start, pre.transpose(0, 1)
 
 
 def _derivative(rnn: VanillaRNN, pre: torch.Tensor, start: int, overflow_steps: torch.Tensor | None) -> torch.Tensor:

@@ -241,6 +241,7 @@ class _Engine:
         self.no_scale = torch.zeros(batch, dtype=torch.float64)
         self.derivative_scales: list[torch.Tensor] = []  # log of the power of two each step's σ' was divided by
         self.prev_fro = torch.ones(batch, dtype=dtype, device=device)
+        self.one = torch.ones((), dtype=dtype, device=device)  # a tensor: torch.where wraps a Python 1.0 every call
         # J_t = 2^{et} Π D_s (W/2^e). Norms square the entries, so a W of scale beyond 2^±(log2(max)/8) (2^±127 in
         # float64, 2^±15 in float32: δ = 1e200, or 1e6 in float32) could overflow or underflow them: such a W is
         # multiplied in as W/2^e, exactly (a power of two, applied in float64 so that the factor itself cannot
@@ -266,12 +267,14 @@ class _Engine:
         else:
             apply_tangent(self.P, self.Wt, d, out=slot)
         self.P = slot
-        columns = torch.linalg.vector_norm(self.P, dim=-1)  # ‖J e_i‖: P's rows are J's columns
-        fro = torch.linalg.vector_norm(columns, dim=-1)
-        self.fro_rows.append(fro)
-        self.prev_fro = torch.where(fro > 0, fro, 1.0)  # a dead (zero) product stays zero
-        if self.tracker is not None:
+        if self.tracker is None:
+            fro = torch.linalg.vector_norm(self.P, dim=(-2, -1))
+        else:
+            columns = torch.linalg.vector_norm(self.P, dim=-1)  # ‖J e_i‖: P's rows are J's columns
+            fro = torch.linalg.vector_norm(columns, dim=-1)
             self.tracker.update(self.slots, fro, columns)
+        self.fro_rows.append(fro)
+        self.prev_fro = torch.where(fro > 0, fro, self.one)  # a dead (zero) product stays zero
 
     def log_singular_values(self) -> torch.Tensor:
         """log σ_i(J_t) at the current step t, for every i, exact (SVD), in float64: (batch, n)."""

@@ -159,11 +159,15 @@ class VanillaRNN:
         bias = self.b if self.b.dim() == 1 else self.b[:, None, :]
         return torch.matmul(x, self._Ut) + bias  # matmul broadcasts a shared (m, n) or per-network (B, m, n) Uᵀ
 
-    def recur(self, state: torch.Tensor, drive_t: torch.Tensor) -> torch.Tensor:
-        """W·state + drive_t for a (batch, n) state: the pre-activation of the next step."""
+    def recur(self, state: torch.Tensor, drive_t: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        """W·state + drive_t for a (batch, n) state: the pre-activation of the next step (written into ``out``, a
+        contiguous (batch, n) tensor, if given; ``out`` is for no-grad loops, as out= does not record autograd)."""
         if self.num_networks is None:
-            return torch.addmm(drive_t, state, self._Wt)
-        return torch.baddbmm(drive_t[:, None, :], state[:, None, :], self._Wt)[:, 0, :]
+            return torch.addmm(drive_t, state, self._Wt, out=out)
+        if out is None:
+            return torch.baddbmm(drive_t[:, None, :], state[:, None, :], self._Wt)[:, 0, :]
+        torch.baddbmm(drive_t[:, None, :], state[:, None, :], self._Wt, out=out[:, None, :])
+        return out
 
     def run(self, x: torch.Tensor, *, h0: torch.Tensor | None = None) -> torch.Tensor:
         """Post-activation form from g_0 = σ(h_0): returns g_1 … g_T as (batch, T, n)."""

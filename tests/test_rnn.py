@@ -194,6 +194,20 @@ def test_batched_networks_equal_separate_runs(name, dtype):
         torch.testing.assert_close(got[i : i + 1], single, **TOL[dtype])
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_recur_into_out_equals_recur(batched):
+    """The forward pass writes each step into its chunk with ``out=``; it must be the plain step, bit for bit."""
+    W, U, b = _net(batch=4 if batched else None, seed=6)
+    rnn = VanillaRNN(W, U, b, activation="tanh")
+    state, drive = torch.randn(4, W.shape[-1], dtype=W.dtype), torch.randn(4, W.shape[-1], dtype=W.dtype)
+    out = torch.empty_like(drive)
+    returned = rnn.recur(state, drive, out=out)
+    assert returned.data_ptr() == out.data_ptr()
+    assert torch.equal(out, rnn.recur(state, drive))
+    want = torch.einsum("bij,bj->bi", W.expand(4, -1, -1), state)
+    torch.testing.assert_close(out, want + drive, rtol=1e-12, atol=1e-12)
+
+
 def test_batched_networks_preactivation_and_h0():
     B = 3
     W, U, b = _net(batch=B, seed=4)
