@@ -130,6 +130,7 @@ def train_command(
             for v in parse_values("--batch-size", batch_size or ["32"], kind="int")
         ]
         batches = list(dict.fromkeys(batches))
+        device = str(_checks.device("--device", device))  # "auto" resolved: the summary says where the runs trained
         # the largest batch is refused before any run of the grid has written its log, not after the others trained
         check_step_memory(
             rnnstab.get_task(task, symbols=symbols, memory=memory),
