@@ -55,8 +55,8 @@ _WINDOW_ENTRIES = 2**21  # and at most this many product entries per sequence (a
 
 def window(n: int) -> int:
     """Steps a :class:`SpectralTracker` takes at once for n×n products: at least two, so that the product being
-    formed and the one it is formed from never share a slot. It depends on n alone, never on the batch, so that a
-    sequence's numbers do not depend on which others share its batch."""
+    formed and the one it is formed from never share a slot. It depends on n alone, never on the batch, so that the
+    tracker treats a sequence alike whatever else shares its batch."""
     return max(2, min(_WINDOW, _WINDOW_ENTRIES // (n * n)))
 
 
@@ -73,8 +73,8 @@ class SpectralTracker:
     The caller holds ``slots`` (window(n), batch, n, n), forms step t's product in ``slots[t % window(n)]``, and then
     calls :meth:`update`; a full window is solved at once, and :meth:`finish` solves the rest and returns every step's
     ‖P‖₂. Each row of a stack converges on its own (converged rows are frozen while the others go on, and a row's
-    start depends on its own sequence and step alone), so a network's numbers do not depend on which networks share
-    its batch.
+    start depends on its own sequence and step alone), so the tracker's work on a network does not depend on which
+    networks share its batch.
     """
 
     def __init__(self, *, rtol: float, max_iter: int) -> None:

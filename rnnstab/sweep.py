@@ -12,7 +12,9 @@ group into calls ("chunks") is canonical: tasks sorted by record key, cut into b
 networks (default: on a CPU, products of about 8 MiB, which stay in cache; on a GPU, as many as fit in 256 MiB —
 a function of n, T, dtype and the kind of device only). ``jacobian_norms`` treats every
 network of a batch on its own (convergence is decided per network), so the numbers are bit-identical whatever the
-chunking, the executor, the number of workers, or an interruption and resume.
+executor, the number of workers, or an interruption and resume, and on a CPU whatever the chunking as long as every
+call holds at least two networks (BLAS rounds a single network's forward step differently in the last bit, which
+a chaotic trajectory amplifies: see the README's known limits).
 
 Executors. ``local`` runs the chunks one after another in this process; ``dask`` submits them (grouped into
 shards of ``chunks_per_shard``) to a ``distributed`` cluster — a scheduler address, or a LocalCluster with

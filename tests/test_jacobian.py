@@ -365,17 +365,21 @@ def test_a_shorter_run_repeats_a_longer_runs_first_steps():
         assert torch.equal(shorter.spectral_iterations, longer.spectral_iterations[:steps])
 
 
-def test_a_network_does_not_depend_on_its_batch_mates():
-    # Convergence is decided per network and every network starts from the same vector, so running a network
-    # alone or stacked with others gives bit-identical numbers (sweeps rely on this to be reproducible).
-    rnn = random_rnn(20, delta=1.1, seed=21, batch_networks=4)
+@pytest.mark.parametrize("n", [20, 128])
+def test_a_network_does_not_depend_on_its_batch_mates(n):
+    # Convergence is decided per network, a network's start depends on its own step alone, and the window on n
+    # alone, so a network stacked with others gives bit-identical numbers whichever others (sweeps rely on this
+    # when --stack changes on --resume). n = 128 runs the tracker in windows of 8 steps. A batch of one is left out:
+    # BLAS may round its forward step differently in the last bit (the README's known limits).
+    rnn = random_rnn(n, delta=1.1, seed=21, batch_networks=4)
     x = torch.randn(4, 50, 3, generator=torch.Generator().manual_seed(22), dtype=F64)
     together = rnnstab.jacobian_norms(rnn, x)
-    for i in (0, 3):
-        alone_rnn = rnnstab.VanillaRNN(rnn.W[i : i + 1], rnn.U[i : i + 1], rnn.b[i : i + 1], rnn.activation)
-        alone = rnnstab.jacobian_norms(alone_rnn, x[i : i + 1])
-        assert torch.equal(alone.log_spectral[0], together.log_spectral[i])
-        assert torch.equal(alone.log_frobenius[0], together.log_frobenius[i])
+    for i, j in ((0, 2), (3, 1)):
+        pair = [i, j]
+        mates = rnnstab.VanillaRNN(rnn.W[pair], rnn.U[pair], rnn.b[pair], rnn.activation)
+        apart = rnnstab.jacobian_norms(mates, x[pair])
+        assert torch.equal(apart.log_spectral[0], together.log_spectral[i])
+        assert torch.equal(apart.log_frobenius[0], together.log_frobenius[i])
 
 
 def test_float32_does_not_stop_on_a_plateau():
