@@ -40,7 +40,19 @@ class DeviceMismatch(AssertionError):
 
 
 def on_cuda(t: torch.Tensor) -> bool:
-    return bool(getattr(t, _MARK, False))
+    """Whether ``t`` is marked as a CUDA tensor; inside torch.func transforms, whether it or what it wraps is."""
+    return _place(t) is True
+
+
+def _place(t: torch.Tensor) -> bool | None:
+    """True: CUDA, False: CPU, None: unknown — a tensor that torch.func's transforms made in C++ from unmarked ones
+    (their batching and autograd internals), which the checks leave out."""
+    wrapped = False
+    while not getattr(t, _MARK, False):
+        if not torch._C._functorch.is_functorch_wrapped_tensor(t):
+            return None if wrapped else False
+        t, wrapped = torch._C._functorch.get_unwrapped(t), True
+    return True
 
 
 def _mark(value: Any, cuda: bool) -> Any:
@@ -157,7 +169,7 @@ class FakeCuda(TorchFunctionMode):
             if advanced and isinstance(value, torch.Tensor) and not scalar and on_cuda(value) != on_cuda(indexed):
                 raise DeviceMismatch(f"{_name(func)}: a tensor index-assigned a value from another device")
             return
-        devices = {on_cuda(t) for t in _tensors((args, kwargs)) if t.dim() > 0 or on_cuda(t)}
+        devices = {_place(t) for t in _tensors((args, kwargs)) if t.dim() > 0 or on_cuda(t)} - {None}
         if len(devices) > 1:
             shapes = [(tuple(t.shape), "cuda" if on_cuda(t) else "cpu") for t in _tensors((args, kwargs))]
             raise DeviceMismatch(f"{_name(func)} mixes CPU and CUDA tensors: {shapes}")
@@ -169,5 +181,7 @@ def fake_cuda(monkeypatch: pytest.MonkeyPatch, free_bytes: int = 16 * 2**30) -> 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free_bytes, 2 * free_bytes))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "emulated CUDA device")
     with FakeCuda() as mode:
         yield mode

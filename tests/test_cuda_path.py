@@ -10,7 +10,10 @@ and speed, which need a GPU (``benchmarks/jacobian_overhead.py --device cuda``).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -228,3 +231,25 @@ def _devices(record):
     if isinstance(record, list):
         return [d for v in record for d in _devices(v)]
     return []
+
+
+# torch.func.jacfwd loads torch's own forward-AD decompositions through torch.jit.script on first use
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_the_gpu_benchmark_runs(monkeypatch, capsys):
+    """``benchmarks/jacobian_overhead.py --device cuda`` is what a lent GPU's few minutes go to: it must not fail on
+    a device mismatch there (here on small problems; its timings mean nothing on the emulated device)."""
+    path = Path(__file__).parent.parent / "benchmarks" / "jacobian_overhead.py"
+    spec = importlib.util.spec_from_file_location("jacobian_overhead", path)
+    assert spec is not None and spec.loader is not None
+    benchmark = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, benchmark)  # its dataclasses look their module up there
+    spec.loader.exec_module(benchmark)
+    monkeypatch.setattr(benchmark, "CONFIGS", ((16, 12, 2),))
+    monkeypatch.setattr(benchmark, "GUARD_CONFIG", (16, torch.float64))
+    monkeypatch.setattr(benchmark, "REPEATS", 1)
+    with fake_cuda(monkeypatch) as mode:
+        status = benchmark.main(["--device", "cuda"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert mode.calls > 1000
+    assert "emulated CUDA device" in out and "PASS" in out
