@@ -129,30 +129,38 @@ class SpectralTracker:
         columns = torch.cat([c for _, c in self.waiting])
         step = torch.arange(first, first + steps).repeat_interleave(batch)
         warm = None if self.warm is None else self.warm.repeat(steps, 1, 1)
-        sigma, blocks, warm = self._solve(P, fro, columns, warm, step)
+        kept = torch.zeros(steps * batch, dtype=torch.bool, device=P.device)
+        kept[-batch:] = True  # the next window starts from the last step's Ritz vectors; the others' go unused
+        sigma, blocks, warm = self._solve(P, fro, columns, warm, step, kept)
         self.warm = warm[-batch:]
         self.sigma.extend(sigma.view(steps, batch).unbind(0))
         self.iterations.extend(blocks.view(steps, batch).amax(dim=1).tolist())
         self.waiting = []
 
     def _solve(
-        self, P: torch.Tensor, fro: torch.Tensor, columns: torch.Tensor, warm: torch.Tensor | None, step: torch.Tensor
+        self,
+        P: torch.Tensor,
+        fro: torch.Tensor,
+        columns: torch.Tensor,
+        warm: torch.Tensor | None,
+        step: torch.Tensor,
+        kept: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(‖P‖₂, the Krylov blocks each row added, each row's top Ritz vectors) of a stack of rows: one run from the
-        warm start, then, for the rare rows it did not settle, restarts from their Ritz vectors (gathered, so that
-        the settled rows cost nothing more), and an exact SVD for any row still pending after ``max_iter`` blocks."""
+        """(‖P‖₂, the Krylov blocks each row added, the top Ritz vectors of the ``kept`` rows) of a stack of rows: one
+        run from the warm start, then, for the rare rows it did not settle, restarts from their Ritz vectors
+        (gathered, so that the settled rows cost nothing more), and an exact SVD for any row still pending after
+        ``max_iter`` blocks. The Ritz vectors of the other rows are left at zero."""
         bound = columns.amax(dim=-1)  # a lower bound of ‖J‖₂
-        run_sigma, blocks, done, run_warm = self._krylov(P, self._start(warm, step, 0), fro, self.max_iter)
-        short = self._short(run_sigma, bound)
-        # σ = 0 for a non-zero product means the start fell into J's null space: only an SVD can say more.
-        done &= ((run_sigma > 0) | (fro == 0)) & ~short
+        start = self._start(warm, step, 0)
+        run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, bound, self.max_iter, kept)
         if bool(done.all()):  # the common case: one run settles every row
             return run_sigma, blocks, run_warm
         rows = (~done).nonzero().flatten()
         on_cpu = rows.cpu()  # ``step`` and ``blocks`` are bookkeeping, kept on the CPU
         spent = int(blocks[on_cpu].max())
+        short = self._short(run_sigma[rows], bound[rows])
         sigma, spent, warm = self._settle(
-            P[rows], fro[rows], columns[rows], step[on_cpu], run_sigma[rows], run_warm[rows], short[rows], spent
+            P[rows], fro[rows], columns[rows], step[on_cpu], run_sigma[rows], run_warm[rows], short, spent
         )
         return (
             run_sigma.index_copy(0, rows, sigma),
@@ -196,10 +204,10 @@ class SpectralTracker:
                     run_warm,
                 )
             start = self._start(run_warm, step, run)
-            run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, self.max_iter - spent)
+            run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, bound, self.max_iter - spent, None)
             spent += int(blocks.max())
             short = self._short(run_sigma, bound)
-            done &= pending & ((run_sigma > 0) | (fro == 0)) & ~short
+            done &= pending
             sigma = torch.where(done, run_sigma, sigma)
             warm = torch.where(done[:, None, None], run_warm, warm)
             pending &= ~done
@@ -217,16 +225,24 @@ class SpectralTracker:
         return bound > sigma * (1 + self.rtol + 4 * self.noise)
 
     def _krylov(
-        self, P: torch.Tensor, start: torch.Tensor, fro: torch.Tensor, budget: int
+        self,
+        P: torch.Tensor,
+        start: torch.Tensor,
+        fro: torch.Tensor,
+        bound: torch.Tensor,
+        budget: int,
+        kept: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One block Krylov run from the rows ``start`` (rows, block, n).
 
-        Returns (σ, the blocks each row added after the start block, which rows converged, each row's top ``keep``
-        Ritz vectors). A row converges at the first block that passes the test above; its basis is cut there, so
-        later blocks (added for other rows) leave it unchanged. Once at most half the stack is still running, the
-        running rows are gathered into a smaller stack (their products, basis and state), and the others' Ritz
-        vectors are taken first: a window's slowest rows then no longer carry every other row through their
-        blocks."""
+        Returns (σ, the blocks each row added after the start block, which rows it settled, the top ``keep`` Ritz
+        vectors of the ``kept`` rows (all if ``None``) and of every row not settled, zero for the others). A row
+        converges at the first block that passes the test above; its basis is cut there, so later blocks (added for
+        other rows) leave it unchanged. It is settled if it converged, did not stop short of ``bound`` (the largest
+        column norm of its J) and, for a live product, found σ > 0: σ = 0 means the start fell into J's null space,
+        where only an SVD can say more. Once at most half the stack is still running, the running rows are gathered
+        into a smaller stack (their products, basis and state), and the Ritz vectors the others need are taken
+        first: a window's slowest rows then no longer carry every other row through their blocks."""
         total = P.shape[0]
         ws = self._workspace(P)
         floor = (self.noise * fro)[:, None, None]
@@ -236,7 +252,8 @@ class SpectralTracker:
         growth = torch.zeros_like(sigma)  # by how much the last block raised each row's Ritz value
         index = torch.arange(total, device=P.device)  # the rows of the stack, as rows of the first one
         out_sigma, out_cut, out_done = torch.empty_like(sigma), torch.empty_like(cut), torch.empty_like(done)
-        out_warm = torch.empty_like(ws.basis[:, : self.keep])
+        out_warm = torch.zeros_like(ws.basis[:, : self.keep])
+        kept = torch.ones_like(done) if kept is None else kept
         for spent, (previous, end) in enumerate(zip(self.ends[:-1], self.ends[1:], strict=True), start=1):
             if spent > budget:
                 break
@@ -268,17 +285,28 @@ class SpectralTracker:
             if 2 * left <= done.shape[0] and spent < budget and end < self.ends[-1]:
                 finished, keep = done.nonzero().flatten(), (~done).nonzero().flatten()
                 at = index[finished]
-                out_sigma[at], out_cut[at], out_done[at] = sigma[finished], cut[finished], True
-                out_warm[at] = self._ritz_vectors(ws, cut, finished)
+                settled = self._settled(sigma[finished].to(P.dtype), fro[finished], bound[finished])
+                out_sigma[at], out_cut[at], out_done[at] = sigma[finished], cut[finished], settled
+                used = finished[kept[finished] | ~settled]
+                out_warm[index[used]] = self._ritz_vectors(ws, cut, used)
                 ws = ws.gather(keep)
-                P, index = P[keep], index[keep]
+                P, index, fro, bound, kept = P[keep], index[keep], fro[keep], bound[keep], kept[keep]
                 floor, last, sigma, second, growth = floor[keep], last[keep], sigma[keep], second[keep], growth[keep]
                 done, cut = done[keep], cut[keep]
         if cut.max() == ws.basis.shape[-1]:
             done[:] = True  # the Krylov space is all of ℝⁿ: the Ritz values are exact
+        done &= self._settled(sigma.to(P.dtype), fro, bound)  # judged on σ as returned
         out_sigma[index], out_cut[index], out_done[index] = sigma, cut, done
-        out_warm[index] = self._ritz_vectors(ws, cut, None)
+        used = (kept | ~done).nonzero().flatten()
+        if len(used) == len(index):
+            out_warm[index] = self._ritz_vectors(ws, cut, None)
+        elif len(used):
+            out_warm[index[used]] = self._ritz_vectors(ws, cut, used)
         return out_sigma.to(P.dtype), self.block_count[out_cut.cpu()], out_done, out_warm
+
+    def _settled(self, sigma: torch.Tensor, fro: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+        """Which converged rows are settled: not short of ``bound``, and σ > 0 unless the product is dead."""
+        return ((sigma > 0) | (fro == 0)) & ~self._short(sigma, bound)
 
     def _workspace(self, P: torch.Tensor) -> _Workspace:
         """A workspace for the stack P: the window's own, made once, or a new one for a stack of another size."""
