@@ -171,7 +171,12 @@ class SpectralTracker:
     def _start(self, warm: torch.Tensor | None, step: torch.Tensor, run: int) -> torch.Tensor:
         """The start block of a row's ``run``-th run at its ``step``: its ``warm`` rows, then generic ones. Which
         generic ones depends on the step and the run alone, not on the other rows of the batch; they change from
-        step to step, so that one nearly orthogonal to the top singular vector is not used at every step."""
+        step to step, so that one nearly orthogonal to the top singular vector is not used at every step.
+
+        The rows must be linearly independent (they are: orthonormal Ritz vectors, or e_i, and random generic rows).
+        A dependent row is zeroed as rounding noise, each later block then carries a zero row too, and a basis that
+        reaches n rows without spanning ℝⁿ would be taken as exact (seen: 2 % low at n = 7, with a start that
+        repeated a generic row)."""
         count = self.block - (0 if warm is None else warm.shape[1])
         index = (torch.arange(count)[None, :] + step[:, None] + run) % _GENERIC
         generic = self.generic[index.to(self.generic.device)]
