@@ -13,7 +13,6 @@ pre-activations is held, whatever the horizon T.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
@@ -33,13 +32,16 @@ def derivative_chunks(
     chunk_steps: int = CHUNK_STEPS,
     overflow_steps: torch.Tensor | None = None,
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
-    """Yield (start, 2^{-e_t}·σ'(h_t), e_t·log 2) for t = start+1 .. start+len, from g_0 = σ(h_0).
+    """Yield (start, 2^{-e_t}·σ'(h_t), e_t) for t = start+1 .. start+len, from g_0 = σ(h_0).
 
-    The derivatives are (batch, len, n), the log scales (batch, len) float64 on the CPU, or ``None`` where every e_t
-    of the chunk is 0 (the rule). A step whose largest σ' is below 2^-32 (saturated units: tanh' of 60 is e^-118) has
-    it brought into [½, 1) by the power of two: a product scaled by that σ' would have entries whose squares
-    underflow (a float32 norm of exactly 0, read as a dead Jacobian), and in float32 σ' itself underflows to 0 for
-    |h| ≳ 52, so such steps are recomputed in float64 first. Powers of two scale exactly.
+    The derivatives are (batch, len, n), the integers e_t (batch, len) as float64 on the CPU, or ``None`` where every
+    e_t of the chunk is 0 (the rule). A step whose largest σ' is below 2^-32 (saturated units: tanh' of 60 is
+    e^-118) has it brought into [½, 1) by the power of two: a product scaled by that σ' would have entries whose
+    squares underflow (a float32 norm of exactly 0, read as a dead Jacobian), and in float32 σ' itself underflows to
+    0 for |h| ≳ 52, so such steps are recomputed in float64 first. So has a step whose largest σ' is above 2^32 (the
+    scaled family at γ = 1e300), whose squares would overflow. Powers of two scale exactly. The e_t are yielded as
+    integers, not as e_t·log 2, so that a consumer can add exponents before it rounds: e_t = −997 against a W
+    carried as W/2^997 (γ = 1e-300) would otherwise cancel to 10⁻¹³, not to 0.
 
     ``x`` must already be checked (:meth:`VanillaRNN.check_inputs`) and on the RNN's device and dtype. A state that
     leaves the dtype's range raises :class:`StateOverflowError`; given ``overflow_steps`` instead (a (batch,) int64
@@ -50,14 +52,15 @@ def derivative_chunks(
         derivative = _derivative(rnn, pre, start, overflow_steps)
         # by magnitude: σ' is negative on part of the line for gelu, silu and sin, and the signed maximum of a step
         # whose σ' are all negative is the one nearest 0, whose power of two would overflow the others
-        low = derivative.abs().amax(dim=-1) < _SATURATED  # (batch, len)
+        largest = derivative.abs().amax(dim=-1)  # (batch, len)
+        low = (largest < _SATURATED) | (largest > 1 / _SATURATED)
         if not bool(low.any()):
             yield start, derivative, None
             continue
         wide = _derivative(rnn, pre.to(torch.float64), start, overflow_steps)
         exponent = torch.where(low, torch.frexp(wide.abs().amax(dim=-1)).exponent, 0)
         scaled = torch.where(low[..., None], torch.ldexp(wide, -exponent[..., None]).to(derivative.dtype), derivative)
-        yield start, scaled, exponent.cpu().to(torch.float64) * math.log(2)
+        yield start, scaled, exponent.cpu().to(torch.float64)
 
 
 def _preactivation_chunks(

@@ -250,8 +250,8 @@ def lyapunov_spectrum(
     log_det_w = torch.linalg.slogdet(rnn.W.to(_F64))[1].to(rnn.device) if options.k == n else None
     log_det_sum = torch.zeros(batch, dtype=_F64, device=rnn.device)
     # Steps of saturated units come as σ'/2^e (see derivative_chunks): the frame would underflow otherwise.
-    for start, derivatives, log_scales in derivative_chunks(rnn, x, h0=h0):
-        scales = None if log_scales is None else log_scales.to(rnn.device)
+    for start, derivatives, exponents in derivative_chunks(rnn, x, h0=h0):
+        scales = None if exponents is None else (exponents * math.log(2)).to(rnn.device)
         if log_det_w is not None:
             skip = max(options.warmup - start, 0)
             log_det_sum += torch.log(derivatives[:, skip:].abs().to(_F64)).sum(dim=(1, 2))

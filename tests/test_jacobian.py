@@ -430,10 +430,12 @@ def test_a_cluster_of_close_singular_values_is_resolved_to_rtol(seed):
         assert (got - expected).abs().max() < allowed
 
 
-def test_a_top_value_pinned_by_an_exact_singular_vector_is_not_taken_for_converged():
+def test_a_top_value_pinned_by_an_exact_singular_vector_is_not_taken_for_converged(monkeypatch):
     # W block-diagonal (2 × 2 blocks) keeps every J_t block-diagonal, so the previous step's Ritz vectors can be exact
     # singular vectors of J_t: here one pinned the top Ritz value at σ₂ (zero growth, read as converged) while dead
-    # relu units left the basis growing through the generic row alone: 8 % low at t = 2.
+    # relu units left the basis growing through the generic row alone: 8 % low at t = 2. Such a W is traced by SVD
+    # (see below); block Lanczos is forced here, to test its second-Ritz-value check.
+    monkeypatch.setattr(rnnstab.jacobian, "_splits", lambda W: False)
     n, gen = 32, torch.Generator().manual_seed(1)
     W = torch.block_diag(*[torch.randn(2, 2, generator=gen, dtype=F64) for _ in range(n // 2)])
     W = rnnstab.scale_to_threshold(W, delta=1.0, gamma=1.0)
@@ -446,6 +448,79 @@ def test_a_top_value_pinned_by_an_exact_singular_vector_is_not_taken_for_converg
     assert trace.log_singular_values is not None and trace.log_spectral is not None
     gap = trace.log_spectral[0] - trace.log_singular_values[0, :, 0]
     assert gap.max() <= 1e-13 and gap.min() >= -1e-10
+
+
+@pytest.mark.parametrize("gamma", [1e-307, 1e-300, 1e-250, 1e300])
+def test_an_extreme_gamma_keeps_the_bound_to_rounding(gamma):
+    # γ = 1e-300 makes ‖W‖₂ = δ/γ ≈ 1e300, carried as W/2^997, and σ' ≈ 1e-300, carried as σ'/2^-997: each step's
+    # log scale once added 997·log 2 and −997·log 2 separately, 10⁻¹³ of rounding at t = 1, which the bound's
+    # tolerance (4·10⁻¹⁴ there) read as a violation. γ = 1e300 made σ' ≈ 1e300, whose squares overflowed the norms.
+    # Inputs of 10⁻⁹/γ keep every σ' within 10⁻¹⁸ of γ, so that the bound is tight.
+    activation = rnnstab.get_activation("tanh", gamma=gamma)
+    W0 = torch.randn(8, 8, generator=torch.Generator().manual_seed(0), dtype=F64)
+    W = rnnstab.scale_to_threshold(W0, delta=0.95, gamma=gamma)
+    rnn = rnnstab.VanillaRNN(W, torch.eye(8, dtype=F64), None, activation=activation)
+    x = torch.randn(2, 10, 8, generator=torch.Generator().manual_seed(1), dtype=F64) * (1e-9 / gamma)
+    trace = rnnstab.jacobian_norms(rnn, x)
+    assert rnnstab.bound_violations(trace, delta=0.95) == []
+    assert trace.log_spectral is not None and trace.log_spectral[:, 0].max() > math.log(0.95) - 1e-9  # tight
+
+
+def _rotation_blocks(n: int, gen: torch.Generator) -> torch.Tensor:
+    """A block-diagonal W of n/2 rotations by random angles, each scaled by 1.1."""
+    blocks = []
+    for _ in range(n // 2):
+        angle = float(torch.rand(1, generator=gen, dtype=F64)) * 6.28
+        c, s = math.cos(angle), math.sin(angle)
+        blocks.append(1.1 * torch.tensor([[c, -s], [s, c]], dtype=F64))
+    return torch.block_diag(*blocks)
+
+
+def test_a_last_part_block_that_adds_nothing_is_not_taken_for_converged(monkeypatch):
+    # n = 16: the Krylov basis reaches ℝ¹⁶ through a last part-block of one row, the continuation of a warm row's
+    # chain that had run out in its 2×2 block (a zero row). That block added nothing, which read as converged, and
+    # the full-size basis as exact, though it spanned 9 dimensions: 2.2e-3 nats low at t = 2. Block Lanczos is forced
+    # (a block-diagonal W is otherwise traced by SVD).
+    monkeypatch.setattr(rnnstab.jacobian, "_splits", lambda W: False)
+    gen = torch.Generator().manual_seed(9)
+    W = _rotation_blocks(16, gen)
+    rnn = rnnstab.VanillaRNN(W, torch.eye(16, dtype=F64), None, activation="tanh")
+    x = torch.randn(4, 60, 16, generator=gen, dtype=F64)
+    trace = rnnstab.jacobian_norms(rnn, x, norms=["spectral"])
+    assert trace.spectral_method == "lanczos"
+    exact = rnnstab.jacobian_norms(rnn, x, norms=["spectral"], spectral_method="svd").log_spectral
+    assert (exact - trace.log_spectral).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_a_w_that_splits_into_sub_networks_is_traced_exactly(activation):
+    # 2×2 rotation blocks, relu, n = 64: the top two singular values of J_6 (1.3778, 1.3729) lie in two blocks; both
+    # warm rows were exact singular vectors of the lower one and the generic row's image was small, so nothing grew
+    # and block Lanczos stopped on the lower value, 3.5e-3 nats low. Such a W is traced by SVD.
+    gen = torch.Generator().manual_seed(11)
+    W = _rotation_blocks(64, gen)
+    rnn = rnnstab.VanillaRNN(W, torch.eye(64, dtype=F64), None, activation=activation)
+    x = torch.randn(4, 60, 64, generator=gen, dtype=F64)
+    trace = rnnstab.jacobian_norms(rnn, x, norms=["spectral"], singular_values_at=[6])
+    assert trace.spectral_method == "svd" and trace.log_singular_values is not None
+    assert trace.log_spectral is not None
+    assert (trace.log_spectral[:, 5] - trace.log_singular_values[:, 0, 0]).abs().max() < 1e-12
+
+
+def test_only_a_w_that_splits_leaves_block_lanczos():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 8, generator=gen, dtype=F64)
+    dense = torch.randn(8, 8, generator=gen, dtype=F64) / 4
+    one_group = dense * (torch.rand(8, 8, generator=gen, dtype=F64) < 0.3)  # sparse, every unit linked
+    one_group[torch.arange(8), (torch.arange(8) + 1) % 8] = 0.3  # a ring links them all
+    isolated = one_group.clone()
+    isolated[0], isolated[:, 0] = 0.0, 0.0
+    isolated[0, 0] = 0.5  # unit 0 alone, the rest one group: two groups
+    cases = [(dense, "lanczos"), (one_group, "lanczos"), (torch.diag(torch.rand(8, dtype=F64)), "lanczos")]
+    cases += [(isolated, "svd"), (torch.stack([dense, isolated]), "svd"), (torch.stack([dense, dense]), "lanczos")]
+    for W, method in cases:
+        rnn = rnnstab.VanillaRNN(W, torch.eye(8, dtype=F64), None, activation="tanh")
+        assert rnnstab.jacobian_norms(rnn, x).spectral_method == method
 
 
 @pytest.mark.parametrize(("n", "seed", "scale"), [(64, 5, 0.5), (64, 1, 0.3), (64, 2, 0.3), (128, 3, 0.3)])
