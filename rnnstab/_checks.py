@@ -6,6 +6,7 @@ import math
 import numbers
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,6 +14,8 @@ import torch
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError, NonFiniteError, ShapeError
 
 FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: The largest input scale s: s², the mean-field input variance, must stay a finite float (theory caps the gain alike).
+INPUT_SCALE_MAX = 1e150
 
 
 def real(name: str, value: object) -> float:
@@ -34,17 +37,19 @@ def integer(name: str, value: object) -> int:
 
 
 def seed(name: str, value: object) -> int:
-    """Return ``value`` as an int in torch's seed range [-2^63, 2^64 − 1], or raise naming ``name``."""
-    value = integer(name, value)
-    if not -(2**63) <= value < 2**64:  # torch.Generator.manual_seed's range: beyond it torch fails with no name
-        raise InvalidArgumentError(f"{name} must be in [-2^63, 2^64 - 1], got {value}")
+    """Return ``value`` as an int in [0, 2^63 − 1], the seeds of every command and entry point, or raise naming
+    ``name`` (as :func:`non_negative_int` does below 0, so that ``sweep --seeds`` says the same)."""
+    value = non_negative_int(name, value)
+    # an int64 wherever a seed is stored or read back (numpy, JSON readers), and seed + a stream offset (lyapunov
+    # draws trajectory b's frame from seed + b) stays within torch's 2^64 − 1
+    if value > 2**63 - 1:
+        raise InvalidArgumentError(f"{name} must be ≤ 2^63 - 1, got {value}")
     return value
 
 
 def generator(value: object, offset: int = 0, name: str = "seed") -> torch.Generator:
-    """A torch.Generator for stream ``offset`` of seed ``value`` (checked as by :func:`seed`): seeded with
-    (value + offset) mod 2^64, which is how torch reads a seed, so the largest seed plus an offset cannot overflow."""
-    return torch.Generator().manual_seed((seed(name, value) + offset) % 2**64)
+    """A torch.Generator for stream ``offset`` (≥ 0, small) of seed ``value``, checked as by :func:`seed`."""
+    return torch.Generator().manual_seed(seed(name, value) + offset)
 
 
 def boolean(name: str, value: object) -> bool:
@@ -68,6 +73,28 @@ def non_negative_float(name: str, value: object) -> float:
     if not math.isfinite(value) or value < 0:
         raise InvalidArgumentError(f"{name} must be a finite number ≥ 0, got {value}")
     return value
+
+
+def input_scale(name: str, value: object) -> float:
+    """Return ``value`` as a standard deviation of inputs in [0, :data:`INPUT_SCALE_MAX`], or raise naming ``name``."""
+    value = non_negative_float(name, value)
+    if value > INPUT_SCALE_MAX:
+        raise InvalidArgumentError(
+            f"{name} must be at most {INPUT_SCALE_MAX:g} (s², the mean-field input variance, must be a finite float), "
+            f"got {value:g}"
+        )
+    return value
+
+
+def path(name: str, value: object) -> Path:
+    """Return ``value`` (a str or os.PathLike naming a directory) as a Path, refusing an empty one: Path("") is ".",
+    so an unset variable would silently mean the current directory."""
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(text, str):
+        raise ArgumentTypeError(f"{name} must be a path (a str or os.PathLike), got {type(value).__name__}")
+    if not text:
+        raise InvalidArgumentError(f"{name} is empty: name a directory (. for the current one)")
+    return Path(text)
 
 
 def positive_int(name: str, value: object) -> int:

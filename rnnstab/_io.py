@@ -1,4 +1,5 @@
-"""Result files written atomically: a temporary file in the target directory, then an atomic rename."""
+"""Result files written atomically (a temporary file in the target directory, then an atomic rename), and sets of
+them written all or none (:func:`staged`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import json
 import math
 import os
 import platform
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,6 +65,87 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def refuse_directories(directory: Path, names: Iterable[str]) -> None:
+    """Refuse, naming it, a directory where a result file ``directory / name`` is to go: no file can replace it, and
+    the command would otherwise fail only once its results were computed, with a bare "Is a directory"."""
+    for name in names:
+        if (directory / name).is_dir():
+            raise InvalidArgumentError(
+                f"{directory / name} is a directory, where this command writes a file: move it away or choose "
+                "another --out"
+            )
+
+
+_PREVIOUS = ".previous"  # in the staging directory: the files replaced, kept until every new one is in place
+
+
+@contextmanager
+def staged(directory: Path, names: Collection[str]) -> Iterator[Path]:
+    """Write a set of result files all or none.
+
+    Yields a hidden staging directory inside ``directory``, into which the caller writes those of ``names`` (paths
+    relative to ``directory``) that this run makes. When the block ends without error they replace the files of
+    ``directory`` together, and a name the block did not write is removed from ``directory``: an earlier run's file
+    would pass for this run's. If the block or any replacement fails, ``directory`` keeps the files it had, exactly,
+    and the error names the file in ``directory``, not its staged copy.
+
+    Raises:
+        InvalidArgumentError: a directory stands where one of ``names`` goes (before anything is written).
+    """
+    refuse_directories(directory, names)
+    try:
+        staging = Path(tempfile.mkdtemp(dir=directory, prefix=".staged.", suffix=".tmp"))
+    except OSError as err:
+        raise _naming(err, directory) from None
+    previous = staging / _PREVIOUS
+    done = False
+    try:
+        yield staging
+        _replace_all(staging, previous, directory, names)
+        done = True
+    except OSError as err:
+        raise _unstaged(err, staging, directory) from None
+    finally:
+        # a restore that failed left the earlier files there, their only copy: keep them rather than delete them
+        if done or not any(path.is_file() or path.is_symlink() for path in previous.rglob("*")):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_all(staging: Path, previous: Path, directory: Path, names: Collection[str]) -> None:
+    """Move the files of ``names`` in ``directory`` aside into ``previous``, then the staged ones into place; undo
+    both if anything fails (a full disk, a file the user may not replace, Ctrl-C)."""
+    moved: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in names:
+            if os.path.lexists(directory / name):
+                (previous / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(directory / name, previous / name)
+                moved.append(name)
+        for name in names:
+            if (staging / name).exists():
+                (directory / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / name, directory / name)
+                placed.append(name)
+    except BaseException:
+        for name in placed:
+            (directory / name).unlink()
+        for name in moved:
+            os.replace(previous / name, directory / name)
+        raise
+
+
+def _unstaged(err: OSError, staging: Path, directory: Path) -> OSError:
+    """``err`` about the file in ``directory`` that a staged file (or an earlier one moved aside) stands for."""
+    path = Path(os.fsdecode(err.filename)) if isinstance(err.filename, (str, bytes, os.PathLike)) else None
+    if path is None or not path.is_relative_to(staging):
+        return err
+    relative = path.relative_to(staging)
+    if relative.parts[:1] == (_PREVIOUS,):
+        relative = relative.relative_to(_PREVIOUS)
+    return _naming(err, directory / relative)
 
 
 def _naming(err: OSError, path: Path) -> OSError:

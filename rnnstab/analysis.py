@@ -100,7 +100,7 @@ def analyze(
         ArgumentTypeError: ``layers`` is not a list of :class:`~rnnstab.RecurrentLayer` (a module: see
             :func:`analyze_module`).
         InvalidArgumentError: no layers; ``input_scale``/``steps``/``batch``/``seed`` with ``inputs``; a bad scale,
-            steps, batch, or a seed outside torch's [-2^63, 2^64 - 1].
+            steps, batch, or a seed outside [0, 2^63 − 1].
         ShapeError: ``inputs`` that do not fit layer 0, or with no sequence or no step.
 
     Example:

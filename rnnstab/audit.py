@@ -349,12 +349,14 @@ def audit_schemes(
     ):
         raise ArgumentTypeError(f"params must map scheme names to {{parameter: value}} mappings, got {params!r}")
     chosen = list(SCHEMES) if schemes is None else list(dict.fromkeys(schemes))
+    overrides = dict(params or {})
+    valid = f"valid names: {', '.join(SCHEMES)}"
     unknown = [s for s in chosen if s not in SCHEMES]
     if unknown or not chosen:
-        raise InvalidArgumentError(
-            f"unknown scheme(s) {', '.join(map(repr, unknown)) or '(none given)'}; valid names: {', '.join(SCHEMES)}"
-        )
-    overrides = dict(params or {})
+        raise InvalidArgumentError(f"unknown scheme(s) {', '.join(map(repr, unknown)) or '(none given)'}; {valid}")
+    unknown = [s for s in overrides if s not in SCHEMES]
+    if unknown:  # not "given for schemes not audited", which would read as if they were schemes
+        raise InvalidArgumentError(f"params: unknown scheme(s) {', '.join(map(repr, unknown))}; {valid}")
     stray = [s for s in overrides if s not in chosen]
     if stray:
         raise InvalidArgumentError(f"parameters given for scheme(s) not audited: {', '.join(stray)}")

@@ -64,7 +64,8 @@ def write_audit_report(
         ‖J_t‖₂ exceeded δ^t beyond float rounding (a bug in rnnstab).
 
     Raises:
-        InvalidArgumentError: the directory cannot be created or written, or the audit is empty.
+        InvalidArgumentError: the directory cannot be created or written, a directory stands where one of the files
+            goes, or the audit is empty.
     """
     from rnnstab.audit_plots import plot_eigenvalues, plot_jacobian_curves, plot_singular_values
     from rnnstab.exceptions import InvalidArgumentError
@@ -72,16 +73,8 @@ def write_audit_report(
     if not audit.rows:
         raise InvalidArgumentError("the audit has no subjects: nothing to report")
     root = _io.output_dir(directory)
-    (root / "figures").mkdir(exist_ok=True)
     figures = {key: root / name for key, name in FIGURES.items()}
-    plot_eigenvalues(audit.rows, path=figures["eigenvalues"])
-    plot_singular_values(audit.rows, path=figures["singular_values"])
-    plot_jacobian_curves(audit.rows, path=figures["jacobian"], horizon_drop=audit.horizon_drop)
-
-    blocks = _blocks(audit, title, parameters)
     paths = (root / "report.md", root / "report.html", root / "summary.json")
-    markdown = _markdown(blocks)
-    page = _html(blocks, title, root)
     summary = {
         "title": title,
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -95,9 +88,18 @@ def write_audit_report(
             "figures": [str(p) for p in figures.values()],
         },
     }
-    _io.atomic_write(paths[0], lambda handle: handle.write(markdown.encode()))
-    _io.atomic_write(paths[1], lambda handle: handle.write(page.encode()))
-    _io.write_json(paths[2], summary)
+    # all or none: a figure that fails must not leave this audit's first figures beside an earlier report
+    with _io.staged(root, [*(path.name for path in paths), *FIGURES.values()]) as staging:
+        (staging / "figures").mkdir()
+        plot_eigenvalues(audit.rows, path=staging / FIGURES["eigenvalues"])
+        plot_singular_values(audit.rows, path=staging / FIGURES["singular_values"])
+        plot_jacobian_curves(audit.rows, path=staging / FIGURES["jacobian"], horizon_drop=audit.horizon_drop)
+        blocks = _blocks(audit, title, parameters)
+        markdown = _markdown(blocks)
+        page = _html(blocks, title, staging)
+        _io.atomic_write(staging / paths[0].name, lambda handle: handle.write(markdown.encode()))
+        _io.atomic_write(staging / paths[1].name, lambda handle: handle.write(page.encode()))
+        _io.write_json(staging / paths[2].name, summary)
     return Report(
         directory=root,
         markdown=paths[0],

@@ -314,12 +314,12 @@ def load_inputs(path: str | os.PathLike[str]) -> torch.Tensor:
     """
     file = _existing_file(path, option="--inputs")
     suffix = file.suffix.lower()
-    if suffix == ".npy":
-        value: object = _read_npy(file)
-    elif suffix in TORCH_SUFFIXES:
-        value = _load_torch(file, trust_pickle=False)
-    else:
+    if suffix != ".npy" and suffix not in TORCH_SUFFIXES:
         raise InvalidArgumentError(f"--inputs {file.name}: expected a .npy or {'/'.join(TORCH_SUFFIXES)} file")
+    try:
+        value: object = _read_npy(file) if suffix == ".npy" else _load_torch(file, trust_pickle=False)
+    except InvalidArgumentError as err:  # the readers' messages are those of analyze's PATH, the model
+        raise InvalidArgumentError(f"--inputs {file.name}: {err}") from None
     tensor = _as_tensor(f"--inputs {file.name}", value)
     if tensor.dim() == 2:
         tensor = tensor[None]

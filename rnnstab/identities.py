@@ -65,7 +65,7 @@ def check_induction(*, seed: int = 0, dtype: torch.dtype = torch.float64) -> Ide
         An :class:`IdentityCheck`; discrepancy = max |σ(h_t) − g_t|, tolerance 10⁴ ulps of the dtype.
 
     Raises:
-        InvalidArgumentError: an unsupported dtype, or a seed outside [-2^63, 2^64 − 1].
+        InvalidArgumentError: an unsupported dtype, or a seed outside [0, 2^63 − 1].
         ArgumentTypeError: a seed that is not an integer.
 
     Example:
@@ -198,7 +198,7 @@ def check_taylor(
         An :class:`IdentityCheck`; discrepancy = |r₀|, tolerance as above.
 
     Raises:
-        InvalidArgumentError: order not 1 or 2, a seed outside [-2^63, 2^64 − 1], or an unsupported dtype.
+        InvalidArgumentError: order not 1 or 2, a seed outside [0, 2^63 − 1], or an unsupported dtype.
         ArgumentTypeError: order or seed not an integer, or exact_hessian not a bool.
 
     Example:
@@ -315,7 +315,7 @@ def check_optimal_step(*, dim: int = 6, seed: int = 0, dtype: torch.dtype = torc
         An :class:`IdentityCheck`; discrepancy = |∇f(x₀ − ε*g)ᵀg| / gᵀg, tolerance as above.
 
     Raises:
-        InvalidArgumentError: dim < 1, a seed outside [-2^63, 2^64 − 1], or an unsupported dtype.
+        InvalidArgumentError: dim < 1, a seed outside [0, 2^63 − 1], or an unsupported dtype.
         ArgumentTypeError: dim or seed not an integer.
 
     Example:
@@ -375,7 +375,7 @@ def check_newton_quadratic(
         An :class:`IdentityCheck`; discrepancy = max |x₁ − x*|, tolerance as above.
 
     Raises:
-        InvalidArgumentError: dim < 1, step_size ≤ 0, a seed outside [-2^63, 2^64 − 1], or an unsupported dtype.
+        InvalidArgumentError: dim < 1, step_size ≤ 0, a seed outside [0, 2^63 − 1], or an unsupported dtype.
         ArgumentTypeError: dim or seed not an integer.
 
     Example:
@@ -423,7 +423,7 @@ def check_newton_rnn(*, seed: int = 0, dtype: torch.dtype = torch.float64) -> Id
         An :class:`IdentityCheck` with discrepancy 0 and tolerance 0 when the step is finite (∞ otherwise).
 
     Raises:
-        InvalidArgumentError: an unsupported dtype, or a seed outside [-2^63, 2^64 − 1].
+        InvalidArgumentError: an unsupported dtype, or a seed outside [0, 2^63 − 1].
         ArgumentTypeError: a seed that is not an integer.
 
     Example:
@@ -489,7 +489,7 @@ def run_identities(
         One :class:`IdentityCheck` per check.
 
     Raises:
-        InvalidArgumentError: an unknown name in ``only``, a seed outside torch's [-2^63, 2^64 - 1], or an
+        InvalidArgumentError: an unknown name in ``only``, a seed outside [0, 2^63 − 1], or an
             unsupported dtype.
         ArgumentTypeError: a seed that is not an integer, or ``only`` given as one string instead of a list.
 

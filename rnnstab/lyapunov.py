@@ -497,9 +497,7 @@ class _Options:
                 raise InvalidArgumentError(f"qr_every must be a positive integer or {QR_AUTO!r}, got {qr_every!r}")
             interval = _checks.positive_int("qr_every", qr_every)
         count = min(_checks.positive_int("blocks", blocks), steps - skip)
-        seed = _checks.integer("seed", seed)
-        if seed < 0:
-            raise InvalidArgumentError(f"seed must be ≥ 0 (trajectory b's frame is drawn from seed + b), got {seed}")
+        seed = _checks.seed("seed", seed)
         return cls(k=size, steps=steps, warmup=skip, qr_every=interval, blocks=count, seed=seed)
 
 

@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -122,26 +119,23 @@ def write_lyapunov_outputs(
     metadata: dict[str, Any],
     title: str,
 ) -> dict[str, str]:
-    """Write lyapunov.json, lyapunov.md and the three figures into ``directory``: none unless all could be made.
+    """Write lyapunov.json, lyapunov.md and the three figures into ``directory``: all of them or none.
 
-    Every file is written into a hidden staging directory first and moved into place only once all are: a figure
-    that fails leaves an earlier run's files as they were, not mixed with some of this run's.
+    The files replace an earlier run's together (:func:`rnnstab._io.staged`): a figure that fails, or a file that
+    cannot be replaced, leaves the earlier run's files as they were, not mixed with some of this run's; an earlier
+    singular-value figure is removed when this run has none.
 
     Returns:
         The paths written, keyed as in :data:`FILES` (no singular-value figure when ``singular_values`` is None).
+
+    Raises:
+        InvalidArgumentError: a directory stands where one of the files goes.
     """
     files = {key: str(directory / name) for key, name in FILES.items()}
     if singular_values is None:
         del files["singular_values"]
-    staging = Path(tempfile.mkdtemp(dir=directory, prefix=".lyapunov.", suffix=".tmp"))
-    try:
+    with _io.staged(directory, FILES.values()) as staging:
         _write_staged(staging, result, singular_values, summary, parameters, metadata, title, files)
-        if singular_values is None:  # one left by an earlier run into this directory would pass for this run's
-            (directory / FILES["singular_values"]).unlink(missing_ok=True)
-        for key in files:
-            os.replace(staging / FILES[key], directory / FILES[key])
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return files
 
 

@@ -216,7 +216,7 @@ def check_momentum_ema(
         An :class:`IdentityCheck`; discrepancy = max over steps and parameters of |θ_t^momentum − θ_t^EMA|.
 
     Raises:
-        InvalidArgumentError: a rate ≤ 0, α or β outside (0, 1), steps < 1, or a seed outside [-2^63, 2^64 − 1].
+        InvalidArgumentError: a rate ≤ 0, α or β outside (0, 1), steps < 1, or a seed outside [0, 2^63 − 1].
         ArgumentTypeError: a seed that is not an integer.
 
     Example:
@@ -282,7 +282,7 @@ def check_ema_unrolled(
         the sum) rounds by at most one ulp of that. Over seeds 0–99 the gap stays below 2 % of the tolerance.
 
     Raises:
-        InvalidArgumentError: β outside (0, 1), steps < 1, an unsupported dtype, or a seed outside [-2^63, 2^64 − 1].
+        InvalidArgumentError: β outside (0, 1), steps < 1, an unsupported dtype, or a seed outside [0, 2^63 − 1].
         ArgumentTypeError: a seed that is not an integer.
 
     Example:
@@ -350,7 +350,7 @@ def check_ema_bias(
 
     Raises:
         InvalidArgumentError: β outside (0, 1), steps < 1, samples < 2, a non-finite mean, z ≤ 0, an unsupported
-            dtype, or a seed outside [-2^63, 2^64 − 1].
+            dtype, or a seed outside [0, 2^63 − 1].
         ArgumentTypeError: a seed that is not an integer, or bias_correction not a bool.
 
     Example:

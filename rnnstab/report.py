@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from rnnstab import _checks
 from rnnstab._io import atomic_write, finite_or_none, plural, write_json
 from rnnstab.exceptions import InvalidArgumentError
 from rnnstab.store import read_metadata
@@ -315,12 +316,13 @@ def write_report(directory: str | os.PathLike[str]) -> Report:
         A :class:`Report`.
 
     Raises:
-        InvalidArgumentError: not a sweep directory, or no records yet.
+        ArgumentTypeError: ``directory`` is not a path.
+        InvalidArgumentError: ``directory`` empty or not a sweep directory, or no records yet.
     """
     from rnnstab.plots import plot_phase_diagram, plot_rate_vs_log_delta, plot_sweep_norms
     from rnnstab.store import load_sweep
 
-    root = Path(directory)
+    root = _checks.path("directory", directory)
     frame = load_sweep(root, traces=True)
     if frame.empty:
         raise InvalidArgumentError(f"{root} holds no records yet: run (or resume) the sweep first")
@@ -428,7 +430,8 @@ def mean_field_delta(activation: str, gamma: float, input_scale: float, init: st
     A sweep drives each unit with U x_t of variance input_scale² (U ~ N(0, 1/m), x ~ N(0, input_scale²)), so the
     mean-field input variance is input_scale²; see :func:`rnnstab.theory.critical_delta`. Only the i.i.d. Gaussian
     and Haar-orthogonal inits have a mean-field prediction; any other init gives NaN, as does an activation whose χ
-    never reaches 1.
+    never reaches 1, or an input scale above 1e150 (whose square, the input variance, is no finite float; sweeps no
+    longer take one, but older sweeps may hold one).
 
     Example:
         >>> round(mean_field_delta("tanh", 1.0, 1.0, "gaussian"), 4), mean_field_delta("tanh", 1.0, 1.0, "identity")
@@ -437,7 +440,7 @@ def mean_field_delta(activation: str, gamma: float, input_scale: float, init: st
     from rnnstab.activations import get_activation
     from rnnstab.theory import critical_delta
 
-    if init not in ("gaussian", "orthogonal"):
+    if init not in ("gaussian", "orthogonal") or input_scale > _checks.INPUT_SCALE_MAX:
         return math.nan
     return critical_delta(get_activation(activation, gamma=gamma), input_variance=input_scale**2, init=init)
 

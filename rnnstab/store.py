@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from rnnstab import _checks
 from rnnstab._io import atomic_write, write_json
 from rnnstab.exceptions import InvalidArgumentError, RnnstabWarning
 
@@ -285,7 +286,8 @@ def read_metadata(directory: Path) -> dict[str, Any] | None:
     """The parsed ``sweep.json`` of ``directory``, or ``None`` if there is none.
 
     Raises:
-        InvalidArgumentError: the file exists but is not valid JSON.
+        InvalidArgumentError: the file exists but is not valid JSON, not a sweep's, or damaged (a field of the wrong
+            type).
     """
     path = directory / METADATA_FILE
     if not path.is_file():
@@ -296,7 +298,48 @@ def read_metadata(directory: Path) -> dict[str, Any] | None:
         raise InvalidArgumentError(f"{path} is unreadable ({err}): not an rnnstab sweep, or damaged") from None
     if not isinstance(data, dict) or data.get("tool") != "rnnstab sweep":
         raise InvalidArgumentError(f"{path} is not an rnnstab sweep metadata file")
+    problem = _metadata_problem(data)
+    if problem is not None:
+        raise InvalidArgumentError(f"{path} is damaged: {problem}")
     return data
+
+
+def _metadata_problem(data: dict[str, Any]) -> str | None:
+    """What in parsed ``sweep.json`` has a type that the sweep and the report cannot read, or ``None``: a file that
+    is valid JSON can still hold ``"runs": null``, and every reader would then fail with no name."""
+    for key in ("fixed", "parameters", "versions"):
+        if not isinstance(data.get(key, {}), dict):
+            return f"{key} must be an object, got {_json_text(data[key])}"
+    activations = data.get("parameters", {}).get("activation", [])
+    if not _list_of(activations, str):
+        return f"parameters.activation must be a list of names, got {_json_text(activations)}"
+    runs = data.get("runs", [])
+    if not isinstance(runs, list):
+        return f"runs must be a list, got {_json_text(runs)}"
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict):
+            return f"runs[{i}] must be an object, got {_json_text(run)}"
+        for key in ("grid", "planned"):
+            if key not in run:
+                return f"runs[{i}] has no {key}"
+        grid, planned = run["grid"], run["planned"]
+        if not isinstance(grid, dict) or not all(
+            isinstance(values, list) for axis, values in grid.items() if axis not in ("batch", "inputs")
+        ):
+            return f"runs[{i}].grid must be an object of lists of values, got {_json_text(grid)}"
+        if not _list_of(planned, str):
+            return f"runs[{i}].planned must be a list of record names, got {_json_text(planned)}"
+    return None
+
+
+def _list_of(value: object, kind: type) -> bool:
+    return isinstance(value, list) and all(isinstance(item, kind) for item in value)
+
+
+def _json_text(value: object) -> str:
+    """``value`` as the JSON text that the file holds (shortened): what the person who edited it wrote."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def write_metadata(directory: Path, data: dict[str, Any]) -> None:
@@ -325,7 +368,8 @@ def load_sweep(directory: str | os.PathLike[str], *, traces: bool = False) -> An
         A ``pandas.DataFrame``.
 
     Raises:
-        InvalidArgumentError: ``directory`` is not a sweep directory.
+        ArgumentTypeError: ``directory`` is not a path.
+        InvalidArgumentError: ``directory`` is empty or not a sweep directory.
 
     Example:
         >>> import rnnstab, tempfile
@@ -340,7 +384,7 @@ def load_sweep(directory: str | os.PathLike[str], *, traces: bool = False) -> An
     """
     import pandas as pd
 
-    path = Path(directory)
+    path = _checks.path("directory", directory)
     if not path.is_dir():
         raise InvalidArgumentError(f"{path} is not a directory")
     if read_metadata(path) is None:

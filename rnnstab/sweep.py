@@ -46,11 +46,19 @@ import torch
 
 from rnnstab import _checks, _io
 from rnnstab.activations import activation_names, get_activation
-from rnnstab.exceptions import InvalidArgumentError, MissingDependencyError, RnnstabWarning, StateOverflowError
+from rnnstab.exceptions import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    RnnstabError,
+    RnnstabWarning,
+    StateOverflowError,
+)
 from rnnstab.jacobian import jacobian_norms, memory_estimate
 from rnnstab.rnn import VanillaRNN
 from rnnstab.store import (
     FORMAT_VERSION,
+    METADATA_FILE,
     Configuration,
     Record,
     present_keys,
@@ -79,6 +87,7 @@ _CALL_BUDGET_BYTES = 256 * 2**20  # default memory of one batched call; sets the
 _CPU_PRODUCT_BYTES = 8 * 2**20
 _MEMORY_FRACTION = 0.8  # refuse a sweep whose largest call needs more than this share of free memory
 _DISK_FRACTION = 0.9
+_INPUT_SIGMAS = 10.0  # a bound on |z| for z from torch.randn (see Grid._check_scales), with room to spare
 
 
 def _canonical(value: float) -> float:
@@ -103,7 +112,7 @@ class Grid:
         delta: δ values > 0; W is scaled so that γ‖W‖₂ = δ exactly.
         hidden: hidden sizes n ≥ 1.
         steps: horizons T ≥ 1.
-        input_scale: standard deviations of the inputs x_t (≥ 0; 0 runs the network without input).
+        input_scale: standard deviations of the inputs x_t (≥ 0, at most 1e150; 0 runs the network without input).
         init: recurrent-weight schemes before scaling (``gaussian``, ``orthogonal``, …).
         dtype: ``float32`` and/or ``float64``, the dtype of the Jacobian product.
         seeds: seeds (integers ≥ 0); each gives an independent W, U and set of inputs.
@@ -111,7 +120,8 @@ class Grid:
         inputs: fixed: input size m.
 
     Raises:
-        InvalidArgumentError, ArgumentTypeError: an empty axis, a value out of range, an unknown name.
+        InvalidArgumentError, ArgumentTypeError: an empty axis, a value out of range, an unknown name, a δ/γ or an
+            input scale that leaves the range of a dtype of the grid.
 
     Example:
         >>> grid = Grid(activation=("tanh", "relu"), delta=(0.9, 1.1), seeds=(0, 1, 2))
@@ -158,12 +168,12 @@ class Grid:
                 normalised: tuple[Any, ...] = tuple(dict.fromkeys(clean))
             elif axis in _FLOAT_AXES:
                 # no input at all (input_scale 0) is the autonomous network, as in trace, inits and lyapunov
-                check = _checks.non_negative_float if axis == "input_scale" else _checks.positive_float
+                check = _checks.input_scale if axis == "input_scale" else _checks.positive_float
                 normalised = tuple(sorted({_canonical(check(label(axis), v)) for v in values}))
             elif axis in _INT_AXES:
                 normalised = tuple(sorted({_checks.positive_int(label(axis), v) for v in values}))
             else:  # seeds
-                normalised = tuple(sorted({_checks.non_negative_int(label(axis), v) for v in values}))
+                normalised = tuple(sorted({_checks.seed(label(axis), v) for v in values}))
             object.__setattr__(self, axis, normalised)
         self._check_scales(label)
         records = math.prod(len(getattr(self, axis)) for axis in (*GRID_AXES, "seeds"))
@@ -176,22 +186,34 @@ class Grid:
         object.__setattr__(self, "inputs", _checks.positive_int(label("inputs"), self.inputs))
 
     def _check_scales(self, label: Callable[[str], str]) -> None:
-        """Refuse a δ/γ whose W (float64, ‖W‖₂ = δ/γ) would leave float64's normal range.
+        """Refuse a δ/γ whose W (‖W‖₂ = δ/γ) would leave the normal range of the grid's narrowest dtype, and inputs
+        that would overflow float32.
 
-        scale_to_threshold refuses such a W too, but only inside a batched call, after sweep.json is written: a
-        refused grid must write nothing. An n × n W with ‖W‖₂ = δ/γ has its largest entry between δ/(γn) and δ/γ,
-        so δ/γ ≥ n·tiny keeps it normal and δ/γ ≤ max/n keeps the scaling finite. The extreme cells of the
-        Cartesian product are the smallest δ with the largest γ and the largest δ with the smallest γ, each at
-        the largest n."""
-        info, n = np.finfo(np.float64), max(self.hidden)
+        jacobian_norms refuses such a W or x too (or, for a subnormal W, silently loses its precision), but only
+        inside a batched call, after sweep.json is written: a refused grid must write nothing. An n × n W with
+        ‖W‖₂ = δ/γ has its largest entry between δ/(γn) and δ/γ, so δ/γ ≥ n·tiny keeps it normal and δ/γ ≤ max/n
+        keeps the scaling finite. The extreme cells of the Cartesian product are the smallest δ with the largest γ
+        and the largest δ with the smallest γ, each at the largest n. Float32 rows run the float64 networks and
+        inputs cast to float32; the inputs are input_scale·z with z from torch.randn, a Box–Muller transform of
+        53-bit uniforms, so |z| ≤ √(106·ln 2) ≈ 8.6."""
+        narrowest = "float32" if "float32" in self.dtype else "float64"
+        info, n = np.finfo(narrowest), max(self.hidden)
+        tiny, largest = float(info.tiny), float(info.max)  # Python floats: 1e300 > a float32 limit warns in numpy
         low, high = min(self.delta) / max(self.gamma), max(self.delta) / min(self.gamma)
-        if low < n * info.tiny or high > info.max / n:
-            delta, gamma = (
-                (min(self.delta), max(self.gamma)) if low < n * info.tiny else (max(self.delta), min(self.gamma))
-            )
+        remedy = f" for {label('dtype')} float32, or use float64" if narrowest == "float32" else ""
+        if low < n * tiny or high > largest / n:
+            delta, gamma = (min(self.delta), max(self.gamma)) if low < n * tiny else (max(self.delta), min(self.gamma))
             raise InvalidArgumentError(
                 f"{label('delta')} {delta:g} with {label('gamma')} {gamma:g} needs ‖W‖₂ = δ/γ = {delta / gamma:.3g}, "
-                f"which leaves float64's range at n = {n}: keep δ/γ between {n * info.tiny:.3g} and {info.max / n:.3g}"
+                f"which leaves {narrowest}'s range at n = {n}: keep δ/γ between {n * tiny:.3g} and "
+                f"{largest / n:.3g}{remedy}"
+            )
+        scale = max(self.input_scale)
+        if scale * _INPUT_SIGMAS > largest:
+            raise InvalidArgumentError(
+                f"{label('input_scale')} {scale:g} overflows {narrowest}: inputs of up to {_INPUT_SIGMAS:g} standard "
+                f"deviations would pass {narrowest}'s largest number {largest:.3g}; keep it at most "
+                f"{largest / _INPUT_SIGMAS:.3g}{remedy}"
             )
 
     @classmethod
@@ -702,14 +724,15 @@ def run_sweep(
     Everything is checked before anything is written: options, memory (the largest batched call against what the
     device has free) and disk (the records against free space), the directory (an existing sweep is continued only
     with ``resume`` and the same fixed parameters), the Dask extra and the scheduler. Records are written one by
-    one as their batched call returns; ``sweep.json`` records each run's grid, status and versions.
+    one as their batched call returns; ``sweep.json`` records each run's grid, status and versions. A new sweep
+    stopped by bad input before its first record (a state overflowing at the first step) leaves nothing behind.
 
     Args:
-        grid: what to run.
-        out: the sweep directory (created; must not already hold a sweep unless ``resume``).
-        resume: continue the sweep in ``out``: complete records are kept, corrupted or missing ones recomputed
-            (with a :class:`~rnnstab.exceptions.RnnstabWarning`). The fixed parameters (batch, inputs) must
-            match the earlier run's; the grid may differ (new configurations are added).
+        grid: what to run, a :class:`Grid`.
+        out: the sweep directory, a non-empty path (created; must not already hold a sweep unless ``resume``).
+        resume: continue the sweep in ``out``, which must hold one: complete records are kept, corrupted or
+            missing ones recomputed (with a :class:`~rnnstab.exceptions.RnnstabWarning`). The fixed parameters
+            (batch, inputs) must match the earlier run's; the grid may differ (new configurations are added).
         executor: ``local`` (this process) or ``dask`` (needs ``pip install 'rnnstab[dask]'``).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; on a Dask cluster, resolved on each
             worker.
@@ -728,11 +751,18 @@ def run_sweep(
         A :class:`SweepResult`.
 
     Raises:
-        InvalidArgumentError: bad options, ``out`` unusable or holding a different sweep, not enough memory or
-            disk (the message gives the estimate), an unreachable scheduler.
+        ArgumentTypeError: ``grid`` not a :class:`Grid`, ``out`` not a path, ``resume`` not a bool.
+        InvalidArgumentError: bad options, ``out`` empty, unusable, holding a different sweep or (with ``resume``) no
+            sweep, not enough memory or disk (the message gives the estimate), an unreachable scheduler.
         MissingDependencyError: ``executor="dask"`` without the ``dask`` extra installed.
     """
     started = time.perf_counter()
+    if not isinstance(grid, Grid):
+        raise ArgumentTypeError(
+            f"grid must be an rnnstab.Grid, got {type(grid).__name__}: build one with rnnstab.Grid(delta=..., ...)"
+        )
+    directory = _checks.path("out", out)
+    resume = _checks.boolean("resume", resume)
     if executor not in EXECUTORS:
         raise InvalidArgumentError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if executor == "local" and (workers is not None or scheduler is not None or client is not None):
@@ -749,7 +779,6 @@ def run_sweep(
     remote = scheduler is not None or client is not None
     device = _resolved_device(device, remote=remote)
 
-    directory = Path(out)
     tasks = grid.tasks()
     chunks = plan_chunks(tasks, stack=stack, device=device)
     fixed = {**grid.fixed(), "format": FORMAT_VERSION, "rate_tol": DEFAULT_RATE_TOL}
@@ -759,7 +788,10 @@ def run_sweep(
     with ExitStack() as resources:
         if executor == "dask":
             client, threads = _dask_client(resources, workers=workers, scheduler=scheduler, client=client)
-        directory = _io.output_dir(directory)
+        created: list[Path] = []
+        # registered before the lock, so it runs once the lock file is gone: a refused new sweep leaves no directory
+        resources.callback(_io.remove_empty, created)
+        directory = _io.output_dir(directory, created=created)
         resources.enter_context(sweep_lock(directory))
         # again, now that the lock is ours: another sweep may have been written here since the first check
         previous = _check_directory(directory, fixed, resume=resume)
@@ -818,12 +850,21 @@ def run_sweep(
                         tracker.written += 1
                 tracker.chunk_done(result)
             status = "finished"
+        except RnnstabError:
+            # bad input that only the computation reveals (a state overflowing at its first step): a new sweep that
+            # it stops before any record is written leaves nothing, as if refused up front, so that the corrected
+            # command can run into the same directory
+            status = "refused" if previous is None and tracker.written == 0 else "failed"
+            raise
         except Exception:
-            status = "failed"  # an error (a state overflowing at step 1, a lost worker), not a Ctrl-C
+            status = "failed"  # an error (a lost worker, a full disk), not a Ctrl-C
             raise
         finally:
-            run_entry.update(status=status, finished=_now())
-            write_metadata(directory, metadata)
+            if status == "refused":
+                (directory / METADATA_FILE).unlink(missing_ok=True)
+            else:
+                run_entry.update(status=status, finished=_now())
+                write_metadata(directory, metadata)
         tracker.report("done")
     return SweepResult(
         directory=directory,
@@ -1006,10 +1047,12 @@ def _check_directory(directory: Path, fixed: dict[str, Any], *, resume: bool) ->
     """Refuse to overwrite another sweep, or to resume one with different fixed parameters; return its metadata."""
     if directory.exists() and not directory.is_dir():
         raise InvalidArgumentError(f"--out {directory} exists and is a file, not a directory")
-    if not directory.is_dir():
-        return None
-    previous = read_metadata(directory)
+    previous = read_metadata(directory) if directory.is_dir() else None
     if previous is None:
+        if resume:
+            raise InvalidArgumentError(
+                f"resume is set but {directory} holds no sweep to resume (no sweep.json): start the sweep without it"
+            )
         return None
     if not resume:
         raise InvalidArgumentError(
@@ -1046,7 +1089,7 @@ def saved_grids(out: str | os.PathLike[str]) -> list[Grid]:
     Raises:
         InvalidArgumentError: ``out`` holds no sweep, or its ``sweep.json`` is damaged.
     """
-    metadata = read_metadata(Path(out))
+    metadata = read_metadata(_checks.path("out", out))
     if metadata is None or not metadata.get("runs"):
         raise InvalidArgumentError(f"{out} holds no sweep to resume (no sweep.json with a run in it)")
     grids: list[Grid] = []

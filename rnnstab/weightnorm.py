@@ -85,7 +85,7 @@ def check_weightnorm_gradient(
         An :class:`IdentityCheck`; discrepancy = max(relative gap to autograd, |cos(∇_v L, v)|), tolerance 10³ ulps.
 
     Raises:
-        InvalidArgumentError: an unsupported dtype, or a seed outside [-2^63, 2^64 − 1].
+        InvalidArgumentError: an unsupported dtype, or a seed outside [0, 2^63 − 1].
         ArgumentTypeError: a seed that is not an integer, or project not a bool.
 
     Example:
@@ -159,7 +159,7 @@ def check_weightnorm_growth(
         tolerance 100 ulps.
 
     Raises:
-        InvalidArgumentError: lr ≤ 0, steps < 1, or a seed outside [-2^63, 2^64 − 1].
+        InvalidArgumentError: lr ≤ 0, steps < 1, or a seed outside [0, 2^63 − 1].
         ArgumentTypeError: a seed that is not an integer.
 
     Example:
@@ -213,7 +213,7 @@ def check_wn_bn(
         An :class:`IdentityCheck`; discrepancy = max |BN(vᵀx) − vᵀx/‖v‖|, tolerance 10³ ulps.
 
     Raises:
-        InvalidArgumentError: samples ≤ dim, dim < 1, an unsupported dtype, or a seed outside [-2^63, 2^64 − 1].
+        InvalidArgumentError: samples ≤ dim, dim < 1, an unsupported dtype, or a seed outside [0, 2^63 − 1].
         ArgumentTypeError: a seed that is not an integer, or whiten not a bool.
 
     Example:

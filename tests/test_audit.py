@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 
@@ -21,10 +22,11 @@ from rnnstab import (
     StateOverflowError,
     VanillaRNN,
     audit,
+    audit_plots,
     audit_schemes,
     write_audit_report,
 )
-from rnnstab._io import finite_or_none
+from rnnstab._io import atomic_write, finite_or_none
 from rnnstab.theory import late_rate
 
 
@@ -181,6 +183,28 @@ def test_report_for_subjects_of_different_size_and_gamma(tmp_path):
     assert not [p for p in (tmp_path / "out").rglob("*.tmp")]
 
 
+def test_a_report_whose_figure_fails_leaves_the_earlier_report_whole(tmp_path, monkeypatch):
+    # the figures and documents were written one by one: a failure left this audit's first figures beside the
+    # earlier report, which then described other numbers than its figures show
+    first = audit([_linear(torch.eye(2, dtype=torch.float64), 5)])
+    write_audit_report(first, tmp_path, title="first", parameters={})
+    before = {str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    def disk_full(rows, *, path, **kwargs):
+        def write(handle):
+            raise OSError(errno.ENOSPC, "No space left on device", handle.name)
+
+        atomic_write(path, write)
+
+    monkeypatch.setattr(audit_plots, "plot_jacobian_curves", disk_full)
+    second = audit([_linear(2 * torch.eye(2, dtype=torch.float64), 5)])
+    with pytest.raises(OSError) as caught:
+        write_audit_report(second, tmp_path, title="second", parameters={})
+    assert caught.value.filename == str(tmp_path / "figures" / "jacobian_norms.png")
+    after = {str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before and not [p for p in tmp_path.rglob("*.tmp")]
+
+
 def test_to_dict_is_json_ready():
     result = audit([_linear(torch.eye(2, dtype=torch.float64), 5)])
     text = json.dumps(finite_or_none(result.to_dict()), allow_nan=False)
@@ -219,6 +243,11 @@ def test_to_dict_is_json_ready():
             r"inputs of 's' must be \(batch ≥ 1, T ≥ 1, 0\)",
         ),
         (lambda: audit_schemes(8, "tanh", schemes=["nope"]), InvalidArgumentError, "unknown scheme.*valid names"),
+        (
+            lambda: audit_schemes(8, "tanh", params={"foo": {"rho": 1.0}}),
+            InvalidArgumentError,
+            r"^params: unknown scheme\(s\) 'foo'; valid names: gaussian, orthogonal",
+        ),
         (
             lambda: audit_schemes(8, "tanh", schemes=["gaussian"], params={"orthogonal": {"gain": 2.0}}),
             InvalidArgumentError,

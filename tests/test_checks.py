@@ -97,18 +97,86 @@ def test_bad_step_lists_are_refused(steps, error, message):
         rnnstab.singular_value_spectrum(small_rnn(), torch.zeros(1, 4, 0), at=steps)
 
 
-@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1])
-def test_seeds_outside_torchs_range_are_named_everywhere(seed):
-    message = r"^seed must be in \[-2\^63, 2\^64 - 1\], got"
-    with pytest.raises(InvalidArgumentError, match=message):
-        rnnstab.init_weights("gaussian", 4, seed=seed)
-    with pytest.raises(InvalidArgumentError, match=message):
-        rnnstab.audit_schemes(4, "tanh", schemes=["orthogonal"], samples=1, steps=2, seed=seed)
+# every entry point that takes a seed, called with that seed on the smallest problem it accepts
+SEEDED = {
+    "init_weights": lambda seed: rnnstab.init_weights("gaussian", 4, seed=seed),
+    "audit_schemes": lambda seed: rnnstab.audit_schemes(
+        4, "tanh", schemes=["orthogonal"], samples=1, steps=2, seed=seed
+    ),
+    "analyze": lambda seed: rnnstab.analyze(
+        rnnstab.layers_from_module(torch.nn.RNN(2, 3)), steps=2, batch=1, seed=seed
+    ),
+    "lyapunov_spectrum": lambda seed: rnnstab.lyapunov_spectrum(small_rnn(), torch.zeros(1, 4, 0), seed=seed),
+    "run_identities": lambda seed: rnnstab.run_identities(seed=seed, only=["induction"]),
+    "train": lambda seed: rnnstab.train("adding", length=4, hidden=3, steps=1, seed=seed),
+    "run_validation": lambda seed: rnnstab.run_validation(quick=True, seed=seed),
+}
 
 
-def test_the_largest_seed_is_taken_by_the_scheme_audit():
-    audit = rnnstab.audit_schemes(4, "tanh", schemes=["orthogonal"], samples=1, steps=2, seed=2**64 - 1)
-    assert audit.names == ["orthogonal"]
+@pytest.mark.parametrize(
+    ("seed", "message"),
+    [(-1, r"^seed must be ≥ 0, got -1$"), (2**63, r"^seed must be ≤ 2\^63 - 1, got 9223372036854775808$")],
+)
+@pytest.mark.parametrize("entry", list(SEEDED))
+def test_every_entry_point_takes_seeds_in_0_to_2_63_minus_1_alone(entry, seed, message):
+    # trace, inits, train, identities and analyze took -1 where lyapunov, validate and sweep refused it
+    with pytest.raises(InvalidArgumentError, match=message):
+        SEEDED[entry](seed)
+
+
+@pytest.mark.parametrize("entry", [name for name in SEEDED if name != "run_validation"])  # seconds, not a test's ms
+def test_the_largest_seed_is_taken_everywhere(entry):
+    SEEDED[entry](2**63 - 1)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["trace", "--steps", "3", "--hidden", "4"],
+        ["lyapunov", "--steps", "20", "--hidden", "4"],
+        ["train", "--steps", "1", "--hidden", "4", "--length", "6"],
+        ["inits", "--hidden", "4", "--samples", "1", "--steps", "2", "--scheme", "orthogonal"],
+    ],
+)
+def test_the_largest_seed_runs_and_the_next_is_named(tmp_path, command):
+    # each command draws its inputs from seed + 1 (or + 2, + 3), which stays within torch's 2^64
+    from typer.testing import CliRunner
+
+    from rnnstab.cli import app
+
+    runner = CliRunner()
+    ok = runner.invoke(app, [*command, "--seed", str(2**63 - 1), "--quiet", "--out", str(tmp_path / "a")])
+    assert ok.exit_code == 0, ok.output
+    bad = runner.invoke(app, [*command, "--seed", str(2**63), "--quiet", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and bad.stderr.strip() == "error: --seed must be ≤ 2^63 - 1, got 9223372036854775808"
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["trace"],
+        ["lyapunov"],
+        ["validate", "--quick"],
+        ["train"],
+        ["inits"],
+        ["identities"],
+        ["analyze", "MODEL"],
+    ],
+)
+def test_every_command_refuses_a_negative_seed_alike(tmp_path, command):
+    from typer.testing import CliRunner
+
+    from rnnstab.cli import app
+
+    model = tmp_path / "rnn.pt"
+    torch.save(torch.nn.RNN(2, 3).state_dict(), model)
+    command = [str(model) if arg == "MODEL" else arg for arg in command]
+    out = [] if command[0] == "identities" else ["--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*command, "--seed", "-1", *out])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == "error: --seed must be ≥ 0, got -1"
+    assert not (tmp_path / "out").exists()
 
 
 def test_truthy_non_bools_are_refused_as_flags():
@@ -127,26 +195,3 @@ def test_a_gain_whose_square_overflows_is_refused_by_name():
     with pytest.raises(InvalidArgumentError, match=r"^gain must be at most 1e\+150"):
         rnnstab.mean_field("tanh", gain=1e300)
     assert rnnstab.mean_field("relu", gain=1e150).chi == pytest.approx(0.5e300, rel=1e-12)  # relu: χ = g²/2
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["trace", "--steps", "3", "--hidden", "4"],
-        ["lyapunov", "--steps", "20", "--hidden", "4"],
-        ["train", "--steps", "1", "--hidden", "4", "--length", "6"],
-    ],
-)
-def test_the_largest_seed_runs_and_the_next_is_named(tmp_path, command):
-    # each command draws its inputs from seed + 1 (or + 2, + 3): torch reads seeds modulo 2^64, and so do we
-    from typer.testing import CliRunner
-
-    from rnnstab.cli import app
-
-    runner = CliRunner()
-    ok = runner.invoke(app, [*command, "--seed", str(2**64 - 1), "--quiet", "--out", str(tmp_path / "a")])
-    assert ok.exit_code == 0, ok.output
-    bad = runner.invoke(app, [*command, "--seed", str(2**64), "--quiet", "--out", str(tmp_path / "b")])
-    assert bad.exit_code == 2 and "--seed must be in [-2^63, 2^64 - 1]" in bad.output
-    with pytest.raises(InvalidArgumentError, match=r"^seed must be in"):
-        rnnstab.run_validation(quick=True, seed=2**64)

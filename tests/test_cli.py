@@ -1,3 +1,4 @@
+import errno
 import json
 import math
 import subprocess
@@ -7,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 import rnnstab
+from rnnstab import _io
 from rnnstab.cli import app
 
 runner = CliRunner()
@@ -165,14 +167,6 @@ def test_identities_bad_options_exit_2(args):
     assert "error:" in result.output and "Traceback" not in result.output
 
 
-def test_identities_only_ignores_empty_names_but_not_an_empty_list():
-    result = runner.invoke(app, ["identities", "--only", "wn-bn,", "--json"])
-    assert result.exit_code == 0, result.output
-    assert [r["name"] for r in json.loads(result.stdout)] == ["wn-bn"]
-    result = runner.invoke(app, ["identities", "--only", ","])
-    assert result.exit_code == 2 and "error: --only names no check; valid names: induction" in result.output
-
-
 def test_identities_help_lists_checks():
     result = runner.invoke(app, ["identities", "--help"])
     assert result.exit_code == 0
@@ -263,3 +257,45 @@ def test_no_command_still_prints_the_help():
     result = runner.invoke(app, [])
     assert result.exit_code == 2
     assert "Usage:" in result.output and "sweep" in result.output
+
+
+def test_trace_names_an_output_blocked_by_a_directory_and_keeps_the_earlier_figure(tmp_path):
+    # it said "error: Is a directory: OUT/trace.json", naming neither --out nor what to do
+    assert runner.invoke(app, ["trace", *SMALL, "--out", str(tmp_path)]).exit_code == 0
+    figure = (tmp_path / "trace.png").read_bytes()
+    (tmp_path / "trace.json").unlink()
+    (tmp_path / "trace.json").mkdir()
+    result = runner.invoke(app, ["trace", *SMALL, "--seed", "5", "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"error: {tmp_path / 'trace.json'} is a directory, where this command writes a file: move it away or choose "
+        "another --out"
+    )
+    assert (tmp_path / "trace.png").read_bytes() == figure
+
+
+def test_trace_whose_figure_fails_keeps_the_earlier_numbers(tmp_path, monkeypatch):
+    # trace.json was written first: a figure that failed left this run's numbers beside an earlier run's figure
+    assert runner.invoke(app, ["trace", *SMALL, "--out", str(tmp_path)]).exit_code == 0
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+
+    def disk_full(*args, path, **kwargs):
+        def write(handle):
+            raise OSError(errno.ENOSPC, "No space left on device", handle.name)
+
+        _io.atomic_write(path, write)
+
+    monkeypatch.setattr(sys.modules["rnnstab.cli.trace"], "plot_trace", disk_full)
+    result = runner.invoke(app, ["trace", *SMALL, "--seed", "5", "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"error: No space left on device: {tmp_path / 'trace.png'}"
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_identities_refuse_an_empty_item_as_sweep_and_train_do():
+    # "taylor,,induction" ran both checks where sweep --delta 1,,2 and train --lr 0.1,,1 were refused
+    for only in ("taylor,,induction", "wn-bn,", ","):
+        result = runner.invoke(app, ["identities", "--only", only])
+        assert result.exit_code == 2, result.output
+        line = result.stderr.strip()
+        assert line.startswith("error: --only ") and line.endswith("; valid names: " + ", ".join(rnnstab.IDENTITIES))

@@ -128,6 +128,11 @@ def _bad_files(directory, saved):
         "extension": ([f"{d}/weights.txt"], "extension '.txt'"),
         "missing": ([f"{d}/missing.pt"], "no such file"),
         "inputs size": ([str(saved["state_dict"]), "--inputs", f"{d}/x_wrong.npy"], "takes m = 3"),
+        # "cannot read corrupt.pth as a torch.save file", as if it were PATH, the model
+        "inputs unreadable": (
+            [str(saved["state_dict"]), "--inputs", f"{d}/corrupt.pth"],
+            "error: --inputs corrupt.pth: cannot read corrupt.pth as a torch.save file",
+        ),
         "inputs and steps": (
             [str(saved["state_dict"]), "--inputs", f"{d}/W.npy", "--steps", "5"],
             "leave them unset",
@@ -138,7 +143,7 @@ def _bad_files(directory, saved):
         ),
         "steps": ([str(saved["state_dict"]), "--steps", "0"], "steps"),
         # beyond torch.Generator's range torch fails with a bare ValueError
-        "seed too large": ([str(saved["state_dict"]), "--seed", str(2**64)], "--seed must be in [-2^63, 2^64 - 1]"),
+        "seed too large": ([str(saved["state_dict"]), "--seed", str(2**63)], "--seed must be ≤ 2^63 - 1"),
         "inputs without steps": (
             [str(saved["state_dict"]), "--inputs", f"{d}/x_empty.npy"],
             "--inputs must hold at least one sequence of at least one step, got shape (2, 0, 3)",

@@ -66,8 +66,13 @@ def test_inits_runs_every_scheme_by_default(tmp_path):
         (["--hidden", "0"], "--hidden must be ≥ 1"),
         (["--samples", "0"], "--samples"),
         (["--steps", "-1"], "--steps"),
-        (["--scheme", "nope"], "unknown scheme(s) 'nope'; valid names: gaussian"),
-        (["--scheme", ","], "--scheme names no scheme; valid names: gaussian"),
+        (["--scheme", "nope"], "--scheme: unknown scheme(s) 'nope'; valid names: gaussian"),
+        (["--scheme", ","], "--scheme is empty: give at least one value; valid names: gaussian"),
+        # accepted as gaussian and orthogonal, where sweep --delta 1,,2 and train --lr 0.1,,1 were refused
+        (["--scheme", "gaussian,,orthogonal"], "--scheme has an empty item in 'gaussian,,orthogonal'; valid names: "),
+        (["--scheme", "gaussian,"], "--scheme has an empty item in 'gaussian,'; valid names: gaussian"),
+        # "parameters given for scheme(s) not audited: foo", as if foo were a scheme
+        (["--param", "foo.rho=1"], "--param: unknown scheme(s) 'foo'; valid names: gaussian, orthogonal"),
         (["--param", "rho=0.5"], "--param must look like SCHEME.NAME=VALUE"),
         (["--param", "spectral_radius.rho=abc"], "--param must look like SCHEME.NAME=VALUE"),
         (["--param", "spectral_radius.rho=-1"], "parameter rho must be > 0"),

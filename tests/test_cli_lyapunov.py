@@ -314,3 +314,33 @@ def test_the_spectrum_figure_says_which_exponents_are_minus_infinity(tmp_path, m
     result = runner.invoke(app, [*args, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "3 of 3 exponents are −∞" in labels[0]
+
+
+def test_an_output_blocked_by_a_directory_is_named_and_the_earlier_run_is_kept_whole(tmp_path):
+    # lyapunov.md made a directory: the rerun moved its lyapunov.json (seed 5) in beside seed 0's figures, then failed
+    # with "Is a directory: OUT/.lyapunov.XXXX.tmp/lyapunov.md"
+    args = ["lyapunov", "--hidden", "4", "--steps", "20", "--batch", "2", "--quiet", "--out", str(tmp_path)]
+    assert runner.invoke(app, args).exit_code == 0
+    (tmp_path / "lyapunov.md").unlink()
+    (tmp_path / "lyapunov.md").mkdir()
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    result = runner.invoke(app, [*args, "--seed", "5"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"error: {tmp_path / 'lyapunov.md'} is a directory, where this command writes a file: move it away or "
+        "choose another --out"
+    )
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([*before, "lyapunov.md"])
+
+
+def test_validate_writes_its_two_files_together(tmp_path, monkeypatch):
+    # validation.json was written, then validation.md failed: a new JSON beside an earlier run's Markdown
+    monkeypatch.setattr(rnnstab, "run_validation", lambda **kwargs: [])
+    assert runner.invoke(app, ["validate", "--out", str(tmp_path)]).exit_code == 0
+    before = (tmp_path / "validation.json").read_bytes()
+    (tmp_path / "validation.md").unlink()
+    (tmp_path / "validation.md").mkdir()
+    result = runner.invoke(app, ["validate", "--seed", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and f"error: {tmp_path / 'validation.md'} is a directory" in result.stderr
+    assert (tmp_path / "validation.json").read_bytes() == before

@@ -9,6 +9,7 @@ import os
 import pytest
 from typer.testing import CliRunner
 
+import rnnstab
 from rnnstab import store
 from rnnstab.cli import app
 
@@ -77,6 +78,13 @@ def test_sweep_prints_where_the_report_is_and_quiet_prints_only_that(tmp_path):
         # W would be subnormal or infinite: refused here, not by the first batched call after sweep.json is written
         (["--delta", "1e-320"], "with --gamma 1 needs ‖W‖₂ = δ/γ = 1e-320, which leaves float64's range"),
         (["--delta", "1e308", "--gamma", "0.5"], "--delta 1e+308 with --gamma 0.5 needs ‖W‖₂ = δ/γ = inf"),
+        # its square is the report's mean-field input variance, as for rnnstab lyapunov
+        (["--input-scale", "1e200"], "--input-scale must be at most 1e+150"),
+        # W or the inputs would not fit float32: refused before sweep.json is written, naming the option
+        (["--delta", "1e300", "--dtype", "float32"], "--delta 1e+300 with --gamma 1 needs ‖W‖₂ = δ/γ = 1e+300, which"),
+        (["--delta", "1e-40", "--dtype", "float32"], "leaves float32's range at n = 6"),
+        (["--input-scale", "1e38", "--dtype", "float32"], "--input-scale 1e+38 overflows float32"),
+        (["--resume"], "--resume is set but"),
     ],
 )
 def test_bad_input_is_one_error_line_exit_2_and_nothing_written(tmp_path, args, message):
@@ -152,7 +160,11 @@ def test_report_command(tmp_path):
     store.write_record(out, dataclasses.replace(record, bound_holds=False, bound_violations=1, max_bound_excess=0.1))
     bug = runner.invoke(app, ["report", str(out)])
     assert bug.exit_code == 3
-    assert "BUG" in bug.stderr
+    line = " ".join(bug.stderr.split())  # rich may wrap it
+    assert (
+        line.startswith("BUG: a computed ‖J_t‖₂ exceeded δ^t") and "at 1 input × step pairs (worst by 0.1 nats" in line
+    )
+    assert "{" not in line  # a sentence, not the summary's dict
 
 
 def test_report_of_an_unfinished_sweep_says_so_on_the_command_line(tmp_path):
@@ -281,6 +293,46 @@ def test_resume_alone_needs_a_sweep_and_an_old_format_is_refused_clearly(tmp_pat
     (out / "sweep.json").write_text(json.dumps(meta))
     old = runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--resume"])
     assert old.exit_code == 2 and "written by another rnnstab version (record format 1" in old.stderr
+
+
+@pytest.mark.parametrize(
+    ("runs", "message"),
+    [
+        (None, "runs must be a list, got null"),
+        (["x"], 'runs[0] must be an object, got "x"'),
+        ({"a": 1}, 'runs must be a list, got {"a": 1}'),
+        ("planned", "runs[0].planned must be a list of record names, got 5"),
+    ],
+)
+def test_a_damaged_sweep_json_is_one_error_line_for_resume_and_report(tmp_path, runs, message):
+    out = tmp_path / "s"
+    assert runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--no-report", "--quiet"]).exit_code == 0
+    meta = json.loads((out / "sweep.json").read_text())
+    meta["runs"] = [{**meta["runs"][0], "planned": 5}] if runs == "planned" else runs
+    (out / "sweep.json").write_text(json.dumps(meta))
+    for args in (
+        ["sweep", "--out", str(out), "--resume"],
+        ["sweep", *TINY, "--out", str(out), "--resume"],
+        ["report", str(out)],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.stderr.strip().splitlines() == [f"error: {out / 'sweep.json'} is damaged: {message}"]
+    assert not (out / "report.md").exists()
+
+
+def test_a_sweep_stopped_by_bad_input_leaves_nothing_so_the_corrected_command_runs(tmp_path, monkeypatch):
+    # bad input that only the computation finds (a state overflowing at its first step)
+    def fail(*args, **kwargs):
+        raise rnnstab.StateOverflowError("activation = identity, …: overflowed at the first step", step=1, sequence=0)
+
+    out = tmp_path / "s"
+    with monkeypatch.context() as patch:
+        patch.setattr(rnnstab.sweep, "compute_chunk", fail)
+        refused = runner.invoke(app, ["sweep", *TINY, "--out", str(out)])
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: activation = identity")
+    assert not out.exists()
+    assert runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--no-report", "--quiet"]).exit_code == 0
 
 
 def test_resume_alone_checks_every_saved_grid_before_running_any(tmp_path):

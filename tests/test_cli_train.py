@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rnnstab import load_training_log
+from rnnstab import load_training_log, training_plots
+from rnnstab._io import atomic_write
 from rnnstab.cli import app
 from rnnstab.training_plots import run_labels
 
@@ -270,6 +272,26 @@ def test_an_output_file_blocked_by_a_directory_is_refused_before_any_training(tm
     ], lines
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert written == [], written  # no log of lr 0.01, trained first, and no figure
+
+
+def test_a_figure_that_fails_leaves_the_earlier_figures_and_summary_whole(tmp_path, monkeypatch):
+    # the figures and summary.json were written one by one: a failure left this run's first figure beside an
+    # earlier run's other figure and summary.json
+    assert runner.invoke(app, ["train", *SMALL, "--out", str(tmp_path)]).exit_code == 0
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+
+    def disk_full(frames, *, path, title=""):
+        def write(handle):
+            raise OSError(errno.ENOSPC, "No space left on device", handle.name)
+
+        atomic_write(path, write)
+
+    monkeypatch.setattr(training_plots, "plot_state_gradients", disk_full)
+    result = runner.invoke(app, ["train", *SMALL, "--seed", "5", "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"error: No space left on device: {tmp_path / 'state_gradients.png'}"
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == before
+    assert not [p for p in tmp_path.rglob("*.tmp")]
 
 
 def test_runs_blocked_by_a_file_is_refused_before_any_training(tmp_path):

@@ -1,5 +1,7 @@
 import errno
+import os
 import tempfile
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -55,3 +57,61 @@ def test_the_library_refuses_an_empty_output_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InvalidArgumentError, match="--out is empty"):
         _io.output_dir("")
+
+
+def _files(directory):
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def test_staged_files_replace_the_earlier_ones_together_and_remove_those_not_written(tmp_path):
+    for name, text in (("a.json", "old a"), ("b.png", "old b"), ("c.png", "old c"), ("keep.txt", "theirs")):
+        (tmp_path / name).write_text(text)
+    with _io.staged(tmp_path, ["a.json", "b.png", "c.png", "sub/d.png"]) as staging:
+        (staging / "a.json").write_text("new a")
+        (staging / "sub").mkdir()
+        (staging / "sub/d.png").write_text("new d")
+    # c.png was not written this time: an earlier run's would pass for this run's
+    assert _files(tmp_path) == {"a.json": b"new a", "sub/d.png": b"new d", "keep.txt": b"theirs"}
+
+
+def test_a_replacement_that_fails_midway_puts_every_earlier_file_back(tmp_path, monkeypatch):
+    # the files were moved into place one by one: a failure left this run's first files beside the earlier run's
+    for name in ("a.json", "b.png", "c.png"):
+        (tmp_path / name).write_text(f"old {name}")
+    before = _files(tmp_path)
+    real, failed = os.replace, []
+
+    def replace(source, target):
+        if Path(target) == tmp_path / "b.png" and not failed:
+            failed.append(source)
+            raise OSError(errno.EIO, "Input/output error", str(source), None, str(target))
+        real(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError) as caught, _io.staged(tmp_path, ["a.json", "b.png", "c.png"]) as staging:
+        for name in ("a.json", "b.png", "c.png"):
+            (staging / name).write_text(f"new {name}")
+    assert failed and caught.value.filename == str(tmp_path / "b.png")  # not the hidden staging folder
+    assert _files(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.png", "c.png"]
+
+
+def test_a_file_that_fails_while_staged_is_named_where_it_was_going(tmp_path):
+    (tmp_path / "trace.json").write_text("earlier")
+    with pytest.raises(OSError) as caught, _io.staged(tmp_path, ["trace.json", "trace.png"]) as staging:
+        _io.atomic_write(staging / "trace.png", _disk_full)
+    assert caught.value.filename == str(tmp_path / "trace.png")
+    assert _files(tmp_path) == {"trace.json": b"earlier"} and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_directory_in_the_place_of_an_output_is_refused_by_name_before_anything_moves(tmp_path):
+    (tmp_path / "a.json").write_text("earlier")
+    (tmp_path / "b.png").mkdir()
+    with pytest.raises(InvalidArgumentError) as caught, _io.staged(tmp_path, ["a.json", "b.png"]) as staging:
+        (staging / "a.json").write_text("new")
+    assert str(caught.value) == (
+        f"{tmp_path / 'b.png'} is a directory, where this command writes a file: move it away or choose another --out"
+    )
+    assert _files(tmp_path) == {"a.json": b"earlier"} and sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.json",
+        "b.png",
+    ]

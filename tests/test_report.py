@@ -16,6 +16,7 @@ import rnnstab
 from rnnstab import plots, store
 from rnnstab.plots import plot_phase_diagram, plot_rate_vs_log_delta, plot_sweep_norms
 from rnnstab.report import conclusions, mean_field_delta
+from rnnstab.sweep import Task, compute_chunk
 from tests.sweeps import OVERFLOWING_AT_1_5
 
 GRID = rnnstab.Grid(
@@ -106,6 +107,33 @@ def test_mean_field_delta_needs_a_mean_field_init():
         rnnstab.critical_delta("tanh", input_variance=0.25, init="gaussian")
     )
     assert math.isnan(mean_field_delta("tanh", 1.0, 0.5, "identity"))
+
+
+def test_a_sweep_with_an_input_scale_beyond_the_mean_field_reports_without_it(tmp_path):
+    # sweeps took any input scale before it was capped at 1e150 (its square overflows): such a sweep still reports
+    configuration = dataclasses.replace(
+        GRID.configurations()[0], activation="tanh", init="gaussian", delta=0.5, input_scale=1e200
+    )
+    assert math.isnan(mean_field_delta("tanh", 1.0, 1e200, "gaussian"))
+    (record,) = compute_chunk([Task(configuration, 0)]).records
+    store.write_record(tmp_path, record)
+    store.write_metadata(tmp_path, {"tool": "rnnstab sweep", "runs": []})
+    report = rnnstab.write_report(tmp_path)
+    assert report.summary["table"][0]["mean_field_delta_critical"] is None
+    assert report.summary["records"] == 1
+
+
+@pytest.mark.parametrize(
+    ("directory", "error", "message"),
+    [
+        (None, rnnstab.ArgumentTypeError, "^directory must be a path"),
+        ("", rnnstab.InvalidArgumentError, "^directory is empty"),
+    ],
+)
+def test_report_names_a_directory_argument_that_is_no_path(tmp_path, monkeypatch, directory, error, message):
+    monkeypatch.chdir(tmp_path)  # "" would otherwise read the current directory
+    with pytest.raises(error, match=message):
+        rnnstab.write_report(directory)
 
 
 def test_phase_diagram_draws_the_transition_or_points_to_it(tmp_path):

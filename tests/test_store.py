@@ -211,6 +211,39 @@ def test_resume_with_different_fixed_parameters_is_refused(tmp_path, grid, stack
     assert len(list((tmp_path / "records").iterdir())) == 6
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("runs", None, "runs must be a list, got null"),
+        ("runs", ["x"], 'runs[0] must be an object, got "x"'),
+        ("runs", {"a": 1}, 'runs must be a list, got {"a": 1}'),
+        ("runs", [{"grid": {}, "planned": 5}], "runs[0].planned must be a list of record names, got 5"),
+        ("runs", [{"planned": []}], "runs[0] has no grid"),
+        ("runs", [{"grid": {"delta": 0.5}, "planned": []}], "runs[0].grid must be an object of lists of values"),
+        ("fixed", [], "fixed must be an object, got []"),
+        ("parameters", {"activation": [["tanh"]]}, "parameters.activation must be a list of names"),
+    ],
+)
+def test_metadata_of_the_wrong_shape_is_refused_as_damaged_by_every_reader(tmp_path, reference, field, value, message):
+    # valid JSON whose fields have the wrong types: every reader refuses it by name instead of failing deep inside
+    (tmp_path / "records").mkdir()
+    for record in (reference / "records").iterdir():
+        (tmp_path / "records" / record.name).write_bytes(record.read_bytes())
+    meta = json.loads((reference / store.METADATA_FILE).read_text())
+    (tmp_path / store.METADATA_FILE).write_text(json.dumps({**meta, field: value}))
+    damaged = f"{tmp_path / store.METADATA_FILE} is damaged: {message}"
+    for read in (
+        lambda: rnnstab.run_sweep(GRID, tmp_path, stack=4, resume=True),
+        lambda: rnnstab.resume_sweep(tmp_path),
+        lambda: rnnstab.load_sweep(tmp_path),
+        lambda: rnnstab.write_report(tmp_path),
+    ):
+        with pytest.raises(rnnstab.InvalidArgumentError) as err:
+            read()
+        assert str(err.value).startswith(damaged)
+    assert not (tmp_path / "report.md").exists()
+
+
 def test_a_live_lock_refuses_a_second_writer_and_a_stale_one_is_taken_over(tmp_path):
     tmp_path.joinpath(store.LOCK_FILE).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))
     with pytest.raises(rnnstab.InvalidArgumentError, match="another rnnstab sweep"):

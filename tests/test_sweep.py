@@ -103,11 +103,26 @@ def test_default_grid_is_tanh_gamma_one_delta_half_to_three_halves_through_one()
         ({"steps": ["0"]}, "--steps"),
         ({"input_scale": ["-1"]}, "--input-scale must be a finite number ≥ 0"),
         ({"delta": []}, "--delta is empty"),
+        # the report squares the input scale (the mean-field input variance), as `rnnstab lyapunov` does
+        ({"input_scale": ["1e200"]}, r"--input-scale must be at most 1e\+150 .*got 1e\+200"),
+        # weights and inputs must fit the dtype they are computed in: refused here, not after sweep.json is written
+        ({"delta": ["1e300"], "dtype": ["float32"]}, r"--delta 1e\+300 with --gamma 1 .* float32's range"),
+        ({"delta": ["0.5,1e-40"], "dtype": ["float64,float32"]}, r"--delta 1e-40 .* for --dtype float32, or use"),
+        ({"input_scale": ["1,1e38"], "dtype": ["float32"]}, r"--input-scale 1e\+38 overflows float32"),
     ],
 )
 def test_grid_errors_name_the_option(options, message):
     with pytest.raises(rnnstab.InvalidArgumentError, match=message):
         rnnstab.Grid.from_strings(**options)
+
+
+def test_grid_from_python_values_names_the_parameter_and_float64_keeps_its_range():
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"^input_scale must be at most 1e\+150"):
+        rnnstab.Grid(input_scale=1e200)
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"^input_scale 1e\+38 overflows float32"):
+        rnnstab.Grid(input_scale=1e38, dtype=("float32",))
+    # float64 alone takes what float32 cannot
+    assert rnnstab.Grid(input_scale=1e38, delta=(1e300,), hidden=(8,)).input_scale == (1e38,)
 
 
 def test_input_scale_zero_runs_the_network_without_input():
@@ -298,14 +313,38 @@ def test_an_overflow_at_the_first_step_is_refused_naming_the_configuration(monke
 
 
 def test_a_run_stopped_by_an_error_is_recorded_as_failed_not_interrupted(tmp_path, monkeypatch):
+    calls = []
+
+    def fail_second(*args, **kwargs):  # the first call's record is written: the sweep exists, and failed
+        calls.append(1)
+        if len(calls) == 2:
+            raise rnnstab.StateOverflowError("boom", step=1, sequence=0)
+        return compute_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(rnnstab.sweep, "compute_chunk", fail_second)
+    with pytest.raises(rnnstab.StateOverflowError):
+        rnnstab.run_sweep(
+            rnnstab.Grid(delta=(0.5, 1.5), hidden=(4,), steps=(3,), seeds=(0,), batch=1), tmp_path, stack=1
+        )
+    runs = json.loads((tmp_path / "sweep.json").read_text())["runs"]
+    assert [run["status"] for run in runs] == ["failed"]
+    assert len(list((tmp_path / "records").iterdir())) == 1
+
+
+def test_a_new_sweep_stopped_by_bad_input_before_its_first_record_leaves_nothing(tmp_path, monkeypatch):
+    # bad input that only the computation reveals (a state overflowing at step 1): the corrected sweep must be able
+    # to run into the same directory, without a failed run in sweep.json planning records that never come
     def fail(*args, **kwargs):
         raise rnnstab.StateOverflowError("boom", step=1, sequence=0)
 
-    monkeypatch.setattr(rnnstab.sweep, "compute_chunk", fail)
-    with pytest.raises(rnnstab.StateOverflowError):
-        rnnstab.run_sweep(rnnstab.Grid(hidden=(4,), steps=(3,), seeds=(0,), batch=1), tmp_path)
-    runs = json.loads((tmp_path / "sweep.json").read_text())["runs"]
-    assert [run["status"] for run in runs] == ["failed"]
+    out = tmp_path / "new" / "sweep"
+    grid = rnnstab.Grid(delta=(0.5,), hidden=(4,), steps=(3,), seeds=(0,), batch=1)
+    with monkeypatch.context() as patch:
+        patch.setattr(rnnstab.sweep, "compute_chunk", fail)
+        with pytest.raises(rnnstab.StateOverflowError):
+            rnnstab.run_sweep(grid, out)
+    assert list(tmp_path.iterdir()) == []
+    assert rnnstab.run_sweep(grid, out).tasks_computed == 1
 
 
 # --- determinism across executors and shardings ----------------------------------------------------------------------
@@ -377,6 +416,31 @@ def test_bad_execution_options_write_nothing(tmp_path, kwargs, message):
     with pytest.raises(rnnstab.InvalidArgumentError, match=message):
         rnnstab.run_sweep(rnnstab.Grid(seeds=(0,), **SMALL), out, **kwargs)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("grid", "out", "kwargs", "error", "message"),
+    [
+        (None, "s", {}, rnnstab.ArgumentTypeError, "^grid must be an rnnstab.Grid, got NoneType"),
+        ({"delta": [0.5]}, "s", {}, rnnstab.ArgumentTypeError, "^grid must be an rnnstab.Grid, got dict"),
+        (rnnstab.Grid(seeds=(0,), **SMALL), None, {}, rnnstab.ArgumentTypeError, "^out must be a path"),
+        # Path("") is ".": an unset variable would scatter the records into the working directory
+        (rnnstab.Grid(seeds=(0,), **SMALL), "", {}, rnnstab.InvalidArgumentError, "^out is empty"),
+        (
+            rnnstab.Grid(seeds=(0,), **SMALL),
+            "typo",
+            {"resume": True},
+            rnnstab.InvalidArgumentError,
+            "^resume is set but typo holds no sweep to resume",
+        ),
+        (rnnstab.Grid(seeds=(0,), **SMALL), "s", {"resume": "no"}, rnnstab.ArgumentTypeError, "^resume must be True"),
+    ],
+)
+def test_run_sweep_checks_its_arguments_as_the_command_does(tmp_path, monkeypatch, grid, out, kwargs, error, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error, match=message):
+        rnnstab.run_sweep(grid, out, **kwargs)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_absurd_sizes_are_refused_with_the_estimate(tmp_path):

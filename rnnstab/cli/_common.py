@@ -1,5 +1,6 @@
 """What the commands share: the typer ``app``, the stderr console, error and warning lines, progress bars,
-run metadata, the --activation/--gamma options and the ≥ 0 check of lyapunov and inits."""
+run metadata, the --activation/--gamma options, the lists of names (--scheme, --only) and the ≥ 0 check of lyapunov
+and inits."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 
 import rnnstab
 from rnnstab import _io
+from rnnstab.sweep import parse_values
 
 
 def _plain_metavars(params: list[Any]) -> list[Any]:
@@ -158,7 +160,19 @@ def _with_option_names(message: str, ctx: typer.Context | None, aliases: Mapping
 
 
 # library errors that name their argument in words ("unknown activation 'x'"), by the parameter they are about
-_NAMED_IN_WORDS = {"unknown activation": "activation", "unknown init scheme": "init"}
+_NAMED_IN_WORDS = {"unknown activation": "activation", "unknown init scheme": "init", "unknown scheme": "scheme"}
+
+
+def _names(option: str, given: list[str] | None, valid: Sequence[str]) -> list[str] | None:
+    """The names given to a repeatable, comma-separated option, each once, in the order first given; None when the
+    option is not given. Read as sweep's and train's lists are: an empty list or item is refused (here also naming
+    the valid names), since "a,,b" is more likely a typo than two names."""
+    if not given:
+        return None
+    try:
+        return list(dict.fromkeys(parse_values(option, given, kind="name")))
+    except rnnstab.InvalidArgumentError as err:
+        raise rnnstab.InvalidArgumentError(f"{err}; valid names: {', '.join(valid)}") from None
 
 
 def _print_line(label: str, style: str, message: str) -> None:

@@ -17,6 +17,7 @@ from rnnstab.cli._common import (
     _Activation,
     _exit_on_bound_violation,
     _Gamma,
+    _names,
     _progress,
     _user_errors,
     _warnings_as_lines,
@@ -182,7 +183,7 @@ def inits(
     quiet: Annotated[bool, typer.Option(help="No progress bar; print only the report's location.")] = False,
 ) -> None:
     """Compare initialisation schemes (help: :data:`_INITS_HELP`)."""
-    with _user_errors(ctx) as made:
+    with _user_errors(ctx, {"params": "--param"}) as made:
         act = rnnstab.get_activation(activation, gamma=gamma)
         sizes = {
             name: _checks.positive_int(name, value)
@@ -196,11 +197,7 @@ def inits(
             )
         }
         input_scale = _checks.non_negative_float("--input-scale", input_scale)
-        chosen = [name.strip() for item in scheme or [] for name in item.split(",") if name.strip()] or None
-        if scheme and chosen is None:  # "--scheme ," must not quietly become every scheme
-            raise rnnstab.InvalidArgumentError(
-                f"--scheme names no scheme; valid names: {', '.join(rnnstab.scheme_names())}"
-            )
+        chosen = _names("--scheme", scheme, rnnstab.scheme_names())
         overrides = _scheme_params(param or [])
         out_dir = _io.output_dir(out, created=made)
         with _progress(quiet or json_output) as progress:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 import rnnstab
 from rnnstab import _checks
-from rnnstab.cli._common import _user_errors, app, console
+from rnnstab.cli._common import _names, _user_errors, app, console
 
 _IDENTITIES_HELP = (
     "Check numerically the results around gradient stability, each with PASS/FAIL.\n\n"
@@ -43,12 +43,9 @@ def identities(
         typer.Option(help="Run only these checks (repeat the option, or give a comma list). Default: all."),
     ] = None,
 ) -> None:
-    # a repeated or comma-separated name runs once, in the order first given; "taylor," names taylor alone
-    names = list(dict.fromkeys(name.strip() for item in only or [] for name in item.split(",") if name.strip()))
     with _user_errors(ctx):
-        if only and not names:
-            raise rnnstab.InvalidArgumentError(f"--only names no check; valid names: {', '.join(rnnstab.IDENTITIES)}")
-        results = rnnstab.run_identities(seed=seed, dtype=_checks.dtype("--dtype", dtype), only=names or None)
+        names = _names("--only", only, list(rnnstab.IDENTITIES))
+        results = rnnstab.run_identities(seed=seed, dtype=_checks.dtype("--dtype", dtype), only=names)
     if json_output:
         record = [r.to_dict() for r in results]
         typer.echo(json.dumps(record, indent=2, ensure_ascii=False))

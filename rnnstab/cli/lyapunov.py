@@ -237,7 +237,7 @@ def validate(
     Exit code 0 when every check passes, 1 when any fails.
     """
     with _user_errors(ctx) as made:
-        seed = _checks.non_negative_int("--seed", seed)  # refused midway through the suite otherwise, for a frame
+        seed = _checks.seed("--seed", seed)  # before --out is made and before the suite starts
         out_dir = _io.output_dir(out, created=made) if out is not None else None
         suite = validation.SUITE_SIZE
         with _progress(quiet or json_output) as progress:
@@ -249,9 +249,10 @@ def validate(
         record = lyapunov_report.validation_record(checks)
         record["metadata"] = _metadata(quick=quick, seed=seed)
         if out_dir is not None:
-            _io.write_json(out_dir / "validation.json", record)
             text = lyapunov_report.validation_markdown(checks)
-            _io.atomic_write(out_dir / "validation.md", lambda handle: handle.write(text.encode()))
+            with _io.staged(out_dir, ["validation.json", "validation.md"]) as staging:
+                _io.write_json(staging / "validation.json", record)
+                _io.atomic_write(staging / "validation.md", lambda handle: handle.write(text.encode()))
         if json_output:
             typer.echo(json.dumps(_io.finite_or_none(record), indent=2, ensure_ascii=False))
         else:

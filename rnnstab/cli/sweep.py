@@ -272,9 +272,7 @@ def report_command(
     quiet: Annotated[bool, typer.Option(help="Print only the report's location.")] = False,
 ) -> None:
     """Write the report of a sweep directory (help: :data:`_REPORT_HELP`)."""
-    with _user_errors(ctx), _warnings_as_lines():
-        if not directory:  # Path("") is ".": an unset shell variable would report on the current directory
-            raise rnnstab.InvalidArgumentError("DIRECTORY is empty: name a sweep directory (. for the current one)")
+    with _user_errors(ctx, {"directory": "DIRECTORY"}), _warnings_as_lines():
         _finish({"directory": str(directory)}, rnnstab.write_report(directory), json_output=json_output, quiet=quiet)
 
 
@@ -333,5 +331,14 @@ def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_outp
             where = escape(str(report.html))
             out.print(f"report: [bold]{where}[/bold]  (also report.md, summary.json)", highlight=False)
     if report is not None and not report.bound_holds:
-        console.print(f"[bold red]BUG:[/bold red] {report.summary['bound']}", highlight=False, soft_wrap=True)
+        bound = report.summary["bound"]
+        at = bound["max_excess_at"]
+        console.print(
+            f"[bold red]BUG:[/bold red] a computed ‖J_t‖₂ exceeded δ^t beyond float rounding at {bound['violations']} "
+            f"input × step pairs (worst by {bound['max_excess']:.3g} nats, {at['activation']} γ = {at['gamma']:g} "
+            f"δ = {at['delta']:g}): a bug in rnnstab, never a finding; please report it with "
+            f"{escape(str(report.directory))}",
+            highlight=False,
+            soft_wrap=True,
+        )
         _exit_on_bound_violation(report.bound_holds)

@@ -103,6 +103,7 @@ def trace(
             "regimes": dict(Counter(v.regime for v in verdicts)),
             "bound_violations": len(violations),
             "svd_fallbacks": result.svd_fallbacks,
+            "spectral_method": result.spectral_method,
             "files": {"png": str(out_dir / "trace.png"), "json": str(out_dir / "trace.json")},
         }
         record = {
@@ -116,13 +117,15 @@ def trace(
             "verdicts": [v.__dict__ for v in verdicts],
             "bound_violations_detail": [v.__dict__ for v in violations],
         }
-        _io.write_json(out_dir / "trace.json", record)  # the numbers first: a failed plot must not lose them
-        plot_trace(
-            result,
-            delta=delta,
-            path=out_dir / "trace.png",
-            title=f"{act.name}, n = {hidden}, δ = γ‖W‖₂ = {delta:g}, {batch} input sequences",
-        )
+        # together: a figure that fails must not leave this run's numbers beside an earlier run's figure
+        with _io.staged(out_dir, ["trace.json", "trace.png"]) as staging:
+            _io.write_json(staging / "trace.json", record)
+            plot_trace(
+                result,
+                delta=delta,
+                path=staging / "trace.png",
+                title=f"{act.name}, n = {hidden}, δ = γ‖W‖₂ = {delta:g}, {batch} input sequences",
+            )
         if json_output:
             typer.echo(json.dumps(_io.finite_or_none(summary), indent=2, ensure_ascii=False))
         else:

@@ -149,7 +149,7 @@ def train_command(
         logs = {(rate, batch): runs_dir / f"lr{names[rate]}_batch{batch}.jsonl" for rate in rates for batch in batches}
         # every file is checked before the first run trains: a directory in the way of summary.json would otherwise
         # fail the command only after the whole grid has run and written its logs
-        _refuse_unwritable(list(logs.values()), [out_dir / name for name in (*FIGURES, "summary.json")])
+        _refuse_unwritable(out_dir, list(logs.values()))
         options: dict[str, Any] = {
             "length": length,
             "symbols": symbols,
@@ -192,17 +192,22 @@ def train_command(
             raise typer.Exit(130) from None
         _warn_of_earlier_logs(runs_dir, [run.log_path for run in runs])
         frames = [run.frame() for run in runs]
-        figures = rnnstab.write_training_figures(
-            frames, out_dir, title=f"{task}, T = {length}, n = {hidden}, {param}, {optimizer}"
-        )
-        summary = {
-            "task": task,
-            "baseline_loss": runs[0].baseline_loss,
-            "runs": [_run_summary(run) for run in runs],
-            "files": {"figures": [str(f) for f in figures], "summary": str(out_dir / "summary.json")},
-            "metadata": _metadata(task=task, lr=[r.parameters["lr"] for r in runs], **options),
-        }
-        _io.write_json(out_dir / "summary.json", summary)
+        # together: a figure that fails must not leave this run's first figures beside an earlier summary.json
+        with _io.staged(out_dir, _RESULTS) as staging:
+            figures = rnnstab.write_training_figures(
+                frames, staging, title=f"{task}, T = {length}, n = {hidden}, {param}, {optimizer}"
+            )
+            summary = {
+                "task": task,
+                "baseline_loss": runs[0].baseline_loss,
+                "runs": [_run_summary(run) for run in runs],
+                "files": {
+                    "figures": [str(out_dir / figure.name) for figure in figures],
+                    "summary": str(out_dir / "summary.json"),
+                },
+                "metadata": _metadata(task=task, lr=[r.parameters["lr"] for r in runs], **options),
+            }
+            _io.write_json(staging / "summary.json", summary)
         if json_output:
             typer.echo(json.dumps(_io.finite_or_none(summary), indent=2, ensure_ascii=False))
         else:  # --quiet drops the progress bar only, as in the other commands
@@ -212,6 +217,7 @@ def train_command(
 
 
 _FLAGS = {"momentum": "--momentum/--beta", "beta2": "--beta2", "bias_correction": "--bias-correction"}
+_RESULTS = [*FIGURES, "summary.json"]  # written at the end, into OUT, all or none
 
 
 def _refuse_unused_coefficients(optimizer: str, **given: float | bool | None) -> None:
@@ -228,14 +234,10 @@ def _refuse_unused_coefficients(optimizer: str, **given: float | bool | None) ->
             )
 
 
-def _refuse_unwritable(logs: list[Path], files: list[Path]) -> None:
+def _refuse_unwritable(out_dir: Path, logs: list[Path]) -> None:
     """Refuse, naming it, an output file that could not be written: a directory in its place, or (for a log, which
     is opened in place, unlike the files written by atomic rename) an existing file without write permission."""
-    for path in [*logs, *files]:
-        if path.is_dir():
-            raise rnnstab.InvalidArgumentError(
-                f"{path} is a directory, where this command writes a file: move it away or choose another --out"
-            )
+    _io.refuse_directories(out_dir, [*(str(log.relative_to(out_dir)) for log in logs), *_RESULTS])
     for path in logs:
         if path.exists() and not os.access(path, os.W_OK):
             raise rnnstab.InvalidArgumentError(f"cannot write the training log {path}: it is not writable")
