@@ -20,7 +20,9 @@ A row has converged when its Ritz value grew by at most ``rtol`` with the last b
 block before (geometric convergence, not a crawl through a cluster of close singular values, which can raise the
 value by less than rtol a block while it is still well below the top: seen 2.5e-4 low in float32), and its second
 Ritz value grew by at most 10⁻³ of the top one (a top value pinned at a lower singular value, whose exact singular
-vector the start block holds, does not move while the second climbs towards the true top). A run that
+vector the start block holds, does not move while the second climbs towards the true top). Sequences marked
+``strict`` (a sparse W, see :mod:`rnnstab._coupling`) need every Ritz value of a block's worth below the top to have
+grown by at most 10⁻⁵ of it, and sequences marked ``exact`` are solved by an SVD at every step instead. A run that
 fills the Krylov basis (40 rows) without converging restarts from its Ritz vectors; a step that does not converge
 within ``max_iter`` blocks falls back to an exact SVD.
 
@@ -49,6 +51,7 @@ _MIN_BASIS = 4  # orthogonalise against at least this many rows (see _Workspace)
 _FAST = 0.01  # converged: the Ritz value's last growth is at most this fraction of the one before (and ≤ rtol)
 _ROUNDING = 2**-42  # or a growth this small relative to the value: rounding in the float64 Gram matrix
 _SECOND = 1e-3  # and the second Ritz value grew by at most this fraction of the top one
+_STRICT = 1e-5  # with ``strict``: and every lower Ritz value of a block's worth grew by at most this fraction
 _WINDOW = 8  # at most this many steps a window
 _WINDOW_ENTRIES = 2**21  # and at most this many product entries per sequence (a window of 8 up to n = 512)
 
@@ -77,8 +80,13 @@ class SpectralTracker:
     networks share its batch.
     """
 
-    def __init__(self, *, rtol: float, max_iter: int) -> None:
+    def __init__(
+        self, *, rtol: float, max_iter: int, strict: torch.Tensor | None = None, exact: torch.Tensor | None = None
+    ) -> None:
+        """``strict`` (batch,) bool: sequences held to the stricter stopping test (see :mod:`rnnstab._coupling`);
+        ``exact`` (batch,) bool: sequences whose every step is solved by an exact SVD instead. Both on the CPU."""
         self.rtol, self.max_iter = rtol, max_iter
+        self.strict, self.exact = strict, exact
         self.warm: torch.Tensor | None = None  # the top Ritz vectors of the last step solved (batch, keep, n)
         self.iterations: list[int] = []  # per step: the Krylov blocks its slowest row added
         self.fallbacks = 0
@@ -119,6 +127,13 @@ class SpectralTracker:
         self.workspace = _Workspace.empty(window * batch, slots)
         self.block_count = torch.zeros(n + 1, dtype=torch.int64)  # blocks added after the start, by basis size
         self.block_count[self.ends] = torch.arange(len(self.ends))
+        # per sequence, how far each lower Ritz value (the block's, below the top, lowest first) may grow at the
+        # block that converges, relative to the top one: 1 leaves a value free, as it never exceeds the top one
+        limits = torch.ones(batch, self.block - 1, dtype=torch.float64)
+        limits[:, -1:] = _SECOND
+        if self.strict is not None:
+            limits[self.strict] = _STRICT
+        self.limits = limits.to(slots.device)
 
     def _solve_window(self, slots: torch.Tensor) -> None:
         steps, batch, n = len(self.waiting), slots.shape[1], slots.shape[-1]
@@ -131,7 +146,22 @@ class SpectralTracker:
         warm = None if self.warm is None else self.warm.repeat(steps, 1, 1)
         kept = torch.zeros(steps * batch, dtype=torch.bool, device=P.device)
         kept[-batch:] = True  # the next window starts from the last step's Ritz vectors; the others' go unused
-        sigma, blocks, warm = self._solve(P, fro, columns, warm, step, kept)
+        limits = self.limits.repeat(steps, 1)
+        if self.exact is None:
+            sigma, blocks, warm = self._solve(P, fro, columns, warm, step, kept, limits)
+        else:
+            exact = self.exact.repeat(steps)
+            sigma = torch.linalg.matrix_norm(P, ord=2) if bool(exact.all()) else torch.empty_like(fro)
+            blocks = torch.zeros(steps * batch, dtype=torch.int64)
+            warm = torch.zeros(steps * batch, self.keep, n, dtype=P.dtype, device=P.device)
+            if not bool(exact.all()):
+                svd, rows = exact.nonzero().flatten().to(P.device), (~exact).nonzero().flatten()
+                sigma[svd] = torch.linalg.matrix_norm(P[svd], ord=2)
+                on = rows.to(P.device)
+                start = None if self.warm is None else self.warm.repeat(steps, 1, 1)[on]
+                sigma[on], blocks[rows], warm[on] = self._solve(
+                    P[on], fro[on], columns[on], start, step[rows], kept[on], limits[on]
+                )
         self.warm = warm[-batch:]
         self.sigma.extend(sigma.view(steps, batch).unbind(0))
         self.iterations.extend(blocks.view(steps, batch).amax(dim=1).tolist())
@@ -145,6 +175,7 @@ class SpectralTracker:
         warm: torch.Tensor | None,
         step: torch.Tensor,
         kept: torch.Tensor,
+        limits: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(‖P‖₂, the Krylov blocks each row added, the top Ritz vectors of the ``kept`` rows) of a stack of rows: one
         run from the warm start, then, for the rare rows it did not settle, restarts from their Ritz vectors
@@ -152,7 +183,7 @@ class SpectralTracker:
         ``max_iter`` blocks. The Ritz vectors of the other rows are left at zero."""
         bound = columns.amax(dim=-1)  # a lower bound of ‖J‖₂
         start = self._start(warm, step, 0)
-        run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, bound, self.max_iter, kept)
+        run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, bound, self.max_iter, kept, limits)
         if bool(done.all()):  # the common case: one run settles every row
             return run_sigma, blocks, run_warm
         rows = (~done).nonzero().flatten()
@@ -160,7 +191,7 @@ class SpectralTracker:
         spent = int(blocks[on_cpu].max())
         short = self._short(run_sigma[rows], bound[rows])
         sigma, spent, warm = self._settle(
-            P[rows], fro[rows], columns[rows], step[on_cpu], run_sigma[rows], run_warm[rows], short, spent
+            P[rows], fro[rows], columns[rows], step[on_cpu], run_sigma[rows], run_warm[rows], short, spent, limits[rows]
         )
         return (
             run_sigma.index_copy(0, rows, sigma),
@@ -192,6 +223,7 @@ class SpectralTracker:
         run_warm: torch.Tensor,
         short: torch.Tensor,
         spent: int,
+        limits: torch.Tensor,
     ) -> tuple[torch.Tensor, int, torch.Tensor]:
         """(‖P‖₂, blocks spent, top Ritz vectors) of rows whose first run (σ ``run_sigma``, Ritz vectors
         ``run_warm``, ``spent`` blocks) did not settle them."""
@@ -209,7 +241,7 @@ class SpectralTracker:
                     run_warm,
                 )
             start = self._start(run_warm, step, run)
-            run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, bound, self.max_iter - spent, None)
+            run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, bound, self.max_iter - spent, None, limits)
             spent += int(blocks.max())
             short = self._short(run_sigma, bound)
             done &= pending
@@ -237,8 +269,10 @@ class SpectralTracker:
         bound: torch.Tensor,
         budget: int,
         kept: torch.Tensor | None,
+        limits: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One block Krylov run from the rows ``start`` (rows, block, n).
+        """One block Krylov run from the rows ``start`` (rows, block, n); ``limits`` (rows, block − 1), how far each
+        lower Ritz value may grow, relative to the top one, at the block that converges.
 
         Returns (σ, the blocks each row added after the start block, which rows it settled, the top ``keep`` Ritz
         vectors of the ``kept`` rows (all if ``None``) and of every row not settled, zero for the others). A row
@@ -283,9 +317,9 @@ class SpectralTracker:
                 # can be chains already run out (zero rows), so that it adds nothing while the Krylov space is not
                 # exhausted. Such a run is judged below, by whether its basis spans ℝⁿ.
                 done |= (step <= torch.minimum(self.rtol * ritz, torch.maximum(_FAST * growth, _ROUNDING * ritz))) & (
-                    ritz2 - second <= _SECOND * ritz
+                    (ritz2 - second <= limits * ritz[:, None]).all(dim=-1)
                 )
-            second = torch.where(running, ritz2, second)
+            second = torch.where(running[:, None], ritz2, second)
             growth = torch.where(running, step, growth)
             sigma = torch.where(running, ritz, sigma)
             left = int((~done).sum())
@@ -301,7 +335,7 @@ class SpectralTracker:
                 ws = ws.gather(keep)
                 P, index, fro, bound, kept = P[keep], index[keep], fro[keep], bound[keep], kept[keep]
                 floor, last, sigma, second, growth = floor[keep], last[keep], sigma[keep], second[keep], growth[keep]
-                done, cut = done[keep], cut[keep]
+                done, cut, limits = done[keep], cut[keep], limits[keep]
         if cut.max() == ws.basis.shape[-1]:
             done |= _spans_everything(ws.basis)  # the Ritz values are exact
         done &= self._settled(sigma.to(P.dtype), fro, bound)  # judged on σ as returned
@@ -330,7 +364,8 @@ class SpectralTracker:
         self, ws: _Workspace, P: torch.Tensor, rows: torch.Tensor, k: int, end: int, floor: torch.Tensor
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         """Orthonormalise ``rows`` against the basis (rows < k) into basis rows k..end-1, form their images and
-        Gram entries; return the top Ritz value of the basis so far (batch,), float64, and the block's images.
+        Gram entries; return the Ritz values of the basis so far, float64 — the top one (rows,) and the ``block`` − 1
+        below it (rows, block − 1), lowest first — and the block's images.
 
         A row left at the rounding floor after orthogonalisation is rounding noise (the Krylov space is exhausted,
         an invariant subspace found, e.g. dead relu units) and is zeroed: normalised, it would be blown up to unit
@@ -352,8 +387,8 @@ class SpectralTracker:
         # σ₁² is the top eigenvalue of Y Yᵀ (accurate to rounding relative to itself, so σ₁ is too). Its vectors are
         # needed only at each row's cut, so they are found once after the run: LAPACK costs 1–6 µs per small
         # matrix however many are batched, and values alone cost half as much as values with vectors.
-        top = torch.linalg.eigvalsh(gram)[:, -2:].clamp_min(0.0).sqrt()
-        return (top[:, -1], top[:, 0]), images
+        top = torch.linalg.eigvalsh(gram)[:, -self.block :].clamp_min(0.0).sqrt()
+        return (top[:, -1], top[:, :-1]), images
 
     def _ritz_vectors(self, ws: _Workspace, cut: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
         """The top ``keep`` Ritz vectors (rows, keep, n) of the workspace's ``rows`` (all if ``None``), each from its

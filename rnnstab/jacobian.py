@@ -22,11 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.sparse import csr_array
-from scipy.sparse.csgraph import connected_components
 
 from rnnstab import _checks
 from rnnstab._checks import check_memory
+from rnnstab._coupling import coupling
 from rnnstab._spectral_tracker import SpectralTracker, window
 from rnnstab._spectral_tracker import memory as tracker_memory
 from rnnstab._tangent import CHUNK_STEPS, apply_tangent, derivative_chunks
@@ -60,8 +59,9 @@ class JacobianTrace:
             for).
         svd_fallbacks: steps where block Lanczos did not converge within ``max_iter`` blocks and an exact SVD was
             used.
-        spectral_method: how ``log_spectral`` was computed: ``"lanczos"`` or ``"svd"`` (asked for, or chosen for a
-            W that splits into independent sub-networks; see :func:`jacobian_norms`).
+        spectral_method: how ``log_spectral`` was computed: ``"lanczos"``, ``"svd"`` (asked for, or chosen for a
+            W that splits into independent sub-networks; see :func:`jacobian_norms`), or ``"mixed"``: a batched W
+            of which some networks split, their sequences by SVD, the others' by block Lanczos.
         overflow_steps: (batch,) int64: with ``on_overflow="truncate"``, the first step t at which the sequence's
             hidden state left the dtype's range (its log-norms are NaN from t on: ∂g_t/∂g_0 is undefined there),
             0 for a sequence that stayed finite.
@@ -134,13 +134,16 @@ def jacobian_norms(
         device: where to compute; ``None`` means the RNN's device.
         spectral_method: ``"lanczos"`` (default: warm-started block Lanczos, a few times the cost of the bare
             matmul loop; see the README's performance table) or ``"svd"`` (an exact SVD at every step: 10–40× a
-            matmul per step). A W that splits into independent sub-networks of which one has two units or more
-            (its units fall into groups that no nonzero weight links) gets ``"svd"`` whatever is asked: every J_t
-            splits the same way, and a Krylov method sees a group only through its start's components there
-            (``trace.spectral_method`` says which was used). A diagonal W keeps block Lanczos, exact there.
+            matmul per step). A network whose W splits into sub-networks (its units fall into groups linked by no weight
+            above 1 % of its largest) is traced by SVD whatever is asked: every J_t splits the same way, or
+            nearly, and a Krylov method sees a group only through its start's components there
+            (``trace.spectral_method`` says which was used). A diagonal W keeps block Lanczos, exact there; a sparse
+            one (more than 10 % of its pairs of units unlinked) gets a stricter stopping test, as dead units can
+            cut its few links at some steps (see the README's "Known limits").
         rtol: block Lanczos stopping tolerance (default 1e-10 in float64, 1e-6 in float32): a step ends when its
             Ritz value grew by at most rtol (relative) with the last block and by at most 1 % of the growth with
-            the block before, and the second Ritz value by at most 10⁻³ of the top one. The estimates are lower
+            the block before, and the second Ritz value by at most 10⁻³ of the top one (for a sparse W, the two
+            below the top by at most 10⁻⁵ of it). The estimates are lower
             bounds of ‖J_t‖₂ accurate to about rtol. A looser rtol saves blocks but lets a run stop sooner on a
             plateau, after the top two singular values of J_t change places.
         max_iter: Krylov blocks allowed per time step before falling back to an exact SVD for that step.
@@ -191,11 +194,20 @@ def jacobian_norms(
     overflow_steps = torch.zeros(batch, dtype=torch.int64)
 
     check_memory(memory_estimate(batch, rnn.hidden_size, dtype), rnn.device)
-    tracker = None
+    tracker: SpectralTracker | _ExactSpectral | None = None
     if "spectral" in wanted:
-        if spectral_method == "lanczos" and _splits(rnn.W):
+        links = coupling(rnn.W)
+        split = links.split.expand(batch) if rnn.W.dim() == 2 else links.split
+        if spectral_method == "lanczos" and bool(split.all()):
             spectral_method = "svd"
-        tracker = _ExactSpectral() if spectral_method == "svd" else SpectralTracker(rtol=rtol, max_iter=max_iter)
+        elif spectral_method == "lanczos" and bool(split.any()):
+            spectral_method = "mixed"
+        if spectral_method == "svd":
+            tracker = _ExactSpectral()
+        else:
+            strict = links.sparse.expand(batch) if rnn.W.dim() == 2 else links.sparse
+            exact = split if spectral_method == "mixed" else None
+            tracker = SpectralTracker(rtol=rtol, max_iter=max_iter, strict=strict, exact=exact)
     engine = _Engine(rnn, batch, tracker)
     sv_rows: list[torch.Tensor] = []
     chunks = derivative_chunks(rnn, x, h0=h0, overflow_steps=overflow_steps if on_overflow == "truncate" else None)
@@ -208,21 +220,6 @@ def jacobian_norms(
             progress(derivatives.shape[1])
     log_sv = torch.stack(sv_rows, dim=1) if sv_rows else None
     return engine.result(wanted, sv_steps, log_sv, weights_dtype, overflow_steps)
-
-
-def _splits(W: torch.Tensor) -> bool:
-    """Whether some network's W (n, n) or (B, n, n) falls into two or more groups of units that no nonzero weight
-    links, one of them of two units or more. Every J_t then splits into the same blocks, and the previous step's
-    Ritz vectors can be exact singular vectors of a lower block, which pin block Lanczos below the top while its one
-    generic row searches every other block alone (seen: 7.7e-3 nats low at n = 32, relu, 2×2 blocks). A diagonal W
-    (groups of one unit) is left out: the largest column norm, which the tracker checks, is then ‖J_t‖₂ itself."""
-    n = W.shape[-1]
-    eye = torch.eye(n, dtype=torch.bool, device=W.device)
-    if bool(((W != 0) | eye).all()):  # every pair of units linked: the common, dense W, without a graph search
-        return False
-    off = (W != 0) & ~eye
-    linked = (off | off.mT).reshape(-1, n, n).cpu().numpy()
-    return any(links.any() and connected_components(csr_array(links), directed=False)[0] > 1 for links in linked)
 
 
 def memory_estimate(batch: int, n: int, dtype: torch.dtype) -> int:
@@ -321,6 +318,12 @@ class _Engine:
         exponents = self.w_exponent + torch.stack(self.derivative_exponents[: len(fro_rows)])
         return _running_sum(torch.log(torch.stack(fro_rows).to(torch.float64).cpu()) + exponents * math.log(2))
 
+    def _method(self) -> str:
+        """How the spectral norms were computed (see :class:`JacobianTrace`)."""
+        if isinstance(self.tracker, _ExactSpectral):
+            return "svd"
+        return "mixed" if self.tracker is not None and self.tracker.exact is not None else "lanczos"
+
     def result(
         self,
         wanted: tuple[str, ...],
@@ -360,7 +363,7 @@ class _Engine:
             spectral_iterations=torch.tensor(self.tracker.iterations if self.tracker else [0] * len(self.fro_rows)),
             svd_fallbacks=self.tracker.fallbacks if self.tracker else 0,
             overflow_steps=overflow_steps,
-            spectral_method="svd" if isinstance(self.tracker, _ExactSpectral) else "lanczos",
+            spectral_method=self._method(),
         )
 
 

@@ -130,6 +130,7 @@ def test_jacobian_norms(batched, dtype, monkeypatch):
         "batched, overflow",
         "restarts and SVD fallbacks",
         "diagonal W",
+        "split and sparse networks in one batch",
     ],
 )
 def test_jacobian_norms_special_paths(case, dtype, monkeypatch):
@@ -150,6 +151,12 @@ def test_jacobian_norms_special_paths(case, dtype, monkeypatch):
     elif case == "diagonal W":  # Krylov runs that end below a column norm are run again from that column
         rnn = rnnstab.VanillaRNN(torch.diag(torch.linspace(0.2, 0.9, 20, dtype=torch.float64)), activation="identity")
         x = torch.zeros(3, 30, 0, dtype=torch.float64)
+    elif case == "split and sparse networks in one batch":  # SVD for one network, the stricter test for another
+        rnn, x = _network(True, activation="relu")
+        W = rnn.W.clone()
+        W[1, :10, 10:], W[1, 10:, :10] = 0.0, 0.0  # two groups of 10 units
+        W[2] *= torch.rand(20, 20, generator=torch.Generator().manual_seed(1), dtype=torch.float64) < 0.2
+        rnn = rnnstab.VanillaRNN(W, rnn.U, rnn.b, "relu")
     elif case == "saturated units":
         rnn, x = _network(False, bias=20.0)  # tanh'(≈20) ≈ 1.7e-17: each step's σ' is rescaled by a power of two
     else:
@@ -163,6 +170,8 @@ def test_jacobian_norms_special_paths(case, dtype, monkeypatch):
         assert trace.overflow_steps.gt(0).any()
     if case == "restarts and SVD fallbacks":
         assert trace.svd_fallbacks > 0
+    if case == "split and sparse networks in one batch":
+        assert trace.spectral_method == "mixed"
     if case == "saturated units":
         assert torch.isfinite(trace.log_spectral).all() and trace.log_spectral[:, -1].lt(-300).all()
 

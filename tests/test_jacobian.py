@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rnnstab
+from rnnstab._coupling import Coupling
 from tests.problems import explicit_jacobians, jacrev_jacobians, non_normal_linear, random_rnn
 
 F64 = torch.float64
@@ -434,8 +435,8 @@ def test_a_top_value_pinned_by_an_exact_singular_vector_is_not_taken_for_converg
     # W block-diagonal (2 × 2 blocks) keeps every J_t block-diagonal, so the previous step's Ritz vectors can be exact
     # singular vectors of J_t: here one pinned the top Ritz value at σ₂ (zero growth, read as converged) while dead
     # relu units left the basis growing through the generic row alone: 8 % low at t = 2. Such a W is traced by SVD
-    # (see below); block Lanczos is forced here, to test its second-Ritz-value check.
-    monkeypatch.setattr(rnnstab.jacobian, "_splits", lambda W: False)
+    # (see below); block Lanczos, with its usual stopping test, is forced here, to test its second-Ritz-value check.
+    monkeypatch.setattr(rnnstab.jacobian, "coupling", _coupled)
     n, gen = 32, torch.Generator().manual_seed(1)
     W = torch.block_diag(*[torch.randn(2, 2, generator=gen, dtype=F64) for _ in range(n // 2)])
     W = rnnstab.scale_to_threshold(W, delta=1.0, gamma=1.0)
@@ -466,6 +467,12 @@ def test_an_extreme_gamma_keeps_the_bound_to_rounding(gamma):
     assert trace.log_spectral is not None and trace.log_spectral[:, 0].max() > math.log(0.95) - 1e-9  # tight
 
 
+def _coupled(W: torch.Tensor) -> Coupling:
+    """Every network of W taken as one dense group: block Lanczos with its usual stopping test, forced."""
+    networks = 1 if W.dim() == 2 else W.shape[0]
+    return Coupling(split=torch.zeros(networks, dtype=torch.bool), sparse=torch.zeros(networks, dtype=torch.bool))
+
+
 def _rotation_blocks(n: int, gen: torch.Generator) -> torch.Tensor:
     """A block-diagonal W of n/2 rotations by random angles, each scaled by 1.1."""
     blocks = []
@@ -481,7 +488,7 @@ def test_a_last_part_block_that_adds_nothing_is_not_taken_for_converged(monkeypa
     # chain that had run out in its 2×2 block (a zero row). That block added nothing, which read as converged, and
     # the full-size basis as exact, though it spanned 9 dimensions: 2.2e-3 nats low at t = 2. Block Lanczos is forced
     # (a block-diagonal W is otherwise traced by SVD).
-    monkeypatch.setattr(rnnstab.jacobian, "_splits", lambda W: False)
+    monkeypatch.setattr(rnnstab.jacobian, "coupling", _coupled)
     gen = torch.Generator().manual_seed(9)
     W = _rotation_blocks(16, gen)
     rnn = rnnstab.VanillaRNN(W, torch.eye(16, dtype=F64), None, activation="tanh")
@@ -517,10 +524,93 @@ def test_only_a_w_that_splits_leaves_block_lanczos():
     isolated[0], isolated[:, 0] = 0.0, 0.0
     isolated[0, 0] = 0.5  # unit 0 alone, the rest one group: two groups
     cases = [(dense, "lanczos"), (one_group, "lanczos"), (torch.diag(torch.rand(8, dtype=F64)), "lanczos")]
-    cases += [(isolated, "svd"), (torch.stack([dense, isolated]), "svd"), (torch.stack([dense, dense]), "lanczos")]
+    cases += [(isolated, "svd"), (torch.stack([isolated, isolated]), "svd"), (torch.stack([dense, dense]), "lanczos")]
+    cases += [(torch.stack([dense, isolated]), "mixed")]
     for W, method in cases:
         rnn = rnnstab.VanillaRNN(W, torch.eye(8, dtype=F64), None, activation="tanh")
         assert rnnstab.jacobian_norms(rnn, x).spectral_method == method
+
+
+@pytest.mark.parametrize(
+    ("weights", "activation", "seed"), [("rotations", "relu", 4), ("rotations", "tanh", 4), ("identity", "relu", 1)]
+)
+def test_groups_linked_only_by_weak_weights_are_traced_exactly(weights, activation, seed):
+    # 2×2 rotation blocks linked by noise of std 1e-6 (relu) or 1e-10 (tanh), or W = I + 1e-6·noise: every J_t nearly
+    # splits, and block Lanczos read 2.0e-6, 1.9e-4 and 3.8e-7 nats below ‖J_t‖₂ in float64 (T = 20). No weight
+    # above 1 % of the largest links the groups: traced by SVD.
+    gen, n = torch.Generator().manual_seed(seed), 64
+    if weights == "rotations":
+        noise = 1e-6 if activation == "relu" else 1e-10
+        W = _rotation_blocks(n, gen) + noise * torch.randn(n, n, generator=gen, dtype=F64)
+        x = torch.randn(4, 60, n, generator=gen, dtype=F64)[:, :20]
+    else:
+        W = torch.eye(n, dtype=F64) + 1e-6 * torch.randn(n, n, generator=gen, dtype=F64)
+        x = 0.5 * torch.randn(4, 60, n, generator=gen, dtype=F64)[:, :20]
+    rnn = rnnstab.VanillaRNN(W, torch.eye(n, dtype=F64), None, activation=activation)
+    trace = rnnstab.jacobian_norms(rnn, x, norms=["spectral"])
+    reference = torch.log(torch.linalg.matrix_norm(explicit_jacobians(rnn, x), ord=2))
+    assert trace.spectral_method == "svd"
+    assert (trace.log_spectral - reference).abs().max() < 1e-12
+
+
+def test_groups_linked_by_weights_of_a_percent_keep_block_lanczos():
+    gen, n = torch.Generator().manual_seed(0), 64
+    W = _rotation_blocks(n, gen) + 0.03 * torch.randn(n, n, generator=gen, dtype=F64)
+    rnn = rnnstab.VanillaRNN(W, torch.eye(n, dtype=F64), None, activation="relu")
+    x = torch.randn(4, 20, n, generator=gen, dtype=F64)
+    trace = rnnstab.jacobian_norms(rnn, x, norms=["spectral"])
+    reference = torch.log(torch.linalg.matrix_norm(explicit_jacobians(rnn, x), ord=2))
+    assert trace.spectral_method == "lanczos"
+    assert (trace.log_spectral - reference).abs().max() < 1e-10
+
+
+def _linked_orthogonal_blocks(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Orthogonal size×size blocks on the diagonal, block b linked to block b + 1 (cyclically) by one weight."""
+    W = torch.block_diag(
+        *[torch.linalg.qr(torch.randn(size, size, generator=gen, dtype=F64))[0] for _ in range(n // size)]
+    )
+    for b in range(n // size):
+        i = size * b + int(torch.randint(size, (1,), generator=gen))
+        j = (size * (b + 1) + int(torch.randint(size, (1,), generator=gen))) % n
+        W[i, j] = 0.2 * torch.randn(1, generator=gen, dtype=F64)
+    return W
+
+
+@pytest.mark.parametrize(
+    ("size", "delta", "seed", "steps"), [(4, 0.9, 10, 4), (2, 1.5, 11, 24), (8, 1.5, 13, 4), (4, 0.9, 15, 4)]
+)
+def test_sparse_links_that_dead_units_cut_are_traced_exactly(size, delta, seed, steps):
+    # Orthogonal blocks joined by one link each, relu: where a link's unit is off, J_t falls apart into blocks whose
+    # top singular values tie or nearly tie, and block Lanczos stopped on a lower one, 2.7e-2, 5.0e-2, 1.2e-3 and
+    # 1.9e-3 nats below ‖J_t‖₂ (float64, at t = 2, 24, 2, 3). Such a sparse W gets the stricter stopping test.
+    gen, n = torch.Generator().manual_seed(seed), 64
+    W = rnnstab.scale_to_threshold(_linked_orthogonal_blocks(n, size, gen), delta=delta, gamma=1.0)
+    rnn = rnnstab.VanillaRNN(W, torch.eye(n, dtype=F64), None, activation="relu")
+    x = torch.randn(8, 60, n, generator=gen, dtype=F64)[:, :steps]
+    trace = rnnstab.jacobian_norms(rnn, x, norms=["spectral"])
+    reference = torch.log(torch.linalg.matrix_norm(explicit_jacobians(rnn, x), ord=2))
+    alive = reference > -torch.inf
+    assert trace.spectral_method == "lanczos"
+    assert (trace.log_spectral - reference)[alive].abs().max() < 1e-10
+
+
+def test_a_network_does_not_depend_on_batch_mates_that_split_or_are_sparse():
+    # Each network is traced by its own method and test, whatever shares its batch: a sweep stacks networks of
+    # every --init together.
+    gen, n = torch.Generator().manual_seed(3), 32
+    dense = [torch.randn(n, n, generator=gen, dtype=F64) / 6 for _ in range(2)]
+    split = torch.block_diag(*[torch.randn(4, 4, generator=gen, dtype=F64) / 2 for _ in range(n // 4)])
+    sparse = _linked_orthogonal_blocks(n, 4, gen)
+    W = torch.stack([*dense, split, sparse])
+    U = torch.randn(4, n, 3, generator=gen, dtype=F64)
+    x = torch.randn(4, 30, 3, generator=gen, dtype=F64)
+    together = rnnstab.jacobian_norms(rnnstab.VanillaRNN(W, U, None, "relu"), x)
+    assert together.spectral_method == "mixed"
+    for pair, method in (([0, 1], "lanczos"), ([2, 2], "svd"), ([3, 0], "lanczos"), ([2, 1], "mixed")):
+        apart = rnnstab.jacobian_norms(rnnstab.VanillaRNN(W[pair], U[pair], None, "relu"), x[pair])
+        assert apart.spectral_method == method
+        for row, network in enumerate(pair):
+            assert torch.equal(apart.log_spectral[row], together.log_spectral[network])
 
 
 @pytest.mark.parametrize(("n", "seed", "scale"), [(64, 5, 0.5), (64, 1, 0.3), (64, 2, 0.3), (128, 3, 0.3)])
