@@ -93,6 +93,31 @@ def test_bad_options_give_one_line_and_exit_2(tmp_path, args, message):
     assert not (out / "summary.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (["gaussian.gain=1", "gaussian.gain=2"], "error: --param gives gaussian.gain twice (1 and 2): "),
+        (["gaussian.gain=1", " gaussian . gain =1"], "error: --param gives gaussian.gain twice (1 and 1): "),
+    ],
+)
+def test_a_parameter_given_twice_is_refused(tmp_path, params, message):
+    # the last value won silently: gaussian.gain=1 --param gaussian.gain=2 audited gain 2
+    out = tmp_path / "out"
+    args = [*SMALL, "--scheme", "gaussian", "--out", str(out)]
+    result = runner.invoke(app, [*args, *(part for value in params for part in ("--param", value))])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message) and "give each SCHEME.NAME once" in lines[0], lines
+    assert not out.exists()
+
+
+def test_the_same_parameter_name_for_two_schemes_is_not_a_repeat(tmp_path):
+    args = [*SMALL, "--scheme", "gaussian,orthogonal", "--param", "gaussian.gain=1.2", "--param", "orthogonal.gain=2"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["parameters"]["params"] == {"gaussian": {"gain": 1.2}, "orthogonal": {"gain": 2}}
+
+
 def test_out_pointing_at_a_file_is_refused(tmp_path):
     target = tmp_path / "a-file"
     target.write_text("keep me")

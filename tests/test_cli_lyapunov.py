@@ -127,11 +127,53 @@ def test_sum_rule_of_a_network_with_dead_units_is_explained_not_nan(tmp_path):
 
 
 def test_parameters_record_the_blocks_used(tmp_path):
-    args = ["lyapunov", "--hidden", "4", "--steps", "16", "--batch", "1", "--quiet", "--blocks", "1000"]
+    # the default 10 blocks, in a window of 8 steps (T = 8, warm-up T // 10 = 0): one block per step
+    args = ["lyapunov", "--hidden", "4", "--steps", "8", "--batch", "1", "--quiet"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "lyapunov.json").read_text())
-    assert record["parameters"]["blocks"] == 15 == 16 - record["parameters"]["warmup"]
+    assert record["parameters"]["blocks"] == 8 == 8 - record["parameters"]["warmup"]
+
+
+@pytest.mark.parametrize(
+    ("args", "window"),
+    [
+        (["--steps", "16", "--blocks", "1000"], "1..15 "),  # warm-up 16 // 10 = 1
+        (["--steps", "16", "--warmup", "6", "--blocks", "11"], "1..10 "),
+    ],
+)
+def test_blocks_beyond_the_measured_window_are_refused_not_clamped(tmp_path, args, window):
+    # 1000 blocks in a 15-step window quietly became 15: error bars from other blocks than asked for
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["lyapunov", "--hidden", "4", "--batch", "1", "--quiet", *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --blocks must be in " + window), result.stderr
+    assert not out.exists()
+
+
+def test_blocks_as_many_as_the_steps_of_the_window_are_accepted(tmp_path):
+    args = ["lyapunov", "--hidden", "4", "--steps", "16", "--batch", "1", "--quiet", "--blocks", "15"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["parameters"]["blocks"] == 15
+
+
+def test_blocks_help_says_a_value_beyond_the_window_is_refused():
+    result = runner.invoke(app, ["lyapunov", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "value above the window's length is refused" in text and "Default: 10, or one per step" in text
+
+
+@pytest.mark.parametrize("value", ["5,,10", "5,", ",5", "5, ,10"])
+def test_singular_values_at_refuses_an_empty_item(tmp_path, value):
+    # "5,,10" was read as 5 and 10, where sweep's, train's and inits' lists refuse an empty item as a likely typo
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["lyapunov", *SMALL, "--singular-values-at", value, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == f"error: --singular-values-at has an empty item in {value!r}", lines
+    assert not out.exists()
 
 
 def test_float32_bound_allows_float32_rounding(tmp_path):

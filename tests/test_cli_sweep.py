@@ -167,6 +167,42 @@ def test_report_command(tmp_path):
     assert "{" not in line  # a sentence, not the summary's dict
 
 
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_a_sweep_interrupted_while_running_says_to_resume_it(tmp_path, monkeypatch):
+    out = tmp_path / "sweep"
+    monkeypatch.setattr(rnnstab.sweep, "_run_local", _interrupt)  # Ctrl-C in the first batched call
+    result = runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--no-report", "--quiet"])
+    assert result.exit_code == 130, result.output
+    assert (out / store.METADATA_FILE).is_file()
+    assert f"interrupted: every finished configuration is saved in {out}; run the same command with --resume" in (
+        " ".join(result.stderr.split())
+    )
+    monkeypatch.undo()
+    result = runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--no-report", "--quiet", "--resume"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("resume", "again"), [([], "the same command again"), (["--resume"], "the same command without --resume")]
+)
+def test_a_sweep_interrupted_before_sweep_json_is_written_does_not_suggest_resume(tmp_path, monkeypatch, resume, again):
+    # The hint said "run the same command with --resume", which was then refused: no sweep.json, no sweep to resume.
+    out = tmp_path / "sweep"
+    monkeypatch.setattr(rnnstab.sweep, "_check_resources", _interrupt)  # Ctrl-C while the grid is planned
+    result = runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--no-report", "--quiet", *resume])
+    assert result.exit_code == 130, result.output
+    assert not (out / store.METADATA_FILE).exists()
+    text = " ".join(result.stderr.split())
+    assert f"interrupted: the sweep had not started: nothing was saved in {out}; run {again}" in text, text
+    assert "with --resume" not in text
+    monkeypatch.undo()
+    result = runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--no-report", "--quiet"])  # the rerun works
+    assert result.exit_code == 0, result.output
+
+
 def test_report_of_an_unfinished_sweep_says_so_on_the_command_line(tmp_path):
     out = tmp_path / "sweep"
     assert runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--no-report", "--quiet"]).exit_code == 0

@@ -158,9 +158,9 @@ def inits(
         list[str] | None,
         typer.Option(
             help="A scheme parameter as SCHEME.NAME=VALUE, e.g. spectral_radius.rho=0.5 or gaussian.gain=1.2 "
-            "(repeatable). Parameters: gain (gaussian, orthogonal, xavier_*, kaiming_*), scale (scaled_identity), "
-            "rho (spectral_radius, sparse_echo_state), density (sparse_echo_state), sigma (spectral_norm), "
-            "g (weight_norm), input_variance (critical)."
+            "(repeatable, each SCHEME.NAME once). Parameters: gain (gaussian, orthogonal, xavier_*, kaiming_*), "
+            "scale (scaled_identity), rho (spectral_radius, sparse_echo_state), density (sparse_echo_state), "
+            "sigma (spectral_norm), g (weight_norm), input_variance (critical)."
         ),
     ] = None,
     samples: Annotated[int, typer.Option(help="Matrices drawn per scheme (spectra use them all).")] = 20,
@@ -254,16 +254,21 @@ def _scheme_params(items: list[str]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for item in items:
         key, equals, value = item.partition("=")
-        scheme_name, dot, name = key.partition(".")
+        scheme_name, dot, name = (part.strip() for part in key.partition("."))
         try:
             number = float(value)
         except ValueError:
             number = None
-        if not (equals and dot and scheme_name.strip() and name.strip()) or number is None:
+        if not (equals and dot and scheme_name and name) or number is None:
             raise rnnstab.InvalidArgumentError(
                 f"--param must look like SCHEME.NAME=VALUE (e.g. spectral_radius.rho=0.9), got {item!r}"
             )
-        out.setdefault(scheme_name.strip(), {})[name.strip()] = number
+        given = out.setdefault(scheme_name, {})
+        if name in given:  # the last would win silently: which one was meant is the user's to say
+            raise rnnstab.InvalidArgumentError(
+                f"--param gives {scheme_name}.{name} twice ({given[name]:g} and {number:g}): give each SCHEME.NAME once"
+            )
+        given[name] = number
     return out
 
 

@@ -24,6 +24,7 @@ from rnnstab.cli._common import (
     _warnings_as_lines,
     app,
 )
+from rnnstab.sweep import parse_values
 
 
 @app.command()
@@ -62,7 +63,13 @@ def lyapunov(
             "growing at most ×2 per QR."
         ),
     ] = "auto",
-    blocks: Annotated[int, typer.Option(help="Blocks of the measured window for the error bars.")] = 10,
+    blocks: Annotated[
+        int | None,
+        typer.Option(
+            help="Blocks of the measured window (T minus the warm-up) for the error bars, each at least one step: a "
+            "value above the window's length is refused. Default: 10, or one per step of a shorter window."
+        ),
+    ] = None,
     singular_values_at: Annotated[
         str | None,
         typer.Option(
@@ -115,6 +122,7 @@ def lyapunov(
         needed = 8 * (2 * n_batch * steps * m + hidden * m)
         _checks.check_memory(needed, torch.device("cpu"), "reduce --steps, --batch or --inputs")
         interval = _qr_interval(qr_every)
+        blocks = _blocks(blocks, steps, warmup)
         sv_steps = _steps_list("--singular-values-at", singular_values_at, steps)
         W0 = rnnstab.init_weights(init, hidden, seed=seed, activation=act)
         if delta is not None:
@@ -180,7 +188,7 @@ def lyapunov(
             "warmup": result.warmup,
             "k": result.num_exponents,
             "qr_every": interval,
-            "blocks": result.block_exponents.shape[1],  # fewer than --blocks when the measured window is shorter
+            "blocks": result.block_exponents.shape[1],  # fewer than the default 10 when the window is shorter
             "batch": n_batch,
             "inputs": m,
             "input_scale": input_scale,
@@ -335,13 +343,31 @@ def _qr_interval(value: str) -> int | str:
     return _checks.positive_int("--qr-every", interval)
 
 
+def _blocks(value: int | None, steps: int, warmup: int | None) -> int:
+    """--blocks, or its default. The library takes fewer blocks than asked when the measured window is shorter; here
+    a value the user chose is refused instead, since error bars from fewer blocks than asked would pass unnoticed."""
+    if value is None:
+        return 10
+    value = _checks.positive_int("--blocks", value)
+    skip = steps // 10 if warmup is None else warmup
+    window = steps - skip
+    if 0 <= skip < steps and value > window:  # a warm-up outside 0..T−1 is the library's to refuse, naming --warmup
+        raise rnnstab.InvalidArgumentError(
+            f"--blocks must be in 1..{window} (a block is at least one step of the measured window: T − warm-up = "
+            f"{steps} − {skip} = {window} steps), got {value}"
+        )
+    return value
+
+
 def _steps_list(name: str, value: str | None, steps: int) -> list[int]:
     if value is None:
         return [t for t in (10, 100) if t <= steps] or [steps]
+    if not value.replace(",", "").strip():  # "--singular-values-at ," must not quietly mean no step at all
+        raise rnnstab.InvalidArgumentError(f"{name} names no step: give comma-separated steps in 1..{steps}")
+    # "5,,10" is more likely a typo than the steps 5 and 10: refused as sweep's and the other lists' empty items are
+    parts = parse_values(name, [value], kind="name")
     try:
-        chosen = [int(part) for part in value.split(",") if part.strip()]
+        chosen = [int(part) for part in parts]
     except ValueError:
         raise rnnstab.InvalidArgumentError(f"{name} must be comma-separated integers, got {value!r}") from None
-    if not chosen:  # "--singular-values-at ," must not quietly mean no step at all
-        raise rnnstab.InvalidArgumentError(f"{name} names no step: give comma-separated steps in 1..{steps}")
     return list(_checks.steps(name, chosen, steps))

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import rnnstab
-from rnnstab import _io
+from rnnstab import _io, store
 from rnnstab.cli._common import (
     _exit_on_bound_violation,
     _sweep_progress,
@@ -230,12 +230,17 @@ def sweep(
                 else:
                     grids, results = [grid], [rnnstab.run_sweep(grid, out, resume=resume, **execution)]
         except KeyboardInterrupt:
-            console.print(
-                f"[red]interrupted[/red]: every finished configuration is saved in {escape(str(out))}; "
-                "run the same command with --resume to finish",
-                highlight=False,
-                soft_wrap=True,
-            )
+            # sweep.json is written before the first configuration runs: without it (Ctrl-C while the grid was
+            # planned or a Dask cluster started) --resume would be refused, and a plain rerun starts afresh
+            if (out / store.METADATA_FILE).is_file():
+                message = (
+                    f"every finished configuration is saved in {escape(str(out))}; "
+                    "run the same command with --resume to finish"
+                )
+            else:
+                again = "the same command without --resume" if resume else "the same command again"
+                message = f"the sweep had not started: nothing was saved in {escape(str(out))}; run {again} to start it"
+            console.print(f"[red]interrupted[/red]: {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
         result = results[-1]
         # saved grids overlap (a resume with more seeds holds the earlier grid): count distinct records
