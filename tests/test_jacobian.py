@@ -594,6 +594,25 @@ def test_sparse_links_that_dead_units_cut_are_traced_exactly(size, delta, seed, 
     assert (trace.log_spectral - reference)[alive].abs().max() < 1e-10
 
 
+def test_groups_linked_by_single_weights_just_above_a_percent_are_traced_exactly():
+    # 2×2 rotation blocks (entries up to 1.1), block b linked to b + 1 by one weight of ±0.0121: linked, but barely,
+    # and relu cuts the links where a unit is off. With the lower Ritz values settled to 1e-5 instead of 10·rtol,
+    # block Lanczos read 1.7e-4 nats low at t = 3 (float64).
+    gen, n = torch.Generator().manual_seed(2), 64
+    W = _rotation_blocks(n, gen)
+    for b in range(n // 2):
+        i = 2 * b + int(torch.randint(2, (1,), generator=gen))
+        j = (2 * b + 2 + int(torch.randint(2, (1,), generator=gen))) % n
+        W[i, j] = 0.0121 * (1 if torch.rand(1, generator=gen) < 0.5 else -1)
+    rnn = rnnstab.VanillaRNN(W, torch.eye(n, dtype=F64), None, activation="relu")
+    x = torch.randn(4, 60, n, generator=gen, dtype=F64)[:, :4]
+    trace = rnnstab.jacobian_norms(rnn, x, norms=["spectral"])
+    reference = torch.log(torch.linalg.matrix_norm(explicit_jacobians(rnn, x), ord=2))
+    alive = reference > -torch.inf
+    assert trace.spectral_method == "lanczos"
+    assert (trace.log_spectral - reference)[alive].abs().max() < 1e-10
+
+
 def test_a_network_does_not_depend_on_batch_mates_that_split_or_are_sparse():
     # Each network is traced by its own method and test, whatever shares its batch: a sweep stacks networks of
     # every --init together.
