@@ -22,7 +22,7 @@ value by less than rtol a block while it is still well below the top: seen 2.5e-
 Ritz value grew by at most 10⁻³ of the top one (a top value pinned at a lower singular value, whose exact singular
 vector the start block holds, does not move while the second climbs towards the true top). Sequences marked
 ``strict`` (a sparse W, see :mod:`rnnstab._coupling`) need every Ritz value of a block's worth below the top to have
-grown by at most 10·rtol of it, and sequences marked ``exact`` are solved by an SVD at every step instead. A run that
+grown by at most rtol/10 of it, and sequences marked ``exact`` are solved by an SVD at every step instead. A run that
 fills the Krylov basis (40 rows) without converging restarts from its Ritz vectors; a step that does not converge
 within ``max_iter`` blocks falls back to an exact SVD.
 
@@ -51,7 +51,7 @@ _MIN_BASIS = 4  # orthogonalise against at least this many rows (see _Workspace)
 _FAST = 0.01  # converged: the Ritz value's last growth is at most this fraction of the one before (and ≤ rtol)
 _ROUNDING = 2**-42  # or a growth this small relative to the value: rounding in the float64 Gram matrix
 _SECOND = 1e-3  # and the second Ritz value grew by at most this fraction of the top one
-_STRICT = 10  # with ``strict``: and every lower Ritz value of a block's worth grew by at most this × rtol of it
+_STRICT = 0.1  # with ``strict``: and every lower Ritz value of a block's worth grew by at most this × rtol of it
 _WINDOW = 8  # at most this many steps a window
 _WINDOW_ENTRIES = 2**21  # and at most this many product entries per sequence (a window of 8 up to n = 512)
 

@@ -596,7 +596,7 @@ def test_sparse_links_that_dead_units_cut_are_traced_exactly(size, delta, seed, 
 
 def test_groups_linked_by_single_weights_just_above_a_percent_are_traced_exactly():
     # 2×2 rotation blocks (entries up to 1.1), block b linked to b + 1 by one weight of ±0.0121: linked, but barely,
-    # and relu cuts the links where a unit is off. With the lower Ritz values settled to 1e-5 instead of 10·rtol,
+    # and relu cuts the links where a unit is off. With the lower Ritz values settled to 1e-5 instead of rtol/10,
     # block Lanczos read 1.7e-4 nats low at t = 3 (float64).
     gen, n = torch.Generator().manual_seed(2), 64
     W = _rotation_blocks(n, gen)
@@ -611,6 +611,22 @@ def test_groups_linked_by_single_weights_just_above_a_percent_are_traced_exactly
     alive = reference > -torch.inf
     assert trace.spectral_method == "lanczos"
     assert (trace.log_spectral - reference)[alive].abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_chain_that_dead_units_cut_is_traced_to_rtol(dtype):
+    # W = 0.2·I + 10·shift (a Jordan-like chain), relu: dead units cut it into segments whose top singular values
+    # nearly tie (three within 2e-4 at t = 5). With the lower Ritz values settled to 10·rtol instead of rtol/10, block
+    # Lanczos read 1.05e-4 nats low there, in both dtypes.
+    n = 64
+    W = 0.2 * torch.eye(n, dtype=F64) + 10 * torch.diag(torch.ones(n - 1, dtype=F64), 1)
+    W = rnnstab.scale_to_threshold(W, delta=1.0, gamma=1.0)
+    x = torch.randn(6, 60, n, dtype=F64, generator=torch.Generator().manual_seed(2))[:2, :8]
+    rnn = rnnstab.VanillaRNN(W, torch.eye(n, dtype=F64), None, activation="relu")
+    trace = rnnstab.jacobian_norms(rnn, x, norms=["spectral"], dtype=dtype)
+    exact = rnnstab.jacobian_norms(rnn, x, norms=["spectral"], dtype=dtype, spectral_method="svd").log_spectral
+    assert trace.spectral_method == "lanczos"
+    assert (exact - trace.log_spectral).max() < (1e-10 if dtype == torch.float64 else 1e-5)
 
 
 def test_a_network_does_not_depend_on_batch_mates_that_split_or_are_sparse():
