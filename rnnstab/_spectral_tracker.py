@@ -143,24 +143,23 @@ class SpectralTracker:
         fro = torch.cat([f for f, _ in self.waiting])
         columns = torch.cat([c for _, c in self.waiting])
         step = torch.arange(first, first + steps).repeat_interleave(batch)
-        warm = None if self.warm is None else self.warm.repeat(steps, 1, 1)
+        start = None if self.warm is None else self.warm.repeat(steps, 1, 1)
         kept = torch.zeros(steps * batch, dtype=torch.bool, device=P.device)
         kept[-batch:] = True  # the next window starts from the last step's Ritz vectors; the others' go unused
         limits = self.limits.repeat(steps, 1)
         if self.exact is None:
-            sigma, blocks, warm = self._solve(P, fro, columns, warm, step, kept, limits)
+            sigma, blocks, warm = self._solve(P, fro, columns, start, step, kept, limits)
         else:
             exact = self.exact.repeat(steps)
-            sigma = torch.linalg.matrix_norm(P, ord=2) if bool(exact.all()) else torch.empty_like(fro)
+            rows = (~exact).nonzero().flatten()
+            on, svd = rows.to(P.device), exact.nonzero().flatten().to(P.device)
+            sigma = torch.empty_like(fro)
+            sigma[svd] = torch.linalg.matrix_norm(P[svd], ord=2)
             blocks = torch.zeros(steps * batch, dtype=torch.int64)
             warm = torch.zeros(steps * batch, self.keep, n, dtype=P.dtype, device=P.device)
-            if not bool(exact.all()):
-                svd, rows = exact.nonzero().flatten().to(P.device), (~exact).nonzero().flatten()
-                sigma[svd] = torch.linalg.matrix_norm(P[svd], ord=2)
-                on = rows.to(P.device)
-                start = None if self.warm is None else self.warm.repeat(steps, 1, 1)[on]
+            if len(rows):
                 sigma[on], blocks[rows], warm[on] = self._solve(
-                    P[on], fro[on], columns[on], start, step[rows], kept[on], limits[on]
+                    P[on], fro[on], columns[on], None if start is None else start[on], step[rows], kept[on], limits[on]
                 )
         self.warm = warm[-batch:]
         self.sigma.extend(sigma.view(steps, batch).unbind(0))

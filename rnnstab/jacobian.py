@@ -195,19 +195,18 @@ def jacobian_norms(
 
     check_memory(memory_estimate(batch, rnn.hidden_size, dtype), rnn.device)
     tracker: SpectralTracker | _ExactSpectral | None = None
-    if "spectral" in wanted:
-        links = coupling(rnn.W)
-        split = links.split.expand(batch) if rnn.W.dim() == 2 else links.split
-        if spectral_method == "lanczos" and bool(split.all()):
-            spectral_method = "svd"
-        elif spectral_method == "lanczos" and bool(split.any()):
-            spectral_method = "mixed"
-        if spectral_method == "svd":
+    if "spectral" in wanted and spectral_method == "svd":
+        tracker = _ExactSpectral()
+    elif "spectral" in wanted:
+        links = coupling(rnn.W)  # per network; a shared W's one verdict holds for every sequence
+        split, sparse = links.split, links.sparse
+        if rnn.W.dim() == 2:
+            split, sparse = split.expand(batch), sparse.expand(batch)
+        if bool(split.all()):
             tracker = _ExactSpectral()
         else:
-            strict = links.sparse.expand(batch) if rnn.W.dim() == 2 else links.sparse
-            exact = split if spectral_method == "mixed" else None
-            tracker = SpectralTracker(rtol=rtol, max_iter=max_iter, strict=strict, exact=exact)
+            exact = split if bool(split.any()) else None
+            tracker = SpectralTracker(rtol=rtol, max_iter=max_iter, strict=sparse, exact=exact)
     engine = _Engine(rnn, batch, tracker)
     sv_rows: list[torch.Tensor] = []
     chunks = derivative_chunks(rnn, x, h0=h0, overflow_steps=overflow_steps if on_overflow == "truncate" else None)
