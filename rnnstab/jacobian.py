@@ -142,10 +142,10 @@ def jacobian_norms(
             cut its few links at some steps (see the README's "Known limits").
         rtol: block Lanczos stopping tolerance (default 1e-10 in float64, 1e-6 in float32): a step ends when its
             Ritz value grew by at most rtol (relative) with the last block and by at most 1 % of the growth with
-            the block before, and the second Ritz value by at most 10⁻³ of the top one (for a sparse W, the two
-            below the top by at most rtol/10 of it). The estimates are lower
-            bounds of ‖J_t‖₂ accurate to about rtol. A looser rtol saves blocks but lets a run stop sooner on a
-            plateau, after the top two singular values of J_t change places.
+            the block before, and the second Ritz value by at most 10⁻³ of the top one (for a sparse W, or where
+            the second lies within 10⁻³ of the top, the two below the top by at most rtol/10 of it). The estimates
+            are lower bounds of ‖J_t‖₂ accurate to about rtol. A looser rtol saves blocks but lets a run stop
+            sooner on a plateau, after the top two singular values of J_t change places.
         max_iter: Krylov blocks allowed per time step before falling back to an exact SVD for that step.
         on_overflow: what to do when the hidden state of a sequence overflows the dtype (an exploding network
             with an unbounded activation): ``"raise"`` :class:`~rnnstab.StateOverflowError` (default), or
