@@ -646,6 +646,22 @@ def test_a_dense_cluster_at_the_first_step_is_resolved(dtype, tolerance):
     assert (exact - trace.log_spectral).max() < tolerance
 
 
+def test_float32_estimates_stay_below_the_norm_when_the_krylov_space_runs_out():
+    # A shift W, tanh, δ = 3: J_43 has rank 2 and norm e^-146. With two Gram–Schmidt passes a basis row normalised from
+    # a remainder near the rounding floor kept its overlap, and the float32 estimate came out 1.2e-4 above an SVD of
+    # the very product formed.
+    n = 45
+    W = rnnstab.scale_to_threshold(torch.diag(torch.ones(n - 1, dtype=F64), 1), delta=3.0, gamma=1.0)
+    x = torch.randn(6, 60, n, dtype=F64, generator=torch.Generator().manual_seed(1))[5:6]
+    rnn = rnnstab.VanillaRNN(W, torch.eye(n, dtype=F64), None, activation="tanh")
+    kwargs = {"norms": ["spectral"], "dtype": torch.float32}
+    trace = rnnstab.jacobian_norms(rnn, x, **kwargs)
+    exact = rnnstab.jacobian_norms(rnn, x, spectral_method="svd", **kwargs).log_spectral
+    alive = torch.isfinite(exact)  # from t = 45 on, J_t = 0: a shift of n units dies out
+    assert torch.equal(alive, torch.isfinite(trace.log_spectral)) and alive[0, :44].all()
+    assert (trace.log_spectral - exact)[alive].max() < 1e-5
+
+
 def test_a_network_does_not_depend_on_batch_mates_that_split_or_are_sparse():
     # Each network is traced by its own method and test, whatever shares its batch: a sweep stacks networks of
     # every --init together.
