@@ -89,6 +89,7 @@ class SpectralTracker:
         ``exact`` (batch,) bool: sequences whose every step is solved by an exact SVD instead. Both on the CPU."""
         self.rtol, self.max_iter = rtol, max_iter
         self.strict, self.exact = strict, exact
+        self.strict_limit = min(_SECOND, _STRICT * rtol)  # how far a lower Ritz value may grow under the strict test
         self.warm: torch.Tensor | None = None  # the top Ritz vectors of the last step solved (batch, keep, n)
         self.iterations: list[int] = []  # per step: the Krylov blocks its slowest row added
         self.fallbacks = 0
@@ -134,7 +135,7 @@ class SpectralTracker:
         limits = torch.ones(batch, self.block - 1, dtype=torch.float64)
         limits[:, -1:] = _SECOND
         if self.strict is not None:
-            limits[self.strict] = min(_SECOND, _STRICT * self.rtol)
+            limits[self.strict] = self.strict_limit
         self.limits = limits.to(slots.device)
 
     def _solve_window(self, slots: torch.Tensor) -> None:
@@ -321,7 +322,7 @@ class SpectralTracker:
                 # read as settled (W orthogonal with singular values 1 and 0.999, leaky relu, n = 64: 2.2e-4 low at
                 # t = 1 in float32, 2.5e-8 in float64, where no warm start helps)
                 clustered = ritz2[:, -1:] >= (1 - _CLUSTER) * ritz[:, None]
-                limit = torch.where(clustered, torch.clamp(limits, max=_STRICT * self.rtol), limits)
+                limit = torch.where(clustered, torch.clamp(limits, max=self.strict_limit), limits)
                 done |= (step <= torch.minimum(self.rtol * ritz, torch.maximum(_FAST * growth, _ROUNDING * ritz))) & (
                     (ritz2 - second <= limit * ritz[:, None]).all(dim=-1)
                 )
