@@ -10,9 +10,10 @@ by noise of 10⁻⁶: 2.0e-6 nats low in float64 with relu, W = I + 10⁻⁶·no
 A sparse W whose groups are linked can still split at some steps: a relu unit whose σ' is 0 cuts its links, and where
 a few links join groups, J_t falls apart into blocks whose top singular values tie or nearly tie (orthogonal 2×2 to
 8×8 blocks joined by one link each, relu: up to 0.16 nats low at t = 2 … 24, in 5 to 10 of 32 networks). Such a
-network is traced with a stricter stopping test (:class:`~rnnstab._spectral_tracker.SpectralTracker`'s ``strict``),
-which settled all of them, and chains λI + shift cut by relu too; it costs a sparse echo-state network 11–42 % more
-time, against 3–9× for an SVD.
+network is traced with a stricter stopping test and a start block of four rows, two of them generic
+(:class:`~rnnstab._spectral_tracker.SpectralTracker`'s ``strict``), which settled all of them, and chains λI + shift
+cut by relu or weakened by leaky relu too. On sparse echo-state networks the test cost 11–42 % more time and the
+fourth row 10–22 % more again (separate A/B runs), against 3–9× for an SVD.
 """
 
 from __future__ import annotations

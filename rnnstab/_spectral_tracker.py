@@ -21,11 +21,14 @@ block before (geometric convergence, not a crawl through a cluster of close sing
 value by less than rtol a block while it is still well below the top: seen 2.5e-4 low in float32), and its second
 Ritz value grew by at most 10⁻³ of the top one (a top value pinned at a lower singular value, whose exact singular
 vector the start block holds, does not move while the second climbs towards the true top). Sequences marked
-``strict`` (a sparse W, see :mod:`rnnstab._coupling`) need every Ritz value of a block's worth below the top to have
-grown by at most rtol/10 of it, as does every sequence whose second Ritz value lies within 10⁻³ of the top (a cluster),
-and sequences marked ``exact`` are solved by an SVD at every step instead. A run that
-fills the Krylov basis (40 rows) without converging restarts from its Ritz vectors; a step that does not converge
-within ``max_iter`` blocks falls back to an exact SVD.
+``strict`` (a sparse W, see :mod:`rnnstab._coupling`) need the two Ritz values below the top to have grown by at most
+rtol/10 of it, as does every sequence whose second Ritz value lies within 10⁻³ of the top (a cluster, where all of the
+block's must), and they run in blocks of four rows, two of the start block generic: on a sparse W the one generic row
+of three can be nearly orthogonal to a top singular vector that weak links keep apart (a leaky relu chain: a component
+of 3e-5, 1.1e-3 nats low), and four runs of live units can make four nearly equal top singular values (1.8e-8 low at
+t = 1). Sequences marked ``exact`` are solved by an SVD at every step instead. A run that fills the Krylov basis (40
+rows) without converging restarts from its Ritz vectors; a step that does not converge within ``max_iter`` blocks falls
+back to an exact SVD (in float64).
 
 Steps are taken a window at a time: the products of up to :func:`window` consecutive steps are kept where they were
 formed, and all their rows run as one stack, each from the top Ritz vectors of the step before the window. At
@@ -42,17 +45,20 @@ to one the start rows miss), and the row is run again with e_i in its start bloc
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 _MAX_KRYLOV = 40
 _BLOCK = 3  # rows per Krylov block
+_STRICT_BLOCK = 4  # for ``strict`` sequences: two warm rows and two generic ones
 _WARM = 2  # of the start block, the previous step's top Ritz vectors; the rest generic
 _GENERIC = 16  # generic start vectors, used in turn
 _MIN_BASIS = 4  # orthogonalise against at least this many rows (see _Workspace)
 _FAST = 0.01  # converged: the Ritz value's last growth is at most this fraction of the one before (and ≤ rtol)
 _ROUNDING = 2**-42  # or a growth this small relative to the value: rounding in the float64 Gram matrix
 _SECOND = 1e-3  # and the second Ritz value grew by at most this fraction of the top one
-_STRICT = 0.1  # with ``strict``: and every lower Ritz value of a block's worth grew by at most this × rtol of it
+_STRICT = 0.1  # with ``strict``: and the two Ritz values below the top grew by at most this × rtol of it
 _CLUSTER = 1e-3  # a second Ritz value within this fraction of the top one: a cluster, held to the strict limits
 _WINDOW = 8  # at most this many steps a window
 _WINDOW_ENTRIES = 2**21  # and at most this many product entries per sequence (a window of 8 up to n = 512)
@@ -118,25 +124,28 @@ class SpectralTracker:
     def _setup(self, slots: torch.Tensor) -> None:
         window, batch, n, _ = slots.shape
         size = min(n, _MAX_KRYLOV)  # Krylov dimension ≤ n: more vectors cannot be orthogonal
-        self.block, self.keep = min(_BLOCK, size), min(_WARM, size)
+        self.keep = min(_WARM, size)
         self.noise = n * torch.finfo(slots.dtype).eps  # relative size of rounding in one thin product
-        # Blocks are whole, but for a last one that completes ℝⁿ (the Ritz values are then exact): a part-block of
-        # rows from the last images alone can add almost nothing while the value is still far off, and read as
-        # converged (seen: 2e-8 low in float64, rtol 1e-10).
-        last = size if size == n else size - size % self.block
-        self.ends = [min(k + self.block, last) for k in range(0, last, self.block)]
         generic = torch.randn(_GENERIC, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
         self.generic = (generic / generic.norm(dim=-1, keepdim=True)).to(dtype=slots.dtype, device=slots.device)
         self.workspace = _Workspace.empty(window * batch, slots)
-        self.block_count = torch.zeros(n + 1, dtype=torch.int64)  # blocks added after the start, by basis size
-        self.block_count[self.ends] = torch.arange(len(self.ends))
-        # per sequence, how far each lower Ritz value (the block's, below the top, lowest first) may grow at the
-        # block that converges, relative to the top one: 1 leaves a value free, as it never exceeds the top one
-        limits = torch.ones(batch, self.block - 1, dtype=torch.float64)
-        limits[:, -1:] = _SECOND
+        # How far each lower Ritz value (the block's, below the top, lowest first) may grow at the block that
+        # converges, relative to the top one: 1 leaves a value free, as it never exceeds the top one.
+        dense = torch.ones(min(_BLOCK, size) - 1, dtype=torch.float64)
+        dense[-1:] = _SECOND
+        strict = torch.full((min(_STRICT_BLOCK, size) - 1,), self.strict_limit, dtype=torch.float64)
+        strict[:1] = 1.0
+        self.shapes = {
+            _DENSE: _Shape(n, size, dense.to(slots.device)),
+            _STRICT_KIND: _Shape(n, size, strict.to(slots.device)),
+        }
+        kinds = torch.full((batch,), _DENSE, dtype=torch.int64)
         if self.strict is not None:
-            limits[self.strict] = self.strict_limit
-        self.limits = limits.to(slots.device)
+            kinds[self.strict] = _STRICT_KIND
+        if self.exact is not None:
+            kinds[self.exact] = _EXACT
+        self.kinds = kinds
+        self.present = sorted(set(kinds.tolist()))
 
     def _solve_window(self, slots: torch.Tensor) -> None:
         steps, batch, n = len(self.waiting), slots.shape[1], slots.shape[-1]
@@ -149,20 +158,27 @@ class SpectralTracker:
         start = None if self.warm is None else self.warm.repeat(steps, 1, 1)
         kept = torch.zeros(steps * batch, dtype=torch.bool, device=P.device)
         kept[-batch:] = True  # the next window starts from the last step's Ritz vectors; the others' go unused
-        limits = self.limits.repeat(steps, 1)
-        if self.exact is None:
-            sigma, blocks, warm = self._solve(P, fro, columns, start, step, kept, limits)
+        if len(self.present) == 1 and self.present[0] != _EXACT:  # the common case: one kind of network
+            sigma, blocks, warm = self._solve(P, fro, columns, start, step, kept, self.shapes[self.present[0]])
         else:
-            exact = self.exact.repeat(steps)
-            rows = (~exact).nonzero().flatten()
-            on, svd = rows.to(P.device), exact.nonzero().flatten().to(P.device)
+            kinds = self.kinds.repeat(steps)
             sigma = torch.empty_like(fro)
-            sigma[svd] = torch.linalg.matrix_norm(P[svd], ord=2)
             blocks = torch.zeros(steps * batch, dtype=torch.int64)
             warm = torch.zeros(steps * batch, self.keep, n, dtype=P.dtype, device=P.device)
-            if len(rows):
+            for kind in self.present:
+                rows = (kinds == kind).nonzero().flatten()
+                on = rows.to(P.device)
+                if kind == _EXACT:
+                    sigma[on] = torch.linalg.matrix_norm(P[on], ord=2)
+                    continue
                 sigma[on], blocks[rows], warm[on] = self._solve(
-                    P[on], fro[on], columns[on], None if start is None else start[on], step[rows], kept[on], limits[on]
+                    P[on],
+                    fro[on],
+                    columns[on],
+                    None if start is None else start[on],
+                    step[rows],
+                    kept[on],
+                    self.shapes[kind],
                 )
         self.warm = warm[-batch:]
         self.sigma.extend(sigma.view(steps, batch).unbind(0))
@@ -177,15 +193,15 @@ class SpectralTracker:
         warm: torch.Tensor | None,
         step: torch.Tensor,
         kept: torch.Tensor,
-        limits: torch.Tensor,
+        shape: _Shape,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(‖P‖₂, the Krylov blocks each row added, the top Ritz vectors of the ``kept`` rows) of a stack of rows: one
         run from the warm start, then, for the rare rows it did not settle, restarts from their Ritz vectors
         (gathered, so that the settled rows cost nothing more), and an exact SVD for any row still pending after
         ``max_iter`` blocks. The Ritz vectors of the other rows are left at zero."""
         bound = columns.amax(dim=-1)  # a lower bound of ‖J‖₂
-        start = self._start(warm, step, 0)
-        run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, bound, self.max_iter, kept, limits)
+        start = self._start(warm, step, 0, shape)
+        run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, bound, self.max_iter, kept, shape)
         if bool(done.all()):  # the common case: one run settles every row
             return run_sigma, blocks, run_warm
         rows = (~done).nonzero().flatten()
@@ -193,7 +209,7 @@ class SpectralTracker:
         spent = int(blocks[on_cpu].max())
         short = self._short(run_sigma[rows], bound[rows])
         sigma, spent, warm = self._settle(
-            P[rows], fro[rows], columns[rows], step[on_cpu], run_sigma[rows], run_warm[rows], short, spent, limits[rows]
+            P[rows], fro[rows], columns[rows], step[on_cpu], run_sigma[rows], run_warm[rows], short, spent, shape
         )
         return (
             run_sigma.index_copy(0, rows, sigma),
@@ -201,7 +217,7 @@ class SpectralTracker:
             run_warm.index_copy(0, rows, warm),
         )
 
-    def _start(self, warm: torch.Tensor | None, step: torch.Tensor, run: int) -> torch.Tensor:
+    def _start(self, warm: torch.Tensor | None, step: torch.Tensor, run: int, shape: _Shape) -> torch.Tensor:
         """The start block of a row's ``run``-th run at its ``step``: its ``warm`` rows, then generic ones. Which
         generic ones depends on the step and the run alone, not on the other rows of the batch; they change from
         step to step, so that one nearly orthogonal to the top singular vector is not used at every step.
@@ -210,7 +226,7 @@ class SpectralTracker:
         A dependent row is zeroed as rounding noise, each later block then carries a zero row too, and a basis that
         reaches n rows without spanning ℝⁿ would be taken as exact (seen: 2 % low at n = 7, with a start that
         repeated a generic row)."""
-        count = self.block - (0 if warm is None else warm.shape[1])
+        count = shape.block - (0 if warm is None else warm.shape[1])
         index = (torch.arange(count)[None, :] + step[:, None] + run) % _GENERIC
         generic = self.generic[index.to(self.generic.device)]
         return generic if warm is None else torch.cat([warm, generic], dim=1)
@@ -225,7 +241,7 @@ class SpectralTracker:
         run_warm: torch.Tensor,
         short: torch.Tensor,
         spent: int,
-        limits: torch.Tensor,
+        shape: _Shape,
     ) -> tuple[torch.Tensor, int, torch.Tensor]:
         """(‖P‖₂, blocks spent, top Ritz vectors) of rows whose first run (σ ``run_sigma``, Ritz vectors
         ``run_warm``, ``spent`` blocks) did not settle them."""
@@ -242,8 +258,8 @@ class SpectralTracker:
                     torch.cat([run_warm[:, :1], _top_column(columns, run_warm[:, :1])], dim=1)[:, : self.keep],
                     run_warm,
                 )
-            start = self._start(run_warm, step, run)
-            run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, bound, self.max_iter - spent, None, limits)
+            start = self._start(run_warm, step, run, shape)
+            run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, bound, self.max_iter - spent, None, shape)
             spent += int(blocks.max())
             short = self._short(run_sigma, bound)
             done &= pending
@@ -253,9 +269,11 @@ class SpectralTracker:
         if bool(pending.any()):
             rows = pending.nonzero().flatten()
             self.fallbacks += len(set(step[rows.cpu()].tolist()))
-            _, sigma_all, right = torch.linalg.svd(P[rows].mT)  # right: J's right singular vectors, as rows
-            sigma = sigma.index_copy(0, rows, sigma_all[:, 0])
-            warm = warm.index_copy(0, rows, right[:, : self.keep])
+            # in float64: LAPACK's float32 SVD with vectors can fail to converge on the products that get here
+            # (a leaky relu chain, n = 100), where the float64 one does not
+            _, sigma_all, right = torch.linalg.svd(P[rows].mT.to(torch.float64))  # right: J's right singular vectors
+            sigma = sigma.index_copy(0, rows, sigma_all[:, 0].to(P.dtype))
+            warm = warm.index_copy(0, rows, right[:, : self.keep].to(P.dtype))
         return sigma, spent, warm
 
     def _short(self, sigma: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
@@ -271,10 +289,9 @@ class SpectralTracker:
         bound: torch.Tensor,
         budget: int,
         kept: torch.Tensor | None,
-        limits: torch.Tensor,
+        shape: _Shape,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One block Krylov run from the rows ``start`` (rows, block, n); ``limits`` (rows, block − 1), how far each
-        lower Ritz value may grow, relative to the top one, at the block that converges.
+        """One block Krylov run from the rows ``start`` (rows, block, n), in blocks of ``shape``.
 
         Returns (σ, the blocks each row added after the start block, which rows it settled, the top ``keep`` Ritz
         vectors of the ``kept`` rows (all if ``None``) and of every row not settled, zero for the others). A row
@@ -287,22 +304,25 @@ class SpectralTracker:
         total = P.shape[0]
         ws = self._workspace(P)
         floor = (self.noise * fro)[:, None, None]
-        (sigma, second), last = self._add_block(ws, P, start, 0, self.ends[0], torch.full_like(floor, self.noise))
+        ends, limits = shape.ends, shape.limits.expand(total, -1)
+        (sigma, second), last = self._add_block(
+            ws, P, start, 0, ends[0], torch.full_like(floor, self.noise), shape.block
+        )
         done = torch.zeros_like(fro, dtype=torch.bool)
-        cut = torch.full_like(fro, self.ends[0], dtype=torch.int64)  # each row's basis size when it converged
+        cut = torch.full_like(fro, ends[0], dtype=torch.int64)  # each row's basis size when it converged
         growth = torch.zeros_like(sigma)  # by how much the last block raised each row's Ritz value
         index = torch.arange(total, device=P.device)  # the rows of the stack, as rows of the first one
         out_sigma, out_cut, out_done = torch.empty_like(sigma), torch.empty_like(cut), torch.empty_like(done)
         out_warm = torch.zeros_like(ws.basis[:, : self.keep])
         kept = torch.ones_like(done) if kept is None else kept
-        for spent, (previous, end) in enumerate(zip(self.ends[:-1], self.ends[1:], strict=True), start=1):
+        for spent, (previous, end) in enumerate(itertools.pairwise(ends), start=1):
             if spent > budget:
                 break
             # The next block spans JᵀJ times the last one: Jᵀ ŷ with ŷ the last images, normalised (or zeroed where
             # they are rounding noise, the Krylov space exhausted), so that the floor below applies at unit scale.
             norm = torch.linalg.vector_norm(last, dim=-1, keepdim=True)
             unit = last / torch.where(norm > floor, norm, torch.inf)
-            (ritz, ritz2), last = self._add_block(ws, P, torch.bmm(unit, P.mT), previous, end, floor)
+            (ritz, ritz2), last = self._add_block(ws, P, torch.bmm(unit, P.mT), previous, end, floor, shape.block)
             running = ~done
             cut = torch.where(running, end, cut)
             # Ritz values only grow with the basis (Cauchy interlacing: each Gram matrix borders the last). A row has
@@ -314,7 +334,7 @@ class SpectralTracker:
             # singular vector of J_t (W block-diagonal, whose blocks J_t keeps apart) pins the top value at a lower
             # singular value until the generic row's Krylov vectors, climbing below it, pass it (seen: 8 % low).
             step = ritz - sigma
-            if end - previous == self.block:
+            if end - previous == shape.block:
                 # Not at a part-block (the last, completing ℝⁿ): it carries only the first rows' continuations, which
                 # can be chains already run out (zero rows), so that it adds nothing while the Krylov space is not
                 # exhausted. Such a run is judged below, by whether its basis spans ℝⁿ.
@@ -332,7 +352,7 @@ class SpectralTracker:
             left = int((~done).sum())
             if left == 0:
                 break
-            if 2 * left <= done.shape[0] and spent < budget and end < self.ends[-1]:
+            if 2 * left <= done.shape[0] and spent < budget and end < ends[-1]:
                 finished, keep = done.nonzero().flatten(), (~done).nonzero().flatten()
                 at = index[finished]
                 settled = self._settled(sigma[finished].to(P.dtype), fro[finished], bound[finished])
@@ -352,7 +372,7 @@ class SpectralTracker:
             out_warm[index] = self._ritz_vectors(ws, cut, None)
         elif len(used):
             out_warm[index[used]] = self._ritz_vectors(ws, cut, used)
-        return out_sigma.to(P.dtype), self.block_count[out_cut.cpu()], out_done, out_warm
+        return out_sigma.to(P.dtype), shape.block_count[out_cut.cpu()], out_done, out_warm
 
     def _settled(self, sigma: torch.Tensor, fro: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
         """Which converged rows are settled: not short of ``bound``, and σ > 0 unless the product is dead."""
@@ -368,11 +388,11 @@ class SpectralTracker:
         return _Workspace.empty(P.shape[0], P)
 
     def _add_block(
-        self, ws: _Workspace, P: torch.Tensor, rows: torch.Tensor, k: int, end: int, floor: torch.Tensor
+        self, ws: _Workspace, P: torch.Tensor, rows: torch.Tensor, k: int, end: int, floor: torch.Tensor, values: int
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         """Orthonormalise ``rows`` against the basis (rows < k) into basis rows k..end-1, form their images and
-        Gram entries; return the Ritz values of the basis so far, float64 — the top one (rows,) and the ``block`` − 1
-        below it (rows, block − 1), lowest first — and the block's images.
+        Gram entries; return the top ``values`` Ritz values of the basis so far, float64 — the top one (rows,) and the
+        others (rows, values − 1), lowest first — and the block's images.
 
         A row left at the rounding floor after orthogonalisation is rounding noise (the Krylov space is exhausted,
         an invariant subspace found, e.g. dead relu units) and is zeroed: normalised, it would be blown up to unit
@@ -394,7 +414,7 @@ class SpectralTracker:
         # σ₁² is the top eigenvalue of Y Yᵀ (accurate to rounding relative to itself, so σ₁ is too). Its vectors are
         # needed only at each row's cut, so they are found once after the run: LAPACK costs 1–6 µs per small
         # matrix however many are batched, and values alone cost half as much as values with vectors.
-        top = torch.linalg.eigvalsh(gram)[:, -self.block :].clamp_min(0.0).sqrt()
+        top = torch.linalg.eigvalsh(gram)[:, -values:].clamp_min(0.0).sqrt()
         return (top[:, -1], top[:, :-1]), images
 
     def _ritz_vectors(self, ws: _Workspace, cut: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
@@ -420,6 +440,25 @@ class SpectralTracker:
         """The top ``keep`` Ritz vectors, largest first, of the basis rows ``basis`` with Gram matrix ``gram``."""
         coefficients = torch.linalg.eigh(gram).eigenvectors[:, :, -self.keep :].flip(-1)
         return torch.bmm(coefficients.mT.to(basis.dtype), basis)
+
+
+_DENSE, _STRICT_KIND, _EXACT = 0, 1, 2  # how a sequence's steps are solved (see SpectralTracker)
+
+
+class _Shape:
+    """The block layout of one kind of sequence: rows per block, the basis size at the end of each block, the blocks
+    added after the start block by basis size, and the ``limits`` on its lower Ritz values (block − 1,)."""
+
+    def __init__(self, n: int, size: int, limits: torch.Tensor) -> None:
+        self.block = limits.shape[0] + 1
+        self.limits = limits
+        # Blocks are whole, but for a last one that completes ℝⁿ (the Ritz values are then exact): a part-block of
+        # rows from the last images alone can add almost nothing while the value is still far off, and read as
+        # converged (seen: 2e-8 low in float64, rtol 1e-10).
+        last = size if size == n else size - size % self.block
+        self.ends = [min(k + self.block, last) for k in range(0, last, self.block)]
+        self.block_count = torch.zeros(n + 1, dtype=torch.int64)
+        self.block_count[self.ends] = torch.arange(len(self.ends))
 
 
 class _Workspace:
@@ -479,4 +518,6 @@ def _orthogonalise(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     norm fixed one such case or another, not all. Always taken, it costs 0–3 % of a run."""
     for _ in range(3):
         x.baddbmm_(torch.bmm(x, basis.mT), basis, alpha=-1)
-    return torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    # accumulated in float64: a float32 row of a product that shrank by 1e-20 in one step has subnormal squares, and
+    # its float32 norm is off by 1e-3 (a shift W, rank 2 at t = 43: basis rows of norm 1.001, Ritz values 5e-4 above)
+    return torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float64).to(x.dtype)

@@ -138,8 +138,9 @@ def jacobian_norms(
             above 1 % of its largest) is traced by SVD whatever is asked: every J_t splits the same way, or
             nearly, and a Krylov method sees a group only through its start's components there
             (``trace.spectral_method`` says which was used). A diagonal W keeps block Lanczos, exact there; a sparse
-            one (more than 10 % of its pairs of units unlinked) gets a stricter stopping test, as dead units can
-            cut its few links at some steps (see the README's "Known limits").
+            one (more than 10 % of its pairs of units unlinked) gets a stricter stopping test and a start block of
+            four rows, as dead or leaky units can cut or weaken its few links at some steps (see the README's "Known
+            limits").
         rtol: block Lanczos stopping tolerance (default 1e-10 in float64, 1e-6 in float32): a step ends when its
             Ritz value grew by at most rtol (relative) with the last block and by at most 1 % of the growth with
             the block before, and the second Ritz value by at most 10⁻³ of the top one (for a sparse W, or where
