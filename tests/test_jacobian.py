@@ -890,3 +890,24 @@ def test_weights_that_require_grad_are_accepted():
     assert torch.allclose(trace.log_spectral[0], torch.arange(1, 6, dtype=F64) * math.log(0.5), atol=1e-12)
     spectrum = rnnstab.lyapunov_spectrum(rnn, torch.zeros(2, 40, 1, dtype=F64), k=2, warmup=0)
     assert torch.isfinite(spectrum.exponents).all()
+
+
+def test_float32_frobenius_norms_hold_where_the_product_shrinks_by_1e_22_in_one_step():
+    # A shift W with sigmoid at δ = 10: where J_t's rank drops, the renormalised product shrinks to ~1e-23 in one
+    # step, and its entries' squares are subnormal in float32. Summed in float32, ‖J_t‖_F came out 0.32 nats off
+    # the float64 run, 550 times the float32 tolerance; the spectral norm, divided by the same sum, was right.
+    n, act = 45, rnnstab.get_activation("sigmoid")
+    W = rnnstab.scale_to_threshold(torch.diag(torch.ones(n - 1, dtype=F64), 1), delta=10.0, gamma=act.gamma)
+    x = torch.randn(4, n + 5, n, dtype=F64, generator=torch.Generator().manual_seed(0))
+    rnn = rnnstab.VanillaRNN(W, torch.eye(n, dtype=F64), None, activation=act)
+    single = rnnstab.jacobian_norms(rnn, x, dtype=torch.float32)
+    double = rnnstab.jacobian_norms(rnn, x, dtype=F64)
+    assert torch.equal(torch.isfinite(single.log_frobenius), torch.isfinite(double.log_frobenius))
+    steps = torch.diff(double.log_frobenius, dim=1).nan_to_num(0.0, 0.0, 0.0)
+    assert steps.min() < math.log(1e-22)  # the case still reaches the subnormal range
+    for name in ("log_frobenius", "log_spectral"):
+        gap = (getattr(single, name) - getattr(double, name)).nan_to_num(0.0, 0.0, 0.0).abs()
+        assert (gap <= single.float_tolerance()).all(), name
+    # a sequence whose norms were taken again does not move the others
+    alone = rnnstab.jacobian_norms(rnn.to(dtype=torch.float32), x[1:2].float(), dtype=torch.float32)
+    assert torch.equal(alone.log_frobenius[0], single.log_frobenius[1])
