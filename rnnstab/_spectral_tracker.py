@@ -28,7 +28,8 @@ of three can be nearly orthogonal to a top singular vector that weak links keep 
 of 3e-5, 1.1e-3 nats low), and four runs of live units can make four nearly equal top singular values (1.8e-8 low at
 t = 1). Sequences marked ``exact`` are solved by an SVD at every step instead. A run that fills the Krylov basis (40
 rows) without converging restarts from its Ritz vectors; a step that does not converge within ``max_iter`` blocks falls
-back to an exact SVD (in float64).
+back to an exact SVD (in float64), as does one whose block of Ritz values ends in a crowded cluster of top singular
+values, too close together for a block to tell apart (see ``SpectralTracker._crowded``).
 
 Steps are taken a window at a time: the products of up to :func:`window` consecutive steps are kept where they were
 formed, and all their rows run as one stack, each from the top Ritz vectors of the step before the window. At
@@ -126,6 +127,7 @@ class SpectralTracker:
         size = min(n, _MAX_KRYLOV)  # Krylov dimension ≤ n: more vectors cannot be orthogonal
         self.keep = min(_WARM, size)
         self.noise = n * torch.finfo(slots.dtype).eps  # relative size of rounding in one thin product
+        self.spread = max(self.rtol, self.noise)  # a cluster of Ritz values wider than this is crowded
         generic = torch.randn(_GENERIC, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
         self.generic = (generic / generic.norm(dim=-1, keepdim=True)).to(dtype=slots.dtype, device=slots.device)
         self.workspace = _Workspace.empty(window * batch, slots)
@@ -201,20 +203,23 @@ class SpectralTracker:
         ``max_iter`` blocks. The Ritz vectors of the other rows are left at zero."""
         bound = columns.amax(dim=-1)  # a lower bound of ‖J‖₂
         start = self._start(warm, step, 0, shape)
-        run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, bound, self.max_iter, kept, shape)
+        sigma, blocks, done, warm, crowded = self._krylov(P, start, fro, bound, self.max_iter, kept, shape)
+        crowded &= done
+        if bool(crowded.any()):
+            sigma, warm = self._exact(P, crowded.nonzero().flatten(), step, sigma, warm)
         if bool(done.all()):  # the common case: one run settles every row
-            return run_sigma, blocks, run_warm
+            return sigma, blocks, warm
         rows = (~done).nonzero().flatten()
         on_cpu = rows.cpu()  # ``step`` and ``blocks`` are bookkeeping, kept on the CPU
         spent = int(blocks[on_cpu].max())
-        short = self._short(run_sigma[rows], bound[rows])
-        sigma, spent, warm = self._settle(
-            P[rows], fro[rows], columns[rows], step[on_cpu], run_sigma[rows], run_warm[rows], short, spent, shape
+        short = self._short(sigma[rows], bound[rows])
+        settled, spent, settled_warm = self._settle(
+            P[rows], fro[rows], columns[rows], step[on_cpu], sigma[rows], warm[rows], short, spent, shape
         )
         return (
-            run_sigma.index_copy(0, rows, sigma),
+            sigma.index_copy(0, rows, settled),
             blocks.index_fill(0, on_cpu, spent),
-            run_warm.index_copy(0, rows, warm),
+            warm.index_copy(0, rows, settled_warm),
         )
 
     def _start(self, warm: torch.Tensor | None, step: torch.Tensor, run: int, shape: _Shape) -> torch.Tensor:
@@ -249,6 +254,7 @@ class SpectralTracker:
         sigma = torch.zeros_like(run_sigma)
         warm = run_warm  # the pending rows' are replaced below
         pending = torch.ones_like(short)
+        exact = torch.zeros_like(short)  # rows whose run ended in a crowded cluster
         run = 0
         while bool(pending.any()) and spent < self.max_iter and not bool((run_sigma[pending] == 0).any()):
             run += 1
@@ -259,22 +265,42 @@ class SpectralTracker:
                     run_warm,
                 )
             start = self._start(run_warm, step, run, shape)
-            run_sigma, blocks, done, run_warm = self._krylov(P, start, fro, bound, self.max_iter - spent, None, shape)
+            run_sigma, blocks, done, run_warm, crowded = self._krylov(
+                P, start, fro, bound, self.max_iter - spent, None, shape
+            )
             spent += int(blocks.max())
             short = self._short(run_sigma, bound)
             done &= pending
+            exact |= done & crowded
             sigma = torch.where(done, run_sigma, sigma)
             warm = torch.where(done[:, None, None], run_warm, warm)
             pending &= ~done
-        if bool(pending.any()):
-            rows = pending.nonzero().flatten()
-            self.fallbacks += len(set(step[rows.cpu()].tolist()))
-            # in float64: LAPACK's float32 SVD with vectors can fail to converge on the products that get here
-            # (a leaky relu chain, n = 100), where the float64 one does not
-            _, sigma_all, right = torch.linalg.svd(P[rows].mT.to(torch.float64))  # right: J's right singular vectors
-            sigma = sigma.index_copy(0, rows, sigma_all[:, 0].to(P.dtype))
-            warm = warm.index_copy(0, rows, right[:, : self.keep].to(P.dtype))
+        if bool((pending | exact).any()):
+            sigma, warm = self._exact(P, (pending | exact).nonzero().flatten(), step, sigma, warm)
         return sigma, spent, warm
+
+    def _exact(
+        self, P: torch.Tensor, rows: torch.Tensor, step: torch.Tensor, sigma: torch.Tensor, warm: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sigma`` and ``warm`` with the given ``rows`` replaced by an exact SVD's ‖P‖₂ and top right singular
+        vectors of J. In float64: LAPACK's float32 SVD with vectors can fail to converge on the products that get
+        here (a leaky relu chain, n = 100), where the float64 one does not."""
+        self.fallbacks += len(set(step[rows.cpu()].tolist()))
+        _, values, right = torch.linalg.svd(P[rows].mT.to(torch.float64))  # right: J's right singular vectors
+        return (
+            sigma.index_copy(0, rows, values[:, 0].to(P.dtype)),
+            warm.index_copy(0, rows, right[:, : self.keep].to(P.dtype)),
+        )
+
+    def _crowded(self, sigma: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+        """Rows whose block of Ritz values (top ``sigma``, ``lower`` below it, lowest first) lies in one cluster,
+        within 10⁻³ of the top, yet spread wider than rtol (or rounding): the block is too small to tell the cluster's
+        top apart, and a crawl through it stops short (an orthogonal W plus noise of 10⁻⁷, relu, t = 1: 4.8e-9 low in
+        float64; singular values in [1 − 10⁻⁵, 1]: 6.6e-7). A cluster narrower than that is exact to rtol."""
+        if lower.shape[1] == 0:  # a block of one row: n = 1
+            return torch.zeros_like(sigma, dtype=torch.bool)
+        lowest = lower[:, 0]
+        return (lowest >= (1 - _CLUSTER) * sigma) & (sigma - lowest > self.spread * sigma)
 
     def _short(self, sigma: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
         """Rows whose Ritz value is below ``bound`` (the largest column norm of J) beyond rounding and rtol: the run
@@ -290,11 +316,12 @@ class SpectralTracker:
         budget: int,
         kept: torch.Tensor | None,
         shape: _Shape,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One block Krylov run from the rows ``start`` (rows, block, n), in blocks of ``shape``.
 
         Returns (σ, the blocks each row added after the start block, which rows it settled, the top ``keep`` Ritz
-        vectors of the ``kept`` rows (all if ``None``) and of every row not settled, zero for the others). A row
+        vectors of the ``kept`` rows (all if ``None``) and of every row not settled, zero for the others, and which
+        rows ended in a crowded cluster, to be solved by an SVD; see :meth:`_crowded`). A row
         converges at the first block that passes the test above; its basis is cut there, so later blocks (added for
         other rows) leave it unchanged. It is settled if it converged, did not stop short of ``bound`` (the largest
         column norm of its J) and, for a live product, found σ > 0: σ = 0 means the start fell into J's null space,
@@ -313,6 +340,7 @@ class SpectralTracker:
         growth = torch.zeros_like(sigma)  # by how much the last block raised each row's Ritz value
         index = torch.arange(total, device=P.device)  # the rows of the stack, as rows of the first one
         out_sigma, out_cut, out_done = torch.empty_like(sigma), torch.empty_like(cut), torch.empty_like(done)
+        out_crowded = torch.empty_like(done)
         out_warm = torch.zeros_like(ws.basis[:, : self.keep])
         kept = torch.ones_like(done) if kept is None else kept
         for spent, (previous, end) in enumerate(itertools.pairwise(ends), start=1):
@@ -357,6 +385,7 @@ class SpectralTracker:
                 at = index[finished]
                 settled = self._settled(sigma[finished].to(P.dtype), fro[finished], bound[finished])
                 out_sigma[at], out_cut[at], out_done[at] = sigma[finished], cut[finished], settled
+                out_crowded[at] = self._crowded(sigma[finished], second[finished])
                 used = finished[kept[finished] | ~settled]
                 out_warm[index[used]] = self._ritz_vectors(ws, cut, used)
                 ws = ws.gather(keep)
@@ -367,12 +396,13 @@ class SpectralTracker:
             done |= _spans_everything(ws.basis)  # the Ritz values are exact
         done &= self._settled(sigma.to(P.dtype), fro, bound)  # judged on σ as returned
         out_sigma[index], out_cut[index], out_done[index] = sigma, cut, done
+        out_crowded[index] = self._crowded(sigma, second)
         used = (kept | ~done).nonzero().flatten()
         if len(used) == len(index):
             out_warm[index] = self._ritz_vectors(ws, cut, None)
         elif len(used):
             out_warm[index[used]] = self._ritz_vectors(ws, cut, used)
-        return out_sigma.to(P.dtype), shape.block_count[out_cut.cpu()], out_done, out_warm
+        return out_sigma.to(P.dtype), shape.block_count[out_cut.cpu()], out_done, out_warm, out_crowded
 
     def _settled(self, sigma: torch.Tensor, fro: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
         """Which converged rows are settled: not short of ``bound``, and σ > 0 unless the product is dead."""

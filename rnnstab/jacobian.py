@@ -61,8 +61,9 @@ class JacobianTrace:
         spectral_iterations: (T,) Krylov blocks added at each step t after its start block, by the step's slowest
             sequence (each two thin products of three rows; a diagnostic, 0 when the spectral norm was not asked
             for).
-        svd_fallbacks: steps where block Lanczos did not converge within ``max_iter`` blocks and an exact SVD was
-            used.
+        svd_fallbacks: steps where an exact SVD was used for some sequence: block Lanczos did not converge within
+            ``max_iter`` blocks, or its block of Ritz values lay in one cluster of top singular values, within 10⁻³
+            of each other yet wider than rtol, which a block cannot tell apart (see the README's "Known limits").
         spectral_method: how ``log_spectral`` was computed: ``"lanczos"``, ``"svd"`` (asked for, or chosen for a
             W that splits into independent sub-networks; see :func:`jacobian_norms`), or ``"mixed"``: a batched W
             of which some networks split, their sequences by SVD, the others' by block Lanczos.

@@ -911,3 +911,43 @@ def test_float32_frobenius_norms_hold_where_the_product_shrinks_by_1e_22_in_one_
     # a sequence whose norms were taken again does not move the others
     alone = rnnstab.jacobian_norms(rnn.to(dtype=torch.float32), x[1:2].float(), dtype=torch.float32)
     assert torch.equal(alone.log_frobenius[0], single.log_frobenius[1])
+
+
+def _orthogonal(n: int, gen: torch.Generator) -> torch.Tensor:
+    Q, R = torch.linalg.qr(torch.randn(n, n, dtype=F64, generator=gen))
+    return Q * torch.sign(torch.diagonal(R))
+
+
+@pytest.mark.parametrize(
+    ("kind", "spread", "activation"),
+    [
+        # an orthogonal init barely moved (noise of 1e-7): J_1 = D_1 W with D_1 a 0/1 mask, so J_1ᵀJ_1 is nearly a
+        # projector, half its singular values within 1e-7 of each other; the Ritz values stalled in that cluster,
+        # up to 4.8e-9 nats low
+        ("noise", 1e-7, "relu"),
+        ("noise", 1e-6, "leaky_relu"),
+        # every singular value of W in [1 − spread, 1]: up to 6.6e-7 low
+        ("cluster", 1e-5, "relu"),
+        ("cluster", 1e-6, "elu"),
+    ],
+)
+def test_a_crowded_cluster_at_the_top_is_resolved(kind, spread, activation):
+    n = 64
+    cases = []
+    for seed in range(4):
+        gen = torch.Generator().manual_seed(seed)
+        if kind == "noise":
+            W = _orthogonal(n, gen) + spread * torch.randn(n, n, dtype=F64, generator=gen) / n**0.5
+        else:
+            values = 1 - spread * torch.rand(n, dtype=F64, generator=gen)
+            W = _orthogonal(n, gen) @ torch.diag(values) @ _orthogonal(n, gen).T
+        cases.append(rnnstab.scale_to_threshold(W, delta=1.0, gamma=rnnstab.get_activation(activation).gamma))
+    gen = torch.Generator().manual_seed(9)
+    rnn = rnnstab.VanillaRNN(
+        torch.stack(cases), torch.eye(n, dtype=F64), 0.5 * torch.randn(n, dtype=F64, generator=gen), activation
+    )
+    x = 3 * torch.randn(4, 3, n, dtype=F64, generator=gen)
+    trace = rnnstab.jacobian_norms(rnn, x, norms=["spectral"])
+    exact = rnnstab.jacobian_norms(rnn, x, norms=["spectral"], spectral_method="svd").log_spectral
+    assert trace.spectral_method == "lanczos"
+    assert (exact - trace.log_spectral).abs().max() < 1e-10
