@@ -1,7 +1,8 @@
 """Activations σ with their derivative σ' and γ = sup_x |σ'(x)|, the constant in the vanishing bound.
 
-γ is always derived numerically from σ' (a dense grid over [-40, 40], far probes out to ±10⁴, then a bounded
-Brent refinement around the best grid point), so a user's own callable gets the same treatment as the built-ins.
+γ is always derived numerically from σ' (a dense grid over [-40, 40], a geometric one out to ±10⁴, a bounded Brent
+refinement around the best point, and a check against σ itself: see :func:`derive_gamma`), so a user's own callable
+gets the same treatment as the built-ins.
 The tests check the derived γ against the closed forms: tanh 1, sigmoid 1/4, relu/leaky_relu/hardtanh/softsign/
 identity/elu(α ≤ 1)/sin 1, gelu Φ(√2) + √2·φ(√2) ≈ 1.1289, silu σ(x*)(1 + x*(1 − σ(x*))) ≈ 1.0998 at the root
 x* of x·tanh(x/2) = 2.
@@ -26,7 +27,11 @@ TensorFn = Callable[[torch.Tensor], torch.Tensor]
 
 _GRID_HALF_WIDTH = 40.0
 _GRID_STEP = 1e-3
-_FAR_PROBES = (1e2, 1e3, 1e4)
+_FAR_RATIO = 1e-3  # beyond ±40 the grid's points are 0.1 % of |x| apart, out to ±_FAR_LIMIT
+_FAR_LIMIT = 1e4
+_GROWTH_FROM = 1e3  # a |σ'| beyond ±this above 1.01 × its largest value within: unbounded
+_REFINE_POINTS = 1001  # points laid across an interval where σ moved faster than the largest |σ'| allows
+_REFINE_PASSES = 8  # intervals refined, at most, before a mismatch between σ and σ' is refused
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,14 @@ class Activation:
         """
         if not callable(fn):
             raise ArgumentTypeError(f"activation must be a registry name or a callable, got {type(fn).__name__}")
-        label = name or str(getattr(fn, "__name__", "custom"))
+        label = name or str(getattr(fn, "__name__", type(fn).__name__))  # an nn.Tanh() is "Tanh"
         _check_elementwise(label, fn)
+        if derivative is not None:
+            if not callable(derivative):
+                raise ArgumentTypeError(
+                    f"derivative= of activation {label} must be a callable, got {type(derivative).__name__}"
+                )
+            _check_elementwise(f"{label}'s derivative", derivative)
         deriv = derivative if derivative is not None else _autograd_derivative(fn)
         if derivative is None:
             try:
@@ -104,44 +115,111 @@ class Activation:
                     "with torch operations or pass derivative="
                 ) from error
             _check_in_graph(label, fn)
-        gamma, argmax = derive_gamma(deriv, name=label)
+        gamma, argmax = derive_gamma(deriv, name=label, fn=fn)
         return cls(name=label, fn=fn, derivative=deriv, gamma=gamma, argmax=argmax)
 
 
-def derive_gamma(derivative: TensorFn, *, name: str = "activation") -> tuple[float, float]:
+def derive_gamma(derivative: TensorFn, *, name: str = "activation", fn: TensorFn | None = None) -> tuple[float, float]:
     """Return (γ, x*) with γ = sup|σ'(x)| = |σ'(x*)|, found numerically in float64.
 
-    The search covers a grid of 80,001 points on [-40, 40], refined by bounded Brent iteration around the best
-    point; probes at ±10², ±10³, ±10⁴ detect a derivative that keeps growing.
+    The search covers a grid of 80,001 points on [-40, 40] and a geometric one (points 0.1 % of |x| apart) out to
+    ±10⁴, refined by bounded Brent iteration around the best point. A |σ'| that grows beyond ±10³ to more than
+    1.01 × its largest value within is taken to be unbounded.
+
+    With ``fn`` = σ the result is checked against σ itself: by the mean value theorem no difference quotient
+    |σ(b) − σ(a)|/(b − a) can exceed sup|σ'|, so an interval of the grid where one does holds a peak of |σ'| that the
+    grid stepped over (tanh(10⁵·x) shifted off the grid points), and is searched again, 1001 points across, up to
+    8 times. A peak narrower than that, or whose area is below γ times the grid's spacing, stays unseen: no finite
+    search can certify sup|σ'| for an arbitrary σ.
 
     Raises:
-        InvalidArgumentError: σ' is non-finite somewhere on the grid, identically zero, or unbounded.
+        InvalidArgumentError: σ' is non-finite somewhere on the grid, identically zero, or unbounded; or σ moves
+            faster than any |σ'| found (σ is discontinuous, or ``derivative`` is not its derivative).
     """
-    half = round(_GRID_HALF_WIDTH / _GRID_STEP)
-    grid = torch.arange(-half, half + 1, dtype=torch.float64) * _GRID_STEP  # holds 0 exactly (kinks sit there)
-    values = _abs_derivative(derivative, grid, name)
-    best = int(torch.argmax(values))
-    gamma, argmax = float(values[best]), float(grid[best])
-    far = torch.tensor([s * p for p in _FAR_PROBES for s in (-1.0, 1.0)], dtype=torch.float64)
-    far_values = _abs_derivative(derivative, far, name)
-    if float(far_values.max()) > 1.01 * gamma:
-        worst = int(torch.argmax(far_values))
-        raise InvalidArgumentError(
-            f"the derivative of {name} is unbounded (|σ'({float(far[worst]):g})| = {float(far_values[worst]):.4g} "
-            f"> {gamma:.4g} on [-40, 40]): γ = sup|σ'| is infinite and the vanishing bound does not apply"
-        )
+    x = _search_grid()
+    values = _abs_derivative(derivative, x, name)
+    _check_bounded(x, values, name)
+    gamma, argmax = _peak(derivative, x, values, name)
+    if fn is not None:
+        first = None  # the grid's own interval, for the message: later ones are narrower than any reader needs
+        for _ in range(_REFINE_PASSES):
+            steep = _too_steep(fn, x, gamma, name)
+            if steep is None:
+                break
+            first = first or steep
+            a, b, _ = steep
+            inside = torch.linspace(a, b, _REFINE_POINTS, dtype=torch.float64)[1:-1]
+            x, order = torch.cat([x, inside]).sort()
+            values = torch.cat([values, _abs_derivative(derivative, inside, name)])[order]
+            gamma, argmax = _peak(derivative, x, values, name)
+        else:
+            if _too_steep(fn, x, gamma, name) is not None and first is not None:
+                a, b, quotient = first
+                raise InvalidArgumentError(
+                    f"{name} moves faster than its derivative allows: |σ({b:.6g}) − σ({a:.6g})|/{b - a:.3g} = "
+                    f"{quotient:.4g}, above the largest |σ'| found, {gamma:.4g}: σ is discontinuous there, or the "
+                    "derivative given is not σ's"
+                )
     if gamma == 0.0:
-        raise InvalidArgumentError(f"the derivative of {name} is zero everywhere on [-40, 40]: γ would be 0")
-    step = _GRID_STEP
+        raise InvalidArgumentError(
+            f"the derivative of {name} is zero everywhere on [-1e4, 1e4] (and σ constant): γ would be 0"
+        )
+    return gamma, argmax
+
+
+def _search_grid() -> torch.Tensor:
+    """The points searched, ascending: a step of 10⁻³ on [-40, 40] (holding 0 exactly: kinks sit there), then
+    geometric out to ±10⁴."""
+    half = round(_GRID_HALF_WIDTH / _GRID_STEP)
+    dense = torch.arange(-half, half + 1, dtype=torch.float64) * _GRID_STEP
+    count = math.ceil(math.log(_FAR_LIMIT / _GRID_HALF_WIDTH) / math.log1p(_FAR_RATIO))
+    far = _GRID_HALF_WIDTH * torch.exp(torch.arange(1, count + 1, dtype=torch.float64) * math.log1p(_FAR_RATIO))
+    return torch.cat([-far.flip(0), dense, far])
+
+
+def _check_bounded(x: torch.Tensor, values: torch.Tensor, name: str) -> None:
+    within = x.abs() <= _GROWTH_FROM
+    inner, outer = float(values[within].max()), values[~within]
+    if float(outer.max()) > 1.01 * inner:
+        worst = int(torch.argmax(outer))
+        raise InvalidArgumentError(
+            f"the derivative of {name} is unbounded (|σ'({float(x[~within][worst]):g})| = {float(outer[worst]):.4g} "
+            f"> {inner:.4g} on [-1000, 1000]): γ = sup|σ'| is infinite and the vanishing bound does not apply"
+        )
+
+
+def _peak(derivative: TensorFn, x: torch.Tensor, values: torch.Tensor, name: str) -> tuple[float, float]:
+    """(γ, x*): the largest |σ'| of the grid (of its points that attain it, the one nearest 0), refined by Brent's
+    method between that point's neighbours."""
+    best = int(torch.where(values == values.max(), x.abs(), torch.inf).argmin())
+    gamma, argmax = float(values[best]), float(x[best])
+    low, high = float(x[max(best - 1, 0)]), float(x[min(best + 1, len(x) - 1)])
     refined = minimize_scalar(
-        lambda x: -float(_abs_derivative(derivative, torch.tensor([x], dtype=torch.float64), name)[0]),
-        bounds=(argmax - step, argmax + step),
+        lambda p: -float(_abs_derivative(derivative, torch.tensor([p], dtype=torch.float64), name)[0]),
+        bounds=(low, high),
         method="bounded",
         options={"xatol": 1e-13},
     )
     if -refined.fun > gamma:
         gamma, argmax = float(-refined.fun), float(refined.x)
     return gamma, argmax
+
+
+def _too_steep(fn: TensorFn, x: torch.Tensor, gamma: float, name: str) -> tuple[float, float, float] | None:
+    """(a, b, |σ(b) − σ(a)|/(b − a)) for the interval of the grid x whose difference quotient exceeds γ by the most
+    beyond rounding, or None."""
+    sigma = fn(x)
+    if not bool(torch.isfinite(sigma).all()):
+        bad = float(x[~torch.isfinite(sigma)][0])
+        raise InvalidArgumentError(f"activation {name} is not finite at x = {bad:g}")
+    width = x.diff()
+    quotient = sigma.diff().abs() / width
+    # the rounding of σ's two values, a few ulps each, divided by the width
+    allowed = gamma * (1 + 1e-9) + 8 * torch.finfo(torch.float64).eps * (sigma[1:].abs() + sigma[:-1].abs()) / width
+    worst = int(torch.argmax(quotient / allowed.clamp_min(torch.finfo(torch.float64).tiny)))
+    if float(quotient[worst]) <= float(allowed[worst]):
+        return None
+    return float(x[worst]), float(x[worst + 1]), float(quotient[worst])
 
 
 def _abs_derivative(derivative: TensorFn, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -328,7 +406,7 @@ def get_activation(activation: str | TensorFn | Activation, *, gamma: float | No
             )
         if activation not in _CACHE:
             fn, derivative = _REGISTRY[activation]
-            g, x_star = derive_gamma(derivative, name=activation)
+            g, x_star = derive_gamma(derivative, name=activation, fn=fn)
             _CACHE[activation] = Activation(
                 name=activation,
                 fn=fn,

@@ -31,6 +31,7 @@ from rnnstab._spectral_tracker import memory as tracker_memory
 from rnnstab._tangent import CHUNK_STEPS, apply_tangent, derivative_chunks
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
 from rnnstab.rnn import VanillaRNN, check_rnn
+from rnnstab.weights import binary_exponent
 
 NORMS = ("spectral", "frobenius")
 SPECTRAL_METHODS = ("lanczos", "svd")
@@ -279,7 +280,7 @@ class _Engine:
         # added to σ''s before they are multiplied by log 2: a W scaled by 2^1000 with σ' scaled by 2^-1000 (γ = 1e-300)
         # would otherwise leave 10⁻¹³ of rounding a step, more than the bound's tolerance.
         largest = rnn.W.abs().amax(dim=(-2, -1)).expand(batch).to(torch.float64)
-        exponent = torch.where(largest > 0, torch.log2(largest).round(), 0.0)
+        exponent = binary_exponent(largest)
         self.Wt = rnn._Wt
         self.w_exponent = torch.zeros(batch, dtype=torch.float64)
         if bool((exponent.abs() > int(math.log2(torch.finfo(dtype).max)) // 8).any()):

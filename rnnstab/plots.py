@@ -10,19 +10,23 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from rnnstab._io import atomic_write
 from rnnstab.jacobian import JacobianTrace
 from rnnstab.lyapunov import LyapunovSpectrum, SingularValueSpectrum
 
 
-def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "") -> None:
+def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "") -> Figure:
     """Write a PNG: log‖J_t‖₂ and log‖J_t‖_F against t with the t·log δ bound (top), and the excess over the
     bound log‖J_t‖₂ − t·log δ, which must stay ≤ 0 (bottom).
 
-    Each trace of the batch is a thin line; the median over the batch is drawn bold.
+    Each trace of the batch is a thin line; the median over the batch (the mean of the two middle values for an even
+    batch, as in ``rnnstab trace``'s summary) is drawn bold, with markers when there are few steps. Returns the
+    Figure.
     """
     steps = torch.arange(1, trace.steps + 1)
+    marker = "o" if trace.steps <= 30 else None  # a line of one step draws nothing
     bound = steps * math.log(delta)
     fig = Figure(figsize=(8, 7), layout="constrained")
     FigureCanvasAgg(fig)
@@ -36,8 +40,8 @@ def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "
             continue
         for row in curve:
             top.plot(steps, row, color=colour, alpha=0.2, linewidth=0.6, linestyle=style)
-        top.plot(steps, curve.median(dim=0).values, color=colour, linewidth=2, linestyle=style, label=f"log {label}")
-    top.plot(steps, bound, "k:", linewidth=2, label=f"bound t·log δ  (δ = {delta:.4g})")
+        top.plot(steps, _median(curve), color=colour, linewidth=2, linestyle=style, marker=marker, label=f"log {label}")
+    top.plot(steps, bound, "k:", linewidth=2, marker=marker, label=f"bound t·log δ  (δ = {delta:.4g})")
     top.axhline(0.0, color="grey", linewidth=0.6)
     top.set_ylabel("log ‖∂g_t/∂g_0‖  (natural log)")
     top.set_title(title or "Jacobian norms against the δ^t bound")
@@ -47,12 +51,22 @@ def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "
         excess = trace.log_spectral - bound
         for row in excess:
             bottom.plot(steps, row, color="tab:blue", alpha=0.2, linewidth=0.6)
-        bottom.plot(steps, excess.median(dim=0).values, color="tab:blue", linewidth=2)
+        bottom.plot(steps, _median(excess), color="tab:blue", linewidth=2, marker=marker)
     bottom.axhline(0.0, color="k", linestyle=":", linewidth=2)
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if marker:
+        bottom.set_xlim(0.5, trace.steps + 0.5)
     bottom.set_xlabel("t (steps)")
     bottom.set_ylabel("log‖J_t‖₂ − t·log δ\n(≤ 0: bound holds)")
     bottom.grid(alpha=0.3)
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    return fig
+
+
+def _median(curves: torch.Tensor) -> np.ndarray:
+    """The median over the batch at each step: torch's ``median`` of an even batch is the lower middle value, which
+    for a batch of two is the lower trace."""
+    return np.median(curves.numpy(), axis=0)
 
 
 # Sweep figures. Each takes a small tidy pandas DataFrame whose columns are documented below (the report builds

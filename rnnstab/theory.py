@@ -224,6 +224,9 @@ def _deltas(trace: JacobianTrace, delta: float | torch.Tensor | np.ndarray) -> t
     if isinstance(delta, np.ndarray) and delta.ndim > 0 and delta.dtype.kind in "iuf":
         delta = torch.from_numpy(delta)  # rnn.delta().numpy(), or a column of a DataFrame: as good as the tensor
     if isinstance(delta, torch.Tensor):
+        if delta.dtype == torch.bool or delta.is_complex():
+            kind = str(delta.dtype).removeprefix("torch.")
+            raise ArgumentTypeError(f"delta must hold real numbers, got a {kind} tensor")
         values = delta.detach().to(torch.float64).cpu().reshape(-1)
         if values.numel() == 1:
             values = values.expand(trace.batch_size)

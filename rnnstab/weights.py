@@ -42,9 +42,15 @@ def _power_of_two_scaled(W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     LAPACK's SVD fails on subnormal or near-overflow entries; dividing by a power of two is exact, so the SVD of W/s
     gives W's singular values to the same rounding."""
     W = W.to(torch.float64)
-    largest = W.abs().amax(dim=(-2, -1))
-    scale = torch.exp2(torch.where(largest > 0, torch.log2(largest).round(), 0.0))
+    scale = torch.exp2(binary_exponent(W.abs().amax(dim=(-2, -1))))
     return W / scale[..., None, None], scale
+
+
+def binary_exponent(largest: torch.Tensor) -> torch.Tensor:
+    """e (float64) with 2^e the power of two nearest ``largest`` (0 where it is 0), kept within ±1022 so that 2^e and
+    2^-e are normal float64 numbers: W/2^e is then exact, also with subnormals flushed. (Rounded, log2 of a W near
+    float64's maximum gave 2^1024 = inf, and W/inf = 0: ‖W‖₂ came out NaN.)"""
+    return torch.where(largest > 0, torch.log2(largest).round(), 0.0).clamp(-1022.0, 1022.0)
 
 
 def scale_to_threshold(W: torch.Tensor, *, delta: float, gamma: float) -> torch.Tensor:

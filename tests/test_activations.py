@@ -363,6 +363,52 @@ def test_unbounded_derivative_raises():
         get_activation(lambda x: torch.sinh(x / 1000.0))
 
 
+@pytest.mark.parametrize(
+    ("fn", "gamma", "argmax"),
+    [
+        (lambda x: torch.tanh(x - 50.0), 1.0, 50.0),  # beyond the dense grid: read as 8.3e-9 before
+        (lambda x: torch.sigmoid(x - 60.0), 0.25, 60.0),
+        (lambda x: torch.tanh(1e5 * (x - 5e-4)), 1e5, 5e-4),  # between two grid points: refused as "zero" before
+        (lambda x: torch.tanh(1e9 * (x - 5e-4)), 1e9, 5e-4),
+        (lambda x: x + 200.0 * torch.log(torch.cosh(x / 200.0)), 2.0, None),  # σ' = 1 + tanh(x/200) → 2
+    ],
+)
+def test_a_derivative_peak_off_the_dense_grid_is_found(fn, gamma, argmax):
+    act = get_activation(fn)
+    assert act.gamma == pytest.approx(gamma, rel=1e-9)
+    if argmax is not None:
+        assert act.argmax == pytest.approx(argmax, abs=1e-6 * max(1.0, abs(argmax)))
+
+
+def test_the_derivative_must_account_for_how_fast_sigma_moves():
+    # mean value theorem: |σ(b) − σ(a)|/(b − a) ≤ sup|σ'|; a jump, or a derivative= that is not σ's, breaks it
+    with pytest.raises(InvalidArgumentError, match=r"moves faster than its derivative allows.* 1000, above .* 0:"):
+        get_activation(torch.sign)
+    with pytest.raises(InvalidArgumentError, match=r"moves faster .* = 1, above the largest \|σ'\| found, 0\.5"):
+        rnnstab.Activation.from_callable(torch.tanh, derivative=lambda x: 0.5 / torch.cosh(x) ** 2)
+
+
+def test_a_peak_beyond_the_search_reads_as_unbounded():
+    with pytest.raises(InvalidArgumentError, match=r"unbounded .* on \[-1000, 1000\]"):
+        get_activation(lambda x: torch.tanh(x - 5000.0))
+
+
+def test_a_bad_explicit_derivative_is_refused_by_name():
+    with pytest.raises(ArgumentTypeError, match="derivative= of activation mine must be a callable, got int"):
+        rnnstab.Activation.from_callable(torch.tanh, name="mine", derivative=3)
+    with pytest.raises(ArgumentTypeError, match="mine's derivative must map a tensor to a tensor of the same"):
+        rnnstab.Activation.from_callable(torch.tanh, name="mine", derivative=lambda x: torch.ones(3, dtype=x.dtype))
+
+
+def test_a_module_activation_is_named_after_its_class():
+    assert get_activation(torch.nn.Tanh()).name == "Tanh"
+
+
+def test_ties_are_read_off_nearest_zero():
+    assert get_activation("identity").argmax == 0.0
+    assert get_activation("hardtanh").argmax == 0.0
+
+
 def test_constant_function_raises():
     # 0·x + 3 keeps x in the autograd graph, so σ' ≡ 0 reaches the γ = 0 check.
     with pytest.raises(InvalidArgumentError, match="zero everywhere"):

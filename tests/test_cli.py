@@ -5,11 +5,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import rnnstab
 from rnnstab import _io
 from rnnstab.cli import app
+from rnnstab.plots import plot_trace
 
 runner = CliRunner()
 SMALL = ["--hidden", "12", "--steps", "25", "--batch", "3", "--quiet"]
@@ -43,6 +45,19 @@ def test_trace_median_of_an_even_batch_is_the_mean_of_the_middle_two(tmp_path):
     final = [row[-1] for row in json.loads((tmp_path / "trace.json").read_text())["log_spectral"]]
     assert final[0] != final[1]
     assert json.loads(result.stdout)["log_spectral_final_median"] == pytest.approx(sum(final) / 2, rel=1e-15)
+
+
+@pytest.mark.parametrize("batch", [2, 4])
+def test_the_bold_line_of_the_trace_figure_is_the_median_the_summary_gives(tmp_path, batch):
+    # torch's median of an even batch is its lower middle value: with two sequences the "median" was the lower trace
+    W = rnnstab.scale_to_threshold(rnnstab.init_weights("gaussian", 12, seed=0), delta=0.9, gamma=1.0)
+    rnn = rnnstab.VanillaRNN(W, U=torch.randn(12, 2, dtype=torch.float64), activation="tanh")
+    trace = rnnstab.jacobian_norms(rnn, torch.randn(batch, 6, 2, dtype=torch.float64))
+    fig = plot_trace(trace, delta=0.9, path=tmp_path / "trace.png")
+    (bold,) = [line for line in fig.axes[0].lines if line.get_label() == "log ‖J_t‖₂ (spectral)"]
+    final = trace.log_spectral[:, -1].sort().values
+    assert bold.get_ydata()[-1] == pytest.approx(float(final[batch // 2 - 1] + final[batch // 2]) / 2, rel=1e-15)
+    assert bold.get_marker() == "o"  # few steps: a one-step trace drew nothing without markers
 
 
 def test_trace_json_on_stdout_matches_the_library(tmp_path):

@@ -84,6 +84,14 @@ def test_bad_delta_is_refused(bad):
         rnnstab.log_bound(bad, 5)
 
 
+@pytest.mark.parametrize("bad", [torch.tensor([True, True]), torch.tensor(True), torch.tensor([1 + 0j, 1 + 0j])])
+def test_a_bool_or_complex_delta_tensor_is_refused(bad):
+    # a bool tensor was read as δ = 1, though a Python bool is refused
+    trace = scaled_orthogonal_identity(0.9, steps=5)
+    with pytest.raises(rnnstab.ArgumentTypeError, match="delta must hold real numbers"):
+        rnnstab.verdicts(trace, delta=bad)
+
+
 def test_verdicts_need_spectral_norms():
     W = rnnstab.init_weights("orthogonal", 4)
     trace = rnnstab.jacobian_norms(rnnstab.VanillaRNN(W), torch.zeros(1, 3, 0), norms=("frobenius",))

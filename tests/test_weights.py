@@ -14,6 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import rnnstab
 from rnnstab import (
     SCHEMES,
     ArgumentTypeError,
@@ -83,6 +84,20 @@ def test_spectral_norm_of_diagonal_and_orthogonal():
     c, s = math.cos(0.3), math.sin(0.3)
     R = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
     assert float(spectral_norm(R)) == pytest.approx(1.0, rel=1e-15)
+
+
+@pytest.mark.parametrize("scale", [1.5e308, 1.7e308, 1e-310, 4e-320])
+def test_spectral_norm_at_the_ends_of_float64(scale):
+    # log2 of a largest entry above 2^1023.5 rounded to 1024, and W/2^1024 = W/inf = 0: ‖W‖₂ came out NaN and
+    # scale_to_threshold called W the zero matrix
+    W = torch.diag(torch.tensor([1.0, -0.5, 0.25], dtype=torch.float64)) * scale
+    assert float(spectral_norm(W)) == scale
+    assert float(spectral_norm(scale_to_threshold(W, delta=0.9, gamma=1.0))) == pytest.approx(0.9, rel=1e-15)
+    rnn = rnnstab.VanillaRNN(W, U=torch.zeros(3, 1, dtype=torch.float64), activation="identity")
+    assert float(rnn.delta()) == scale
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, 4, 1, dtype=torch.float64))
+    expected = torch.arange(1, 5, dtype=torch.float64) * math.log(scale)
+    torch.testing.assert_close(trace.log_spectral[0], expected, rtol=1e-14, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -124,7 +124,8 @@ def trace(
                 result,
                 delta=delta,
                 path=staging / "trace.png",
-                title=f"{act.name}, n = {hidden}, δ = γ‖W‖₂ = {delta:g}, {batch} input sequences",
+                title=f"{act.name}, n = {hidden}, δ = γ‖W‖₂ = {delta:g}, "
+                f"{batch} input sequence{'s' if batch > 1 else ''}",
             )
         if json_output:
             typer.echo(json.dumps(_io.finite_or_none(summary), indent=2, ensure_ascii=False))
