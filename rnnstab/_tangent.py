@@ -93,7 +93,9 @@ def _stop_at_overflow(
 ) -> torch.Tensor:
     """``derivative`` with 0 at and after each sequence's first non-finite state; records new first steps."""
     bad = ~torch.isfinite(pre).all(dim=-1)  # (batch, steps)
-    earlier = (overflow_steps > 0).to(bad.device)
+    # before this chunk: a step recorded by the chunk's own first pass (derivative_chunks takes a second, in float64,
+    # for steps with huge or tiny σ') must not end its earlier steps too (seen: log‖J_1‖₂ = −inf, t = 2 overflowing)
+    earlier = ((overflow_steps > 0) & (overflow_steps <= start)).to(bad.device)
     if not bool(bad.any()) and not bool(earlier.any()):
         return derivative
     # once gone, a state stays gone even if σ maps it back into range (relu(−inf) = 0)

@@ -870,6 +870,24 @@ def test_truncate_ends_only_the_overflowing_sequences_trace_at_its_overflow_step
     assert trace.log_singular_values[:, 1, 0].isnan().tolist() == [True, False, True]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_truncate_keeps_the_steps_before_an_overflow_in_a_chunk_whose_derivatives_are_rescaled(dtype):
+    # σ = 10³⁰·x (identity at γ = 1e30): every σ' is above 2^32, so the chunk's derivatives are taken a second time,
+    # in float64, and that pass read the overflow its first pass had just recorded (at t = 2) as one before the chunk:
+    # J_1 came out 0 (log −inf) instead of γW, of norm δ
+    act = rnnstab.get_activation("identity", gamma=1e30)
+    W = rnnstab.scale_to_threshold(torch.randn(4, 4, dtype=torch.float64), delta=1.0, gamma=act.gamma)
+    rnn = rnnstab.VanillaRNN(W, torch.ones(4, 1, dtype=torch.float64), activation=act)
+    x = torch.full((2, 5, 1), 1e300 if dtype == torch.float64 else 1e9, dtype=torch.float64)
+    x[1] = 1e-30  # stays finite for all five steps
+    trace = rnnstab.jacobian_norms(rnn, x, dtype=dtype, on_overflow="truncate")
+    assert trace.overflow_steps.tolist() == [2, 0]
+    assert float(trace.log_spectral[0, 0]) == pytest.approx(0.0, abs=1e-6)  # log δ
+    assert bool(trace.log_spectral[0, 1:].isnan().all())
+    alone = rnnstab.jacobian_norms(rnn, x[1:], dtype=dtype)
+    assert torch.equal(trace.log_spectral[1], alone.log_spectral[0])
+
+
 def test_an_unknown_overflow_policy_is_refused():
     rnn = rnnstab.VanillaRNN(torch.eye(3, dtype=torch.float64), activation="tanh")
     with pytest.raises(rnnstab.InvalidArgumentError, match=r"on_overflow must be one of \('raise', 'truncate'\)"):
