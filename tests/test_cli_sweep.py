@@ -318,6 +318,20 @@ def test_resume_alone_counts_overlapping_grids_once_and_checks_fixed_parameters(
     assert refused.exit_code == 2 and "batch = 2 there, 3 now" in refused.stderr
 
 
+def test_resume_with_a_grid_keeps_the_sweeps_batch_and_inputs_when_left_out(tmp_path):
+    # the README's "add this grid" example was refused for a sweep made with its own --batch: "batch = 2 there, 8 now"
+    out = str(tmp_path / "s")
+    small = ["--hidden", "6", "--steps", "15", "--no-report", "--quiet"]
+    made = runner.invoke(
+        app, ["sweep", *small, "--delta", "0.5", "--seeds", "1", "--batch", "2", "--inputs", "3", "--out", out]
+    )
+    assert made.exit_code == 0, made.output
+    added = runner.invoke(app, ["sweep", *small, "--delta", "1.5", "--seeds", "1", "--out", out, "--resume", "--json"])
+    assert added.exit_code == 0, added.output
+    frame = rnnstab.load_sweep(out)
+    assert sorted(frame["delta"]) == [0.5, 1.5] and set(frame["batch"]) == {2} and set(frame["inputs"]) == {3}
+
+
 def test_resume_alone_needs_a_sweep_and_an_old_format_is_refused_clearly(tmp_path):
     missing = runner.invoke(app, ["sweep", "--out", str(tmp_path / "typo"), "--resume"])
     assert missing.exit_code == 2 and "holds no sweep to resume" in missing.stderr

@@ -135,7 +135,8 @@ def sweep(
         typer.Option(
             help="Continue the sweep in --out: finished configurations are kept, the rest (and any corrupted "
             "record) computed. With no grid option, every grid the sweep was run with is finished; with grid "
-            "options, that grid is run and added to the sweep. The fixed parameters (--batch, --inputs) must match.",
+            "options, that grid is run and added to the sweep. The fixed parameters (--batch, --inputs) are the "
+            "sweep's; given, they must match.",
             rich_help_panel=_RUN_PANEL,
         ),
     ] = False,
@@ -194,12 +195,15 @@ def sweep(
             "dtype": dtype,
         }
         # --resume with no grid option finishes every saved grid; --batch/--inputs are fixed parameters, not grid
-        # options: given there, they must match the sweep's
+        # options: given there, they must match the sweep's, and left out, they are the sweep's
         resume_all = resume and all(value is None for value in options.values())
         grid = None
         if not resume_all:
+            fixed = _fixed_parameters(out) if resume else None
             grid = rnnstab.Grid.from_strings(
-                **options, batch=8 if batch is None else batch, inputs=4 if inputs is None else inputs
+                **options,
+                batch=batch if batch is not None else fixed[0] if fixed else 8,
+                inputs=inputs if inputs is not None else fixed[1] if fixed else 4,
             )
         try:
             with _sweep_progress(quiet or json_output) as progress:
@@ -279,6 +283,15 @@ def report_command(
     """Write the report of a sweep directory (help: :data:`_REPORT_HELP`)."""
     with _user_errors(ctx, {"directory": "DIRECTORY"}), _warnings_as_lines():
         _finish({"directory": str(directory)}, rnnstab.write_report(directory), json_output=json_output, quiet=quiet)
+
+
+def _fixed_parameters(out: Path) -> tuple[int, int] | None:
+    """(--batch, --inputs) of the sweep in ``out``, or None where there is none to resume (refused later, by name)."""
+    try:
+        grid = rnnstab.saved_grids(out)[0]
+    except rnnstab.RnnstabError:
+        return None
+    return grid.batch, grid.inputs
 
 
 def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_output: bool, quiet: bool) -> None:
