@@ -787,6 +787,7 @@ def run_sweep(
 
     with ExitStack() as resources:
         if executor == "dask":
+            resources.enter_context(_quiet_after_ctrl_c())  # first in: it ends after the cluster has shut down
             client, threads = _dask_client(resources, workers=workers, scheduler=scheduler, client=client)
         created: list[Path] = []
         # registered before the lock, so it runs once the lock file is gone: a refused new sweep leaves no directory
@@ -972,7 +973,10 @@ def _dask_client(
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
-                silence_logs=logging.ERROR,  # worker chatter on stderr would drown the one-line messages
+                # worker chatter on stderr would drown the one-line messages, and so would the errors workers log
+                # when Ctrl-C shuts the cluster down ("Failed to communicate with scheduler during heartbeat"); a
+                # task's own error reaches the client, and a worker's death too (KilledWorker)
+                silence_logs=logging.CRITICAL,
             )
         )
     return resources.enter_context(distributed.Client(cluster)), max(1, cores // count)
@@ -991,6 +995,35 @@ def _workers_ignore_ctrl_c() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+_NOISY_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+@contextmanager
+def _quiet_after_ctrl_c() -> Iterator[None]:
+    """On Ctrl-C, silence the loggers of distributed, tornado and asyncio before the KeyboardInterrupt unwinds, until
+    the context ends: cut short, their callbacks log tracebacks (tornado: "NameError: cannot access free variable
+    'future'" in distributed's sync) that read as a crash beside the one-line message. Only the main thread can
+    install the handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+
+    def interrupt(signum: int, frame: object) -> None:
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL + 1)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _run_dask(

@@ -185,6 +185,17 @@ def test_a_sweep_interrupted_while_running_says_to_resume_it(tmp_path, monkeypat
     assert result.exit_code == 0, result.output
 
 
+def test_a_sweep_interrupted_while_its_report_is_written_says_how_to_finish_it(tmp_path, monkeypatch):
+    # it exited 130 without a word
+    out = tmp_path / "sweep"
+    monkeypatch.setattr(rnnstab, "write_report", _interrupt)
+    result = runner.invoke(app, ["sweep", *TINY, "--out", str(out), "--quiet"])
+    assert result.exit_code == 130
+    line = " ".join(result.stderr.split())
+    assert line == f"interrupted: the sweep is complete in {out}, its report is not: run rnnstab report {out}"
+    assert len(rnnstab.load_sweep(out)) == 4
+
+
 @pytest.mark.parametrize(
     ("resume", "again"), [([], "the same command again"), (["--resume"], "the same command without --resume")]
 )

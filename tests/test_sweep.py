@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import signal
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +16,7 @@ import torch
 
 import rnnstab
 from rnnstab.store import Configuration
-from rnnstab.sweep import compute_chunk, parse_values, plan_chunks, sweep_network, task_seed
+from rnnstab.sweep import _quiet_after_ctrl_c, compute_chunk, parse_values, plan_chunks, sweep_network, task_seed
 from rnnstab.theory import late_rate
 from tests.sweeps import OVERFLOWING_AT_1_5, assert_identical
 
@@ -390,6 +394,21 @@ def test_stack_size_does_not_change_the_numbers(tmp_path, local_reference, stack
     # jacobian_norms decides convergence per network, so how networks are stacked into calls is invisible.
     rnnstab.run_sweep(DETERMINISM_GRID, tmp_path, stack=stack)
     assert_identical(local_reference, _frame(tmp_path))
+
+
+def test_ctrl_c_during_a_dask_sweep_silences_the_cluster_loggers_until_it_has_shut_down():
+    # distributed's callbacks, cut short by Ctrl-C, logged tracebacks beside the one-line "interrupted" message
+    tornado = logging.getLogger("tornado")
+    before = tornado.level
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), _quiet_after_ctrl_c():
+        assert tornado.level == before
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises at the next bytecode
+        finally:
+            assert tornado.level > logging.CRITICAL  # already while the interrupt unwinds
+    assert tornado.level == before and signal.getsignal(signal.SIGINT) is handler
 
 
 def test_missing_dask_extra_names_the_extra_and_writes_nothing(tmp_path, monkeypatch):

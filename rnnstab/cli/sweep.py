@@ -270,7 +270,14 @@ def sweep(
             return
         if not (quiet or json_output):
             console.print("writing the report…", highlight=False)
-        _finish(summary, rnnstab.write_report(result.directory), json_output=json_output, quiet=quiet)
+        try:
+            report = rnnstab.write_report(result.directory)
+        except KeyboardInterrupt:
+            directory = escape(str(result.directory))
+            message = f"the sweep is complete in {directory}, its report is not: run rnnstab report {directory}"
+            console.print(f"[red]interrupted[/red]: {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
+        _finish(summary, report, json_output=json_output, quiet=quiet)
 
 
 @app.command("report", help=_REPORT_HELP)
