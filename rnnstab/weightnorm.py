@@ -33,7 +33,9 @@ def weightnorm_gradients(
     """∇_g L and ∇_v L of L(w), w = g·v/‖v‖, from ∇_w L alone (Salimans & Kingma 2016, eq. 3–4).
 
     ∇_g L = ∇_w L · v/‖v‖ and ∇_v L = (g/‖v‖) M_w ∇_w L with M_w = I − wwᵀ/‖w‖². ``project=False`` leaves out
-    M_w (a wrong formula, kept so that tests can show the check fails on it).
+    M_w (a wrong formula, kept so that tests can show the check fails on it). M_w is applied as I − uuᵀ with
+    u = v/‖v‖, the same matrix for g ≠ 0, and defined at g = 0 too, where wwᵀ/‖w‖² is 0/0 (∇_v L is then 0, not
+    NaN); ‖v‖ is taken after dividing v by its largest entry, so that a v of entries near 1e200 does not overflow it.
 
     Args:
         loss: L as a function of w.
@@ -60,14 +62,15 @@ def weightnorm_gradients(
     project = _checks.boolean("project", project)
     g = g if isinstance(g, torch.Tensor) else torch.tensor(_checks.real("g", g), dtype=v.dtype)
     g = _checks.tensor("g", g, ndims=(0,))
-    norm = v.norm()
-    if norm == 0:
+    largest = v.abs().max()
+    if largest == 0:
         raise InvalidArgumentError("v must be non-zero: w = g·v/‖v‖ has no direction at v = 0")
-    w = (g * v / norm).detach().requires_grad_(True)
+    length = (v / largest).norm()
+    unit, norm = v / largest / length, largest * length
+    w = (g * unit).detach().requires_grad_(True)
     (grad_w,) = torch.autograd.grad(loss(w), w)
-    w = w.detach()
-    grad_g = grad_w @ v / norm
-    projected = grad_w - w * (w @ grad_w) / (w @ w) if project else grad_w
+    grad_g = grad_w @ unit
+    projected = grad_w - unit * grad_g if project else grad_w
     return grad_g, g / norm * projected
 
 

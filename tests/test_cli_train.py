@@ -106,6 +106,7 @@ def test_a_diverging_run_stops_with_its_step_and_exit_1_the_others_go_on(tmp_pat
         # a rate that is 0 or subnormal in the training dtype would "train" with every update rounding to zero
         (["--lr", "1e-320"], "--lr: 1e-320 underflows in float32: it is below float32's smallest normal number"),
         (["--lr", "1e-50"], "--lr: 1e-50 underflows in float32"),
+        (["--lr", "1e300"], "--lr: 1e+300 overflows float32 (largest 3.4e+38)"),  # trained, then blamed gradients
         (["--lr", "1e-320", "--dtype", "float64"], "--lr: 1e-320 underflows in float64"),
     ],
 )

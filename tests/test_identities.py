@@ -382,6 +382,29 @@ def test_weightnorm_gradients_against_autograd():
     assert check.passed and check.details["cosine_grad_v_v"] < 1e-13
 
 
+@pytest.mark.parametrize("g", [0.0, 1e-200, -3.0])
+def test_weightnorm_gradients_at_a_zero_or_tiny_scale_and_a_huge_direction(g):
+    # M_w = I − wwᵀ/‖w‖² is 0/0 at g = 0 (and ‖w‖² underflows at g = 1e-200): ∇_v L came out NaN, where autograd
+    # through w = g·v/‖v‖ gives 0 (or 1e-200 entries); a v of 1e200 entries overflowed ‖v‖ the same way
+    gen = torch.Generator().manual_seed(2)
+    X = torch.randn(20, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(20, generator=gen, dtype=torch.float64)
+
+    def loss(w):
+        return ((torch.tanh(X @ w) - y) ** 2).mean()
+
+    scale = torch.tensor(g, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True)
+    auto_g, auto_v = torch.autograd.grad(loss(scale * v / v.norm()), (scale, v))
+    dg, dv = weightnorm_gradients(loss, scale.detach(), v.detach())
+    assert float(dg) == pytest.approx(float(auto_g), rel=1e-13)
+    torch.testing.assert_close(dv, auto_v, rtol=1e-12, atol=0)
+    huge_g, huge_v = weightnorm_gradients(loss, scale.detach(), 1e200 * v.detach())  # ∇_v L ∝ 1/‖v‖
+    assert float(huge_g) == pytest.approx(float(dg), rel=1e-14)
+    if g != 1e-200:  # whose ∇_v L, 1e-400, is below float64's range
+        torch.testing.assert_close(huge_v * 1e200, dv, rtol=1e-13, atol=0)
+
+
 def test_weightnorm_gradient_can_fail_without_projection():
     assert not check_weightnorm_gradient(project=False).passed
 

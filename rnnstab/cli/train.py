@@ -59,7 +59,8 @@ def train_command(
         str,
         typer.Option(
             help="How W is trained: plain (W itself), weight_norm (w_i = g_i·v_i/‖v_i‖ per row) or orthogonal "
-            "(W = Q₀·exp(A − Aᵀ), orthogonal at every step; Q₀ is the orthogonal polar factor of the --init draw)."
+            "(W = Q₀·exp(A − Aᵀ), orthogonal at every step, to rounding unless the run diverges; Q₀ is the orthogonal "
+            "polar factor of the --init draw)."
         ),
     ] = "plain",
     optimizer: Annotated[
