@@ -146,7 +146,13 @@ def tensor(name: str, value: object, *, ndims: Iterable[int]) -> torch.Tensor:
 
 
 def finite(name: str, value: torch.Tensor) -> None:
-    """Raise :class:`NonFiniteError` if ``value`` holds NaN or ±Inf, saying how many and where the first is."""
+    """Raise :class:`NonFiniteError` if ``value`` holds NaN or ±Inf, saying how many and where the first is
+    (:class:`InvalidArgumentError` if it holds no values at all: a tensor on the meta device)."""
+    if value.is_meta:  # a model built with device="meta" and saved before its weights were loaded
+        raise InvalidArgumentError(
+            f"{name} is on the meta device and holds no values: load the weights first (module.to_empty(device=...) "
+            "and load_state_dict), or build the model without device='meta'"
+        )
     bad = ~torch.isfinite(value)
     if bool(bad.any()):
         first = tuple(int(i) for i in bad.nonzero()[0])

@@ -192,3 +192,21 @@ def test_a_module_pickled_from_the_users_script_is_not_called_corrupted(tmp_path
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: net_module.pt pickles the class __main__.Net, which cannot be imported here")
     assert "save model.state_dict() instead" in line and "corrupted" not in line
+
+
+def test_weights_on_the_meta_device_are_refused_by_name(tmp_path):
+    # a model built with device="meta" and saved before its weights were loaded: "Tensor.item() cannot be called on
+    # meta tensors", a traceback and exit code 1
+    path = tmp_path / "meta.pt"
+    torch.save(torch.nn.RNN(3, 8, device="meta").state_dict(), path)
+    result = runner.invoke(app, ["analyze", str(path), "--steps", "5", "--batch", "2", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("error: meta.pt: ")
+        and "on the meta device and holds no values" in lines[0]
+    )
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(rnnstab.InvalidArgumentError, match="W is on the meta device"):
+        rnnstab.VanillaRNN(torch.empty(3, 3, device="meta"))
