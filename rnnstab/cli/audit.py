@@ -50,7 +50,9 @@ _ANALYZE_HELP = (
 @app.command("analyze", help=_ANALYZE_HELP)
 def analyze_command(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="The saved model or matrix (formats above).", show_default=False)],
+    path: Annotated[
+        Path, typer.Argument(help="The saved model or matrix (formats above).", show_default=False, metavar="PATH")
+    ],
     activation: Annotated[
         str | None,
         typer.Option(

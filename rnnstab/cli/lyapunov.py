@@ -26,8 +26,26 @@ from rnnstab.cli._common import (
 )
 from rnnstab.sweep import parse_values
 
+# one paragraph per string: rich keeps a docstring's line breaks, which broke the help mid-sentence at 80 columns
+_LYAPUNOV_HELP = (
+    "Lyapunov spectrum (natural log, nats per step) of a random RNN along input-driven trajectories.\n\n"
+    "Benettin's QR method on the tangent dynamics J_t = D_t W, with error bars from block means; the mean-field "
+    "prediction λ_max = ½ log χ (gaussian W₀) and the bound λ₁ ≤ log δ are marked. Also the singular values of J_t at "
+    "chosen t. Writes OUT/lyapunov.json, OUT/lyapunov.md, OUT/lyapunov_spectrum.png, OUT/lyapunov_convergence.png and "
+    "OUT/singular_values.png. Exit code 2 on a bad option, 3 if λ₁ > log δ beyond rounding (a bug in rnnstab)."
+)
+_VALIDATE_HELP = (
+    "Run the built-in reference checks against the literature and print expected, measured, tolerance, PASS/FAIL.\n\n"
+    "Linear RNNs (exponents = sorted log|eig W|, also non-normal W); orthogonal linear RNN (all exponents 0); the sum "
+    "rule Σλ = log|det W| + ⟨Σ log|σ'|⟩; tanh and gelu RNNs against Benettin's method on autograd Jacobians with a QR "
+    "every step (it catches a transposed W or σ' one step off, which the rest cannot); products of Gaussian matrices "
+    "against Newman's exact formula (and the error bars against the exact standard errors); the δ^T bound; the "
+    "mean-field λ_max = ½ log χ of random tanh RNNs.\n\n"
+    "Exit code 0 when every check passes, 1 when any fails, 2 on a bad option."
+)
 
-@app.command()
+
+@app.command(help=_LYAPUNOV_HELP)
 def lyapunov(
     ctx: typer.Context,
     activation: _Activation = "tanh",
@@ -99,13 +117,6 @@ def lyapunov(
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Lyapunov spectrum (natural log, nats per step) of a random RNN along input-driven trajectories.
-
-    Benettin's QR method on the tangent dynamics J_t = D_t W, with error bars from block means; the mean-field
-    prediction λ_max = ½ log χ (gaussian W₀) and the bound λ₁ ≤ log δ are marked. Also the singular values of J_t at
-    chosen t. Writes OUT/lyapunov.json, OUT/lyapunov.md, OUT/lyapunov_spectrum.png, OUT/lyapunov_convergence.png and
-    OUT/singular_values.png. Exit code 2 on a bad option, 3 if λ₁ > log δ beyond rounding (a bug in rnnstab).
-    """
     with _user_errors(ctx, {"k": "--top"}) as made, _warnings_as_lines():
         act = rnnstab.get_activation(activation, gamma=gamma)
         if gain is not None and delta is not None:
@@ -216,7 +227,7 @@ def lyapunov(
         _exit_on_bound_violation(summary["bound_holds"], where=files["json"])
 
 
-@app.command()
+@app.command(help=_VALIDATE_HELP)
 def validate(
     ctx: typer.Context,
     quick: Annotated[bool, typer.Option(help="Smaller sizes (seconds): looser statistical tolerances.")] = False,
@@ -227,15 +238,6 @@ def validate(
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Run the built-in reference checks against the literature and print expected, measured, tolerance, PASS/FAIL.
-
-    Linear RNNs (exponents = sorted log|eig W|, also non-normal W); orthogonal linear RNN (all exponents 0); the sum
-    rule Σλ = log|det W| + ⟨Σ log|σ'|⟩; tanh and gelu RNNs against Benettin's method on autograd Jacobians with a QR
-    every step (it catches a transposed W or σ' one step off, which the rest cannot); products of Gaussian matrices
-    against Newman's exact formula (and the error bars against the exact standard errors); the δ^T bound; the
-    mean-field λ_max = ½ log χ of random tanh RNNs.
-    Exit code 0 when every check passes, 1 when any fails.
-    """
     with _user_errors(ctx) as made:
         seed = _checks.seed("--seed", seed)  # before --out is made and before the suite starts
         out_dir = _io.output_dir(out, created=made) if out is not None else None

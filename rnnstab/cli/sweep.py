@@ -283,7 +283,7 @@ def sweep(
 @app.command("report", help=_REPORT_HELP)
 def report_command(
     ctx: typer.Context,
-    directory: Annotated[str, typer.Argument(help="A sweep directory (rnnstab sweep --out).")],
+    directory: Annotated[str, typer.Argument(help="A sweep directory (rnnstab sweep --out).", metavar="DIRECTORY")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option(help="Print only the report's location.")] = False,
 ) -> None:
