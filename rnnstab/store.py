@@ -386,7 +386,7 @@ def load_sweep(directory: str | os.PathLike[str], *, traces: bool = False) -> An
 
     path = _checks.path("directory", directory)
     if not path.is_dir():
-        raise InvalidArgumentError(f"{path} is not a directory")
+        raise InvalidArgumentError(f"{path} does not exist" if not path.exists() else f"{path} is not a directory")
     if read_metadata(path) is None:
         raise InvalidArgumentError(f"{path} holds no rnnstab sweep (no {METADATA_FILE}); run `rnnstab sweep` first")
     rows = []

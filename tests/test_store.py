@@ -111,8 +111,11 @@ def test_metadata_records_parameters_versions_device_dtype_and_seeds(reference):
 def test_load_sweep_refuses_non_sweeps_and_skips_corrupted_records(tmp_path, reference):
     with pytest.raises(rnnstab.InvalidArgumentError, match="no rnnstab sweep"):
         rnnstab.load_sweep(tmp_path)
-    with pytest.raises(rnnstab.InvalidArgumentError, match="not a directory"):
+    with pytest.raises(rnnstab.InvalidArgumentError, match="nope does not exist"):  # not "is not a directory"
         rnnstab.load_sweep(tmp_path / "nope")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(rnnstab.InvalidArgumentError, match="file is not a directory"):
+        rnnstab.load_sweep(tmp_path / "file")
     copy = tmp_path / "copy"
     copy.mkdir()
     (copy / store.METADATA_FILE).write_text((reference / store.METADATA_FILE).read_text())
