@@ -502,7 +502,8 @@ def _effective_weights(
                 f"({', '.join(sorted(roles.values()))}); the file holds its unconstrained original, not the weight "
                 f"the network uses: call {undo} on the RNN module that holds it, then save the state_dict again"
             )
-        g, v = _as_tensor(roles["g"], tensors[roles["g"]]), _as_tensor(roles["v"], tensors[roles["v"]])
+        g = _as_tensor(f"{source}: {roles['g']}", tensors[roles["g"]])
+        v = _as_tensor(f"{source}: {roles['v']}", tensors[roles["v"]])
         if g.dim() != v.dim() or any(a not in (1, b) for a, b in zip(g.shape, v.shape, strict=True)):
             raise ShapeError(
                 f"{source}: {roles['g']} of shape {tuple(g.shape)} is not the magnitude g of {roles['v']} of shape "
@@ -565,7 +566,7 @@ def _as_tensor(key: str, value: object) -> torch.Tensor:
 def _weight(
     tensors: Mapping[str, torch.Tensor | np.ndarray], key: str, shape: tuple[int, ...], source: str
 ) -> torch.Tensor:
-    tensor = _as_tensor(key, tensors[key])
+    tensor = _as_tensor(f"{source}: {key}", tensors[key])
     if tuple(tensor.shape) != shape:
         raise ShapeError(f"{source}: {key} must have shape {shape}, got {tuple(tensor.shape)}")
     _checks.finite(f"{source}: {key}", tensor)
@@ -626,12 +627,14 @@ def _network_layers(
             f"{', '.join(sorted(keys[k] for k in keys))} but no {prefix}weight_hh{missing[0]}: layers must run "
             "from l0 without gaps, with both directions in every layer of a bidirectional RNN"
         )
-    W0 = _as_tensor(keys[(0, False)], tensors[keys[(0, False)]])
+    W0 = _as_tensor(f"{source}: {keys[(0, False)]}", tensors[keys[(0, False)]])
     if W0.dim() != 2 or W0.shape[0] != W0.shape[1]:
-        raise ShapeError(f"{keys[(0, False)]} must be a square (n, n) recurrent matrix, got {tuple(W0.shape)}")
+        raise ShapeError(
+            f"{source}: {keys[(0, False)]} must be a square (n, n) recurrent matrix, got {tuple(W0.shape)}"
+        )
     n = int(W0.shape[0])
     if n == 0:
-        raise ShapeError(f"{keys[(0, False)]} is empty (hidden size 0)")
+        raise ShapeError(f"{source}: {keys[(0, False)]} is empty (hidden size 0)")
     network = prefix.removesuffix(".")
     layers = []
     for layer, reverse in wanted:
@@ -639,7 +642,7 @@ def _network_layers(
         ih = f"{prefix}weight_ih{suffix}"
         if ih not in tensors:
             raise InvalidArgumentError(f"{source}: found {keys[(layer, reverse)]} but no {ih} (the input weights)")
-        U = _as_tensor(ih, tensors[ih])
+        U = _as_tensor(f"{source}: {ih}", tensors[ih])
         m = int(U.shape[-1]) if layer == 0 and U.dim() > 0 else directions * n
         biases = [f"{prefix}{kind}{suffix}" for kind in ("bias_ih", "bias_hh") if f"{prefix}{kind}{suffix}" in tensors]
         used = [keys[(layer, reverse)], ih, *biases]
@@ -708,7 +711,7 @@ def _bare_layer(
             f"(one of {', '.join(activation_names())})"
         )
     get_activation(activation)  # an unknown name fails here, listing the valid ones
-    W = _as_tensor(roles["W"], arrays[roles["W"]])
+    W = _as_tensor(f"{source}: {roles['W']}", arrays[roles["W"]])
     if W.dim() != 2 or W.shape[0] != W.shape[1]:
         raise ShapeError(f"{source}: the recurrent matrix {roles['W']} must be square (n, n), got {tuple(W.shape)}")
     n = int(W.shape[0])
@@ -718,7 +721,7 @@ def _bare_layer(
     U_key, b_key = roles.get("U"), roles.get("b")
     U = None
     if U_key is not None:
-        U = _as_tensor(U_key, arrays[U_key])
+        U = _as_tensor(f"{source}: {U_key}", arrays[U_key])
         if U.dim() != 2 or U.shape[0] != n:
             raise ShapeError(f"{source}: the input weights {U_key} must be (n, m) = ({n}, m), got {tuple(U.shape)}")
         _checks.finite(f"{source}: {U_key}", U)

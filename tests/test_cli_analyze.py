@@ -210,3 +210,11 @@ def test_weights_on_the_meta_device_are_refused_by_name(tmp_path):
     assert not (tmp_path / "o").exists()
     with pytest.raises(rnnstab.InvalidArgumentError, match="W is on the meta device"):
         rnnstab.VanillaRNN(torch.empty(3, 3, device="meta"))
+
+
+def test_an_integer_matrix_is_refused_naming_its_file(tmp_path):
+    path = tmp_path / "Wint.npy"
+    np.save(path, np.arange(16).reshape(4, 4))
+    result = runner.invoke(app, ["analyze", str(path), "--activation", "identity", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: Wint.npy: W must hold floating-point numbers, got dtype int64"
