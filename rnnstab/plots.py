@@ -145,8 +145,8 @@ def plot_phase_diagram(table: Any, *, path: Path, y_label: str, title: str = "")
     Colour is the rate (blue: gradients shrink, red: they grow; white: rate 0), the dashed line is the threshold
     δ = 1, and markers flag cells whose verdict is marginal (○), exploding (▲) or mixed over seeds (◇), and cells
     whose Jacobian became exactly zero (×, rate −∞, drawn in the darkest blue). The solid green line is the
-    mean-field χ = 1 transition, where the theory predicts the rate crosses 0; when it lies beyond the δ range of a
-    panel, an arrow at that edge says where.
+    mean-field χ = 1 transition, where the theory predicts the rate crosses 0: a segment across each row, labelled
+    with its δ; when it lies beyond the δ range of a panel, an arrow at that edge says where.
     """
     from matplotlib import colors
     from matplotlib.lines import Line2D
@@ -188,8 +188,8 @@ def plot_phase_diagram(table: Any, *, path: Path, y_label: str, title: str = "")
             if kind in markers:
                 colour = "white" if markers[kind] == "x" else "black"  # × sits on the darkest cell
                 y = levels.index(row["y"])
-                ax.plot(row["delta"], y, markers[kind], color=colour, markersize=6, fillstyle="none")
-        ax.axvline(1.0, color="black", linestyle="--", linewidth=1.5)
+                ax.plot(row["delta"], y, markers[kind], color=colour, markersize=6, fillstyle="none", zorder=4)
+        ax.axvline(1.0, color="black", linestyle="--", linewidth=1.5, zorder=3.5)
         if "delta_critical" in sub and _draw_critical(ax, sub, levels, edges):
             present.add("chi")
         ax.set_yticks(range(len(levels)), levels)
@@ -204,7 +204,7 @@ def plot_phase_diagram(table: Any, *, path: Path, y_label: str, title: str = "")
         bar.set_label(f"empirical rate λ\n(nats/step, {_NATURAL_LOG})")
     handles = [
         Line2D([], [], color="black", linestyle="--", label="threshold δ = 1"),
-        *([Line2D([], [], color=_CHAOS, linewidth=2.5, label="mean-field χ = 1")] if "chi" in present else []),
+        *([Line2D([], [], color=_CHAOS, linewidth=_CHAOS_WIDTH, label="mean-field χ = 1")] if "chi" in present else []),
         *(
             Line2D([], [], marker=m, color="black", linestyle="", fillstyle="none", label=label)
             for label, m in markers.items()
@@ -227,29 +227,45 @@ def plot_rate_vs_log_delta(table: Any, *, path: Path, title: str = "") -> Figure
         title: the figure title.
 
     The bound ‖J_t‖₂ ≤ δ^t caps the asymptotic rate at log δ: points on the diagonal mean the bound is tight,
-    points far below it that the bound is loose (saturation, or ρ(W) < ‖W‖₂).
+    points far below it that the bound is loose (saturation, or ρ(W) < ‖W‖₂). Each series has its own colour and
+    the legend stands right of the axes; rates of −∞ (J_t = 0) cannot be drawn, and the legend names the series and
+    δ they were left out at.
     """
-    fig = Figure(figsize=(7.5, 6.0), layout="constrained")
+    fig = Figure(figsize=(10.5, 6.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    finite = table[np.isfinite(np.asarray(table["rate_per_step"], dtype=float))]
-    for index, (series, group) in enumerate(finite.groupby("series", sort=False)):
+    names = list(dict.fromkeys(table["series"]))
+    colours = _distinct_colours(len(names))
+    rates = np.asarray(table["rate_per_step"], dtype=float)
+    finite = table[np.isfinite(rates)]
+    handles: list[Any] = []
+    for series, group in finite.groupby("series", sort=False):
+        index = names.index(series)
         group = group.sort_values("log_delta")
-        ax.errorbar(
-            group["log_delta"],
-            group["rate_per_step"],
-            yerr=np.nan_to_num(np.asarray(group["rate_per_step_std"], dtype=float)),
-            marker="os^Dv<>p"[index % 8],
-            markersize=4,
-            linewidth=1,
-            capsize=2,
-            label=str(series),
+        handles.append(
+            ax.errorbar(
+                group["log_delta"],
+                group["rate_per_step"],
+                yerr=np.nan_to_num(np.asarray(group["rate_per_step_std"], dtype=float)),
+                color=colours[index],
+                marker="os^Dv<>p"[index % 8],
+                markersize=4,
+                linewidth=1,
+                capsize=2,
+                label=str(series),
+            )
         )
     # The diagonal spans the log δ of the grid only: rates far below it must not stretch the x axis into empty space.
     x = np.asarray(table["log_delta"], dtype=float)
     pad = 0.05 * (float(x.max() - x.min()) or 1.0)
     ends = [float(x.min()) - pad, float(x.max()) + pad]
-    ax.plot(ends, ends, "k--", linewidth=1.2, label="rate = log δ (bound tight)")
+    handles += ax.plot(ends, ends, "k--", linewidth=1.2, label="rate = log δ (bound tight)")
+    # a rate of −∞ (J_t = 0) has no place on the axis: without a word, those points would simply be missing
+    for series, group in table[np.isneginf(rates)].groupby("series", sort=False):
+        every = len(group) == int((table["series"] == series).sum())
+        where = "every δ" if every else "δ = " + ", ".join(f"{math.exp(v):.3g}" for v in sorted(group["log_delta"]))
+        label = f"{series}: rate −∞ (J_t = 0)\nat {where}, not drawn"
+        handles += ax.plot([], [], linestyle="", marker="x", color=colours[names.index(series)], label=label)
     ax.set_xlim(*ends)
     ax.axhline(0.0, color="grey", linewidth=0.7)
     ax.axvline(0.0, color="grey", linewidth=0.7)
@@ -257,25 +273,73 @@ def plot_rate_vs_log_delta(table: Any, *, path: Path, title: str = "") -> Figure
     ax.set_ylabel(f"empirical rate λ  (nats/step, {_NATURAL_LOG})")
     ax.set_title(title or "Measured rate against the bound's slope (error bars: spread over seeds)", fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=9)
+    # outside the axes: inside, a legend of many series covered the points it names
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0,
+        fontsize=9,
+        ncols=1 + (len(handles) - 1) // 24,  # one column holds about 24 entries in the figure's height
+    )
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
     return fig
 
 
+def _distinct_colours(count: int) -> list[Any]:
+    """One colour per series: tab10 repeats after 10 (series then told apart by marker alone), tab20 after 20, so
+    beyond that the colours are spread over a continuous map."""
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [colormaps["tab20"](i) for i in range(count)]
+    return [colormaps["turbo"](v) for v in np.linspace(0.05, 0.95, count)]
+
+
 _CHAOS = "#1b7837"
+_CHAOS_WIDTH = 4.0  # wider than the threshold line, which is drawn over it: where both are δ = 1, both show
 
 
 def _draw_critical(ax: Any, sub: Any, levels: list[str], edges: np.ndarray) -> bool:
-    """Draw the χ = 1 line through the rows of one panel (an arrow at the edge for rows beyond the δ range).
+    """Draw the χ = 1 line through the rows of one panel, labelled with its δ (an arrow at the edge for rows beyond
+    the δ range).
+
+    Each row's segment spans the row's full height and joins the next row's into a staircase: a tick at the row's
+    centre was lost under the threshold line and the cell markers, above all where χ = 1 falls at δ = 1.
 
     Returns whether anything was drawn.
     """
     critical = sub.groupby("y", sort=False)["delta_critical"].first()
     points = sorted((levels.index(y), float(d)) for y, d in critical.items() if np.isfinite(d))
-    inside = [(d, y) for y, d in points if edges[0] <= d <= edges[-1]]
-    if inside:
-        xs, ys = zip(*inside, strict=True)
-        ax.plot(xs, ys, color=_CHAOS, linewidth=2.5, marker="|", markersize=12)
+    xs: list[float] = []
+    ys: list[float] = []
+    for y, d in points:
+        if not edges[0] <= d <= edges[-1]:
+            continue
+        if ys and ys[-1] != y - 0.5:  # a row beyond the range (or without a prediction) lies between: break the line
+            xs.append(math.nan)
+            ys.append(math.nan)
+        xs += [d, d]
+        ys += [y - 0.5, y + 0.5]
+        # the label goes towards the wider side of the panel, off the line, so it also reads where the line is δ = 1
+        right = d > (edges[0] + edges[-1]) / 2
+        ax.annotate(
+            f"χ = 1 at δ ≈ {d:.3g}",
+            xy=(d, y + 0.3),
+            xytext=(-6 if right else 6, 0),
+            textcoords="offset points",
+            ha="right" if right else "left",
+            va="center",
+            fontsize=8,
+            color=_CHAOS,
+            fontweight="bold",
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+            zorder=5,
+        )
+    if xs:
+        ax.plot(xs, ys, color=_CHAOS, linewidth=_CHAOS_WIDTH, solid_capstyle="butt", zorder=3)
     for y, d in points:
         if not edges[0] <= d <= edges[-1]:
             right = d > edges[-1]
@@ -362,8 +426,9 @@ def plot_lyapunov_convergence(
 ) -> None:
     """Write a PNG of the running estimates against t: the top ``shown`` exponents (top panel, with the mean-field
     λ_max) and, when more were computed, the last one (bottom panel, its own scale); batch mean bold, each
-    trajectory thin."""
+    trajectory thin, with markers when there are few points (a history of one point is a dot per exponent)."""
     steps = torch.tensor(result.history_steps, dtype=torch.float64)
+    marker = "o" if len(steps) <= 30 else None  # a line of one point draws nothing
     k = result.num_exponents
     top = list(range(min(shown, k)))
     panels = [top] if k <= shown else [top, [k - 1]]
@@ -376,15 +441,21 @@ def plot_lyapunov_convergence(
             curves = result.history[:, :, i]
             if result.batch_size > 1:
                 for row in curves:
-                    ax.plot(steps, row, color=colour, alpha=0.2, linewidth=0.6)
-            ax.plot(steps, curves.mean(dim=0), color=colour, linewidth=2, label=f"λ_{i + 1}")
+                    ax.plot(steps, row, color=colour, alpha=0.2, linewidth=0.6, marker=marker, markersize=2)
+            ax.plot(steps, curves.mean(dim=0), color=colour, linewidth=2, marker=marker, label=f"λ_{i + 1}")
         ax.set_ylabel("running estimate\n(nats per step, natural log)")
         ax.grid(alpha=0.3)
     if mean_field_max is not None and math.isfinite(mean_field_max):
         axes[0].axhline(mean_field_max, color="tab:red", linestyle="--", linewidth=1.5, label="mean-field ½ log χ")
     for ax in axes:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, title="batch mean", title_fontsize=8)
-    axes[-1].set_xlabel(f"t (steps; the first {result.warmup} are warm-up and not averaged)")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if len(set(result.history_steps)) == 1:  # one point got an axis of ±4% around it, ticked at fractions of a step
+        axes[-1].set_xlim(result.history_steps[0] - 0.5, result.history_steps[0] + 0.5)
+    warmup = {0: "no warm-up: every step is averaged", 1: "the first step is warm-up and not averaged"}.get(
+        result.warmup, f"the first {result.warmup} are warm-up and not averaged"
+    )
+    axes[-1].set_xlabel(f"t (steps; {warmup})")
     axes[0].set_title(title or "Convergence of the Lyapunov exponents")
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
 

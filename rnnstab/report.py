@@ -642,9 +642,10 @@ def _captions() -> dict[str, str]:
         "norms": "log‖J_t‖₂ (natural log) against t, one colour per δ: line = mean over seeds, band = min–max "
         "over seeds, dashed = the bound t·log δ",
         "phase": "Phase diagram: the empirical rate (nats/step) over the grid; dashed = the threshold δ = 1; "
-        "solid green = the mean-field order-to-chaos transition χ = 1 (Gaussian and orthogonal inits; its position "
-        "is noted under the figure when it lies beyond the grid)",
-        "rates": "Empirical rate against log δ (natural log); the diagonal rate = log δ is where the bound is tight",
+        "solid green = the mean-field order-to-chaos transition χ = 1 (Gaussian and orthogonal inits), labelled with "
+        "its δ; an arrow at a panel's edge says where it lies when beyond the grid",
+        "rates": "Empirical rate against log δ (natural log); the diagonal rate = log δ is where the bound is tight; "
+        "rates of −∞ (J_t = 0) cannot be drawn and are named in the legend",
     }
 
 

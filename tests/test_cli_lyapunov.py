@@ -358,6 +358,27 @@ def test_the_spectrum_figure_says_which_exponents_are_minus_infinity(tmp_path, m
     assert "3 of 3 exponents are −∞" in labels[0]
 
 
+def test_a_convergence_history_of_one_point_is_drawn(tmp_path, monkeypatch):
+    # --steps 1: lines without markers drew nothing, on an axis from 0.96 to 1.04 "(the first 0 are warm-up)"
+    from matplotlib.figure import Figure
+
+    figures = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (figures.append(fig), save(fig, *a, **k)))
+    args = ["lyapunov", "--hidden", "8", "--steps", "1", "--batch", "2", "--quiet", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (fig,) = [f for f in figures if "Convergence" in f.axes[0].get_title() or "running" in f.axes[0].get_ylabel()]
+    for ax in fig.axes:
+        bold = [line for line in ax.lines if line.get_label().startswith("λ_")]
+        assert bold and all(line.get_marker() == "o" for line in bold)
+    bottom = fig.axes[-1]
+    assert bottom.get_xlim() == pytest.approx((0.5, 1.5))
+    ticks = [t for t in bottom.get_xticks() if 0.5 <= t <= 1.5]
+    assert ticks == [1.0]
+    assert bottom.get_xlabel() == "t (steps; no warm-up: every step is averaged)"
+
+
 def test_an_output_blocked_by_a_directory_is_named_and_the_earlier_run_is_kept_whole(tmp_path):
     # lyapunov.md made a directory: the rerun moved its lyapunov.json (seed 5) in beside seed 0's figures, then failed
     # with "Is a directory: OUT/.lyapunov.XXXX.tmp/lyapunov.md"

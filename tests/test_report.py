@@ -154,8 +154,38 @@ def test_phase_diagram_draws_the_transition_or_points_to_it(tmp_path):
     )
     ax = plot_phase_diagram(table, path=tmp_path / "phase.png", y_label="γ").axes[0]
     line = next(line for line in ax.lines if line.get_color() == "#1b7837")
-    assert list(line.get_xdata()) == [1.2] and list(line.get_ydata()) == [1]
-    assert [t.get_text() for t in ax.texts] == ["χ = 1 at δ ≈ 9 →"]
+    assert list(line.get_xdata()) == [1.2, 1.2] and list(line.get_ydata()) == [0.5, 1.5]  # across the row γ = 1
+    assert [t.get_text() for t in ax.texts] == ["χ = 1 at δ ≈ 1.2", "χ = 1 at δ ≈ 9 →"]
+
+
+def test_the_transition_at_the_threshold_spans_the_panel_and_is_labelled_beside_it(tmp_path):
+    # identity σ, orthogonal W: χ = 1 at δ = 1. A '|' tick at the single row's centre lay hidden under the dashed
+    # threshold line and the marginal cell's ○, with no δ printed anywhere
+    table = pd.DataFrame(
+        [
+            {
+                "panel": "identity",
+                "delta": d,
+                "y": "1",
+                "y_order": 1.0,
+                "rate_per_step": math.log(d),
+                "regime": "marginal" if d == 1.0 else "exploding" if d > 1 else "guaranteed vanishing",
+                "delta_critical": 1.0,
+            }
+            for d in (0.8, 1.0, 1.2, 1.4)
+        ]
+    )
+    fig = plot_phase_diagram(table, path=tmp_path / "phase.png", y_label="γ")
+    ax = fig.axes[0]
+    chi = next(line for line in ax.lines if line.get_color() == "#1b7837")
+    threshold = next(line for line in ax.lines if line.get_linestyle() == "--")
+    assert list(chi.get_xdata()) == [1.0, 1.0]
+    assert (min(chi.get_ydata()), max(chi.get_ydata())) == pytest.approx(ax.get_ylim())  # the whole panel's height
+    assert chi.get_marker() in ("None", None, "") and chi.get_zorder() > ax.collections[0].get_zorder()
+    assert chi.get_linewidth() > 2 * threshold.get_linewidth()  # the dashes drawn over it leave it showing
+    (label,) = [t for t in ax.texts if t.get_text() == "χ = 1 at δ ≈ 1"]
+    assert label.xyann[0] != 0 and label.get_color() == "#1b7837"  # set off the line it names
+    assert "mean-field χ = 1" in [t.get_text() for t in fig.legends[0].get_texts()]
 
 
 def test_identity_orthogonal_conclusion_is_exact(swept):
@@ -351,6 +381,37 @@ def test_figures_label_their_axes_in_natural_log(tmp_path):
     assert any("bound tight" in (line.get_label() or "") for line in ax.lines)
     for name in ("norms", "phase", "rates"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rate_figure_colours_every_series_apart_keeps_its_legend_off_the_points_and_names_minus_infinity(tmp_path):
+    from matplotlib.colors import to_hex
+
+    series = [f"{a}, γ = {g}, n = {n}" for a in ("tanh", "sigmoid") for g in (0.5, 1, 2) for n in (8, 16)]
+    rows = [
+        {"series": s, "log_delta": x, "rate_per_step": x - 0.1 * i, "rate_per_step_std": 0.05}
+        for i, s in enumerate(series)
+        for x in (-0.5, 0.0, 0.5)
+    ]
+    rows += [  # J_t = 0: relu at every δ, hardtanh at the smaller δ only
+        {"series": "relu, γ = 1, n = 8", "log_delta": x, "rate_per_step": -math.inf, "rate_per_step_std": np.nan}
+        for x in (-0.5, 0.0, 0.5)
+    ]
+    rows += [
+        {"series": "hardtanh, γ = 1, n = 8", "log_delta": x, "rate_per_step": r, "rate_per_step_std": np.nan}
+        for x, r in ((math.log(0.8), -math.inf), (0.5, 0.4))
+    ]
+    fig = plot_rate_vs_log_delta(pd.DataFrame(rows), path=tmp_path / "rates.png")
+    ax = fig.axes[0]
+    drawn = [c.lines[0] for c in ax.containers]
+    assert [c.get_label() for c in ax.containers] == [*series, "hardtanh, γ = 1, n = 8"]
+    assert len({to_hex(line.get_color()) for line in drawn}) == len(drawn)  # tab10 repeated after 10
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend()
+    assert legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1  # outside, right of the axes
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert "relu, γ = 1, n = 8: rate −∞ (J_t = 0)\nat every δ, not drawn" in texts
+    assert "hardtanh, γ = 1, n = 8: rate −∞ (J_t = 0)\nat δ = 0.8, not drawn" in texts
+    assert texts.index("rate = log δ (bound tight)") == len(drawn)  # after the series, before the notes
 
 
 def test_conclusions_follow_the_order_the_activations_were_named_in(tmp_path, monkeypatch):
