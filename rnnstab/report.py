@@ -258,7 +258,8 @@ def _above(activation: str, above: Any) -> str:
             rate, seeds, what = float(row["rate_per_step"]), "", "rate"
         else:  # some seeds only: quote the fastest one (its verdict), not a mean across verdicts
             rate, seeds, what = float(row["rate_per_step_max"]), f"; {row['verdict']}", "fastest seed's rate"
-        doubling = f", doubling every {_fmt(math.log(2) / rate)} steps" if rate > 0 else ""
+        every = _fmt(math.log(2) / rate) if rate > 0 else ""
+        doubling = f", doubling every {every} step{'' if every == '1' else 's'}" if rate > 0 else ""
         at = _value(row["delta"])
         where = (
             f"first exploded at δ = {at}"
@@ -266,7 +267,9 @@ def _above(activation: str, above: Any) -> str:
             else f"{activation} exploded already at δ = {at}, the smallest δ ≥ 1 tried"
         )
         pieces.append(f"{where} ({what} {_signed(rate)} nats/step{doubling}{seeds})")
-        ending = "."
+        # "first exploded at δ = 3.5" reads as a threshold; where a larger δ vanished again, the sentence says so
+        again = above[(above["delta"] > first_explosion) & (above["verdict"] == "vanishing")]
+        ending = f"; at δ = {_list(again['delta'])} it vanished again." if len(again) else "."
     elif vanished_to is not None and _value(vanished_to) == largest:
         pieces[0] += " (the largest δ tried)"
         ending = ": it never exploded."

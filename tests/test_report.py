@@ -272,6 +272,24 @@ def test_conclusion_with_mixed_seeds_and_no_vanishing_above_one():
     )
 
 
+def test_conclusion_says_where_growth_stops_again_and_counts_one_step_in_the_singular():
+    table = _table(
+        [
+            (0.9, -0.1, "guaranteed vanishing"),
+            (1.5, -0.05, "vanishing"),
+            (3.5, math.log(2), "exploding"),
+            (4.0, -0.01, "vanishing"),
+            (4.5, -0.02, "vanishing"),
+        ]
+    )
+    text = conclusions(table)["tanh"][0]
+    # "first exploded at δ = 3.5" alone read as a threshold beyond which every δ explodes
+    assert (
+        "first exploded at δ = 3.5 (rate +0.693 nats/step, doubling every 1 step); at δ = 4, 4.5 it vanished again."
+        in text
+    )
+
+
 def test_conclusion_when_some_seeds_vanish_at_the_first_delta_above_one():
     table = _table([(0.9, -0.1, "guaranteed vanishing"), (1.0, -0.01, "mixed: 2 vanishing, 1 marginal")])
     text = conclusions(table)["tanh"][0]
