@@ -13,6 +13,7 @@ is tanh(0.5x).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ class Activation:
         c = gamma / self.gamma
         base_fn, base_derivative = self.fn, self.derivative
         base_name = self.name.split("[")[0]
+        if c == 1.0:  # σ itself, under the scaled name: to_torch then still knows tanh and relu
+            return dataclasses.replace(self, name=f"{base_name}[γ={gamma:g}]")
         return Activation(
             name=f"{base_name}[γ={gamma:g}]",
             fn=lambda x: base_fn(c * x),

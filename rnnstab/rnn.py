@@ -234,14 +234,14 @@ class VanillaRNN:
             InvalidArgumentError: batched networks, no inputs, or an activation other than torch.tanh/torch.relu
                 (nn.RNN has only those).
         """
-        name = self.activation.name
+        name = self.activation.name.split("[")[0]  # "tanh[γ=1]", the scaled family at its own γ, is tanh itself
         # By σ itself, not its name: a user's callable called "tanh" (say tanh(2x)) gets that name from __name__.
         native = {"tanh": torch.tanh, "relu": torch.relu}.get(name) is self.activation.fn
         if self.num_networks is not None or self.input_size == 0 or not native:
             raise InvalidArgumentError(
                 "to_torch needs one network (W of shape (n, n)) with inputs and a tanh or relu activation, got "
                 f"{'a batch of ' + str(self.num_networks) + ' networks' if self.num_networks else 'one network'}, "
-                f"m = {self.input_size}, activation {name!r}"
+                f"m = {self.input_size}, activation {self.activation.name!r}"
             )
         module = torch.nn.RNN(
             self.input_size, self.hidden_size, nonlinearity=name, batch_first=True, dtype=self.dtype, device=self.device

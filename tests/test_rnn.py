@@ -664,3 +664,15 @@ def test_to_torch_refuses_a_user_callable_that_is_only_named_tanh():
     x = torch.randn(2, 5, 1, dtype=torch.float64)
     rnn = VanillaRNN(W, U, activation=torch.tanh)
     torch.testing.assert_close(rnn.to_torch()(x)[0], rnn.run(x), rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["tanh", "relu"])
+def test_to_torch_takes_the_scaled_family_at_its_own_gamma_and_refuses_any_other(name):
+    # get_activation("tanh", gamma=1.0) is tanh itself, yet to_torch refused it by name
+    W, U = torch.eye(3, dtype=torch.float64) * 0.5, torch.ones(3, 1, dtype=torch.float64)
+    x = torch.randn(2, 5, 1, dtype=torch.float64)
+    rnn = VanillaRNN(W, U, activation=get_activation(name, gamma=1.0))
+    assert rnn.activation.name == f"{name}[γ=1]"
+    torch.testing.assert_close(rnn.to_torch()(x)[0], rnn.run(x), rtol=1e-15, atol=1e-15)
+    with pytest.raises(InvalidArgumentError, match=rf"activation '{name}\[γ=0.5\]'"):
+        VanillaRNN(W, U, activation=get_activation(name, gamma=0.5)).to_torch()
