@@ -1068,7 +1068,13 @@ def _check_resources(directory: Path, chunks: Sequence[Sequence[Task]], *, devic
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing.is_dir():
-        free = shutil.disk_usage(existing).free
+        usage = shutil.disk_usage(existing)
+        if usage.total == 0:  # "0 B free" would send the user to shrink a grid that no size fits
+            raise InvalidArgumentError(
+                f"--out {directory}: {existing} is on a filesystem without storage (such as /proc): choose "
+                "another --out"
+            )
+        free = usage.free
         if record_bytes > _DISK_FRACTION * free:
             raise InvalidArgumentError(
                 f"the records of this sweep need about {_io.size(record_bytes)} on disk and {existing} has "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -408,3 +409,14 @@ def test_resume_alone_checks_every_saved_grid_before_running_any(tmp_path):
     result = runner.invoke(app, ["sweep", "--out", str(out), "--resume"])
     assert result.exit_code == 2 and "saved grid 2 of 2 (n = [300000]" in result.stderr, result.output
     assert not lost.exists()  # refused before the first grid ran
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc") or shutil.disk_usage("/proc").total != 0, reason="needs Linux's /proc")
+def test_an_out_on_a_filesystem_without_storage_is_named_so():
+    # it said "/proc has 0 B free: lower --steps, --batch or the size of the grid"
+    result = runner.invoke(app, ["sweep", *TINY, "--out", "/proc/rnnstab-sweep", "--quiet"])
+    assert result.exit_code == 2
+    assert " ".join(result.stderr.split()) == (
+        "error: --out /proc/rnnstab-sweep: /proc is on a filesystem without storage (such as /proc): "
+        "choose another --out"
+    )
