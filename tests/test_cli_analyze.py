@@ -174,6 +174,10 @@ def test_a_cell_is_shown_with_the_keys_of_its_file_and_a_gated_neighbour_is_skip
     assert result.exit_code == 0, result.output
     assert result.stderr.startswith("warning: mix.pt: skipped only lstm (LSTM): a gated RNN, not a vanilla one; ")
     assert "rnn layer 0: rnn.weight_hh_l0" in result.stdout
+    # and in the machine-readable summary, which had no word of it
+    (note,) = json.loads((tmp_path / "mix" / "summary.json").read_text())["parameters"]["warnings"]
+    assert note.startswith("mix.pt: skipped only lstm (LSTM)")
+    assert "skipped only lstm" in (tmp_path / "mix" / "report.md").read_text()
 
 
 class Net(torch.nn.Module):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -90,7 +91,14 @@ def analyze_command(
 ) -> None:
     """Audit the layers of a saved RNN (help: :data:`_ANALYZE_HELP`)."""
     with _user_errors(ctx) as made, _warnings_as_lines():
-        layers = rnnstab.load_recurrent_layers(path, activation=activation, trust_pickle=trust_pickle)
+        # kept for summary.json and the report too (a gated network skipped next to a vanilla one): a script reading
+        # the JSON would not see the stderr line
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", rnnstab.RnnstabWarning)
+            layers = rnnstab.load_recurrent_layers(path, activation=activation, trust_pickle=trust_pickle)
+        for warning in caught:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        notes = [str(w.message) for w in caught if issubclass(w.category, rnnstab.RnnstabWarning)]
         x = rnnstab.load_inputs(inputs) if inputs is not None else None
         out_dir = _io.output_dir(out, created=made)
         names = [layer.name for layer in layers]
@@ -117,6 +125,7 @@ def analyze_command(
             "steps": result.rows[0].steps,
             "batch": result.rows[0].trajectories,
             "trust_pickle": trust_pickle,
+            **({"warnings": notes} if notes else {}),
         }
         report = rnnstab.write_audit_report(
             result, out_dir, title=f"rnnstab analyze {path.name}", parameters=parameters
