@@ -164,9 +164,8 @@ def derive_gamma(derivative: TensorFn, *, name: str = "activation", fn: TensorFn
                     "derivative given is not σ's"
                 )
     if gamma == 0.0:
-        raise InvalidArgumentError(
-            f"the derivative of {name} is zero everywhere on [-1e4, 1e4] (and σ constant): γ would be 0"
-        )
+        constant = " (and σ constant)" if fn is not None else ""
+        raise InvalidArgumentError(f"the derivative of {name} is zero everywhere on [-1e4, 1e4]{constant}: γ = 0")
     return gamma, argmax
 
 
