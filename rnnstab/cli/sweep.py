@@ -354,7 +354,7 @@ def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_outp
                     highlight=False,
                 )
             where = escape(str(report.html))
-            out.print(f"report: [bold]{where}[/bold]  (also report.md, summary.json)", highlight=False)
+            out.print(f"report: [bold]{where}[/bold]  (also report.md, summary.json, figures/)", highlight=False)
     if report is not None and not report.bound_holds:
         bound = report.summary["bound"]
         at = bound["max_excess_at"]
