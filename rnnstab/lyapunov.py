@@ -405,13 +405,13 @@ class SingularValueSpectrum:
         t = torch.tensor(self.steps, dtype=_F64)
         return self.log_singular_values / t[None, :, None]
 
-    def isometry_summary(self) -> dict[str, list[float]]:
+    def isometry_summary(self) -> dict[str, list[float] | list[int]]:
         """Per step t (pooled over the batch): mean and standard deviation of log σ_i(J_t), and the fraction of
         singular values within a factor e of 1 (|log σ| ≤ 1). Dynamical isometry is std → 0 with mean ≈ 0."""
         logs = self.log_singular_values.transpose(0, 1).reshape(len(self.steps), -1)
         finite = torch.where(torch.isfinite(logs), logs, math.nan)
         return {
-            "step": [float(t) for t in self.steps],
+            "step": [int(t) for t in self.steps],
             "mean_log_singular_value": torch.nanmean(finite, dim=1).tolist(),
             "std_log_singular_value": _nanstd(finite).tolist(),
             "fraction_within_factor_e": (logs.abs() <= 1.0).to(_F64).mean(dim=1).tolist(),

@@ -48,7 +48,8 @@ class Verdict:
         log_delta: log δ, the slope of the bound.
         slack_per_step: log δ − rate: how much faster than the bound gradients actually decay (≥ 0 when the bound
             is respected asymptotically; 0 means the bound is tight).
-        half_life_steps: steps for ‖J_t‖₂ to halve, log 2 / −rate (``None`` unless the rate is negative).
+        half_life_steps: steps for ‖J_t‖₂ to halve, log 2 / −rate (``None`` unless the rate is negative and finite:
+            a Jacobian that became exactly 0 has no half-life).
         doubling_steps: steps for ‖J_t‖₂ to double, log 2 / rate (``None`` unless the rate is positive).
         max_bound_excess: max over t of log‖J_t‖₂ − t·log δ (≤ 0 up to rounding when the bound holds).
         bound_holds: no step exceeds the bound by more than the trace's float tolerance.
@@ -166,7 +167,8 @@ def verdicts(
                 rate_per_step=rate,
                 log_delta=math.log(d),
                 slack_per_step=math.log(d) - rate,
-                half_life_steps=math.log(2) / -rate if rate < 0 else None,
+                # none for a Jacobian that became exactly 0 (rate −∞), as the sweep report and lyapunov say
+                half_life_steps=math.log(2) / -rate if -math.inf < rate < 0 else None,
                 doubling_steps=math.log(2) / rate if rate > 0 else None,
                 max_bound_excess=float(excess[b, :end].max()),
                 bound_holds=holds,
@@ -333,6 +335,7 @@ def gaussian_expectation(
         breakpoints: the points x where f is not smooth.
 
     Raises:
+        ArgumentTypeError: ``f`` is not callable.
         InvalidArgumentError: q < 0 or not finite.
 
     Example:
@@ -341,6 +344,8 @@ def gaussian_expectation(
         >>> round(gaussian_expectation(torch.relu, 1.0, breakpoints=[0.0]), 12)  # 1/√(2π)
         0.398942280401
     """
+    if not callable(f):
+        raise ArgumentTypeError(f"f must be a function of a tensor, got {type(f).__name__}")
     variance = _checks.non_negative_float("variance", variance)
     scale = math.sqrt(variance)
     if scale == 0.0:

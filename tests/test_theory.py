@@ -52,6 +52,14 @@ def test_late_rate_of_dead_trace_is_minus_infinity():
     assert float(rates[1]) == pytest.approx(1.0)
 
 
+def test_a_jacobian_that_became_exactly_zero_has_no_half_life():
+    # the verdict (trace.json, load_sweep) gave 0 steps where the sweep's report and lyapunov give none
+    rnn = rnnstab.VanillaRNN(torch.eye(2, dtype=F64), activation="relu")
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(1, 10, 0), h0=-torch.ones(2, dtype=F64))
+    (verdict,) = rnnstab.verdicts(trace, delta=1.0)
+    assert verdict.rate_per_step == -math.inf and verdict.half_life_steps is None and verdict.doubling_steps is None
+
+
 def test_per_network_delta_as_a_numpy_array():
     # rnn.delta().numpy() or a DataFrame column was refused: "delta must be a number, got ndarray"
     rnn = random_rnn(6, delta=1.0, seed=4, batch_networks=3)

@@ -131,3 +131,9 @@ def test_mean_field_accepts_callables_and_names_its_activation():
 def test_bad_arguments_name_themselves(call, match):
     with pytest.raises(rnnstab.InvalidArgumentError, match=match):
         call()
+
+
+def test_gaussian_expectation_refuses_a_non_callable_by_name():
+    # a raw "TypeError: 'int' object is not callable" from inside the quadrature
+    with pytest.raises(rnnstab.ArgumentTypeError, match="f must be a function of a tensor, got int"):
+        rnnstab.gaussian_expectation(3, 1.0)
