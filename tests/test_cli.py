@@ -324,3 +324,18 @@ def test_every_command_help_breaks_only_between_paragraphs():
         assert text and "\n" not in text.replace("\n\n", ""), command.callback.__name__
     result = runner.invoke(app, ["validate", "--help"], env={"COLUMNS": "200"})
     assert "2 on a bad option" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["trace", "--hidden", "6", "--steps", "8", "--batch", "2"],
+        ["lyapunov", "--hidden", "6", "--steps", "40", "--batch", "1"],
+        ["sweep", "--hidden", "6", "--steps", "8", "--delta", "0.5,1.5", "--seeds", "1", "--batch", "2"],
+    ],
+)
+def test_json_on_stdout_states_its_units(tmp_path, command):
+    # the files said "natural log; … nats per step", the --json output these commands print did not
+    result = runner.invoke(app, [*command, "--out", str(tmp_path / "o"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "natural log" in json.loads(result.stdout)["units"]

@@ -220,7 +220,7 @@ def lyapunov(
             title=title,
         )
         if json_output:
-            record = {**summary, "parameters": parameters, "files": files}
+            record = {**summary, "parameters": parameters, "files": files, "units": "natural log; nats per step"}
             typer.echo(json.dumps(_io.finite_or_none(record), indent=2, ensure_ascii=False))
         else:
             _print_lyapunov(parameters, summary, files)

@@ -310,6 +310,7 @@ def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_outp
             "missing_records": report.summary["missing_records"],
             "regimes": report.summary["regimes"],
             "bound": report.summary["bound"],
+            "units": report.summary["units"],
             "conclusions": report.conclusions,
             "files": {
                 "html": str(report.html),

@@ -105,6 +105,7 @@ def trace(
             "svd_fallbacks": result.svd_fallbacks,
             "spectral_method": result.spectral_method,
             "files": {"png": str(out_dir / "trace.png"), "json": str(out_dir / "trace.json")},
+            "units": "natural log; rates in nats per step",  # --json prints this summary alone
         }
         record = {
             "summary": summary,
