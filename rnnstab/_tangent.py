@@ -13,6 +13,7 @@ pre-activations is held, whatever the horizon T.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -57,9 +58,22 @@ def derivative_chunks(
         if not bool(low.any()):
             yield start, derivative, None
             continue
-        wide = _derivative(rnn, pre.to(torch.float64), start, overflow_steps)
-        exponent = torch.where(low, torch.frexp(wide.abs().amax(dim=-1)).exponent, 0)
+        pre64 = pre.to(torch.float64)
+        wide = _derivative(rnn, pre64, start, overflow_steps)
+        peak = wide.abs().amax(dim=-1)
+        exponent = torch.where(low, torch.frexp(peak).exponent, 0)
         scaled = torch.where(low[..., None], torch.ldexp(wide, -exponent[..., None]).to(derivative.dtype), derivative)
+        log_derivative = rnn.activation.log_derivative
+        under = low & (peak == 0) & torch.isfinite(pre64).all(dim=-1)  # every σ' below float64's range, none dead
+        if log_derivative is not None and bool(under.any()):
+            # from log σ' (tanh beyond |h| ≈ 373): e such that the largest σ'/2^e lies in [½, 1), as frexp gives
+            logs = log_derivative(pre64)
+            top = torch.floor(logs.amax(dim=-1) / math.log(2)).to(exponent.dtype) + 1
+            exponent = torch.where(under, top, exponent)
+            rescued = torch.exp(logs - exponent[..., None].to(torch.float64) * math.log(2))
+            if overflow_steps is not None:  # the steps an overflow ended stay ended
+                rescued = _stop_at_overflow(rescued, pre64, start, overflow_steps)
+            scaled = torch.where(under[..., None], rescued.to(derivative.dtype), scaled)
         yield start, scaled, exponent.cpu().to(torch.float64)
 
 

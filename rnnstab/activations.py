@@ -49,6 +49,9 @@ class Activation:
         breakpoints: the points where σ, σ' or σ'' is not smooth (relu's 0, hardtanh's ±1, …): Gaussian
             expectations split their quadrature there (see :func:`rnnstab.theory.gaussian_expectation`). Empty for
             smooth activations and for user callables (which then get a convergence check instead).
+        log_derivative: log σ' in closed form, for the activations whose σ' never vanishes but underflows even
+            float64 (tanh beyond |x| ≈ 373, sigmoid beyond 745): without it such a saturated unit reads as a dead
+            one. ``None`` for the others and for user callables.
 
     Example:
         >>> act = get_activation("gelu")
@@ -63,6 +66,7 @@ class Activation:
     argmax: float
     scale: float = 1.0
     breakpoints: tuple[float, ...] = ()
+    log_derivative: TensorFn | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)
@@ -79,6 +83,7 @@ class Activation:
         base_name = self.name.split("[")[0]
         if c == 1.0:  # σ itself, under the scaled name: to_torch then still knows tanh and relu
             return dataclasses.replace(self, name=f"{base_name}[γ={gamma:g}]")
+        base_log = self.log_derivative
         return Activation(
             name=f"{base_name}[γ={gamma:g}]",
             fn=lambda x: base_fn(c * x),
@@ -87,6 +92,7 @@ class Activation:
             argmax=self.argmax / c,
             scale=self.scale * c,
             breakpoints=tuple(b / c for b in self.breakpoints),
+            log_derivative=None if base_log is None else (lambda x: math.log(c) + base_log(c * x)),
         )
 
     @classmethod
@@ -310,6 +316,20 @@ def _sigmoid_derivative(x: torch.Tensor) -> torch.Tensor:
     return (torch.sigmoid(x) * torch.sigmoid(-x)).clamp(max=0.25)
 
 
+def _tanh_log_derivative(x: torch.Tensor) -> torch.Tensor:
+    # log sech²x = log 4 − 2|x| − 2·log(1 + e^{−2|x|}): finite wherever x is
+    return math.log(4.0) - 2.0 * x.abs() - 2.0 * torch.log1p(torch.exp(-2.0 * x.abs()))
+
+
+def _sigmoid_log_derivative(x: torch.Tensor) -> torch.Tensor:
+    # log σ(x)σ(−x) = −|x| − 2·log(1 + e^{−|x|})
+    return -x.abs() - 2.0 * torch.log1p(torch.exp(-x.abs()))
+
+
+#: name → log σ', for the activations whose σ' underflows float64 while it is not 0 (see Activation.log_derivative)
+_LOG_DERIVATIVES: dict[str, TensorFn] = {"tanh": _tanh_log_derivative, "sigmoid": _sigmoid_log_derivative}
+
+
 def _one(x: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(x)
 
@@ -416,6 +436,7 @@ def get_activation(activation: str | TensorFn | Activation, *, gamma: float | No
                 gamma=g,
                 argmax=x_star,
                 breakpoints=_BREAKPOINTS.get(activation, ()),
+                log_derivative=_LOG_DERIVATIVES.get(activation),
             )
         act = _CACHE[activation]
     else:

@@ -432,3 +432,14 @@ def test_a_fixed_interval_past_the_spread_limit_warns():
         for interval in ("auto", 1):
             right = rnnstab.lyapunov_spectrum(rnn, x, qr_every=interval, warmup=100)
             assert torch.allclose(right.exponents[0], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize(("activation", "c"), [("tanh", 400.0), ("sigmoid", 800.0)])
+def test_units_saturated_below_float64s_range_have_finite_exponents(activation, c):
+    # σ'(c) = e^-798.6 (tanh) or e^-800 (sigmoid) underflows float64: every exponent read −inf, a dead network's
+    rnn = rnnstab.VanillaRNN(c * torch.eye(3, dtype=torch.float64), activation=activation)
+    result = rnnstab.lyapunov_spectrum(rnn, torch.zeros(1, 60, 0), h0=torch.full((3,), 40.0, dtype=torch.float64))
+    log_slope = math.log(4.0) - 2 * c if activation == "tanh" else -c  # the closed forms; e^{-2c} terms below 1e-300
+    torch.testing.assert_close(
+        result.exponents, torch.full_like(result.exponents, math.log(c) + log_slope), rtol=1e-12, atol=0
+    )
