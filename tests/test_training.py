@@ -397,9 +397,10 @@ def test_bad_arguments_are_refused_before_training(tmp_path, options, message):
 
 
 def test_a_dead_jacobians_rate_reads_back_from_the_log_as_minus_infinity(tmp_path):
-    # lr 2·10⁴ saturates tanh at once: σ' = 0 exactly, ∂g_t/∂g_0 = 0, rate -inf; JSON writes it as null
+    # lr 2·10⁴ turns every relu unit off: σ' = 0 exactly, ∂g_t/∂g_0 = 0, rate -inf; JSON writes it as null. (A
+    # saturated tanh is not dead: its σ' comes from log σ' beyond float64's range, and its rate is finite.)
     log = tmp_path / "dead.jsonl"
-    run = train("adding", optimizer="sgd", lr=2e4, steps=4, monitor_every=3, log_path=log, **SMALL)
+    run = train("adding", optimizer="sgd", lr=2e4, steps=4, monitor_every=3, log_path=log, activation="relu", **SMALL)
     assert [r.jacobian_rate for r in run.records] == [-math.inf, None, -math.inf, -math.inf]
     frame = load_training_log(log)
     assert (
