@@ -42,7 +42,9 @@ def derivative_chunks(
     0 for |h| ≳ 52, so such steps are recomputed in float64 first. So has a step whose largest σ' is above 2^32 (the
     scaled family at γ = 1e300), whose squares would overflow. Powers of two scale exactly. The e_t are yielded as
     integers, not as e_t·log 2, so that a consumer can add exponents before it rounds: e_t = −997 against a W
-    carried as W/2^997 (γ = 1e-300) would otherwise cancel to 10⁻¹³, not to 0.
+    carried as W/2^997 (γ = 1e-300) would otherwise cancel to 10⁻¹³, not to 0. A step whose σ' all underflow even
+    float64 (tanh beyond |h| ≈ 373) takes them from the activation's ``log_derivative`` where it has one, divided
+    by the largest, whose log (in units of log 2, not a whole number) is e_t.
 
     ``x`` must already be checked (:meth:`VanillaRNN.check_inputs`) and on the RNN's device and dtype. A state that
     leaves the dtype's range raises :class:`StateOverflowError`; given ``overflow_steps`` instead (a (batch,) int64
@@ -63,18 +65,21 @@ def derivative_chunks(
         peak = wide.abs().amax(dim=-1)
         exponent = torch.where(low, torch.frexp(peak).exponent, 0)
         scaled = torch.where(low[..., None], torch.ldexp(wide, -exponent[..., None]).to(derivative.dtype), derivative)
+        exponents = exponent.to(torch.float64)
         log_derivative = rnn.activation.log_derivative
         under = low & (peak == 0) & torch.isfinite(pre64).all(dim=-1)  # every σ' below float64's range, none dead
         if log_derivative is not None and bool(under.any()):
-            # from log σ' (tanh beyond |h| ≈ 373): e such that the largest σ'/2^e lies in [½, 1), as frexp gives
+            # from log σ' (tanh beyond |h| ≈ 373), relative to the step's largest: that one becomes 1, and its log
+            # goes into the exponent, in units of log 2 and not a whole number (past |h| ~ 10⁹ a power of two fit to
+            # log σ' would lose its bits to the rounding of log σ' itself)
             logs = log_derivative(pre64)
-            top = torch.floor(logs.amax(dim=-1) / math.log(2)).to(exponent.dtype) + 1
-            exponent = torch.where(under, top, exponent)
-            rescued = torch.exp(logs - exponent[..., None].to(torch.float64) * math.log(2))
+            top = logs.amax(dim=-1)
+            exponents = torch.where(under, top / math.log(2), exponents)
+            rescued = torch.exp(logs - top[..., None])
             if overflow_steps is not None:  # the steps an overflow ended stay ended
                 rescued = _stop_at_overflow(rescued, pre64, start, overflow_steps)
             scaled = torch.where(under[..., None], rescued.to(derivative.dtype), scaled)
-        yield start, scaled, exponent.cpu().to(torch.float64)
+        yield start, scaled, exponents.cpu()
 
 
 def _preactivation_chunks(

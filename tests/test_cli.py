@@ -339,3 +339,11 @@ def test_json_on_stdout_states_its_units(tmp_path, command):
     result = runner.invoke(app, [*command, "--out", str(tmp_path / "o"), "--json"])
     assert result.exit_code == 0, result.output
     assert "natural log" in json.loads(result.stdout)["units"]
+
+
+def test_trace_refuses_inputs_that_overflow_by_the_option_name(tmp_path):
+    # it said "x holds 8 non-finite value(s)": an x the user never gave
+    result = runner.invoke(app, ["trace", *SMALL, "--input-scale", "1e308", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --input-scale is too large: 1e+308 × N(0, 1) overflows float64")
+    assert not (tmp_path / "o").exists()

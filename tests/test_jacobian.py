@@ -975,3 +975,17 @@ def test_a_crowded_cluster_at_the_top_is_resolved(kind, spread, activation):
     exact = rnnstab.jacobian_norms(rnn, x, norms=["spectral"], spectral_method="svd").log_spectral
     assert trace.spectral_method == "lanczos"
     assert (exact - trace.log_spectral).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_units_saturated_a_trillion_deep_keep_their_log_norm(dtype):
+    # log σ'(h) = log 4 − 2h at h = 10¹²: a power of two fit to it lost its bits to log σ''s own rounding (and
+    # overflowed int32 past |h| ~ 10⁹), so σ' there is carried relative to the step's largest, whose log is exact
+    rnn = rnnstab.VanillaRNN(torch.tensor([[0.5]], dtype=F64), torch.tensor([[1.0]], dtype=F64), activation="tanh")
+    x = torch.full((1, 3, 1), 1e12, dtype=F64)
+    trace = rnnstab.jacobian_norms(rnn, x, dtype=dtype)
+    # h_1 = 10¹² (g_0 = 0), then h_t = 10¹² + 0.5 (g = 1), rounded to the dtype
+    first, later = (float(torch.tensor(h, dtype=dtype)) for h in (1e12, 1e12 + 0.5))
+    step = [math.log(0.5) + math.log(4.0) - 2 * h for h in (first, later, later)]
+    expected = torch.tensor(step, dtype=F64).cumsum(0)
+    torch.testing.assert_close(trace.log_spectral[0], expected, rtol=1e-14 if dtype == F64 else 1e-7, atol=0)

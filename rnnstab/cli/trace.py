@@ -76,6 +76,7 @@ def trace(
         generator = _checks.generator(seed, 1)
         U = torch.randn(hidden, m, generator=generator, dtype=torch.float64) / m**0.5
         x = input_scale * torch.randn(batch, steps, m, generator=generator, dtype=torch.float64)
+        _checks.synthetic_inputs(x, input_scale)  # refused by the option's name, not as "x holds non-finite values"
         rnn = rnnstab.VanillaRNN(W, U, None, act).to(device=chosen_device)
         with _progress(quiet or json_output) as progress:
             task = progress.add_task("Jacobian products", total=steps)
