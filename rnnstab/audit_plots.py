@@ -85,6 +85,9 @@ def plot_singular_values(rows: Sequence[AuditRow], *, path: Path, title: str = "
     return _finish(fig, path, title or "Singular values of W against the threshold 1/γ")
 
 
+_LOG_LIMIT = 1e300
+
+
 def plot_jacobian_curves(rows: Sequence[AuditRow], *, path: Path, horizon_drop: float, title: str = "") -> Figure:
     """log‖J_t‖₂ (natural log) against t, one line per subject (mean over trajectories, band ± one standard
     deviation), with the memory-horizon level log(horizon_drop)."""
@@ -102,11 +105,17 @@ def plot_jacobian_curves(rows: Sequence[AuditRow], *, path: Path, horizon_drop: 
         spread = row.log_norm_spread.numpy()
         steps = np.arange(1, mean.shape[0] + 1)
         colour = palette(k % 10)
+        # logs near float64's largest number (units saturated by a W of norm 1e308) cannot be drawn either:
+        # matplotlib's transforms turn singular on such an axis
+        vast = np.isfinite(mean) & (np.abs(mean) > _LOG_LIMIT)
+        mean, spread = np.where(vast, np.nan, mean), np.where(vast, np.nan, spread)
         with np.errstate(invalid="ignore"):
             ax.fill_between(steps, mean - spread, mean + spread, color=colour, alpha=0.15, linewidth=0)
         label = row.name
         if np.isneginf(mean).any():  # log 0 cannot be drawn: the line just stops, so say why
             label += f" (some J_t = 0 from t = {int(np.argmax(np.isneginf(mean))) + 1})"
+        if vast.any():
+            label += f" (|log‖J_t‖₂| > {_LOG_LIMIT:g} from t = {int(np.argmax(vast)) + 1}, not drawn)"
         ax.plot(steps, mean, color=colour, linestyle=styles[k // 10 % len(styles)], linewidth=1.4, label=label)
     ax.set_xlim(1, max(max(row.steps for row in rows), 2))  # an all-zero Jacobian leaves no point to fit the axis to
     ax.axhline(math.log(horizon_drop), color="black", linestyle=":", linewidth=1.2, label=f"log {horizon_drop:g}")
