@@ -24,6 +24,7 @@ from rnnstab import _checks
 from rnnstab._io import atomic_write, finite_or_none, plural, write_json
 from rnnstab.exceptions import InvalidArgumentError
 from rnnstab.store import read_metadata
+from rnnstab.theory import rate_spread
 
 #: Axes other than δ, in the order they label panels and table columns.
 OTHER_AXES = ("gamma", "hidden", "steps", "input_scale", "init", "dtype")
@@ -93,7 +94,7 @@ def configuration_table(frame: Any) -> Any:
         rates = group["rate_per_step"].to_numpy(dtype=float)
         with np.errstate(invalid="ignore"):
             mean_rate = float(rates.mean())
-            spread = float(rates.std(ddof=1)) if rates.size > 1 else math.nan
+        spread = rate_spread(rates) if rates.size > 1 else math.nan
         counts = group["regime"].value_counts()
         if len(counts) == 1:
             verdict = str(counts.index[0])

@@ -70,7 +70,7 @@ from rnnstab.store import (
     write_metadata,
     write_record,
 )
-from rnnstab.theory import DEFAULT_RATE_TOL, Verdict, bound_violations, verdicts
+from rnnstab.theory import DEFAULT_RATE_TOL, Verdict, bound_violations, rate_spread, verdicts
 from rnnstab.weights import SCHEMES, init_weights, scale_to_threshold, spectral_norm
 
 #: The grid axes, in the order records and tables list them.
@@ -629,10 +629,7 @@ def compute_chunk(
 
 def _spread(rates: np.ndarray) -> float:
     """Sample standard deviation of per-input rates; NaN when a rate is -inf (a dead Jacobian), 0 for one input."""
-    if rates.size < 2:
-        return 0.0
-    with np.errstate(invalid="ignore"):
-        return float(np.std(rates, ddof=1))
+    return 0.0 if rates.size < 2 else rate_spread(rates)
 
 
 def compute_shard(chunks: Sequence[Sequence[Task]], device: str, threads: int | None = None) -> list[ChunkResult]:

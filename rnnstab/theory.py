@@ -194,6 +194,16 @@ def regime_of(delta: float, rate: float, *, rate_tol: float = DEFAULT_RATE_TOL) 
     return "marginal"
 
 
+def rate_spread(rates: np.ndarray) -> float:
+    """Sample standard deviation (ddof = 1) of rates, NaN where one is −∞ (a dead Jacobian). Rates beyond ±1e150
+    (units saturated far past float64's σ') are scaled first, as their squares would overflow; the others are
+    taken as they are, to the same bits as ``np.std``."""
+    size = float(np.abs(rates[np.isfinite(rates)]).max(initial=0.0))
+    scale = size if size > 1e150 else 1.0
+    with np.errstate(invalid="ignore"):
+        return scale * float(np.std(rates / scale, ddof=1))
+
+
 def late_rate(log_norms: torch.Tensor) -> torch.Tensor:
     """Least-squares slope of log-norms (batch, T) against t over the late half t > T/2 (all t when T < 4).
 
