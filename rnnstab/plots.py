@@ -358,8 +358,9 @@ def _draw_critical(ax: Any, sub: Any, levels: list[str], edges: np.ndarray) -> b
 def _cell_edges(values: list[float]) -> np.ndarray:
     """Edges of cells centred on sorted ``values`` (midpoints inside, half a spacing outside)."""
     v = np.asarray(values, dtype=float)
-    if v.size == 1:
-        return np.array([v[0] - 0.05, v[0] + 0.05])
+    if v.size == 1:  # relative beyond 1: at δ = 1e300, ±0.05 left both edges equal
+        half = 0.05 * max(abs(float(v[0])), 1.0)
+        return np.array([v[0] - half, v[0] + half])
     mid = (v[1:] + v[:-1]) / 2
     return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import shutil
+import warnings
 
 import pytest
 from typer.testing import CliRunner
@@ -420,3 +421,14 @@ def test_an_out_on_a_filesystem_without_storage_is_named_so():
         "error: --out /proc/rnnstab-sweep: /proc is on a filesystem without storage (such as /proc): "
         "choose another --out"
     )
+
+
+def test_a_sweep_at_one_vast_delta_writes_its_report_without_warnings(tmp_path):
+    # δ = 1e300: the phase diagram's one cell spanned ±0.05 (identical xlims to matplotlib), and the spread of rates
+    # near −1e300 overflowed its squares
+    args = [*TINY[:4], "--delta", "1e300", "--seeds", "1", "--batch", "2", "--quiet", "--out", str(tmp_path / "s")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = runner.invoke(app, ["sweep", *args])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "" and [str(w.message) for w in caught] == []
