@@ -28,8 +28,12 @@ of three can be nearly orthogonal to a top singular vector that weak links keep 
 of 3e-5, 1.1e-3 nats low), and four runs of live units can make four nearly equal top singular values (1.8e-8 low at
 t = 1). Sequences marked ``exact`` are solved by an SVD at every step instead. A run that fills the Krylov basis (40
 rows) without converging restarts from its Ritz vectors; a step that does not converge within ``max_iter`` blocks falls
-back to an exact SVD (in float64), as does one whose block of Ritz values ends in a crowded cluster of top singular
-values, too close together for a block to tell apart (see ``SpectralTracker._crowded``).
+back to an exact solve (the top eigenvalue of JᵀJ, in float64), as does one whose block of Ritz values ends in a
+crowded cluster of top singular values, too close together for a block to tell apart (see
+``SpectralTracker._crowded``). A sequence with half of a window's steps slow — restarted or solved exactly — has its
+next window solved exactly outright, then tries block Lanczos again, and stays switched for twice as long each time
+it is still slow there (see ``SpectralTracker._back_off``): along an orthogonal W with tanh and small inputs nearly
+every step is slow, and a row spent 50 blocks, 2 ms at n = 128, where the exact solve costs 0.7 ms.
 
 Steps are taken a window at a time: the products of up to :func:`window` consecutive steps are kept where they were
 formed, and all their rows run as one stack, each from the top Ritz vectors of the step before the window. At
@@ -63,6 +67,7 @@ _STRICT = 0.1  # with ``strict``: and the two Ritz values below the top grew by 
 _CLUSTER = 1e-3  # a second Ritz value within this fraction of the top one: a cluster, held to the strict limits
 _WINDOW = 8  # at most this many steps a window
 _WINDOW_ENTRIES = 2**21  # and at most this many product entries per sequence (a window of 8 up to n = 512)
+_MAX_BACK_OFF = 16  # windows a slow sequence is solved by an SVD at most before block Lanczos is tried again
 
 
 def window(n: int) -> int:
@@ -74,9 +79,10 @@ def window(n: int) -> int:
 
 def memory(batch: int, n: int, dtype: torch.dtype) -> int:
     """Bytes a :class:`SpectralTracker` holds for a (batch, n, n) product, beside the window of products: its basis
-    (in the product's dtype), the basis's images and their Gram matrix (float64), for every row of a window."""
+    (in the product's dtype), the basis's images and their Gram matrix (float64), for every row of a window, and the
+    float64 copies of a batch of products and of their Gram matrices that an exact solve takes."""
     size = min(n, _MAX_KRYLOV)
-    return window(n) * batch * size * (n * (torch.finfo(dtype).bits // 8) + 8 * (n + size))
+    return window(n) * batch * size * (n * (torch.finfo(dtype).bits // 8) + 8 * (n + size)) + 16 * batch * n * n
 
 
 class SpectralTracker:
@@ -128,6 +134,10 @@ class SpectralTracker:
         self.keep = min(_WARM, size)
         self.noise = n * torch.finfo(slots.dtype).eps  # relative size of rounding in one thin product
         self.spread = max(self.rtol, self.noise)  # a cluster of Ritz values wider than this is crowded
+        # how far rounding can put a column norm above a Ritz value of the same J: each is a norm of n products
+        # rounded in the dtype, off by about √n·ε relative. n·ε (4·n·ε before) let a float32 run along a diagonal
+        # J (silu, n = 256), whose top column norm is ‖J‖₂ itself, stop 1.1e-4 low.
+        self.bound_rounding = 4 * n**0.5 * torch.finfo(slots.dtype).eps
         generic = torch.randn(_GENERIC, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
         self.generic = (generic / generic.norm(dim=-1, keepdim=True)).to(dtype=slots.dtype, device=slots.device)
         self.workspace = _Workspace.empty(window * batch, slots)
@@ -146,8 +156,9 @@ class SpectralTracker:
             kinds[self.strict] = _STRICT_KIND
         if self.exact is not None:
             kinds[self.exact] = _EXACT
-        self.kinds = kinds
-        self.present = sorted(set(kinds.tolist()))
+        self.kinds, self.batch = kinds, batch
+        self.backoff = torch.zeros(batch, dtype=torch.int64)  # windows each sequence is still solved by an SVD
+        self.penalty = torch.ones(batch, dtype=torch.int64)  # and how many windows its next switch will last
 
     def _solve_window(self, slots: torch.Tensor) -> None:
         steps, batch, n = len(self.waiting), slots.shape[1], slots.shape[-1]
@@ -160,32 +171,59 @@ class SpectralTracker:
         start = None if self.warm is None else self.warm.repeat(steps, 1, 1)
         kept = torch.zeros(steps * batch, dtype=torch.bool, device=P.device)
         kept[-batch:] = True  # the next window starts from the last step's Ritz vectors; the others' go unused
-        if len(self.present) == 1 and self.present[0] != _EXACT:  # the common case: one kind of network
-            sigma, blocks, warm = self._solve(P, fro, columns, start, step, kept, self.shapes[self.present[0]])
+        switched = self.backoff > 0
+        kinds = torch.where(switched, _SWITCHED, self.kinds)
+        present = sorted(set(kinds.tolist()))
+        slow = torch.zeros(steps * batch, dtype=torch.bool)
+        svd = torch.zeros(steps * batch, dtype=torch.bool)
+        if len(present) == 1 and present[0] in self.shapes:  # the common case: one kind of network
+            sigma, blocks, warm, slow, svd = self._solve(P, fro, columns, start, step, kept, self.shapes[present[0]])
         else:
-            kinds = self.kinds.repeat(steps)
+            kinds = kinds.repeat(steps)
             sigma = torch.empty_like(fro)
             blocks = torch.zeros(steps * batch, dtype=torch.int64)
             warm = torch.zeros(steps * batch, self.keep, n, dtype=P.dtype, device=P.device)
-            for kind in self.present:
+            for kind in present:
                 rows = (kinds == kind).nonzero().flatten()
                 on = rows.to(P.device)
                 if kind == _EXACT:
                     sigma[on] = torch.linalg.matrix_norm(P[on], ord=2)
-                    continue
-                sigma[on], blocks[rows], warm[on] = self._solve(
-                    P[on],
-                    fro[on],
-                    columns[on],
-                    None if start is None else start[on],
-                    step[rows],
-                    kept[on],
-                    self.shapes[kind],
-                )
+                elif kind == _SWITCHED:
+                    sigma[on], warm[on] = self._exact(P[on], kept[on])
+                    svd[rows] = True
+                else:
+                    sigma[on], blocks[rows], warm[on], slow[rows], svd[rows] = self._solve(
+                        P[on],
+                        fro[on],
+                        columns[on],
+                        None if start is None else start[on],
+                        step[rows],
+                        kept[on],
+                        self.shapes[kind],
+                    )
         self.warm = warm[-batch:]
         self.sigma.extend(sigma.view(steps, batch).unbind(0))
         self.iterations.extend(blocks.view(steps, batch).amax(dim=1).tolist())
+        self.fallbacks += int(svd.view(steps, batch).any(dim=1).sum())
+        self._back_off(switched, slow.view(steps, batch).sum(dim=0), steps, full=steps == slots.shape[0])
         self.waiting = []
+
+    def _back_off(self, switched: torch.Tensor, slow: torch.Tensor, steps: int, *, full: bool) -> None:
+        """Choose which sequences the next windows solve exactly (:meth:`_exact`): those with at least half of this
+        window's steps, and two, slow — restarted, or solved exactly. Where the top singular values of J_t crowd
+        together along a stretch of steps (an orthogonal W with tanh and small inputs: relative gaps of 10⁻⁷–10⁻²,
+        against a spread of the spectrum up to 1), a row takes 50 blocks, 2 ms at n = 128, to an exact solve's
+        0.7 ms, and the next steps' rows do the same. A switched sequence returns to block Lanczos, warm-started from
+        the exact singular vectors, after 1 window, then after 2, 4, … up to 16 while it is still slow there; a window
+        with no slow step resets that to 1. Only full windows count: in the first ones, of 1, 1, 2 and 4 steps, the
+        top singular vectors still turn fast and restarts are the rule (at n = 512 they had switched a Gaussian
+        network's steps 5–8, to exact solves of 16 ms each: 0.47 s for the run instead of 0.39)."""
+        self.backoff = torch.where(switched, self.backoff - 1, self.backoff)
+        enter = ~switched & (slow >= max(2, (steps + 1) // 2)) & full
+        self.backoff = torch.where(enter, self.penalty, self.backoff)
+        calm = ~switched & (slow == 0)
+        self.penalty = torch.where(enter, (2 * self.penalty).clamp(max=_MAX_BACK_OFF), self.penalty)
+        self.penalty = torch.where(calm, 1, self.penalty)
 
     def _solve(
         self,
@@ -196,30 +234,36 @@ class SpectralTracker:
         step: torch.Tensor,
         kept: torch.Tensor,
         shape: _Shape,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(‖P‖₂, the Krylov blocks each row added, the top Ritz vectors of the ``kept`` rows) of a stack of rows: one
-        run from the warm start, then, for the rare rows it did not settle, restarts from their Ritz vectors
-        (gathered, so that the settled rows cost nothing more), and an exact SVD for any row still pending after
-        ``max_iter`` blocks. The Ritz vectors of the other rows are left at zero."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(‖P‖₂, the Krylov blocks each row added, the top Ritz vectors of the ``kept`` rows, which rows were
+        slow — restarted or solved by an SVD — and which were solved by an SVD) of a stack of rows: one run from the
+        warm start, then, for the rare rows it did not settle, restarts from their Ritz vectors (gathered, so that
+        the settled rows cost nothing more), and an exact SVD for any row still pending after ``max_iter`` blocks.
+        The Ritz vectors of the other rows are left at zero. The two masks are on the CPU."""
         bound = columns.amax(dim=-1)  # a lower bound of ‖J‖₂
         start = self._start(warm, step, 0, shape)
         sigma, blocks, done, warm, crowded = self._krylov(P, start, fro, bound, self.max_iter, kept, shape)
         crowded &= done
-        if bool(crowded.any()):
-            sigma, warm = self._exact(P, crowded.nonzero().flatten(), step, sigma, warm)
+        svd = crowded.cpu()
+        if bool(svd.any()):
+            rows = crowded.nonzero().flatten()
+            values, vectors = self._exact(P[rows], torch.ones_like(rows, dtype=torch.bool))
+            sigma, warm = sigma.index_copy(0, rows, values), warm.index_copy(0, rows, vectors)
         if bool(done.all()):  # the common case: one run settles every row
-            return sigma, blocks, warm
+            return sigma, blocks, warm, svd, svd
         rows = (~done).nonzero().flatten()
         on_cpu = rows.cpu()  # ``step`` and ``blocks`` are bookkeeping, kept on the CPU
         spent = int(blocks[on_cpu].max())
         short = self._short(sigma[rows], bound[rows])
-        settled, spent, settled_warm = self._settle(
+        settled, spent, settled_warm, settled_svd = self._settle(
             P[rows], fro[rows], columns[rows], step[on_cpu], sigma[rows], warm[rows], short, spent, shape
         )
         return (
             sigma.index_copy(0, rows, settled),
             blocks.index_fill(0, on_cpu, spent),
             warm.index_copy(0, rows, settled_warm),
+            svd | (~done).cpu(),
+            svd.index_copy(0, on_cpu, settled_svd),
         )
 
     def _start(self, warm: torch.Tensor | None, step: torch.Tensor, run: int, shape: _Shape) -> torch.Tensor:
@@ -247,9 +291,9 @@ class SpectralTracker:
         short: torch.Tensor,
         spent: int,
         shape: _Shape,
-    ) -> tuple[torch.Tensor, int, torch.Tensor]:
-        """(‖P‖₂, blocks spent, top Ritz vectors) of rows whose first run (σ ``run_sigma``, Ritz vectors
-        ``run_warm``, ``spent`` blocks) did not settle them."""
+    ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
+        """(‖P‖₂, blocks spent, top Ritz vectors, which rows were solved by an SVD, on the CPU) of rows whose first
+        run (σ ``run_sigma``, Ritz vectors ``run_warm``, ``spent`` blocks) did not settle them."""
         bound = columns.amax(dim=-1)
         sigma = torch.zeros_like(run_sigma)
         warm = run_warm  # the pending rows' are replaced below
@@ -275,22 +319,34 @@ class SpectralTracker:
             sigma = torch.where(done, run_sigma, sigma)
             warm = torch.where(done[:, None, None], run_warm, warm)
             pending &= ~done
-        if bool((pending | exact).any()):
-            sigma, warm = self._exact(P, (pending | exact).nonzero().flatten(), step, sigma, warm)
-        return sigma, spent, warm
+        svd = pending | exact
+        if bool(svd.any()):
+            rows = svd.nonzero().flatten()
+            values, vectors = self._exact(P[rows], torch.ones_like(rows, dtype=torch.bool))
+            sigma, warm = sigma.index_copy(0, rows, values), warm.index_copy(0, rows, vectors)
+        return sigma, spent, warm, svd.cpu()
 
-    def _exact(
-        self, P: torch.Tensor, rows: torch.Tensor, step: torch.Tensor, sigma: torch.Tensor, warm: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``sigma`` and ``warm`` with the given ``rows`` replaced by an exact SVD's ‖P‖₂ and top right singular
-        vectors of J. In float64: LAPACK's float32 SVD with vectors can fail to converge on the products that get
-        here (a leaky relu chain, n = 100), where the float64 one does not."""
-        self.fallbacks += len(set(step[rows.cpu()].tolist()))
-        _, values, right = torch.linalg.svd(P[rows].mT.to(torch.float64))  # right: J's right singular vectors
-        return (
-            sigma.index_copy(0, rows, values[:, 0].to(P.dtype)),
-            warm.index_copy(0, rows, right[:, : self.keep].to(P.dtype)),
-        )
+    def _exact(self, P: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(‖P‖₂, exact, the top right singular vectors of J for the ``kept`` rows, zero for the others) of a stack of
+        rows: σ₁² as the top eigenvalue of JᵀJ = P Pᵀ formed in float64, accurate to about n·ε₆₄ relative, and its
+        eigenvectors. LAPACK takes 0.6 ms for the eigenvalues of one 128×128 matrix, an SVD 1.0–1.4 ms, with vectors
+        1.0 and 2.1 ms; and float32's SVD with vectors can fail to converge on the products that get here (a leaky
+        relu chain, n = 100), where float64's eigensolver does not. Taken a batch of rows at a time, so that the
+        float64 copies take no more memory than :func:`memory` counts, whatever the window."""
+        sigma = torch.empty(P.shape[0], dtype=torch.float64, device=P.device)
+        warm = torch.zeros(P.shape[0], self.keep, P.shape[-1], dtype=P.dtype, device=P.device)
+        for part in torch.split(torch.arange(P.shape[0], device=P.device), self.batch):
+            wide = P[part].to(torch.float64)
+            gram = torch.bmm(wide, wide.mT)  # JᵀJ: P = Jᵀ
+            del wide
+            rows, others = kept[part].nonzero().flatten(), (~kept[part]).nonzero().flatten()
+            if len(rows):
+                values, vectors = torch.linalg.eigh(gram[rows])
+                sigma[part[rows]] = values[:, -1]
+                warm[part[rows]] = vectors[:, :, -self.keep :].flip(-1).mT.to(P.dtype)
+            if len(others):
+                sigma[part[others]] = torch.linalg.eigvalsh(gram[others])[:, -1]
+        return sigma.clamp_min(0.0).sqrt().to(P.dtype), warm
 
     def _crowded(self, sigma: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
         """Rows whose block of Ritz values (top ``sigma``, ``lower`` below it, lowest first) lies in one cluster,
@@ -305,7 +361,7 @@ class SpectralTracker:
     def _short(self, sigma: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
         """Rows whose Ritz value is below ``bound`` (the largest column norm of J) beyond rounding and rtol: the run
         stopped short."""
-        return bound > sigma * (1 + self.rtol + 4 * self.noise)
+        return bound > sigma * (1 + self.rtol + self.bound_rounding)
 
     def _krylov(
         self,
@@ -472,7 +528,8 @@ class SpectralTracker:
         return torch.bmm(coefficients.mT.to(basis.dtype), basis)
 
 
-_DENSE, _STRICT_KIND, _EXACT = 0, 1, 2  # how a sequence's steps are solved (see SpectralTracker)
+# how a sequence's steps are solved (see SpectralTracker); _SWITCHED: by an SVD for a while, after slow steps
+_DENSE, _STRICT_KIND, _EXACT, _SWITCHED = 0, 1, 2, 3
 
 
 class _Shape:

@@ -9,7 +9,8 @@ The spectral norm ‖J_t‖₂ at every t comes from block Lanczos (block Krylov
 window of up to 8 steps solved as one stack, each step warm-started from the top two Ritz vectors of the step before
 the window (the top right singular vector converges as t grows, by Oseledets' theorem) plus a generic vector, and
 run until the Ritz value stops growing (by at most ``rtol``, and geometrically); a step that does not converge
-within ``max_iter`` blocks falls back to an exact SVD. Every estimate is a Ritz value, hence never above the true
+within ``max_iter`` blocks falls back to an exact solve (the top eigenvalue of J_tᵀJ_t in float64), as do whole
+windows of a sequence whose steps keep needing restarts. Every estimate is a Ritz value, hence never above the true
 norm, and a run that ends below the largest column norm ‖J_t e_i‖ (also a lower bound, free from the Frobenius
 pass) is run again (see ``rnnstab/_spectral_tracker.py``).
 """
@@ -62,9 +63,11 @@ class JacobianTrace:
         spectral_iterations: (T,) Krylov blocks added at each step t after its start block, by the step's slowest
             sequence (each two thin products of three rows; a diagnostic, 0 when the spectral norm was not asked
             for).
-        svd_fallbacks: steps where an exact SVD was used for some sequence: block Lanczos did not converge within
-            ``max_iter`` blocks, or its block of Ritz values lay in one cluster of top singular values, within 10⁻³
-            of each other yet wider than rtol, which a block cannot tell apart (see the README's "Known limits").
+        svd_fallbacks: steps where an exact solve (the top eigenvalue of J_tᵀJ_t, in float64) was used for some
+            sequence: block Lanczos did not converge within ``max_iter`` blocks, or its block of Ritz values lay in
+            one cluster of top singular values, within 10⁻³ of each other yet wider than rtol, which a block cannot
+            tell apart (see the README's "Known limits"), or the sequence's steps had kept needing restarts, and its
+            next windows were solved exactly outright (see the README's "How the Jacobian norms are computed").
         spectral_method: how ``log_spectral`` was computed: ``"lanczos"``, ``"svd"`` (asked for, or chosen for a
             W that splits into independent sub-networks; see :func:`jacobian_norms`), or ``"mixed"``: a batched W
             of which some networks split, their sequences by SVD, the others' by block Lanczos.
@@ -153,7 +156,7 @@ def jacobian_norms(
             the second lies within 10⁻³ of the top, the two below the top by at most rtol/10 of it). The estimates
             are lower bounds of ‖J_t‖₂ accurate to about rtol. A looser rtol saves blocks but lets a run stop
             sooner on a plateau, after the top two singular values of J_t change places.
-        max_iter: Krylov blocks allowed per time step before falling back to an exact SVD for that step.
+        max_iter: Krylov blocks allowed per time step before falling back to an exact solve for that step.
         on_overflow: what to do when the hidden state of a sequence overflows the dtype (an exploding network
             with an unbounded activation): ``"raise"`` :class:`~rnnstab.StateOverflowError` (default), or
             ``"truncate"`` that sequence's trace: NaN from the overflow step on, the step in

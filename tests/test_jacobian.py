@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import rnnstab
 from rnnstab._coupling import Coupling
+from rnnstab._spectral_tracker import SpectralTracker
 from tests.problems import explicit_jacobians, jacrev_jacobians, non_normal_linear, random_rnn
 
 F64 = torch.float64
@@ -989,3 +990,91 @@ def test_units_saturated_a_trillion_deep_keep_their_log_norm(dtype):
     step = [math.log(0.5) + math.log(4.0) - 2 * h for h in (first, later, later)]
     expected = torch.tensor(step, dtype=F64).cumsum(0)
     torch.testing.assert_close(trace.log_spectral[0], expected, rtol=1e-14 if dtype == F64 else 1e-7, atol=0)
+
+
+def _crowded_orthogonal(count: int, seed: int) -> tuple[rnnstab.VanillaRNN, torch.Tensor]:
+    """Orthogonal W at δ = 1 with tanh and inputs × 0.01, n = 128: σ' ≈ 1 − 10⁻⁴ everywhere, so the singular values
+    of J_t crowd together (relative gaps 10⁻⁷–10⁻², the whole spectrum within 10⁻²–1), and block Lanczos needs
+    restarts at nearly every step."""
+    gen = torch.Generator().manual_seed(seed)
+    W = torch.stack([rnnstab.init_weights("orthogonal", 128, seed=seed + i) for i in range(count)])
+    U = torch.randn(count, 128, 4, generator=gen, dtype=F64)
+    x = 0.01 * torch.randn(count, 64, 4, generator=gen, dtype=F64)
+    return rnnstab.VanillaRNN(W, U, None, activation="tanh"), x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_a_stretch_of_slow_steps_is_solved_exactly_then_tried_again(dtype):
+    # Such a sequence is switched to exact solves for a window once half a window's steps were slow, then for 2, 4,
+    # … windows while Lanczos stays slow on return. Every step's value must stay exact to rtol whichever way it was
+    # solved; the reference is an SVD of the same product.
+    rnn, x = _crowded_orthogonal(2, seed=7)
+    trace = rnnstab.jacobian_norms(rnn, x, dtype=dtype)
+    exact = rnnstab.jacobian_norms(rnn, x, dtype=dtype, spectral_method="svd")
+    assert (trace.log_spectral - exact.log_spectral).abs().max() < (2e-6 if dtype == torch.float32 else 1e-10)
+    blocks = trace.spectral_iterations.tolist()
+    # windows: steps 1, 2, 3–4, 5–8, then 8 at a time. The first full window, 9–16, is slow, so 17–24 are switched;
+    # back on Lanczos, 25–32 are slow again, so that the next two windows are switched, then 49–56 slow again.
+    assert min(blocks[8:16]) > 10 and blocks[16:24] == [0] * 8
+    assert min(blocks[24:32]) > 10 and blocks[32:48] == [0] * 16
+    assert min(blocks[48:56]) > 10 and blocks[56:] == [0] * 8
+    assert trace.svd_fallbacks >= 32
+
+
+def test_a_switched_network_does_not_depend_on_its_batch_mates():
+    # The switch is decided per sequence from its own steps, so a crowded network stacked with dense ones gives the
+    # same numbers, bit for bit, as with other mates
+    crowded, x_crowded = _crowded_orthogonal(2, seed=3)
+    dense = random_rnn(128, delta=0.9, seed=4, batch_networks=2, m=4)
+    x_dense = torch.randn(2, 64, 4, generator=torch.Generator().manual_seed(5), dtype=F64)
+    W, U = torch.cat([crowded.W, dense.W]), torch.cat([crowded.U, dense.U])
+    b = torch.cat([torch.zeros(2, 128, dtype=F64), dense.b])
+    together = rnnstab.jacobian_norms(rnnstab.VanillaRNN(W, U, b, activation="tanh"), torch.cat([x_crowded, x_dense]))
+    for i, j in ((0, 2), (3, 1)):
+        pair = [i, j]
+        mates = rnnstab.VanillaRNN(W[pair], U[pair], b[pair], activation="tanh")
+        apart = rnnstab.jacobian_norms(mates, torch.cat([x_crowded, x_dense])[pair])
+        assert torch.equal(apart.log_spectral[0], together.log_spectral[i])
+        assert torch.equal(apart.log_spectral[1], together.log_spectral[j])
+
+
+def test_the_switch_backs_off_while_lanczos_stays_slow():
+    # windows of 8 steps for three sequences: slow in half of them (4 ≥ 4) switches; 3 of 8 does not; a switched
+    # window counts down; a window without slow steps resets the next switch's length to one window; the first,
+    # shorter windows never switch
+    tracker = SpectralTracker(rtol=1e-6, max_iter=50)
+    tracker.backoff, tracker.penalty = torch.zeros(3, dtype=torch.int64), torch.ones(3, dtype=torch.int64)
+
+    def window(slow):
+        tracker._back_off(tracker.backoff > 0, torch.tensor(slow), 8, full=True)
+        return tracker.backoff.tolist(), tracker.penalty.tolist()
+
+    assert window([4, 3, 0]) == ([1, 0, 0], [2, 1, 1])
+    assert window([0, 8, 8]) == ([0, 1, 1], [2, 2, 2])  # sequence 0 switched: its slow count is not read
+    assert window([8, 0, 0]) == ([2, 0, 0], [4, 2, 2])
+    assert window([0, 0, 0]) == ([1, 0, 0], [4, 1, 1])
+    assert window([0, 0, 0]) == ([0, 0, 0], [4, 1, 1])
+    assert window([0, 2, 0]) == ([0, 0, 0], [1, 1, 1])
+    for _ in range(8):  # slow whenever tried: 1, 2, 4, 8, 16, 16, … windows switched
+        while tracker.backoff[0] > 0:
+            window([0, 0, 0])
+        window([8, 0, 0])
+    assert tracker.penalty[0] == 16 and tracker.backoff[0] == 16
+    tracker._back_off(tracker.backoff > 0, torch.tensor([0, 4, 4]), 4, full=False)
+    assert tracker.backoff.tolist() == [15, 0, 0]
+
+
+def test_a_diagonal_jacobian_does_not_stop_short_of_its_largest_column():
+    # W = cI with silu and small inputs: every J_t is diagonal, its entries within 10⁻³ of each other, and its
+    # largest column norm is ‖J_t‖₂ itself. float32 runs stopped up to 1.2e-4 low, inside the 4·n·ε they allowed
+    # that bound for rounding; rounding moves either norm by about √n·ε. The reference is an SVD of the same product.
+    gen, n = torch.Generator().manual_seed(17), 256
+    silu = rnnstab.get_activation("silu")
+    rnn = rnnstab.VanillaRNN(
+        torch.eye(n, dtype=F64) * (1.7 / silu.gamma), torch.randn(n, 4, generator=gen, dtype=F64), activation=silu
+    )
+    x = 1e-3 * torch.randn(8, 30, 4, generator=gen, dtype=F64)
+    trace = rnnstab.jacobian_norms(rnn, x, dtype=torch.float32)
+    exact = rnnstab.jacobian_norms(rnn, x, dtype=torch.float32, spectral_method="svd")
+    assert trace.spectral_method == "lanczos"
+    assert (trace.log_spectral - exact.log_spectral).abs().max() < 4 * math.sqrt(n) * torch.finfo(torch.float32).eps
