@@ -20,7 +20,7 @@ samples (all by default), each driven by every input sequence, because it costs 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -251,7 +251,7 @@ def audit(
         An :class:`Audit`.
 
     Raises:
-        ArgumentTypeError: a subject is not an :class:`AuditSubject`.
+        ArgumentTypeError: ``subjects`` is not a list of :class:`AuditSubject`.
         InvalidArgumentError: duplicate names, horizon_drop outside (0, 1), jacobian_samples < 1.
         ShapeError, NonFiniteError: inputs that do not fit the subject's network.
 
@@ -267,6 +267,8 @@ def audit(
         raise InvalidArgumentError(f"horizon_drop must be in (0, 1), got {drop}")
     if jacobian_samples is not None:
         jacobian_samples = _checks.positive_int("jacobian_samples", jacobian_samples)
+    if isinstance(subjects, (str, AuditSubject)) or not isinstance(subjects, Iterable):
+        raise ArgumentTypeError(f"subjects must be a list of AuditSubject, got {type(subjects).__name__}")
     subjects = list(subjects)
     for subject in subjects:
         if not isinstance(subject, AuditSubject):

@@ -64,12 +64,17 @@ def write_audit_report(
         ‖J_t‖₂ exceeded δ^t beyond float rounding (a bug in rnnstab).
 
     Raises:
+        ArgumentTypeError: ``audit`` is not an :class:`~rnnstab.Audit`.
         InvalidArgumentError: the directory cannot be created or written, a directory stands where one of the files
             goes, or the audit is empty.
     """
     from rnnstab.audit_plots import plot_eigenvalues, plot_jacobian_curves, plot_singular_values
-    from rnnstab.exceptions import InvalidArgumentError
+    from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
 
+    if not isinstance(audit, Audit):
+        raise ArgumentTypeError(
+            f"audit must be the Audit that rnnstab.audit or rnnstab.audit_schemes returns, got {type(audit).__name__}"
+        )
     if not audit.rows:
         raise InvalidArgumentError("the audit has no subjects: nothing to report")
     root = _io.output_dir(directory)

@@ -248,6 +248,7 @@ def layers_from_tensors(
         :class:`~rnnstab.RnnstabWarning` naming them.
 
     Raises:
+        ArgumentTypeError: ``tensors`` is not a mapping.
         InvalidArgumentError, ShapeError, NonFiniteError: as :func:`load_recurrent_layers`.
 
     Example:
@@ -256,6 +257,10 @@ def layers_from_tensors(
         >>> layer.name, layer.keys, layer.b
         ('enc layer 0', ('enc.weight_hh_l0', 'enc.weight_ih_l0'), None)
     """
+    if not isinstance(tensors, Mapping):
+        raise ArgumentTypeError(
+            f"tensors must be a mapping of names to tensors (such as model.state_dict()), got {type(tensors).__name__}"
+        )
     modules = modules or {}
     tensors = _effective_weights(tensors, source)
     networks = _networks(tensors)
@@ -328,8 +333,8 @@ def load_inputs(path: str | os.PathLike[str]) -> torch.Tensor:
 
 
 def _existing_file(path: str | os.PathLike[str], *, option: str = "PATH") -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise ArgumentTypeError(f"{option} must be a path, got {type(path).__name__}")
+    if not isinstance(path, (str, os.PathLike)):  # only from the library: the CLI passes strings
+        raise ArgumentTypeError(f"path must be a path (a str or os.PathLike), got {type(path).__name__}")
     file = Path(path)
     if not file.exists():
         raise InvalidArgumentError(f"{option} {file}: no such file")

@@ -14,13 +14,13 @@ The rules, for a gradient g_t at step t = 1, 2, … and a rate ``lr``:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
 from rnnstab import _checks
 from rnnstab._identity import IdentityCheck, eps, problem, rnn_loss, unit_interval, verdict
-from rnnstab.exceptions import InvalidArgumentError
+from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
 
 OPTIMIZERS = ("sgd", "momentum", "ema", "adam")
 #: the coefficients of :func:`make_optimizer` that each rule reads; it has no use for the others.
@@ -46,7 +46,13 @@ class Optimizer:
     name = "sgd"
 
     def __init__(self, params: Sequence[torch.Tensor], *, lr: float) -> None:
+        # torch.optim takes a lone tensor for an iterable too, and then updates its rows one by one
+        if isinstance(params, torch.Tensor) or not isinstance(params, Iterable):  # type: ignore[unreachable]
+            raise ArgumentTypeError(f"params must be a list of tensors, got {type(params).__name__}")
         self.params = list(params)
+        for i, param in enumerate(self.params):
+            if not isinstance(param, torch.Tensor):
+                raise ArgumentTypeError(f"params[{i}] must be a torch.Tensor, got {type(param).__name__}")
         self.lr = _checks.positive_float("lr", lr)
         self.t = 0
 

@@ -417,6 +417,11 @@ def sweep_network(configuration: Configuration, seed: int) -> tuple[VanillaRNN, 
         >>> round(float(rnn.delta()), 12), tuple(x.shape)
         (0.8, (8, 10, 4))
     """
+    if not isinstance(configuration, Configuration):
+        raise ArgumentTypeError(
+            f"configuration must be a Configuration (from Grid.configurations()), got {type(configuration).__name__}"
+        )
+    seed = _checks.seed("seed", seed)
     c = configuration
     act = get_activation(c.activation, gamma=c.gamma)
     W = scale_to_threshold(

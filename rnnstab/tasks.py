@@ -205,7 +205,7 @@ def get_task(name: str, *, symbols: int | None = None, memory: int | None = None
         >>> get_task("copy", memory=10).min_length
         21
     """
-    if name not in TASKS:
+    if not isinstance(name, str) or name not in TASKS:
         # "task: …" so that the CLI names its option (--task)
         raise InvalidArgumentError(f"task: unknown task {name!r}; valid names: {', '.join(sorted(TASKS))}")
     options = {key: value for key, value in (("symbols", symbols), ("memory", memory)) if value is not None}

@@ -39,7 +39,7 @@ import torch
 from rnnstab import _checks, _io
 from rnnstab._identity import unit_interval
 from rnnstab.activations import Activation, get_activation
-from rnnstab.exceptions import InvalidArgumentError
+from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
 from rnnstab.jacobian import jacobian_norms
 from rnnstab.optimizers import OPTIMIZERS, Optimizer, make_optimizer
 from rnnstab.rnn import VanillaRNN
@@ -625,6 +625,7 @@ def load_training_log(path: str | os.PathLike[str]) -> Any:
     missing).
 
     Raises:
+        ArgumentTypeError: ``path`` is not a str or os.PathLike.
         InvalidArgumentError: the file is missing, has no header line, or has a corrupted line other than the last
             (the last line may be cut short by a kill and is then skipped).
 
@@ -638,6 +639,8 @@ def load_training_log(path: str | os.PathLike[str]) -> Any:
     """
     import pandas as pd
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise ArgumentTypeError(f"path must be a path (a str or os.PathLike), got {type(path).__name__}")
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -18,8 +18,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from rnnstab import _checks
 from rnnstab._io import atomic_write, output_dir
-from rnnstab.exceptions import InvalidArgumentError
+from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
 
 #: the files :func:`write_training_figures` writes (weightnorm.png only for weight-normalised runs, else removes).
 FIGURES = ("training.png", "state_gradients.png", "weightnorm.png")
@@ -188,6 +189,7 @@ def write_training_figures(frames: Sequence[Any], directory: str | os.PathLike[s
         The paths written.
 
     Raises:
+        ArgumentTypeError: ``frames`` is not a list of training logs, or ``directory`` not a path.
         InvalidArgumentError: no frames, or ``directory`` cannot be created.
 
     Example:
@@ -196,9 +198,18 @@ def write_training_figures(frames: Sequence[Any], directory: str | os.PathLike[s
         >>> [p.name for p in write_training_figures([run.frame()], tempfile.mkdtemp())]
         ['training.png', 'state_gradients.png', 'weightnorm.png']
     """
+    if isinstance(frames, (str, bytes)) or not isinstance(frames, Sequence):
+        hint = ": pass a list, [frame]" if hasattr(frames, "attrs") else ""
+        raise ArgumentTypeError(f"frames must be a list of training logs, got {type(frames).__name__}{hint}")
     if not frames:
         raise InvalidArgumentError("write_training_figures needs at least one training log")
-    out = output_dir(directory)
+    for frame in frames:
+        if "header" not in getattr(frame, "attrs", {}):
+            raise ArgumentTypeError(
+                "frames must be training logs, from rnnstab.load_training_log or TrainingRun.frame(), got "
+                + type(frame).__name__
+            )
+    out = output_dir(_checks.path("directory", directory))
     curves, heatmaps, weightnorm = (out / name for name in FIGURES)
     plot_training_curves(frames, path=curves, title=title)
     plot_state_gradients(frames, path=heatmaps, title=title)

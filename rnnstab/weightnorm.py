@@ -128,13 +128,17 @@ def norm_growth(v: torch.Tensor, delta_v: torch.Tensor) -> tuple[float, float]:
         (the actual norm after the update, the norm the growth law predicts).
 
     Raises:
-        ShapeError: delta_v's shape differs from v's.
+        ArgumentTypeError: v or delta_v is not a floating-point tensor.
+        ShapeError: v is not 1-D, or delta_v's shape differs from v's.
+        NonFiniteError: v or delta_v holds NaN or Inf.
         InvalidArgumentError: v = 0 (c is undefined).
 
     Example:
         >>> norm_growth(torch.tensor([3.0, 4.0]), torch.tensor([-0.8, 0.6]))  # Δv ⟂ v, c = 0.2
         (5.0990195..., 5.0990195...)
     """
+    v = _checks.tensor("v", v, ndims=(1,))
+    delta_v = _checks.tensor("delta_v", delta_v, ndims=(1,))
     if delta_v.shape != v.shape:
         raise ShapeError(f"delta_v must have the shape of v, {tuple(v.shape)}, got {tuple(delta_v.shape)}")
     if v.norm() == 0:

@@ -565,7 +565,7 @@ def init_weights(
         >>> round(float(torch.linalg.eigvals(W).abs().max()), 12)
         0.5
     """
-    if scheme not in SCHEMES:
+    if not isinstance(scheme, str) or scheme not in SCHEMES:
         raise InvalidArgumentError(f"unknown init scheme {scheme!r}; valid names: {', '.join(SCHEMES)}")
     chosen = SCHEMES[scheme]
     n = _checks.positive_int("hidden size n", n)

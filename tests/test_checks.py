@@ -7,6 +7,8 @@ more than one element stay refused, naming the argument.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 
 import numpy as np
@@ -195,3 +197,28 @@ def test_a_gain_whose_square_overflows_is_refused_by_name():
     with pytest.raises(InvalidArgumentError, match=r"^gain must be at most 1e\+150"):
         rnnstab.mean_field("tanh", gain=1e300)
     assert rnnstab.mean_field("relu", gain=1e150).chi == pytest.approx(0.5e300, rel=1e-12)  # relu: χ = g²/2
+
+
+def _public_callables_with_required_arguments():
+    for name in sorted(rnnstab.__all__):
+        obj = getattr(rnnstab, name)
+        if not callable(obj) or (isinstance(obj, type) and issubclass(obj, BaseException)):
+            continue
+        if dataclasses.is_dataclass(obj) and not hasattr(obj, "__post_init__"):
+            continue  # a record the library fills in, not an entry point
+        try:
+            signature = inspect.signature(obj)
+        except (TypeError, ValueError):
+            continue
+        required = [p for p in signature.parameters.values() if p.default is p.empty and p.kind != p.VAR_KEYWORD]
+        positional = [p for p in required if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if positional:  # the others would run on their defaults: a training run, the whole validation suite
+            yield name, len(positional), tuple(p.name for p in required if p.kind == p.KEYWORD_ONLY)
+
+
+@pytest.mark.parametrize("bad", [None, 3.5, [1]])
+@pytest.mark.parametrize(("name", "count", "keywords"), list(_public_callables_with_required_arguments()))
+def test_every_public_callable_refuses_a_wrong_type_with_its_own_error(name, count, keywords, bad):
+    # never an AttributeError or TypeError from deep inside: an rnnstab error, which the CLI prints as one line
+    with pytest.raises(rnnstab.RnnstabError):
+        getattr(rnnstab, name)(*[bad] * count, **dict.fromkeys(keywords, bad))
