@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from scipy.optimize import minimize_scalar
 
 from rnnstab import _checks
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
@@ -202,6 +201,8 @@ def _peak(derivative: TensorFn, x: torch.Tensor, values: torch.Tensor, name: str
     best = int(torch.where(values == values.max(), x.abs(), torch.inf).argmin())
     gamma, argmax = float(values[best]), float(x[best])
     low, high = float(x[max(best - 1, 0)]), float(x[min(best + 1, len(x) - 1)])
+    from scipy.optimize import minimize_scalar  # here: scipy.optimize takes 0.7 s to import
+
     refined = minimize_scalar(
         lambda p: -float(_abs_derivative(derivative, torch.tensor([p], dtype=torch.float64), name)[0]),
         bounds=(low, high),

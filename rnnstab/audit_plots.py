@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from rnnstab._io import atomic_write
 from rnnstab.audit import AuditRow, format_against_one
+from rnnstab.plots import new_figure
 
 _COLUMNS = 4
 
@@ -93,8 +93,7 @@ def plot_jacobian_curves(rows: Sequence[AuditRow], *, path: Path, horizon_drop: 
     deviation), with the memory-horizon level log(horizon_drop)."""
     from matplotlib import colormaps
 
-    fig = Figure(figsize=(9, 5.5), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((9, 5.5))
     ax = fig.subplots()
     # tab20 pairs each colour with a paler twin (gaussian and orthogonal, the first two, would look alike): ten
     # distinct colours, and a new line style for each further ten subjects
@@ -130,8 +129,7 @@ def plot_jacobian_curves(rows: Sequence[AuditRow], *, path: Path, horizon_drop: 
 def _panels(count: int) -> tuple[Figure, list[Axes]]:
     columns = min(count, _COLUMNS)
     rows = math.ceil(count / columns)
-    fig = Figure(figsize=(3.4 * columns + 0.6, 3.4 * rows + 0.8), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((3.4 * columns + 0.6, 3.4 * rows + 0.8))
     axes = list(fig.subplots(rows, columns, squeeze=False).flat)
     for ax in axes[count:]:
         ax.set_visible(False)

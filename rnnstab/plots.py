@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from rnnstab._io import atomic_write
 from rnnstab.jacobian import JacobianTrace
 from rnnstab.lyapunov import LyapunovSpectrum, SingularValueSpectrum
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A Figure with constrained layout on the Agg canvas. matplotlib is imported here, on first use, so that
+    ``import rnnstab`` and ``rnnstab --help`` do not pay the 0.7 s it takes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _integer_ticks(axis: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "") -> Figure:
@@ -28,8 +45,7 @@ def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "
     steps = torch.arange(1, trace.steps + 1)
     marker = "o" if trace.steps <= 30 else None  # a line of one step draws nothing
     bound = steps * math.log(delta)
-    fig = Figure(figsize=(8, 7), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((8, 7))
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     curves = [
         ("‖J_t‖_F (Frobenius)", trace.log_frobenius, "tab:orange", "--"),
@@ -53,7 +69,7 @@ def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "
             bottom.plot(steps, row, color="tab:blue", alpha=0.2, linewidth=0.6)
         bottom.plot(steps, _median(excess), color="tab:blue", linewidth=2, marker=marker)
     bottom.axhline(0.0, color="k", linestyle=":", linewidth=2)
-    bottom.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    _integer_ticks(bottom.xaxis)
     if marker:
         bottom.set_xlim(0.5, trace.steps + 0.5)
     bottom.set_xlabel("t (steps)")
@@ -93,8 +109,7 @@ def plot_sweep_norms(curves: Any, *, path: Path, title: str = "") -> Figure:
     panels = list(dict.fromkeys(curves["panel"]))
     columns = min(len(panels), 3)
     rows = math.ceil(len(panels) / columns)
-    fig = Figure(figsize=(5.2 * columns + 1.2, 4.0 * rows + 0.8), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((5.2 * columns + 1.2, 4.0 * rows + 0.8))
     axes = fig.subplots(rows, columns, squeeze=False, sharex=False, sharey=False)
     deltas = sorted(set(curves["delta"]))
     low, high = min(deltas), max(deltas)
@@ -156,8 +171,7 @@ def plot_phase_diagram(table: Any, *, path: Path, y_label: str, title: str = "")
     columns = min(len(panels), 2)
     rows = math.ceil(len(panels) / columns)
     height = max(2.6, 1.6 + 0.45 * len(levels))
-    fig = Figure(figsize=(6.5 * columns + 1.2, height * rows + 0.9), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((6.5 * columns + 1.2, height * rows + 0.9))
     axes = fig.subplots(rows, columns, squeeze=False)
     rates = np.asarray(table["rate_per_step"], dtype=float)
     finite = rates[np.isfinite(rates)]
@@ -231,8 +245,7 @@ def plot_rate_vs_log_delta(table: Any, *, path: Path, title: str = "") -> Figure
     the legend stands right of the axes; rates of −∞ (J_t = 0) cannot be drawn, and the legend names the series and
     δ they were left out at.
     """
-    fig = Figure(figsize=(10.5, 6.0), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((10.5, 6.0))
     ax = fig.subplots()
     names = list(dict.fromkeys(table["series"]))
     colours = _distinct_colours(len(names))
@@ -386,8 +399,7 @@ def plot_lyapunov_spectrum(
     position = torch.arange(1, k + 1, dtype=torch.float64) / n
     mean, error = result.batch_mean()
     error = torch.nan_to_num(error, nan=0.0)
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((8, 5))
     ax = fig.subplots()
     marker = "o" if k <= 64 else None
     if result.batch_size > 1:
@@ -433,8 +445,7 @@ def plot_lyapunov_convergence(
     k = result.num_exponents
     top = list(range(min(shown, k)))
     panels = [top] if k <= shown else [top, [k - 1]]
-    fig = Figure(figsize=(8, 5 if len(panels) == 1 else 6.5), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((8, 5 if len(panels) == 1 else 6.5))
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False, height_ratios=(2, 1)[: len(panels)])[:, 0]
     for ax, indices in zip(axes, panels, strict=True):
         for i in indices:
@@ -450,7 +461,7 @@ def plot_lyapunov_convergence(
         axes[0].axhline(mean_field_max, color="tab:red", linestyle="--", linewidth=1.5, label="mean-field ½ log χ")
     for ax in axes:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, title="batch mean", title_fontsize=8)
-    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    _integer_ticks(axes[-1].xaxis)
     if len(set(result.history_steps)) == 1:  # one point got an axis of ±4% around it, ticked at fractions of a step
         axes[-1].set_xlim(result.history_steps[0] - 0.5, result.history_steps[0] + 0.5)
     warmup = {0: "no warm-up: every step is averaged", 1: "the first step is warm-up and not averaged"}.get(
@@ -465,8 +476,7 @@ def plot_singular_values(spectrum: SingularValueSpectrum, *, path: Path, title: 
     """Write a PNG: one histogram of log σ_i(J_t) per chosen step t (pooled over the batch), with log σ = 0
     (dynamical isometry) and the rounding floor log(n·ε·σ₁) below which values are noise."""
     count = len(spectrum.steps)
-    fig = Figure(figsize=(8, 2.2 + 1.8 * count), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((8, 2.2 + 1.8 * count))
     axes = fig.subplots(count, 1, squeeze=False)[:, 0]
     floors = spectrum.log_rounding_floor()
     for j, (ax, t) in enumerate(zip(axes, spectrum.steps, strict=True)):

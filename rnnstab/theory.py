@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import brentq
 
 from rnnstab import _checks
 from rnnstab.activations import Activation, get_activation
@@ -91,6 +90,18 @@ def bound_violations(trace: JacobianTrace, *, delta: float | torch.Tensor | np.n
         ArgumentTypeError: ``trace`` is not a :class:`~rnnstab.JacobianTrace`.
         InvalidArgumentError: the trace has no spectral norms, or δ ≤ 0.
         ShapeError: ``delta`` has the wrong number of entries.
+
+    Example:
+        >>> import torch, rnnstab
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> W = rnnstab.scale_to_threshold(rnnstab.init_weights("gaussian", 16, seed=0), delta=0.9, gamma=1.0)
+        >>> rnn = rnnstab.VanillaRNN(W, torch.randn(16, 2, generator=gen, dtype=torch.float64), activation="tanh")
+        >>> trace = rnnstab.jacobian_norms(rnn, torch.randn(4, 60, 2, generator=gen, dtype=torch.float64))
+        >>> bound_violations(trace, delta=0.9)  # tanh's γ = 1 and ‖W‖₂ = 0.9: the bound holds
+        []
+        >>> first = bound_violations(trace, delta=0.5)[0]  # not this network's δ: no bound, exceeded at once
+        >>> first.batch, first.step, first.excess > 0
+        (0, 1, True)
     """
     excess = _excess(trace, delta)
     tolerance = _tolerance(trace, delta)
@@ -135,6 +146,18 @@ def verdicts(
         ArgumentTypeError: ``trace`` is not a :class:`~rnnstab.JacobianTrace`.
         InvalidArgumentError: no spectral norms in the trace, δ ≤ 0, rate_tol ≤ 0.
         StateOverflowError: a trace whose state overflowed at the first step (no step to measure).
+
+    Example:
+        >>> import torch, rnnstab
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> W = rnnstab.scale_to_threshold(rnnstab.init_weights("gaussian", 16, seed=0), delta=0.9, gamma=1.0)
+        >>> rnn = rnnstab.VanillaRNN(W, torch.randn(16, 2, generator=gen, dtype=torch.float64), activation="tanh")
+        >>> trace = rnnstab.jacobian_norms(rnn, torch.randn(4, 60, 2, generator=gen, dtype=torch.float64))
+        >>> [v.regime for v in verdicts(trace, delta=rnn.delta())]
+        ['guaranteed vanishing', 'guaranteed vanishing', 'guaranteed vanishing', 'guaranteed vanishing']
+        >>> v = verdicts(trace, delta=0.9)[0]
+        >>> v.bound_holds, v.rate_per_step < v.log_delta  # it decays faster than the bound requires
+        (True, True)
     """
     rate_tol = _checks.positive_float("rate_tol", rate_tol)
     excess = _excess(trace, delta)
@@ -457,6 +480,8 @@ def critical_gain(
         return lo
     if log_chi(hi) == 0:
         return hi
+    from scipy.optimize import brentq  # here: scipy.optimize takes 0.7 s to import
+
     return float(brentq(log_chi, lo, hi, xtol=1e-13, rtol=1e-13))
 
 
@@ -509,6 +534,8 @@ def _fixed_point(act: Activation, gain: float, sigma_in: float) -> float:
         lo /= 4.0
         if lo < _Q_MIN:
             return 0.0
+    from scipy.optimize import brentq
+
     return float(brentq(excess, lo, min(4.0 * lo, hi), xtol=1e-300, rtol=4 * np.finfo(float).eps))
 
 

@@ -10,17 +10,17 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from rnnstab import _checks
 from rnnstab._io import atomic_write, output_dir
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
+from rnnstab.plots import new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: the files :func:`write_training_figures` writes (weightnorm.png only for weight-normalised runs, else removes).
 FIGURES = ("training.png", "state_gradients.png", "weightnorm.png")
@@ -45,8 +45,7 @@ def run_labels(frames: Sequence[Any]) -> list[str]:
 
 def plot_training_curves(frames: Sequence[Any], *, path: Path, title: str = "") -> Figure:
     """Loss (with the task's memoryless baseline), ‖∇L‖, ‖W‖₂ and ρ(W), and the Jacobian rate against the step."""
-    fig = Figure(figsize=(11, 7.5), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((11, 7.5))
     (loss, grad), (norms, rate) = fig.subplots(2, 2, sharex=True)
     colours = _colours(len(frames))
     dead = []  # (steps, colour) of each run's -inf rates
@@ -98,13 +97,15 @@ def plot_state_gradients(frames: Sequence[Any], *, path: Path, title: str = "") 
     shown = list(frames)[:_MAX_HEATMAPS]
     columns = min(len(shown), 3)
     rows = math.ceil(len(shown) / columns)
-    fig = Figure(figsize=(5 * columns, 3.8 * rows), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((5 * columns, 3.8 * rows))
     axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
     logs = [_log_state_gradients(frame) for frame in shown]
     finite = np.concatenate([grid[np.isfinite(grid)] for grid in logs])
     # one colour scale for every panel, so that runs compare by colour
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    from matplotlib import colormaps
+    from matplotlib.ticker import MaxNLocator
+
     cmap = colormaps["viridis"].with_extremes(under=_ZERO_COLOUR, bad=_NONFINITE_COLOUR)
     for ax, frame, grid, label in zip(axes, shown, logs, run_labels(frames), strict=False):
         steps = frame["step"].to_numpy()
@@ -145,8 +146,7 @@ def plot_state_gradients(frames: Sequence[Any], *, path: Path, title: str = "") 
 
 def plot_weightnorm(frames: Sequence[Any], *, path: Path, title: str = "") -> Figure:
     """‖v‖ and g/‖v‖ against the step: one colour per learning rate, one line style per batch size."""
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((11, 4.5))
     v_ax, rate_ax = fig.subplots(1, 2, sharex=True)
     parameters = [frame.attrs["header"]["parameters"] for frame in frames]
     rates = sorted({p["lr"] for p in parameters})
@@ -232,6 +232,8 @@ def _log_state_gradients(frame: Any) -> np.ndarray:
 
 
 def _colours(count: int) -> list[Any]:
+    from matplotlib import colormaps
+
     cmap = colormaps["viridis" if count > 10 else "tab10"]
     return [cmap(i / max(count - 1, 1)) if count > 10 else cmap(i) for i in range(count)]
 

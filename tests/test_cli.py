@@ -347,3 +347,10 @@ def test_trace_refuses_inputs_that_overflow_by_the_option_name(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith("error: --input-scale is too large: 1e+308 × N(0, 1) overflows float64")
     assert not (tmp_path / "o").exists()
+
+
+def test_importing_the_library_and_the_cli_leaves_matplotlib_and_scipy_optimize_for_later():
+    # they take 0.7 s each to import, a third of `import rnnstab` and of every `rnnstab --help`
+    probe = "import sys, rnnstab.cli; print(sorted({'matplotlib', 'scipy.optimize'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
