@@ -52,6 +52,8 @@ def test_weight_norm_json_summary(tmp_path):
     assert run["status"] == "finished" and run["batch_size"] == 32
     assert run["wn_v_norm_final"] >= run["wn_v_norm_first"]  # SGD on v never shrinks ‖v‖
     assert summary["metadata"]["parameters"]["param"] == "weight_norm"
+    assert "jacobian_rate: nats per step" in summary["units"]  # as trace's, lyapunov's and sweep's --json
+    assert json.loads((tmp_path / "summary.json").read_text())["units"] == summary["units"]
     assert (tmp_path / "weightnorm.png").read_bytes()[:8] == PNG
 
 

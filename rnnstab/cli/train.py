@@ -207,6 +207,7 @@ def train_command(
                     "summary": str(out_dir / "summary.json"),
                 },
                 "metadata": _metadata(task=task, lr=[r.parameters["lr"] for r in runs], **options),
+                "units": "jacobian_rate: nats per step (natural log of ‖∂g_t/∂g_0‖₂ per step); seconds: wall-clock",
             }
             _io.write_json(staging / "summary.json", summary)
         if json_output:
