@@ -360,6 +360,15 @@ def load_sweep(directory: str | os.PathLike[str], *, traces: bool = False) -> An
     ``log_spectral`` and ``log_frobenius``. Rows are sorted by parameters, then seed. A corrupted record is
     skipped with an :class:`~rnnstab.exceptions.RnnstabWarning`.
 
+    Values that are not finite numbers, and what they mean:
+
+    - ``half_life_steps`` is NaN unless the rate is negative and finite, ``doubling_steps`` unless it is positive.
+    - A dead Jacobian (exactly 0 from some step on, e.g. every relu unit off): ``log_*_final``, ``rate_per_step``
+      and ``max_bound_excess`` are −inf, ``slack_per_step`` is +inf, and ``rate_per_step_std_inputs`` NaN where a
+      rate is −inf (a spread of infinities is undefined); the regime is a vanishing one.
+    - A state that overflowed the dtype: ``state_overflow_step`` is that step (NaN for a record where none did),
+      the traces are NaN from it, and ``log_*_final`` are NaN (see :class:`Record`).
+
     Args:
         directory: a directory written by :func:`rnnstab.run_sweep` / ``rnnstab sweep``.
         traces: also load the per-t traces.

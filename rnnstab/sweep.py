@@ -757,6 +757,17 @@ def run_sweep(
         InvalidArgumentError: bad options, ``out`` empty, unusable, holding a different sweep or (with ``resume``) no
             sweep, not enough memory or disk (the message gives the estimate), an unreachable scheduler.
         MissingDependencyError: ``executor="dask"`` without the ``dask`` extra installed.
+
+    Example:
+        >>> import rnnstab, tempfile
+        >>> out = tempfile.mkdtemp()
+        >>> grid = rnnstab.Grid(delta=(0.5, 1.5), hidden=(8,), steps=(20,), seeds=(0, 1), batch=2)
+        >>> result = rnnstab.run_sweep(grid, out)  # then rnnstab.load_sweep(out), rnnstab.write_report(out)
+        >>> result.tasks_total, result.tasks_computed
+        (4, 4)
+        >>> again = rnnstab.run_sweep(grid, out, resume=True)  # every record is there: nothing is recomputed
+        >>> again.tasks_computed, again.tasks_skipped
+        (0, 4)
     """
     started = time.perf_counter()
     if not isinstance(grid, Grid):

@@ -31,6 +31,12 @@ def spectral_norm(W: torch.Tensor) -> torch.Tensor:
     Raises:
         ShapeError: W is not (n, n) or (B, n, n) with square matrices, n ≥ 1.
         NonFiniteError: W holds NaN or Inf.
+
+    Example:
+        >>> spectral_norm(torch.tensor([[3.0, 0.0], [0.0, -4.0]]))
+        tensor(4., dtype=torch.float64)
+        >>> spectral_norm(torch.stack([torch.eye(3), 2 * torch.eye(3)])).tolist()  # a batch: one norm each
+        [1.0, 2.0]
     """
     unit, scale = _power_of_two_scaled(_square("W", W))
     return torch.linalg.matrix_norm(unit, ord=2) * scale
