@@ -33,11 +33,13 @@ SPARSE = 0.1
 @dataclass(frozen=True)
 class Coupling:
     """Per network of a W (n, n) or (B, n, n): ``split`` (B,) bool, its units fall into two or more groups that no
-    weight above :data:`WEAK_LINK` links (a diagonal W, whose every J_t the tracker's column-norm check makes exact,
-    excepted); ``sparse`` (B,) bool, not split and more than :data:`SPARSE` of its pairs unlinked. On the CPU."""
+    weight above :data:`WEAK_LINK` links (a diagonal W excepted); ``sparse`` (B,) bool, not split and more than
+    :data:`SPARSE` of its pairs unlinked; ``diagonal`` (B,) bool, no weight off the diagonal at all: every J_t is
+    diagonal, and ‖J_t‖₂ its largest column norm. On the CPU."""
 
     split: torch.Tensor
     sparse: torch.Tensor
+    diagonal: torch.Tensor
 
 
 def coupling(W: torch.Tensor) -> Coupling:
@@ -54,5 +56,6 @@ def coupling(W: torch.Tensor) -> Coupling:
     split = torch.zeros(W.shape[0], dtype=torch.bool)
     for i in (~hub & ~diagonal).nonzero().flatten().tolist():
         split[i] = connected_components(csr_array(linked[i].cpu().numpy()), directed=False)[0] > 1
-    sparse = (unlinked > SPARSE).cpu() & ~split & ~diagonal.cpu()
-    return Coupling(split, sparse)
+    diagonal = diagonal.cpu()
+    sparse = (unlinked > SPARSE).cpu() & ~split & ~diagonal
+    return Coupling(split, sparse, diagonal)

@@ -16,24 +16,25 @@ derivatives (saturated units, where σ' spans orders of magnitude), and the esti
 J_t (seen: 3 % too high in float32). The estimate is σ₁(Y) — the square root of the top eigenvalue of the Gram
 matrix Y Yᵀ, formed in float64 — a Ritz value, hence never above ‖J_t‖₂ beyond rounding.
 
-A row has converged when its Ritz value grew by at most ``rtol`` with the last block and by far less than with the
-block before (geometric convergence, not a crawl through a cluster of close singular values, which can raise the
-value by less than rtol a block while it is still well below the top: seen 2.5e-4 low in float32), and its second
-Ritz value grew by at most 10⁻³ of the top one (a top value pinned at a lower singular value, whose exact singular
-vector the start block holds, does not move while the second climbs towards the true top). Sequences marked
-``strict`` (a sparse W, see :mod:`rnnstab._coupling`) need the two Ritz values below the top to have grown by at most
-rtol/10 of it, as does every sequence whose second Ritz value lies within 10⁻³ of the top (a cluster, where all of the
-block's must), and they run in blocks of four rows, two of the start block generic: on a sparse W the one generic row
-of three can be nearly orthogonal to a top singular vector that weak links keep apart (a leaky relu chain: a component
-of 3e-5, 1.1e-3 nats low), and four runs of live units can make four nearly equal top singular values (1.8e-8 low at
-t = 1). Sequences marked ``exact`` are solved by an SVD at every step instead. A run that fills the Krylov basis (40
-rows) without converging restarts from its Ritz vectors; a step that does not converge within ``max_iter`` blocks falls
-back to an exact solve (the top eigenvalue of JᵀJ, in float64), as does one whose block of Ritz values ends in a
-crowded cluster of top singular values, too close together for a block to tell apart (see
-``SpectralTracker._crowded``). A sequence with half of a window's steps slow — restarted or solved exactly — has its
-next window solved exactly outright, then tries block Lanczos again, and stays switched for twice as long each time
-it is still slow there (see ``SpectralTracker._back_off``): along an orthogonal W with tanh and small inputs nearly
-every step is slow, and a row spent 50 blocks, 2 ms at n = 128, where the exact solve costs 0.7 ms.
+A row has converged when its Ritz value grew by at most ``rtol`` with the last block and by far less than with the block
+before (geometric convergence, not a crawl through a cluster of close singular values, which can raise the value by less
+than rtol a block while it is still well below the top: seen 2.5e-4 low in float32), and its second Ritz value grew by
+at most 10⁻³ of the top one (a top value pinned at a lower singular value, whose exact singular vector the start block
+holds, does not move while the second climbs towards the true top). Sequences marked ``strict`` (a sparse W, see
+:mod:`rnnstab._coupling`) need the two Ritz values below the top to have grown by at most rtol/10 of it, as does every
+sequence whose second Ritz value lies within 10⁻³ of the top (a cluster, where all of the block's must), and they run in
+blocks of four rows, two of the start block generic: on a sparse W the one generic row of three can be nearly orthogonal
+to a top singular vector that weak links keep apart (a leaky relu chain: a component of 3e-5, 1.1e-3 nats low), and four
+runs of live units can make four nearly equal top singular values (1.8e-8 low at t = 1). Sequences marked ``exact`` are
+solved by an SVD at every step instead, and those marked ``diagonal`` (a diagonal W, so that every J_t is diagonal) take
+‖J_t‖₂ as their largest column norm, exactly and at no cost. A run that fills the Krylov basis (40 rows) without
+converging restarts from its Ritz vectors; a step that does not converge within ``max_iter`` blocks falls back to an
+exact solve (the top eigenvalue of JᵀJ, in float64), as does one whose block of Ritz values ends in a crowded cluster of
+top singular values, too close together for a block to tell apart (see ``SpectralTracker._crowded``). A sequence with
+half of a window's steps slow — restarted or solved exactly — has its next window solved exactly outright, then tries
+block Lanczos again, and stays switched for twice as long each time it is still slow there (see
+``SpectralTracker._back_off``): along an orthogonal W with tanh and small inputs nearly every step is slow, and a row
+spent 50 blocks, 2 ms at n = 128, where the exact solve costs 0.7 ms.
 
 Steps are taken a window at a time: the products of up to :func:`window` consecutive steps are kept where they were
 formed, and all their rows run as one stack, each from the top Ritz vectors of the step before the window. At
@@ -96,12 +97,20 @@ class SpectralTracker:
     """
 
     def __init__(
-        self, *, rtol: float, max_iter: int, strict: torch.Tensor | None = None, exact: torch.Tensor | None = None
+        self,
+        *,
+        rtol: float,
+        max_iter: int,
+        strict: torch.Tensor | None = None,
+        exact: torch.Tensor | None = None,
+        diagonal: torch.Tensor | None = None,
     ) -> None:
         """``strict`` (batch,) bool: sequences held to the stricter stopping test (see :mod:`rnnstab._coupling`);
-        ``exact`` (batch,) bool: sequences whose every step is solved by an exact SVD instead. Both on the CPU."""
+        ``exact`` (batch,) bool: sequences whose every step is solved by an exact SVD instead; ``diagonal`` (batch,)
+        bool: sequences of a diagonal W, whose every J_t is diagonal, so that ‖J_t‖₂ is its largest column norm, read
+        off exactly. All on the CPU."""
         self.rtol, self.max_iter = rtol, max_iter
-        self.strict, self.exact = strict, exact
+        self.strict, self.exact, self.diagonal = strict, exact, diagonal
         self.strict_limit = min(_SECOND, _STRICT * rtol)  # how far a lower Ritz value may grow under the strict test
         self.warm: torch.Tensor | None = None  # the top Ritz vectors of the last step solved (batch, keep, n)
         self.iterations: list[int] = []  # per step: the Krylov blocks its slowest row added
@@ -156,6 +165,8 @@ class SpectralTracker:
             kinds[self.strict] = _STRICT_KIND
         if self.exact is not None:
             kinds[self.exact] = _EXACT
+        if self.diagonal is not None:
+            kinds[self.diagonal] = _DIAGONAL
         self.kinds, self.batch = kinds, batch
         self.backoff = torch.zeros(batch, dtype=torch.int64)  # windows each sequence is still solved by an SVD
         self.penalty = torch.ones(batch, dtype=torch.int64)  # and how many windows its next switch will last
@@ -188,6 +199,8 @@ class SpectralTracker:
                 on = rows.to(P.device)
                 if kind == _EXACT:
                     sigma[on] = torch.linalg.matrix_norm(P[on], ord=2)
+                elif kind == _DIAGONAL:
+                    sigma[on] = columns[on].amax(dim=-1)
                 elif kind == _SWITCHED:
                     sigma[on], warm[on] = self._exact(P[on], kept[on])
                     svd[rows] = True
@@ -528,8 +541,8 @@ class SpectralTracker:
         return torch.bmm(coefficients.mT.to(basis.dtype), basis)
 
 
-# how a sequence's steps are solved (see SpectralTracker); _SWITCHED: by an SVD for a while, after slow steps
-_DENSE, _STRICT_KIND, _EXACT, _SWITCHED = 0, 1, 2, 3
+# how a sequence's steps are solved (see SpectralTracker); _SWITCHED: exactly for a while, after slow steps
+_DENSE, _STRICT_KIND, _EXACT, _SWITCHED, _DIAGONAL = 0, 1, 2, 3, 4
 
 
 class _Shape:

@@ -146,7 +146,8 @@ def jacobian_norms(
             matmul per step). A network whose W splits into sub-networks (its units fall into groups linked by no weight
             above 1 % of its largest) is traced by SVD whatever is asked: every J_t splits the same way, or
             nearly, and a Krylov method sees a group only through its start's components there
-            (``trace.spectral_method`` says which was used). A diagonal W keeps block Lanczos, exact there; a sparse
+            (``trace.spectral_method`` says which was used). A diagonal W makes every J_t diagonal, and ‖J_t‖₂ is then
+            read off its largest column exactly (``spectral_method`` still says ``"lanczos"``); a sparse
             one (more than 10 % of its pairs of units unlinked) gets a stricter stopping test and a start block of
             four rows, as dead or leaky units can cut or weaken its few links at some steps (see the README's "Known
             limits").
@@ -209,14 +210,20 @@ def jacobian_norms(
         tracker = _ExactSpectral()
     elif "spectral" in wanted:
         links = coupling(rnn.W)  # per network; a shared W's one verdict holds for every sequence
-        split, sparse = links.split, links.sparse
+        split, sparse, diagonal = links.split, links.sparse, links.diagonal
         if rnn.W.dim() == 2:
-            split, sparse = split.expand(batch), sparse.expand(batch)
+            split, sparse, diagonal = split.expand(batch), sparse.expand(batch), diagonal.expand(batch)
         if bool(split.all()):
             tracker = _ExactSpectral()
         else:
             exact = split if bool(split.any()) else None
-            tracker = SpectralTracker(rtol=rtol, max_iter=max_iter, strict=sparse, exact=exact)
+            tracker = SpectralTracker(
+                rtol=rtol,
+                max_iter=max_iter,
+                strict=sparse,
+                exact=exact,
+                diagonal=diagonal if bool(diagonal.any()) else None,
+            )
     engine = _Engine(rnn, batch, tracker)
     sv_rows: list[torch.Tensor] = []
     chunks = derivative_chunks(rnn, x, h0=h0, overflow_steps=overflow_steps if on_overflow == "truncate" else None)
