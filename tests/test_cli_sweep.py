@@ -43,6 +43,9 @@ def test_sweep_json_summary_and_files(tmp_path):
     assert summary["configurations"] == 2 and summary["seeds"] == [0, 1]
     assert summary["bound"]["holds"] is True and summary["records"] == 4
     assert "tanh" in summary["conclusions"]
+    # the per-configuration table too, as summary.json holds it: a script needs no second read
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert summary["table"] == on_disk["table"] and len(summary["table"]) == 2
     for key in ("html", "markdown", "summary"):
         assert os.path.isfile(summary["files"][key])
     assert len(list((out / "records").glob("*.npz"))) == 4

@@ -312,6 +312,7 @@ def _finish(summary: dict[str, Any], report: rnnstab.Report | None, *, json_outp
             "bound": report.summary["bound"],
             "units": report.summary["units"],
             "conclusions": report.conclusions,
+            "table": report.summary["table"],  # one row per configuration, as in summary.json
             "files": {
                 "html": str(report.html),
                 "markdown": str(report.markdown),
