@@ -17,25 +17,27 @@ from typing import Any, BinaryIO
 from rnnstab.exceptions import InvalidArgumentError
 
 
-def output_dir(path: str | os.PathLike[str], *, created: list[Path] | None = None) -> Path:
+def output_dir(path: str | os.PathLike[str], *, created: list[Path] | None = None, name: str = "--out") -> Path:
     """Create ``path`` as a directory (with parents) or raise a clear error if that is impossible.
 
     ``created``, if given, receives the directories this call made, deepest first, so that a command that then
-    fails can remove them again (:func:`remove_empty`)."""
+    fails can remove them again (:func:`remove_empty`). ``name`` is what the errors call the path: the command's
+    option, or the library function's argument."""
     if not os.fspath(path):  # Path("") is ".": an unset shell variable would scatter results into the cwd
-        raise InvalidArgumentError("--out is empty: name a directory (--out . for the current one)")
+        here = f"{name} ." if name.startswith("--") else "."
+        raise InvalidArgumentError(f"{name} is empty: name a directory ({here} for the current one)")
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise InvalidArgumentError(f"--out {out} exists and is a file, not a directory")
+        raise InvalidArgumentError(f"{name} {out} exists and is a file, not a directory")
     if created is not None:
         target = out.absolute()
         created.extend(directory for directory in (target, *target.parents) if not directory.exists())
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise InvalidArgumentError(f"--out {out}: cannot create output directory: {err.strerror}") from None
+        raise InvalidArgumentError(f"{name} {out}: cannot create output directory: {err.strerror}") from None
     if not os.access(out, os.W_OK):
-        raise InvalidArgumentError(f"--out {out}: output directory is not writable")
+        raise InvalidArgumentError(f"{name} {out}: output directory is not writable")
     return out
 
 

@@ -77,7 +77,7 @@ def write_audit_report(
         )
     if not audit.rows:
         raise InvalidArgumentError("the audit has no subjects: nothing to report")
-    root = _io.output_dir(directory)
+    root = _io.output_dir(directory, name="directory")
     figures = {key: root / name for key, name in FIGURES.items()}
     paths = (root / "report.md", root / "report.html", root / "summary.json")
     summary = {

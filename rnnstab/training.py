@@ -577,7 +577,7 @@ class _Log:
 
     def __init__(self, path: Path, parameters: dict[str, Any], baseline: float, initial: dict[str, Any]) -> None:
         self.path = path
-        _io.output_dir(path.parent)
+        _io.output_dir(path.parent, name="log_path's directory")
         try:
             self.handle: IO[str] = path.open("w", encoding="utf-8")
         except OSError as err:

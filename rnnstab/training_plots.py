@@ -209,7 +209,7 @@ def write_training_figures(frames: Sequence[Any], directory: str | os.PathLike[s
                 "frames must be training logs, from rnnstab.load_training_log or TrainingRun.frame(), got "
                 + type(frame).__name__
             )
-    out = output_dir(_checks.path("directory", directory))
+    out = output_dir(_checks.path("directory", directory), name="directory")
     curves, heatmaps, weightnorm = (out / name for name in FIGURES)
     plot_training_curves(frames, path=curves, title=title)
     plot_state_gradients(frames, path=heatmaps, title=title)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import rnnstab
 from rnnstab import _io
 from rnnstab.cli import app
 from rnnstab.exceptions import InvalidArgumentError
@@ -115,3 +116,16 @@ def test_a_directory_in_the_place_of_an_output_is_refused_by_name_before_anythin
         "a.json",
         "b.png",
     ]
+
+
+def test_library_functions_name_their_own_argument_for_an_unusable_directory(tmp_path):
+    # the CLI's messages say --out; a library caller passed `directory` or `log_path`, and is told so
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    run = rnnstab.train("adding", length=4, hidden=3, steps=1)
+    with pytest.raises(InvalidArgumentError, match=r"^directory .*file exists and is a file"):
+        rnnstab.write_training_figures([run.frame()], blocker)
+    with pytest.raises(InvalidArgumentError, match=r"^log_path's directory .*file exists and is a file"):
+        rnnstab.train("adding", length=4, hidden=3, steps=1, log_path=blocker / "run.jsonl")
+    with pytest.raises(InvalidArgumentError, match=r"^directory is empty: name a directory \(\. for the current"):
+        _io.output_dir("", name="directory")
