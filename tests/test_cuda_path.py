@@ -21,6 +21,7 @@ from fake_cuda import DeviceMismatch, fake_cuda, on_cuda
 from typer.testing import CliRunner
 
 import rnnstab
+from rnnstab._coupling import Coupling
 from rnnstab.cli import app
 
 runner = CliRunner()
@@ -130,6 +131,8 @@ def test_jacobian_norms(batched, dtype, monkeypatch):
         "batched, overflow",
         "restarts and SVD fallbacks",
         "diagonal W",
+        "diagonal W through block Lanczos",
+        "crowded spectra switched to exact solves",
         "split and sparse networks in one batch",
     ],
 )
@@ -148,9 +151,17 @@ def test_jacobian_norms_special_paths(case, dtype, monkeypatch):
     elif case == "restarts and SVD fallbacks":
         rnn, x = _network(True)
         kwargs["max_iter"] = 2  # too few blocks to converge: rows are restarted, then settled by an SVD
-    elif case == "diagonal W":  # Krylov runs that end below a column norm are run again from that column
+    elif case.startswith("diagonal W"):  # read off the largest column norm
         rnn = rnnstab.VanillaRNN(torch.diag(torch.linspace(0.2, 0.9, 20, dtype=torch.float64)), activation="identity")
         x = torch.zeros(3, 30, 0, dtype=torch.float64)
+        if case.endswith("block Lanczos"):  # Krylov runs that end below a column norm are run again from that column
+            none = torch.zeros(1, dtype=torch.bool)
+            monkeypatch.setattr(rnnstab.jacobian, "coupling", lambda W: Coupling(none, none, none))
+    elif case == "crowded spectra switched to exact solves":  # orthogonal W, tanh, small inputs: restarts, then
+        gen = torch.Generator().manual_seed(1)  # whole windows solved exactly, then block Lanczos again
+        W = torch.stack([rnnstab.init_weights("orthogonal", 48, seed=s) for s in range(2)])
+        rnn = rnnstab.VanillaRNN(W, torch.randn(2, 48, 4, generator=gen, dtype=torch.float64), None, "tanh")
+        x = 0.01 * torch.randn(2, 40, 4, generator=gen, dtype=torch.float64)
     elif case == "split and sparse networks in one batch":  # SVD for one network, the stricter test for another
         rnn, x = _network(True, activation="relu")
         W = rnn.W.clone()
@@ -170,6 +181,12 @@ def test_jacobian_norms_special_paths(case, dtype, monkeypatch):
         assert trace.overflow_steps.gt(0).any()
     if case == "restarts and SVD fallbacks":
         assert trace.svd_fallbacks > 0
+    if case == "crowded spectra switched to exact solves":
+        assert trace.spectral_iterations[16:24].eq(0).all() and trace.spectral_iterations[24:32].gt(0).all()
+    if case == "diagonal W":
+        assert not trace.spectral_iterations.any()
+    if case == "diagonal W through block Lanczos":
+        assert trace.spectral_iterations.any()
     if case == "split and sparse networks in one batch":
         assert trace.spectral_method == "mixed"
     if case == "saturated units":
