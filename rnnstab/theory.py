@@ -149,15 +149,11 @@ def verdicts(
 
     Example:
         >>> import torch, rnnstab
-        >>> gen = torch.Generator().manual_seed(0)
-        >>> W = rnnstab.scale_to_threshold(rnnstab.init_weights("gaussian", 16, seed=0), delta=0.9, gamma=1.0)
-        >>> rnn = rnnstab.VanillaRNN(W, torch.randn(16, 2, generator=gen, dtype=torch.float64), activation="tanh")
-        >>> trace = rnnstab.jacobian_norms(rnn, torch.randn(4, 60, 2, generator=gen, dtype=torch.float64))
-        >>> [v.regime for v in verdicts(trace, delta=rnn.delta())]
-        ['guaranteed vanishing', 'guaranteed vanishing', 'guaranteed vanishing', 'guaranteed vanishing']
-        >>> v = verdicts(trace, delta=0.9)[0]
-        >>> v.bound_holds, v.rate_per_step < v.log_delta  # it decays faster than the bound requires
-        (True, True)
+        >>> W = rnnstab.scale_to_threshold(rnnstab.init_weights("orthogonal", 8, seed=0), delta=1.2, gamma=1.0)
+        >>> trace = rnnstab.jacobian_norms(rnnstab.VanillaRNN(W, activation="identity"), torch.zeros(1, 40, 0))
+        >>> (v,) = verdicts(trace, delta=1.2)  # J_t = W^t, so ‖J_t‖₂ = 1.2^t: the bound is tight
+        >>> v.regime, round(v.rate_per_step, 9) == round(math.log(1.2), 9), round(v.doubling_steps, 3)
+        ('exploding', True, 3.802)
     """
     rate_tol = _checks.positive_float("rate_tol", rate_tol)
     excess = _excess(trace, delta)
