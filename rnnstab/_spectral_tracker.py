@@ -68,7 +68,7 @@ _STRICT = 0.1  # with ``strict``: and the two Ritz values below the top grew by 
 _CLUSTER = 1e-3  # a second Ritz value within this fraction of the top one: a cluster, held to the strict limits
 _WINDOW = 8  # at most this many steps a window
 _WINDOW_ENTRIES = 2**21  # and at most this many product entries per sequence (a window of 8 up to n = 512)
-_MAX_BACK_OFF = 16  # windows a slow sequence is solved by an SVD at most before block Lanczos is tried again
+_MAX_BACK_OFF = 16  # windows a slow sequence is solved exactly at most before block Lanczos is tried again
 
 
 def window(n: int) -> int:
@@ -144,8 +144,8 @@ class SpectralTracker:
         self.noise = n * torch.finfo(slots.dtype).eps  # relative size of rounding in one thin product
         self.spread = max(self.rtol, self.noise)  # a cluster of Ritz values wider than this is crowded
         # how far rounding can put a column norm above a Ritz value of the same J: each is a norm of n products
-        # rounded in the dtype, off by about √n·ε relative. n·ε (4·n·ε before) let a float32 run along a diagonal
-        # J (silu, n = 256), whose top column norm is ‖J‖₂ itself, stop 1.1e-4 low.
+        # rounded in the dtype, off by about √n·ε relative. 4·n·ε, the allowance before, let a float32 run along a
+        # diagonal J (silu, n = 256), whose top column norm is ‖J‖₂ itself, stop 1.1e-4 low.
         self.bound_rounding = 4 * n**0.5 * torch.finfo(slots.dtype).eps
         generic = torch.randn(_GENERIC, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
         self.generic = (generic / generic.norm(dim=-1, keepdim=True)).to(dtype=slots.dtype, device=slots.device)
@@ -168,7 +168,7 @@ class SpectralTracker:
         if self.diagonal is not None:
             kinds[self.diagonal] = _DIAGONAL
         self.kinds, self.batch = kinds, batch
-        self.backoff = torch.zeros(batch, dtype=torch.int64)  # windows each sequence is still solved by an SVD
+        self.backoff = torch.zeros(batch, dtype=torch.int64)  # windows each sequence is still solved exactly
         self.penalty = torch.ones(batch, dtype=torch.int64)  # and how many windows its next switch will last
 
     def _solve_window(self, slots: torch.Tensor) -> None:
@@ -249,10 +249,10 @@ class SpectralTracker:
         shape: _Shape,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(‖P‖₂, the Krylov blocks each row added, the top Ritz vectors of the ``kept`` rows, which rows were
-        slow — restarted or solved by an SVD — and which were solved by an SVD) of a stack of rows: one run from the
-        warm start, then, for the rare rows it did not settle, restarts from their Ritz vectors (gathered, so that
-        the settled rows cost nothing more), and an exact SVD for any row still pending after ``max_iter`` blocks.
-        The Ritz vectors of the other rows are left at zero. The two masks are on the CPU."""
+        slow — restarted or solved exactly — and which were solved exactly) of a stack of rows: one run from the warm
+        start, then, for the rare rows it did not settle, restarts from their Ritz vectors (gathered, so that the
+        settled rows cost nothing more), and an exact solve (:meth:`_exact`) for any row still pending after
+        ``max_iter`` blocks. The Ritz vectors of the other rows are left at zero. The two masks are on the CPU."""
         bound = columns.amax(dim=-1)  # a lower bound of ‖J‖₂
         start = self._start(warm, step, 0, shape)
         sigma, blocks, done, warm, crowded = self._krylov(P, start, fro, bound, self.max_iter, kept, shape)
@@ -305,8 +305,8 @@ class SpectralTracker:
         spent: int,
         shape: _Shape,
     ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
-        """(‖P‖₂, blocks spent, top Ritz vectors, which rows were solved by an SVD, on the CPU) of rows whose first
-        run (σ ``run_sigma``, Ritz vectors ``run_warm``, ``spent`` blocks) did not settle them."""
+        """(‖P‖₂, blocks spent, top Ritz vectors, which rows were solved exactly, on the CPU) of rows whose first run
+        (σ ``run_sigma``, Ritz vectors ``run_warm``, ``spent`` blocks) did not settle them."""
         bound = columns.amax(dim=-1)
         sigma = torch.zeros_like(run_sigma)
         warm = run_warm  # the pending rows' are replaced below
@@ -390,13 +390,13 @@ class SpectralTracker:
 
         Returns (σ, the blocks each row added after the start block, which rows it settled, the top ``keep`` Ritz
         vectors of the ``kept`` rows (all if ``None``) and of every row not settled, zero for the others, and which
-        rows ended in a crowded cluster, to be solved by an SVD; see :meth:`_crowded`). A row
+        rows ended in a crowded cluster, to be solved exactly; see :meth:`_crowded`). A row
         converges at the first block that passes the test above; its basis is cut there, so later blocks (added for
         other rows) leave it unchanged. It is settled if it converged, did not stop short of ``bound`` (the largest
         column norm of its J) and, for a live product, found σ > 0: σ = 0 means the start fell into J's null space,
-        where only an SVD can say more. Once at most half the stack is still running, the running rows are gathered
-        into a smaller stack (their products, basis and state), and the Ritz vectors the others need are taken
-        first: a window's slowest rows then no longer carry every other row through their blocks."""
+        where only an exact solve can say more. Once at most half the stack is still running, the running rows are
+        gathered into a smaller stack (their products, basis and state), and the Ritz vectors the others need are
+        taken first: a window's slowest rows then no longer carry every other row through their blocks."""
         total = P.shape[0]
         ws = self._workspace(P)
         floor = (self.noise * fro)[:, None, None]
