@@ -469,8 +469,8 @@ def plan_chunks(tasks: Sequence[Task], *, stack: int | None = None, device: str 
     Within a group, tasks are sorted by record key and cut into the fewest balanced chunks of at most ``stack``
     networks (a task is ``batch`` networks). ``stack=None`` sizes chunks to about 256 MiB each and, unless
     ``device`` names CUDA, to (networks, n, n) products of about 8 MiB, which stay in a CPU's cache. The result
-    depends only on the set of tasks, ``stack`` and whether ``device`` is CUDA; the numbers computed never depend
-    on it.
+    depends only on the set of tasks, ``stack`` and whether ``device`` is CUDA; the numbers computed depend on it
+    at most in their last bits (torch's element-wise kernels round a tensor's tail differently; see the README).
 
     Raises:
         InvalidArgumentError: ``stack`` smaller than one task's ``batch``.
@@ -743,7 +743,8 @@ def run_sweep(
         scheduler: Dask only: address of a running scheduler (``tcp://host:8786``).
         client: Dask only: an existing ``distributed.Client`` to use (left open).
         stack: networks per batched call (default: products of about 8 MiB on a CPU, calls of about 256 MiB on a GPU);
-            it changes speed and memory, not results.
+            it changes speed and memory, and the results at most in their last bits (the README's "Chaotic
+            trajectories and the last bit").
         chunks_per_shard: Dask only: batched calls per submitted task (scheduling granularity; no effect on results).
         progress: called with a :class:`SweepProgress` as work advances.
         also_planned: record keys that the caller computes in other calls (:func:`resume_sweep` passes every saved

@@ -169,7 +169,7 @@ def sweep(
         int | None,
         typer.Option(
             help="Networks per batched product (default: about 8 MiB of product on a CPU, which stays in cache; "
-            "256 MiB worth on a GPU). It changes speed and memory, never the results.",
+            "256 MiB worth on a GPU). It changes speed and memory, and the results at most in their last bits.",
             rich_help_panel=_RUN_PANEL,
         ),
     ] = None,
