@@ -142,11 +142,11 @@ class SpectralTracker:
         size = min(n, _MAX_KRYLOV)  # Krylov dimension ≤ n: more vectors cannot be orthogonal
         self.keep = min(_WARM, size)
         self.noise = n * torch.finfo(slots.dtype).eps  # relative size of rounding in one thin product
-        self.spread = max(self.rtol, self.noise)  # a cluster of Ritz values wider than this is crowded
         # how far rounding can put a column norm above a Ritz value of the same J: each is a norm of n products
         # rounded in the dtype, off by about √n·ε relative. 4·n·ε, the allowance before, let a float32 run along a
         # diagonal J (silu, n = 256), whose top column norm is ‖J‖₂ itself, stop 1.1e-4 low.
         self.bound_rounding = 4 * n**0.5 * torch.finfo(slots.dtype).eps
+        self.spread = max(self.rtol, self.bound_rounding)  # a cluster of Ritz values wider than this is crowded
         generic = torch.randn(_GENERIC, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
         self.generic = (generic / generic.norm(dim=-1, keepdim=True)).to(dtype=slots.dtype, device=slots.device)
         self.workspace = _Workspace.empty(window * batch, slots)
@@ -363,9 +363,11 @@ class SpectralTracker:
 
     def _crowded(self, sigma: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
         """Rows whose block of Ritz values (top ``sigma``, ``lower`` below it, lowest first) lies in one cluster,
-        within 10⁻³ of the top, yet spread wider than rtol (or rounding): the block is too small to tell the cluster's
-        top apart, and a crawl through it stops short (an orthogonal W plus noise of 10⁻⁷, relu, t = 1: 4.8e-9 low in
-        float64; singular values in [1 − 10⁻⁵, 1]: 6.6e-7). A cluster narrower than that is exact to rtol."""
+        within 10⁻³ of the top, yet spread wider than rtol (or 4·√n·ε, the rounding that separates Ritz values): the
+        block is too small to tell the cluster's top apart, and a crawl through it stops short (an orthogonal W plus
+        noise of 10⁻⁷, relu, t = 1: 4.8e-9 low in float64; singular values in [1 − 10⁻⁵, 1]: 6.6e-7; in float32, with
+        n·ε as the rounding, an orthogonal W plus noise of 4e-5 at n = 256 stopped 1.6e-4 low). A cluster narrower
+        than that is exact to rtol."""
         if lower.shape[1] == 0:  # a block of one row: n = 1
             return torch.zeros_like(sigma, dtype=torch.bool)
         lowest = lower[:, 0]

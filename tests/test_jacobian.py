@@ -1095,3 +1095,21 @@ def test_block_lanczos_does_not_stop_short_of_the_largest_column(monkeypatch):
     assert trace.spectral_iterations.any()
     bound = 4 * math.sqrt(rnn.hidden_size) * torch.finfo(torch.float32).eps
     assert (trace.log_spectral - exact.log_spectral).abs().max() < bound
+
+
+def test_a_tight_top_cluster_in_float32_is_solved_exactly():
+    # W orthogonal plus noise of 4e-5 with sin and inputs × 1.6e-4, n = 256: J_t's top singular values lie within
+    # about n·ε₃₂ of each other. A block whose Ritz values lay within n·ε (3e-5) was taken as exact and stopped after
+    # one block, 1.6e-4 low at t ≈ 16; rounding separates Ritz values by about √n·ε, so a block spread wider than
+    # 4·√n·ε within 10⁻³ of the top is now crowded, and solved exactly. The reference is an SVD of the same product.
+    n, gen = 256, torch.Generator().manual_seed(0)
+    sin = rnnstab.get_activation("sin")
+    W = rnnstab.init_weights("orthogonal", n, seed=1) + 4e-5 * torch.randn(n, n, generator=gen, dtype=F64) / n**0.5
+    W = rnnstab.scale_to_threshold(W, delta=1.16, gamma=sin.gamma)
+    rnn = rnnstab.VanillaRNN(W, torch.randn(n, 4, generator=gen, dtype=F64), None, activation=sin)
+    x = 1.6e-4 * torch.randn(2, 20, 4, generator=gen, dtype=F64)
+    kwargs = {"dtype": torch.float32, "norms": ["spectral"]}
+    trace = rnnstab.jacobian_norms(rnn, x, **kwargs)
+    exact = rnnstab.jacobian_norms(rnn, x, spectral_method="svd", **kwargs)
+    bound = 4 * math.sqrt(n) * torch.finfo(torch.float32).eps + 1e-6  # the crowding threshold plus rtol
+    assert (trace.log_spectral - exact.log_spectral).abs().max() < bound
