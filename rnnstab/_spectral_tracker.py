@@ -259,9 +259,7 @@ class SpectralTracker:
         crowded &= done
         svd = crowded.cpu()
         if bool(svd.any()):
-            rows = crowded.nonzero().flatten()
-            values, vectors = self._exact(P[rows], torch.ones_like(rows, dtype=torch.bool))
-            sigma, warm = sigma.index_copy(0, rows, values), warm.index_copy(0, rows, vectors)
+            sigma, warm = self._solve_exactly(P, crowded, sigma, warm)
         if bool(done.all()):  # the common case: one run settles every row
             return sigma, blocks, warm, svd, svd
         rows = (~done).nonzero().flatten()
@@ -334,10 +332,16 @@ class SpectralTracker:
             pending &= ~done
         svd = pending | exact
         if bool(svd.any()):
-            rows = svd.nonzero().flatten()
-            values, vectors = self._exact(P[rows], torch.ones_like(rows, dtype=torch.bool))
-            sigma, warm = sigma.index_copy(0, rows, values), warm.index_copy(0, rows, vectors)
+            sigma, warm = self._solve_exactly(P, svd, sigma, warm)
         return sigma, spent, warm, svd.cpu()
+
+    def _solve_exactly(
+        self, P: torch.Tensor, rows: torch.Tensor, sigma: torch.Tensor, warm: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sigma`` and ``warm`` with the ``rows`` (a mask) replaced by :meth:`_exact`'s norms and vectors."""
+        rows = rows.nonzero().flatten()
+        values, vectors = self._exact(P[rows], torch.ones_like(rows, dtype=torch.bool))
+        return sigma.index_copy(0, rows, values), warm.index_copy(0, rows, vectors)
 
     def _exact(self, P: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(‖P‖₂, exact, the top right singular vectors of J for the ``kept`` rows, zero for the others) of a stack of
