@@ -170,8 +170,9 @@ class TrainingRun:
         baseline_loss: the task's memoryless baseline loss at this length.
         log_path: the JSON Lines log, if one was written.
         seconds: wall-clock time of the whole run.
-        initial: the weight-normalisation fields of :class:`StepRecord` (``wn_v_norm``, ``wn_g``, ``wn_g_over_v``)
-            of the network before the first update; empty for the other parametrisations.
+        initial: the network before the first update (every record measures the weights after its step's
+            update): the monitor's fields of :class:`StepRecord` (``spectral_norm_W``, ``spectral_radius_W``,
+            ``jacobian_rate``) and, for weight normalisation, ``wn_v_norm``, ``wn_g`` and ``wn_g_over_v``.
     """
 
     parameters: dict[str, Any]
@@ -325,7 +326,7 @@ def train(
     monitor_x = spec.generate(_MONITOR_SEQUENCES, length, _checks.generator(seed, 3))[0]
     baseline = spec.baseline(length)
     # every record measures the weights after its update: step 1 has already moved ‖v‖ and g/‖v‖ (by 12 % at lr 3)
-    initial = _weightnorm_state(model)
+    initial = {**_monitor(model, monitor_x), **_weightnorm_state(model)}
     log = _Log(Path(log_path), parameters, baseline, initial) if log_path is not None else None
     records: list[StepRecord] = []
     stop_reason = None
@@ -615,9 +616,9 @@ def load_training_log(path: str | os.PathLike[str]) -> Any:
     The columns are the fields of :class:`StepRecord` (NaN where not measured; ``state_grad_norms`` holds lists;
     ``jacobian_rate`` is -inf where ∂g_t/∂g_0 became exactly 0, written as null in the log).
     ``frame.attrs`` holds ``header`` (parameters, versions, seed, device, baseline loss, and as ``initial`` the
-    weight-norm state before the first update), ``end`` (the end line, or ``None`` if the process was killed before
-    writing it) and ``status`` (``finished``, ``stopped``, ``interrupted``, or ``killed`` when the end line is
-    missing).
+    monitor's and the weight-norm fields of the network before the first update, as :attr:`TrainingRun.initial`),
+    ``end`` (the end line, or ``None`` if the process was killed before writing it) and ``status`` (``finished``,
+    ``stopped``, ``interrupted``, or ``killed`` when the end line is missing).
 
     Raises:
         ArgumentTypeError: ``path`` is not a str or os.PathLike.
@@ -662,6 +663,9 @@ def load_training_log(path: str | os.PathLike[str]) -> Any:
     # JSON has no -inf: the log writes a dead Jacobian's rate (∂g_t/∂g_0 = 0) as null. The monitor measures the rate
     # with ‖W‖₂ and it is finite or -inf, so a null beside a measured ‖W‖₂ is -inf, not "not measured".
     frame.loc[frame["spectral_norm_W"].notna() & frame["jacobian_rate"].isna(), "jacobian_rate"] = -math.inf
+    initial = header.get("initial") or {}
+    if initial.get("spectral_norm_W") is not None and initial.get("jacobian_rate") is None:
+        initial["jacobian_rate"] = -math.inf
     frame.attrs.update(header=header, end=end, status=end["status"] if end else "killed")
     return frame
 

@@ -27,6 +27,7 @@ FIGURES = ("training.png", "state_gradients.png", "weightnorm.png")
 _MAX_HEATMAPS = 6
 _ZERO_COLOUR, _NONFINITE_COLOUR = "0.6", "red"  # outside viridis, and told apart from each other
 _LINESTYLES = ("-", "--", ":", "-.")
+_MONITORED = ["step", "spectral_norm_W", "spectral_radius_W", "jacobian_rate"]
 
 
 def rate_labels(rates: Sequence[float]) -> dict[float, str]:
@@ -52,21 +53,20 @@ def plot_training_curves(frames: Sequence[Any], *, path: Path, title: str = "") 
     for frame, colour, label in zip(frames, colours, run_labels(frames), strict=True):
         loss.plot(frame["step"], frame["loss"], color=colour, linewidth=1, label=label)
         grad.plot(frame["step"], frame["grad_norm"], color=colour, linewidth=1)
-        monitored = frame.dropna(subset=["spectral_norm_W"])
+        monitored = _with_initial(frame.dropna(subset=["spectral_norm_W"])[_MONITORED], frame.attrs["header"])
         norms.plot(monitored["step"], monitored["spectral_norm_W"], "o-", color=colour, markersize=3)
         norms.plot(monitored["step"], monitored["spectral_radius_W"], "s--", color=colour, markersize=3)
         rate.plot(monitored["step"], monitored["jacobian_rate"], "o-", color=colour, markersize=3)
         dead.append((monitored["step"][np.isneginf(monitored["jacobian_rate"])], colour))
     baseline = frames[0].attrs["header"]["baseline_loss"]
     loss.axhline(baseline, color="k", linestyle=":", label=f"memoryless baseline {baseline:.3g}")
-    loss.set(yscale="log", ylabel="training loss L", title="loss")
+    loss.set(ylabel="training loss L", title="loss")
     loss.legend(fontsize=8)
-    grad.set(yscale="log", ylabel="‖∇L‖ (before clipping)", title="gradient norm")
-    # log scale: a diverging run (‖W‖₂ ~ 10⁴) must not flatten the others, near 1, onto the axis
-    norms.set(
-        yscale="log", xlabel="training step", ylabel="‖W‖₂ (o, solid), ρ(W) (□, dashed)", title="recurrent weights"
-    )
+    grad.set(ylabel="‖∇L‖ (before clipping)", title="gradient norm")
     norms.axhline(1.0, color="grey", linewidth=0.6)
+    norms.set(xlabel="training step", ylabel="‖W‖₂ (o, solid), ρ(W) (□, dashed)", title="recurrent weights")
+    for ax in (loss, grad, norms):
+        _log_scale_if_wide(ax)
     rate.axhline(0.0, color="grey", linewidth=0.6)
     rate.set(
         xlabel="training step",
@@ -160,15 +160,11 @@ def plot_weightnorm(frames: Sequence[Any], *, path: Path, title: str = "") -> Fi
             steps, v_norm, g_over_v = [0, *steps], [initial["wn_v_norm"], *v_norm], [initial["wn_g_over_v"], *g_over_v]
         v_ax.plot(steps, v_norm, label=label, **style)
         rate_ax.plot(steps, g_over_v, **style)
-    v_ax.set(yscale="log", xlabel="training step", ylabel="‖v‖ (RMS over the rows of V)", title="‖v‖ grows")
-    rate_ax.set(
-        yscale="log",
-        xlabel="training step",
-        ylabel="g/‖v‖ (mean over rows)",
-        title="… until the effective rate settles",
-    )
+    v_ax.set(xlabel="training step", ylabel="‖v‖ (RMS over the rows of V)", title="‖v‖ grows")
+    rate_ax.set(xlabel="training step", ylabel="g/‖v‖ (mean over rows)", title="… until the effective rate settles")
     v_ax.legend(fontsize=8)
     for ax in (v_ax, rate_ax):
+        _log_scale_if_wide(ax)
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(title or "weight normalisation: self-stabilisation of the effective learning rate")
     _save(fig, path)
@@ -229,6 +225,27 @@ def _log_state_gradients(frame: Any) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(values).T
     return np.where(np.isposinf(logs), np.nan, logs)
+
+
+def _with_initial(monitored: Any, header: dict[str, Any]) -> Any:
+    """The monitored rows with step 0, the network before the first update, in front, where the log's header holds it
+    (:attr:`rnnstab.TrainingRun.initial`)."""
+    import pandas as pd
+
+    initial = header.get("initial") or {}
+    if initial.get("spectral_norm_W") is None:
+        return monitored
+    row = {"step": 0, **{key: initial.get(key) for key in _MONITORED[1:]}}
+    return pd.concat([pd.DataFrame([row]).astype(monitored.dtypes.to_dict()), monitored], ignore_index=True)
+
+
+def _log_scale_if_wide(ax: Any) -> None:
+    """A log y axis where the data span a decade or more, so that a diverging run (‖W‖₂ ~ 10⁴, a loss of 10³) does
+    not flatten the others onto the axis; a linear one otherwise, where a log axis would have no decade to label and
+    write its ticks as 1.0015×10⁰."""
+    low, high = ax.dataLim.intervaly
+    if low > 0 and high >= 10 * low:
+        ax.set_yscale("log")
 
 
 def _colours(count: int) -> list[Any]:

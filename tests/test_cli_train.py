@@ -159,9 +159,12 @@ def test_the_weight_norm_summary_starts_from_the_network_before_any_update(tmp_p
     assert run["wn_v_norm_first"] == pytest.approx(1.0, abs=1e-6)
     assert run["wn_g_over_v_first"] == pytest.approx(1.0, abs=1e-6)
     log = load_training_log(run["log"])
-    assert log.attrs["header"]["initial"] == {key: run[f"{key}_first"] for key in ("wn_v_norm", "wn_g_over_v")} | {
-        "wn_g": pytest.approx(1.0, abs=1e-6)
+    initial = {key: run[f"{key}_first"] for key in ("wn_v_norm", "wn_g_over_v", "spectral_norm_W", "jacobian_rate")}
+    assert log.attrs["header"]["initial"] == initial | {
+        "wn_g": pytest.approx(1.0, abs=1e-6),
+        "spectral_radius_W": run["spectral_radius_W_first"],
     }
+    assert run["spectral_norm_W_first"] == pytest.approx(1.0, abs=1e-6)  # an orthogonal W
     step_1 = log.iloc[0]
     assert step_1["wn_v_norm"] > 1.01 and step_1["wn_g_over_v"] < 0.99  # the first record is after the update
 

@@ -96,6 +96,20 @@ def test_a_diverged_run_does_not_flatten_the_others_weight_norms_onto_the_axis(t
     assert norms.get_title() == "recurrent weights" and norms.get_yscale() == "log"
 
 
+def test_the_weights_panels_start_at_step_0_on_a_linear_axis_when_they_span_less_than_a_decade(tmp_path):
+    # every record is taken after its step's update: the initial W (‖W‖₂ = 1 for the default orthogonal draw) is
+    # drawn at step 0, from the header; near 1 a log axis would have no decade to label (ticks "1.0015×10⁰")
+    run = train("adding", length=4, hidden=3, steps=3, batch_size=2, optimizer="sgd", lr=0.1, monitor_every=2)
+    figure = plot_training_curves([run.frame()], path=tmp_path / "training.png")
+    norms, rate = figure.axes[2], figure.axes[3]
+    norm_line, radius_line = norms.get_lines()[:2]
+    assert list(norm_line.get_xdata()) == [0, 1, 2, 3] and list(rate.get_lines()[0].get_xdata()) == [0, 1, 2, 3]
+    assert norm_line.get_ydata()[0] == pytest.approx(1.0, rel=1e-6)  # orthogonal in float32: σ₁ = ρ = 1
+    assert radius_line.get_ydata()[0] == pytest.approx(1.0, rel=1e-6)
+    assert rate.get_lines()[0].get_ydata()[0] == run.initial["jacobian_rate"]
+    assert norms.get_yscale() == "linear"
+
+
 def test_a_dead_jacobians_minus_infinite_rate_is_marked_in_the_figure(tmp_path):
     # every relu unit off (a saturated tanh is not dead: its rate is finite, if vast)
     dead = train(

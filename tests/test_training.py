@@ -273,6 +273,23 @@ def test_monitor_steps_and_exact_norms():
     assert math.isfinite(first.jacobian_rate) and first.wn_v_norm is None
 
 
+def test_the_initial_record_measures_the_network_before_any_update(tmp_path):
+    log = tmp_path / "run.jsonl"
+    run = train("adding", steps=2, init="gaussian", log_path=log, **SMALL)
+    W = start("adding", param="plain", init="gaussian", seed=0).W.detach().to(torch.float64)
+    assert run.initial["spectral_norm_W"] == pytest.approx(float(torch.linalg.matrix_norm(W, ord=2)), rel=1e-12)
+    assert run.initial["spectral_radius_W"] == pytest.approx(float(torch.linalg.eigvals(W).abs().max()), rel=1e-12)
+    assert run.initial["spectral_norm_W"] != run.records[0].spectral_norm_W  # step 1's record is after its update
+    assert math.isfinite(run.initial["jacobian_rate"])
+    assert load_training_log(log).attrs["header"]["initial"] == run.initial
+    # a dead initial Jacobian's rate, -inf, is written as null, as in the step lines, and read back as -inf
+    lines = log.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["initial"]["jacobian_rate"] = None
+    log.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    assert load_training_log(log).attrs["header"]["initial"]["jacobian_rate"] == -math.inf
+
+
 # --- stops, logs, reproducibility --------------------------------------------------------------------------------
 
 

@@ -273,8 +273,12 @@ def _run_summary(run: rnnstab.TrainingRun) -> dict[str, Any]:
         "loss_first": float(first["loss"]),
         "loss_final": run.final_loss,
         "loss_min": float(frame["loss"].min()),
+        # "first" as for the loss: the network before any update (step 1's record is measured after it)
+        "spectral_norm_W_first": run.initial["spectral_norm_W"],
         "spectral_norm_W_final": None if last is None else float(last["spectral_norm_W"]),
+        "spectral_radius_W_first": run.initial["spectral_radius_W"],
         "spectral_radius_W_final": None if last is None else float(last["spectral_radius_W"]),
+        "jacobian_rate_first": run.initial["jacobian_rate"],
         "jacobian_rate_final": None if last is None else float(last["jacobian_rate"]),
         # a stopped run's last monitor step precedes its end: the "final" numbers above are from that step
         "monitored_at_step": None if last is None else int(last["step"]),
@@ -283,7 +287,6 @@ def _run_summary(run: rnnstab.TrainingRun) -> dict[str, Any]:
         "log": str(run.log_path),
     }
     if run.parameters["param"] == "weight_norm":
-        # "first" as for the loss: the network before any update (step 1's record is measured after it)
         for key in ("wn_v_norm", "wn_g_over_v"):
             summary[f"{key}_first"], summary[f"{key}_final"] = run.initial[key], float(frame[key].iloc[-1])
     return summary
@@ -302,8 +305,9 @@ def _print_training(summary: dict[str, Any]) -> None:
         line = (
             f"  lr {rates[run['lr']]}, batch {run['batch_size']}: {status} in {run['seconds']:.1f} s; "
             f"loss {run['loss_first']:.4g} → {run['loss_final']:.4g} (min {run['loss_min']:.4g}); "
-            f"‖W‖₂ {_maybe(run['spectral_norm_W_final'])}, ρ(W) {_maybe(run['spectral_radius_W_final'])}, "
-            f"Jacobian rate {_maybe(run['jacobian_rate_final'])} nats/step"
+            f"‖W‖₂ {_maybe(run['spectral_norm_W_first'])} → {_maybe(run['spectral_norm_W_final'])}, "
+            f"ρ(W) {_maybe(run['spectral_radius_W_first'])} → {_maybe(run['spectral_radius_W_final'])}, "
+            f"Jacobian rate {_maybe(run['jacobian_rate_first'])} → {_maybe(run['jacobian_rate_final'])} nats/step"
         )
         if run["monitored_at_step"] not in (None, run["steps_done"]):
             line += f" (last measured at step {run['monitored_at_step']})"
