@@ -189,7 +189,7 @@ def dtype(name: str, value: object) -> torch.dtype:
     """Accept torch.float32/float64 or their names."""
     if isinstance(value, str):
         if value not in FLOAT_DTYPES:
-            raise InvalidArgumentError(f"{name} must be one of {sorted(FLOAT_DTYPES)}, got {value!r}")
+            raise InvalidArgumentError(f"{name} must be {' or '.join(FLOAT_DTYPES)}, got {value!r}")
         return FLOAT_DTYPES[value]
     for known in FLOAT_DTYPES.values():
         if value == known:

@@ -25,6 +25,8 @@ class IdentityCheck:
         tolerance: the largest discrepancy accepted; justified in ``details["tolerance_reason"]``.
         passed: ``discrepancy <= tolerance`` (and the discrepancy is finite).
         details: the numbers behind the verdict (weights, confidence intervals, slopes, …).
+        kind: ``"identity"``, a claim checked against a tolerance, or ``"report"``, where no identity holds and only
+            finiteness is checked (``newton-rnn``): counted apart from the identities in ``rnnstab identities``.
     """
 
     name: str
@@ -33,15 +35,18 @@ class IdentityCheck:
     tolerance: float
     passed: bool
     details: dict[str, Any] = field(default_factory=dict)
+    kind: str = "identity"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (non-finite floats become None)."""
         return finite_or_none(asdict(self))
 
 
-def verdict(name: str, claim: str, discrepancy: float, tolerance: float, **details: Any) -> IdentityCheck:
+def verdict(
+    name: str, claim: str, discrepancy: float, tolerance: float, *, kind: str = "identity", **details: Any
+) -> IdentityCheck:
     passed = math.isfinite(discrepancy) and discrepancy <= tolerance
-    return IdentityCheck(name, claim, float(discrepancy), float(tolerance), passed, details)
+    return IdentityCheck(name, claim, float(discrepancy), float(tolerance), passed, details, kind)
 
 
 def unit_interval(name: str, value: object) -> float:

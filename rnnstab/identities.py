@@ -420,7 +420,8 @@ def check_newton_rnn(*, seed: int = 0, dtype: torch.dtype = torch.float64) -> Id
         dtype: torch.float64 or torch.float32 (or their names).
 
     Returns:
-        An :class:`IdentityCheck` with discrepancy 0 and tolerance 0 when the step is finite (∞ otherwise).
+        An :class:`IdentityCheck` of kind ``"report"``, with discrepancy 0 and tolerance 0 when the step is finite
+        (∞ otherwise).
 
     Raises:
         InvalidArgumentError: an unsupported dtype, or a seed outside [0, 2^63 − 1].
@@ -447,6 +448,7 @@ def check_newton_rnn(*, seed: int = 0, dtype: torch.dtype = torch.float64) -> Id
         "one exact Newton step on a tiny RNN loss (report only: the step is finite, no claim on the loss)",
         0.0 if finite else math.inf,
         0.0,
+        kind="report",
         unit="0 when the step and the new loss are finite",
         tolerance_reason="no identity holds here: H is indefinite in general, so only finiteness is checked",
         parameters=int(theta0.numel()),
@@ -505,6 +507,7 @@ def run_identities(
     unknown = [name for name in names if name not in IDENTITIES]
     if unknown:
         raise InvalidArgumentError(
-            f"only (--only): unknown check name(s) {unknown}; valid names: {', '.join(IDENTITIES)}"
+            f"only: unknown check {'name' if len(unknown) == 1 else 'names'} {', '.join(map(repr, unknown))}; "
+            f"valid names: {', '.join(IDENTITIES)}"
         )
     return [IDENTITIES[name](seed=seed, dtype=chosen) for name in names]

@@ -195,11 +195,13 @@ def jacobian_norms(
     batch, steps, _ = x.shape
     sv_steps = _checks.steps("singular_values_at", singular_values_at, steps)
     if spectral_method not in SPECTRAL_METHODS:
-        raise InvalidArgumentError(f"spectral_method must be one of {SPECTRAL_METHODS}, got {spectral_method!r}")
+        raise InvalidArgumentError(
+            f"spectral_method must be one of {', '.join(SPECTRAL_METHODS)}, got {spectral_method!r}"
+        )
     rtol = _DEFAULT_RTOL[dtype] if rtol is None else _checks.positive_float("rtol", rtol)
     max_iter = _checks.positive_int("max_iter", max_iter)
     if on_overflow not in OVERFLOW_POLICIES:
-        raise InvalidArgumentError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got {on_overflow!r}")
+        raise InvalidArgumentError(f"on_overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {on_overflow!r}")
     if progress is not None and not callable(progress):  # found out only after the first chunk's work otherwise
         raise ArgumentTypeError(f"progress must be a callable taking a step count, got {type(progress).__name__}")
     overflow_steps = torch.zeros(batch, dtype=torch.int64)

@@ -508,7 +508,7 @@ def critical_delta(
     """
     norms = {"gaussian": 2.0, "orthogonal": 1.0}
     if init not in norms:
-        raise InvalidArgumentError(f"init must be one of {sorted(norms)} for critical_delta, got {init!r}")
+        raise InvalidArgumentError(f"init must be one of {', '.join(sorted(norms))} for critical_delta, got {init!r}")
     act = get_activation(activation)
     return act.gamma * critical_gain(act, input_variance=input_variance) * norms[init]
 

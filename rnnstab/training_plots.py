@@ -61,7 +61,8 @@ def plot_training_curves(frames: Sequence[Any], *, path: Path, title: str = "") 
     baseline = frames[0].attrs["header"]["baseline_loss"]
     loss.axhline(baseline, color="k", linestyle=":", label=f"memoryless baseline {baseline:.3g}")
     loss.set(ylabel="training loss L", title="loss")
-    loss.legend(fontsize=8)
+    # below the panels, for the whole figure: inside the loss panel a grid of runs covered its own curves
+    fig.legend(*loss.get_legend_handles_labels(), loc="outside lower center", ncols=min(len(frames) + 1, 4), fontsize=8)
     grad.set(ylabel="‖∇L‖ (before clipping)", title="gradient norm")
     norms.axhline(1.0, color="grey", linewidth=0.6)
     norms.set(xlabel="training step", ylabel="‖W‖₂ (o, solid), ρ(W) (□, dashed)", title="recurrent weights")

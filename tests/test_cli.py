@@ -163,7 +163,16 @@ def test_identities_json():
     assert result.exit_code == 0, result.output
     (record,) = json.loads(result.stdout)
     assert record["name"] == "ema-unrolled" and record["passed"] is True
-    assert set(record) == {"name", "claim", "discrepancy", "tolerance", "passed", "details"}
+    assert set(record) == {"name", "claim", "discrepancy", "tolerance", "passed", "details", "kind"}
+    assert record["kind"] == "identity"
+
+
+def test_a_report_is_not_counted_as_an_identity_that_passed():
+    result = runner.invoke(app, ["identities", "--only", "induction,newton-rnn"])
+    assert result.exit_code == 0, result.output
+    assert "1/1 passed; 1 report (newton-rnn)" in result.output
+    result = runner.invoke(app, ["identities", "--only", "newton-rnn", "--json"])
+    assert [record["kind"] for record in json.loads(result.stdout)] == ["report"]
 
 
 def test_identities_failure_exits_1(monkeypatch):
@@ -176,11 +185,17 @@ def test_identities_failure_exits_1(monkeypatch):
     assert "FAIL" in result.output
 
 
-@pytest.mark.parametrize("args", [["--only", "nope"], ["--dtype", "float16"]])
-def test_identities_bad_options_exit_2(args):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--only", "nope"], "error: --only: unknown check name 'nope'; valid names: induction, momentum-ema,"),
+        (["--dtype", "float16"], "error: --dtype must be float32 or float64, got 'float16'"),
+    ],
+)
+def test_identities_bad_options_exit_2(args, message):
     result = runner.invoke(app, ["identities", *args])
     assert result.exit_code == 2
-    assert "error:" in result.output and "Traceback" not in result.output
+    assert result.output.startswith(message) and "Traceback" not in result.output
 
 
 def test_identities_help_lists_checks():

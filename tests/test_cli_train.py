@@ -40,6 +40,8 @@ def test_every_combination_of_rates_and_batch_sizes_gets_a_log(tmp_path):
     assert not (tmp_path / "weightnorm.png").exists()  # only for --param weight_norm
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [(r["lr"], r["batch_size"]) for r in summary["runs"]] == [(0.01, 4), (0.01, 8), (0.02, 4), (0.02, 8)]
+    parameters = summary["metadata"]["parameters"]
+    assert parameters["lr"] == [0.01, 0.02] and parameters["batch_size"] == [4, 8]
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
 

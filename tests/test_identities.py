@@ -356,7 +356,7 @@ def test_newton_quadratic_passes_at_every_seed_and_misses_by_one_minus_step(dtyp
 
 def test_newton_rnn_is_a_report():
     check = check_newton_rnn()
-    assert check.passed and check.discrepancy == 0.0
+    assert check.passed and check.discrepancy == 0.0 and check.kind == "report"
     d = check.details
     assert math.isfinite(d["loss_before"]) and math.isfinite(d["loss_after"])
     assert d["loss_decreased"] == (d["loss_after"] < d["loss_before"])

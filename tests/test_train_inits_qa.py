@@ -108,6 +108,10 @@ def test_the_weights_panels_start_at_step_0_on_a_linear_axis_when_they_span_less
     assert radius_line.get_ydata()[0] == pytest.approx(1.0, rel=1e-6)
     assert rate.get_lines()[0].get_ydata()[0] == run.initial["jacobian_rate"]
     assert norms.get_yscale() == "linear"
+    # the runs' legend sits below the panels, where it covers no curve
+    (legend,) = figure.legends
+    assert figure.axes[0].get_legend() is None
+    assert [text.get_text() for text in legend.get_texts()] == ["lr = 0.1, batch = 2", "memoryless baseline 0.167"]
 
 
 def test_a_dead_jacobians_minus_infinite_rate_is_marked_in_the_figure(tmp_path):

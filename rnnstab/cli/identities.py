@@ -58,14 +58,24 @@ def identities(
         table.add_column("result")
         for r in results:
             verdict = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
-            if r.tolerance == 0 and r.passed:  # a report (newton-rnn): only finiteness is checked, no identity
+            if r.kind == "report" and r.passed:  # only finiteness is checked: there is no discrepancy to show
                 table.add_row(r.name, escape(r.claim), "—", "—", "[green]report[/green]")
                 continue
             table.add_row(r.name, escape(r.claim), f"{r.discrepancy:.3g}", f"{r.tolerance:.3g}", verdict)
         Console().print(table)
-        failed = [r.name for r in results if not r.passed]
-        console.print(
-            f"{len(results) - len(failed)}/{len(results)} passed" + (f"; failed: {', '.join(failed)}" if failed else "")
-        )
+        console.print(_tally(results))
     if any(not r.passed for r in results):
         raise typer.Exit(1)
+
+
+def _tally(results: list[rnnstab.IdentityCheck]) -> str:
+    """``10/10 passed; 1 report (newton-rnn)``: a report states no identity, so it is not counted as one passed."""
+    checks = [r for r in results if r.kind == "identity"]
+    reports = [r.name for r in results if r.kind == "report"]
+    failed = [r.name for r in results if not r.passed]
+    parts = [f"{sum(r.passed for r in checks)}/{len(checks)} passed"] if checks else []
+    if reports:
+        parts.append(f"{len(reports)} {'report' if len(reports) == 1 else 'reports'} ({', '.join(reports)})")
+    if failed:
+        parts.append(f"failed: {', '.join(failed)}")
+    return "; ".join(parts)

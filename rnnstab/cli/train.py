@@ -206,7 +206,7 @@ def train_command(
                     "figures": [str(out_dir / figure.name) for figure in figures],
                     "summary": str(out_dir / "summary.json"),
                 },
-                "metadata": _metadata(task=task, lr=[r.parameters["lr"] for r in runs], **options),
+                "metadata": _metadata(task=task, lr=rates, batch_size=batches, **options),  # the grid, each value once
                 "units": "jacobian_rate: nats per step (natural log of ‖∂g_t/∂g_0‖₂ per step); seconds: wall-clock",
             }
             _io.write_json(staging / "summary.json", summary)
