@@ -32,7 +32,7 @@ REFERENCES = [
     SOURCES["pascanu"],
     SOURCES["mean_field"],
     "S. S. Schoenholz, J. Gilmer, S. Ganguli, J. Sohl-Dickstein, 'Deep information propagation', ICLR 2017: the "
-    "gradient depth scale −1/log χ",
+    "gradient depth scale ξ = −1/log χ of the ordered phase",
     "J. Pennington, S. S. Schoenholz, S. Ganguli, 'Resurrecting the sigmoid in deep learning through dynamical "
     "isometry', NeurIPS 2017: the singular values of J_t (dynamical isometry)",
 ]
@@ -101,6 +101,9 @@ def summarise(
             "chi": mean_field.chi,
             "lambda_max_per_step": mean_field.lyapunov_max_per_step,
             "depth_scale_steps": mean_field.depth_scale_steps,
+            # which way squared gradients change by e every depth_scale_steps: ξ is ≥ 0 in both phases, and at χ = 1
+            # (inf, written as null) there is no way
+            "depth_scale_direction": _DEPTH_SCALE_DIRECTIONS.get(mean_field.regime),
             "regime": mean_field.regime,
             "critical_gain": critical_gain,
         },
@@ -193,7 +196,8 @@ def top_exponent_text(summary: dict[str, Any]) -> str:
 def lyapunov_markdown(
     summary: dict[str, Any], result: LyapunovSpectrum, *, parameters: dict[str, Any], title: str
 ) -> str:
-    """A Markdown report of one run: parameters, headline numbers, the exponents, the figures, the references."""
+    """A Markdown report of one run: parameters, headline numbers, the exponents, the singular values of J_t when
+    computed, the figures, the references."""
     lines = [f"# Lyapunov spectrum — {title}", "", "All logs are natural; exponents are in nats per step.", ""]
     lines += ["## Parameters", "", "| parameter | value |", "|---|---|"]
     lines += [f"| {key} | {_md(value)} |" for key, value in parameters.items()]
@@ -217,7 +221,7 @@ def lyapunov_markdown(
         rows += [
             ("mean-field λ_max = ½ log χ", f"{field['lambda_max_per_step']:.6g} ({field['regime']})"),
             ("mean-field q*, χ", f"{field['q_star']:.6g}, {field['chi']:.6g}"),
-            ("depth scale −1/log χ", f"{field['depth_scale_steps']:.4g} steps"),
+            ("depth scale ξ = 1/|log χ|", depth_scale_text(field)),
             ("critical gain (χ = 1)", _md(field["critical_gain"])),
         ]
     qr = summary["qr"]
@@ -248,6 +252,19 @@ def lyapunov_markdown(
             lines.append("| … | … | … |")
         lines.append(f"| {i + 1} | {float(mean[i]):.6g} | {float(error[i]):.2g} |")
         previous = i
+    if summary["singular_values"] is not None:
+        lines += [
+            "",
+            "## Singular values of J_t (pooled over the batch)",
+            "",
+            "Statistics of the resolved values only: those at or above their trajectory's rounding floor "
+            "log(n·ε·σ₁), below which a computed σ_i is rounding noise.",
+            "",
+            "| t | mean, std of log σ_i (resolved) | below the floor (left out) | fraction within a factor e of 1 |",
+            "|---|---|---|---|",
+        ]
+        for row in singular_value_rows(summary["singular_values"]):
+            lines.append("| " + " | ".join(_cell(cell) for cell in row) + " |")
     lines += ["", "## Figures", ""]
     figures = [
         ("spectrum", "exponents against i/n, with the bound log δ" + (" and the mean-field λ_max" if field else "")),
@@ -292,6 +309,29 @@ def validation_markdown(checks: list[ValidationCheck]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def depth_scale_text(field: dict[str, Any]) -> str:
+    """The mean-field depth scale ξ = 1/|log χ| with the way squared gradients go, or why it is infinite."""
+    direction = field["depth_scale_direction"]
+    if direction is None:
+        return "∞ (χ = 1: squared gradients neither vanish nor grow exponentially)"
+    verb = "shrink" if direction == "vanishing" else "grow"
+    return f"{field['depth_scale_steps']:.4g} steps (squared gradients {verb} by e every ξ steps)"
+
+
+def singular_value_rows(isometry: dict[str, list[Any]]) -> list[tuple[str, str, str, str]]:
+    """(t, "mean, std" of the resolved log σ_i, "k of N" values below the rounding floor, the fraction within a
+    factor e of 1) per step of :meth:`SingularValueSpectrum.isometry_summary`, as text."""
+    rows = []
+    for j, t in enumerate(isometry["step"]):
+        resolved, below = isometry["num_resolved"][j], isometry["num_below_rounding_floor"][j]
+        mean, std = isometry["mean_log_singular_value"][j], isometry["std_log_singular_value"][j]
+        statistics = f"{mean:.4g}, {std:.2g}" if resolved else "— (none resolved: J_t = 0)"
+        rows.append(
+            (str(t), statistics, f"{below} of {resolved + below}", f"{isometry['fraction_within_factor_e'][j]:.3g}")
+        )
+    return rows
+
+
 def verdict_text(summary: dict[str, Any]) -> str:
     """'vanishing (half-life … steps)', 'exploding (doubling every … steps)' or 'marginal'."""
     if summary["half_life_steps"] is not None:
@@ -302,6 +342,8 @@ def verdict_text(summary: dict[str, Any]) -> str:
         return f"{summary['gradient_verdict']} ({_ZERO_JACOBIAN})"
     return str(summary["gradient_verdict"])
 
+
+_DEPTH_SCALE_DIRECTIONS = {"ordered": "vanishing", "chaotic": "exploding"}
 
 # What λ₁ = −inf means: the product has rank 0 in floating point (every unit's σ' = 0 at one step, say), in at least
 # one trajectory, which makes the batch mean −inf too.

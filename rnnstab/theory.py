@@ -312,8 +312,9 @@ class MeanField:
     A small perturbation then grows or shrinks by χ = g²·E[σ'(√q* z)²] per step in squared norm, so
 
     - the top Lyapunov exponent is λ_max = ½·log χ (nats per step);
-    - squared gradients fall off as e^{−t/ξ} with the depth scale ξ = −1/log χ (steps; negative when χ > 1: then
-      |ξ| is the e-folding time of their growth, and ξ = ±inf at χ = 1);
+    - squared gradients change by a factor e every ξ = 1/|log χ| steps, the depth scale: they vanish over ξ steps
+      in the ordered phase (χ < 1, where ξ = −1/log χ of Schoenholz et al.) and grow by e every ξ steps in the
+      chaotic phase (χ > 1); ξ diverges at χ = 1, where they do neither exponentially;
     - the ordered (χ < 1) and chaotic (χ > 1) phases meet at the critical gain g_c with χ = 1.
 
     Sources: Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli, "Exponential expressivity in deep neural networks
@@ -332,7 +333,8 @@ class MeanField:
             bound (unbounded σ above its critical gain, e.g. relu with g > √2 and σ²_in > 0).
         chi: χ = g²·E[σ'(√q* z)²]; at q* = 0 the limit q → 0⁺ (relu: g²/2), at q* = inf the value at q = 10¹².
         lyapunov_max_per_step: ½·log χ.
-        depth_scale_steps: −1/log χ.
+        depth_scale_steps: ξ = 1/|log χ| ≥ 0, the steps over which squared gradients shrink (``ordered``) or grow
+            (``chaotic``) by a factor e; ``inf`` when ``critical``.
         regime: ``ordered`` (χ < 1), ``critical`` (|log χ| ≤ 1e-9) or ``chaotic`` (χ > 1).
     """
 
@@ -394,7 +396,7 @@ def mean_field(
     gain: float,
     input_variance: float = 0.0,
 ) -> MeanField:
-    """Mean-field q*, χ, λ_max = ½·log χ and depth scale −1/log χ for W_ij ~ N(0, g²/n); see :class:`MeanField`.
+    """Mean-field q*, χ, λ_max = ½·log χ and depth scale 1/|log χ| for W_ij ~ N(0, g²/n); see :class:`MeanField`.
 
     The fixed point is found robustly: an upper bracket q_hi with map(q_hi) < q_hi (doubling from 1 up to 10¹²,
     else q* = inf), a geometric scan down from q_hi to the first q with map(q) > q, then Brent's method on that
@@ -433,7 +435,9 @@ def mean_field(
         q_star=q_star,
         chi=chi,
         lyapunov_max_per_step=0.5 * log_chi,
-        depth_scale_steps=-1.0 / log_chi if log_chi != 0 else math.inf,
+        # Within the critical tolerance the sign of log χ, and so a finite ξ of 10⁹ steps or more, is quadrature
+        # rounding: the theory's answer there is the divergence at χ = 1.
+        depth_scale_steps=math.inf if regime == "critical" else 1.0 / abs(log_chi),
         regime=regime,
     )
 

@@ -407,3 +407,62 @@ def test_validate_writes_its_two_files_together(tmp_path, monkeypatch):
     result = runner.invoke(app, ["validate", "--seed", "1", "--out", str(tmp_path)])
     assert result.exit_code == 2 and f"error: {tmp_path / 'validation.md'} is a directory" in result.stderr
     assert (tmp_path / "validation.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "direction", "verb"),
+    [
+        (["--gain", "3"], "exploding", "grow"),
+        (["--activation", "relu", "--hidden", "2", "--seed", "1"], "exploding", "grow"),
+        (["--gain", "1.2"], "vanishing", "shrink"),
+    ],
+)
+def test_the_depth_scale_is_never_negative_and_says_which_way(tmp_path, args, direction, verb):
+    # tanh at g = 3 printed "depth scale −1/log χ │ -1.862 steps", relu at n = 2 −8.49, in all three outputs
+    result = runner.invoke(app, ["lyapunov", *SMALL, *args, "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    field = json.loads((tmp_path / "lyapunov.json").read_text())["summary"]["mean_field"]
+    assert field["depth_scale_steps"] == pytest.approx(1 / abs(math.log(field["chi"])))
+    assert field["depth_scale_steps"] > 0 and field["depth_scale_direction"] == direction
+    text = f"{field['depth_scale_steps']:.4g} steps (squared gradients {verb} by e every ξ steps)"
+    assert text in result.stdout and f"| {text} |" in (tmp_path / "lyapunov.md").read_text()
+    assert "−1/log χ" not in result.stdout and "−1/log χ |" not in (tmp_path / "lyapunov.md").read_text()
+
+
+def test_the_depth_scale_at_chi_one_is_infinite_written_as_null(tmp_path):
+    # relu at g = √2: χ = 1 up to rounding, and −1/log χ came out as −9e15 steps
+    args = ["lyapunov", *SMALL, "--activation", "relu", "--gain", repr(math.sqrt(2)), "--out", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    field = json.loads(result.stdout)["mean_field"]
+    assert field["regime"] == "critical" and field["depth_scale_steps"] is None
+    assert field["depth_scale_direction"] is None
+    assert json.loads((tmp_path / "lyapunov.json").read_text())["summary"]["mean_field"] == field
+    assert (
+        "| ∞ (χ = 1: squared gradients neither vanish nor grow exponentially) |"
+        in (tmp_path / "lyapunov.md").read_text()
+    )
+
+
+def test_singular_value_statistics_leave_out_the_rounding_noise_everywhere(tmp_path):
+    # At t = 100 of this network 99 of 128 log σ_i lie below the rounding floor log(n·ε·σ₁) the figure draws; the
+    # mean over all of them was −46.9, a statistic of the noise. Over the 29 resolved values it is −27.7.
+    args = ["lyapunov", "--hidden", "32", "--steps", "200", "--quiet", "--out", str(tmp_path)]
+    result = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "lyapunov.json").read_text())
+    summary = record["summary"]["singular_values"]
+    assert summary["step"] == [10, 100]
+    assert summary["num_below_rounding_floor"] == [15, 99] and summary["num_resolved"] == [113, 29]
+    logs = torch.tensor(record["log_singular_values"], dtype=torch.float64)  # (batch, steps, n)
+    floor = logs[..., :1] + math.log(32 * torch.finfo(torch.float64).eps)
+    for j in range(2):
+        resolved = logs[:, j][logs[:, j] >= floor[:, j]]
+        assert summary["mean_log_singular_value"][j] == pytest.approx(float(resolved.mean()), rel=1e-12)
+    assert summary["mean_log_singular_value"][1] == pytest.approx(-27.65, abs=0.01)
+    row = (
+        f"| 100 | {summary['mean_log_singular_value'][1]:.4g}, {summary['std_log_singular_value'][1]:.2g} | 99 of 128 |"
+    )
+    assert row in (tmp_path / "lyapunov.md").read_text()
+    assert f"mean, std {summary['mean_log_singular_value'][1]:.4g}" in result.stdout
+    assert "99 of 128 below the rounding floor (noise, left out)" in result.stdout

@@ -337,6 +337,29 @@ def test_singular_values_of_orthogonal_products_show_isometry():
     assert summary["std_log_singular_value"][0] < 1e-12
 
 
+def test_isometry_summary_leaves_out_the_values_below_the_rounding_floor():
+    # n = 3, float64: the floor is log σ₁ + log(3ε) = log σ₁ − 35.4. Row 0: −50 is noise, which pulled the mean to
+    # −17. Row 1 (σ₁ = e⁴⁰): 0.5 is below the floor at 4.6 and was counted as within a factor e of 1.
+    logs = torch.tensor([[[0.0, -1.0, -50.0]], [[40.0, 10.0, 0.5]]], dtype=F64)
+    summary = rnnstab.SingularValueSpectrum(
+        steps=(7,), log_singular_values=logs, dtype=F64, hidden_size=3
+    ).isometry_summary()
+    assert summary["num_resolved"] == [4] and summary["num_below_rounding_floor"] == [2]
+    resolved = torch.tensor([0.0, -1.0, 40.0, 10.0], dtype=F64)
+    assert summary["mean_log_singular_value"] == [pytest.approx(float(resolved.mean()))]
+    assert summary["std_log_singular_value"] == [pytest.approx(float(resolved.std(correction=0)))]
+    assert summary["fraction_within_factor_e"] == [pytest.approx(2 / 6)]
+
+
+def test_isometry_summary_of_a_zero_jacobian_has_no_statistics():
+    logs = torch.full((2, 1, 3), -math.inf, dtype=F64)  # every relu unit off at some step: J_t = 0 exactly
+    summary = rnnstab.SingularValueSpectrum(
+        steps=(5,), log_singular_values=logs, dtype=F64, hidden_size=3
+    ).isometry_summary()
+    assert summary["num_resolved"] == [0] and summary["num_below_rounding_floor"] == [6]
+    assert math.isnan(summary["mean_log_singular_value"][0]) and summary["fraction_within_factor_e"] == [0.0]
+
+
 def test_progress_counts_every_step():
     seen: list[int] = []
     rnnstab.lyapunov_spectrum(random_rnn(4), inputs(1, 300), progress=seen.append)

@@ -64,6 +64,19 @@ def test_relu_closed_forms():
     assert rnnstab.critical_gain("relu") == pytest.approx(math.sqrt(2), rel=1e-12)
 
 
+def test_the_depth_scale_is_a_positive_e_folding_length_in_both_phases_and_infinite_at_chi_one():
+    # It was −1/log χ: −1.862 steps for tanh at g = 3, −8.49 for relu at g = 1.5, and −9e15 at relu's critical gain,
+    # where χ = 1 up to rounding. ξ = 1/|log χ|; the regime says whether squared gradients shrink or grow.
+    ordered = rnnstab.mean_field("relu", gain=1.2)
+    assert ordered.depth_scale_steps == pytest.approx(-1 / math.log(0.72)) and ordered.regime == "ordered"
+    chaotic = rnnstab.mean_field("relu", gain=1.5, input_variance=1.0)
+    assert chaotic.depth_scale_steps == pytest.approx(1 / math.log(1.125)) and chaotic.regime == "chaotic"
+    tanh = rnnstab.mean_field("tanh", gain=3.0, input_variance=1.0)
+    assert tanh.depth_scale_steps == pytest.approx(1 / math.log(tanh.chi)) and tanh.depth_scale_steps > 0
+    critical = rnnstab.mean_field("relu", gain=math.sqrt(2))
+    assert critical.regime == "critical" and critical.depth_scale_steps == math.inf
+
+
 @pytest.mark.parametrize("gain", [0.5, 0.9, 1.0])
 def test_tanh_without_input_below_one_has_q_star_zero(gain):
     mf = rnnstab.mean_field("tanh", gain=gain)

@@ -282,7 +282,7 @@ def _print_lyapunov(parameters: dict[str, Any], summary: dict[str, Any], files: 
     if field:
         rows += [
             ("mean-field ½ log χ", f"{field['lambda_max_per_step']:.6g}  ({field['regime']}, χ = {field['chi']:.6g})"),
-            ("depth scale −1/log χ", f"{field['depth_scale_steps']:.4g} steps"),
+            ("depth scale ξ = 1/|log χ|", lyapunov_report.depth_scale_text(field)),
             ("critical gain (χ = 1)", f"{field['critical_gain']:.6g}"),
         ]
     if summary["kaplan_yorke_dimension"] is not None:
@@ -295,6 +295,16 @@ def _print_lyapunov(parameters: dict[str, Any], summary: dict[str, Any], files: 
                 f"{residual:.2g}" if np.isfinite(residual) else "none: σ' = 0 at some step, log|det J_t| = −inf",
             )
         )
+    if summary["singular_values"] is not None:
+        # the resolved values only: below the rounding floor log(n·ε·σ₁) a computed σ_i is noise
+        for t, statistics, below, within in lyapunov_report.singular_value_rows(summary["singular_values"]):
+            rows.append(
+                (
+                    f"log σ_i(J_t), t = {t}",
+                    f"mean, std {statistics}; {below} below the rounding floor (noise, left out); "
+                    f"a fraction {within} within a factor e of 1",
+                )
+            )
     qr = summary["qr"]
     rows.append(
         (
