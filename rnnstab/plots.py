@@ -29,9 +29,10 @@ def new_figure(figsize: tuple[float, float]) -> Figure:
 
 
 def _integer_ticks(axis: Any) -> None:
+    """Ticks at whole steps, spaced 1, 2 or 5 × a power of ten (MaxNLocator's default steps gave 0, 15, 30, …)."""
     from matplotlib.ticker import MaxNLocator
 
-    axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    axis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10], min_n_ticks=1))
 
 
 def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "") -> Figure:
@@ -39,29 +40,45 @@ def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "
     bound log‖J_t‖₂ − t·log δ, which must stay ≤ 0 (bottom).
 
     Each trace of the batch is a thin line; the median over the batch (the mean of the two middle values for an even
-    batch, as in ``rnnstab trace``'s summary) is drawn bold, with markers when there are few steps. Returns the
-    Figure.
+    batch, as in ``rnnstab trace``'s summary) is drawn bold, with markers when there are few steps. The Frobenius
+    median is dashed over the spectral one, so both show where they coincide (n = 1, or J_t of rank one). A trace
+    whose Jacobian becomes exactly 0 (log = −∞, which no axis can show) gets a ▼ on each panel's floor at the step
+    it does. Returns the Figure.
     """
     steps = torch.arange(1, trace.steps + 1)
     marker = "o" if trace.steps <= 30 else None  # a line of one step draws nothing
     bound = steps * math.log(delta)
     fig = new_figure((8, 7))
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    # (label, curve, colour, style, bold width, marker size, layer): the spectral curve below, the Frobenius one
+    # dashed and thinner on top, so that both show where they coincide
     curves = [
-        ("‖J_t‖_F (Frobenius)", trace.log_frobenius, "tab:orange", "--"),
-        ("‖J_t‖₂ (spectral)", trace.log_spectral, "tab:blue", "-"),
+        ("‖J_t‖₂ (spectral)", trace.log_spectral, "tab:blue", "-", 2.6, 6.0, 2.0),
+        ("‖J_t‖_F (Frobenius)", trace.log_frobenius, "tab:orange", (0, (4, 3)), 1.6, 3.5, 2.2),
     ]
-    for label, curve, colour, style in curves:
+    for label, curve, colour, style, width, size, layer in curves:
         if curve is None:
             continue
         for row in curve:
             top.plot(steps, row, color=colour, alpha=0.2, linewidth=0.6, linestyle=style)
-        top.plot(steps, _median(curve), color=colour, linewidth=2, linestyle=style, marker=marker, label=f"log {label}")
+        median = _median(curve)
+        # a curve that is −∞ throughout draws nothing: the legend must not name it (the ▼ entry says why)
+        shown = f"log {label}" if np.isfinite(median).any() else "_"
+        top.plot(
+            steps,
+            median,
+            color=colour,
+            linewidth=width,
+            linestyle=style,
+            marker=marker,
+            markersize=size,
+            label=shown,
+            zorder=layer,
+        )
     top.plot(steps, bound, "k:", linewidth=2, marker=marker, label=f"bound t·log δ  (δ = {delta:.4g})")
     top.axhline(0.0, color="grey", linewidth=0.6)
     top.set_ylabel("log ‖∂g_t/∂g_0‖  (natural log)")
     top.set_title(title or "Jacobian norms against the δ^t bound")
-    top.legend(loc="best", fontsize=9, title="median over the batch; thin: each input", title_fontsize=8)
     top.grid(alpha=0.3)
     if trace.log_spectral is not None:
         excess = trace.log_spectral - bound
@@ -69,6 +86,23 @@ def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "
             bottom.plot(steps, row, color="tab:blue", alpha=0.2, linewidth=0.6)
         bottom.plot(steps, _median(excess), color="tab:blue", linewidth=2, marker=marker)
     bottom.axhline(0.0, color="k", linestyle=":", linewidth=2)
+    dead = zero_jacobian_steps(trace)
+    if dead:
+        for ax in (top, bottom):
+            _on_the_floor(ax, [step for step in dead if step is not None])
+        first = min(step for step in dead if step is not None)
+        top.plot([], [], "v", color="tab:blue", label=f"J_t = 0 exactly from here (log = −∞), first at t = {first}")
+    # below the panels, as in the sweep figures, not in them: no place inside is sure to be free of the curves and
+    # of the ▼ on the floor
+    fig.legend(
+        handles=top.get_legend_handles_labels()[0],
+        loc="outside lower center",
+        ncols=2,
+        fontsize=9,
+        frameon=False,
+        title="median over the batch; thin: each input",
+        title_fontsize=8,
+    )
     _integer_ticks(bottom.xaxis)
     if marker:
         bottom.set_xlim(0.5, trace.steps + 0.5)
@@ -77,6 +111,29 @@ def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "
     bottom.grid(alpha=0.3)
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
     return fig
+
+
+def zero_jacobian_steps(trace: JacobianTrace) -> list[int | None]:
+    """Per trace of the batch, the first step t at which J_t = ∂g_t/∂g_0 is exactly 0 (log-norm −∞; every later
+    J_t is 0 too, being D W J_{t−1}), or None where it never is; an empty list if no trace's J_t ever is 0."""
+    curve = trace.log_spectral if trace.log_spectral is not None else trace.log_frobenius
+    if curve is None:
+        return []
+    zero = torch.isneginf(curve)
+    if not bool(zero.any()):
+        return []
+    first = zero.to(torch.int8).argmax(dim=1)  # the first True of each row
+    return [int(k) + 1 if bool(z.any()) else None for k, z in zip(first, zero, strict=True)]
+
+
+def _on_the_floor(ax: Any, steps: list[int]) -> None:
+    """A ▼ at each step on the panel's floor, below every finite value (matplotlib drops −∞ points silently), as the
+    training figure marks a dead Jacobian."""
+    low, high = ax.get_ylim()
+    margin = 0.05 * (high - low)
+    floor = low - margin
+    ax.plot(steps, [floor] * len(steps), "v", color="tab:blue", markersize=7, linestyle="", zorder=4)
+    ax.set_ylim(floor - margin, high)
 
 
 def _median(curves: torch.Tensor) -> np.ndarray:
@@ -313,6 +370,8 @@ def _distinct_colours(count: int) -> list[Any]:
 
 _CHAOS = "#1b7837"
 _CHAOS_WIDTH = 4.0  # wider than the threshold line, which is drawn over it: where both are δ = 1, both show
+_LABEL_RISE = 0.3  # rows: the χ = 1 labels sit this far above a row's centre, where its cell markers are
+_LABEL_BOX = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8}
 
 
 def _draw_critical(ax: Any, sub: Any, levels: list[str], edges: np.ndarray) -> bool:
@@ -340,7 +399,7 @@ def _draw_critical(ax: Any, sub: Any, levels: list[str], edges: np.ndarray) -> b
         right = d > (edges[0] + edges[-1]) / 2
         ax.annotate(
             f"χ = 1 at δ ≈ {d:.3g}",
-            xy=(d, y + 0.3),
+            xy=(d, y + _LABEL_RISE),
             xytext=(-6 if right else 6, 0),
             textcoords="offset points",
             ha="right" if right else "left",
@@ -348,7 +407,7 @@ def _draw_critical(ax: Any, sub: Any, levels: list[str], edges: np.ndarray) -> b
             fontsize=8,
             color=_CHAOS,
             fontweight="bold",
-            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+            bbox=_LABEL_BOX,
             zorder=5,
         )
     if xs:
@@ -356,14 +415,20 @@ def _draw_critical(ax: Any, sub: Any, levels: list[str], edges: np.ndarray) -> b
     for y, d in points:
         if not edges[0] <= d <= edges[-1]:
             right = d > edges[-1]
+            # in the row's upper part, as the label of a segment is: cell markers sit at the row's centre, and a
+            # label there covered the marker of the edge cell (a "mixed" ◇ at the largest δ)
             ax.annotate(
                 f"χ = 1 at δ ≈ {d:.3g} {'→' if right else '←'}",
-                xy=(edges[-1] if right else edges[0], y),
+                xy=(edges[-1] if right else edges[0], y + _LABEL_RISE),
+                xytext=(-2 if right else 2, 0),
+                textcoords="offset points",
                 ha="right" if right else "left",
                 va="center",
                 fontsize=8,
                 color=_CHAOS,
                 fontweight="bold",
+                bbox=_LABEL_BOX,
+                zorder=5,
             )
     return bool(points)
 

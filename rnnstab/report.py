@@ -294,20 +294,32 @@ def _span(values: Any, prefix: str = "", *, signed: bool = False, plural: str = 
     return f"{plural + ' ' if plural else ''}{prefix}{show(v[0])} … {show(v[-1])}"
 
 
+# Every number the report prints goes through these, so that one style holds throughout: the Unicode minus "−"
+# (in exponents too), an explicit "+" on quantities that can take either sign (rates, log δ, bound excesses), and a
+# bare 0 for zero, never "+0" or "−0".
+
+
 def _value(x: Any) -> str:
     if isinstance(x, (float, np.floating)):
-        return f"{float(x):g}"
+        return _minus(f"{float(x):g}")
     return str(x)
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.3g}" if math.isfinite(x) else ("∞" if x > 0 else "−∞")
+    return _minus(f"{x:.3g}") if math.isfinite(x) else ("∞" if x > 0 else "−∞")
 
 
 def _signed(x: float) -> str:
     if not math.isfinite(x):
         return "+∞" if x > 0 else "−∞"
-    return f"{x:+.3g}".replace("-", "−")
+    return _minus(f"{x:+.3g}")
+
+
+def _minus(text: str) -> str:
+    """``text`` (a formatted number) with the Unicode minus, and 0 written as 0 whatever its sign or exponent."""
+    if float(text) == 0:
+        return "0"
+    return text.replace("-", "−")
 
 
 def write_report(directory: str | os.PathLike[str]) -> Report:
@@ -346,17 +358,30 @@ def write_report(directory: str | os.PathLike[str]) -> Report:
     varying = [axis for axis in ("activation", *OTHER_AXES) if table[axis].nunique() > 1]
     (root / "figures").mkdir(exist_ok=True)
 
-    curves, panel_note = _norm_curves(frame, varying)
-    figures = [root / FIGURES["norms"], root / FIGURES["phase"], root / FIGURES["rates"]]
-    plot_sweep_norms(curves, path=figures[0], title="log‖J_t‖₂ (natural log) against the bound t·log δ" + panel_note)
-    phase, y_label = _phase_table(table, varying)
-    plot_phase_diagram(phase, path=figures[1], y_label=y_label)
-    rates = table.assign(series=[_panel_label(row, varying) for _, row in table.iterrows()])
-    plot_rate_vs_log_delta(rates, path=figures[2])
-
+    figures = [root / path for path in FIGURES.values()]
     summary = _summary(root, frame, table, said, bound_holds, metadata, figures)
-    markdown = _markdown(summary, table, said, varying, bound_holds, inline=False)
-    page = _html(summary, table, said, varying, bound_holds, figures)
+    # panels name the varied axes; the fixed n and T go in the titles, or no figure would say what network it shows
+    size = _fixed_size(summary)
+    size = f" — {size}" if size else ""
+    curves, panel_note = _norm_curves(frame, varying)
+    plot_sweep_norms(
+        curves, path=figures[0], title=f"log‖J_t‖₂ (natural log) against the bound t·log δ{size}{panel_note}"
+    )
+    phase, y_label = _phase_table(table, varying)
+    plot_phase_diagram(
+        phase,
+        path=figures[1],
+        y_label=y_label,
+        title=f"Phase diagram of the empirical rate (late-half slope of log‖J_t‖₂){size}",
+    )
+    rates = table.assign(series=[_panel_label(row, varying) for _, row in table.iterrows()])
+    plot_rate_vs_log_delta(
+        rates, path=figures[2], title=f"Measured rate against the bound's slope (error bars: spread over seeds){size}"
+    )
+
+    blocks = _document(summary, table, said, varying, bound_holds)
+    markdown = _markdown(blocks)
+    page = _html(blocks, figures)
     paths = (root / "report.md", root / "report.html", root / "summary.json")
     atomic_write(paths[0], lambda handle: handle.write(markdown.encode()))
     atomic_write(paths[1], lambda handle: handle.write(page.encode()))
@@ -472,6 +497,7 @@ def _summary(
             "configurations": len(table),
             "seeds": sorted(int(s) for s in frame["seed"].unique()),
             "seeds_per_configuration": {"min": int(table["seeds"].min()), "max": int(table["seeds"].max())},
+            "parameters": _parameters(table),
             "planned_records": len(planned),
             "missing_records": len(planned - set(frame["record"])),
             "regimes": regimes,
@@ -487,6 +513,7 @@ def _summary(
             "files": {
                 "markdown": str(root / "report.md"),
                 "html": str(root / "report.html"),
+                "summary": str(root / "summary.json"),
                 "figures": [str(f) for f in figures],
             },
             "fixed": metadata.get("fixed", {}),
@@ -550,7 +577,7 @@ def _cell(row: Any, key: str) -> str:
 def _excess(x: float | None) -> str:
     if x is None:
         return "—"
-    return f"{x:+.1e}".replace("-", "−") if math.isfinite(x) else _signed(x)
+    return _minus(f"{x:+.1e}") if math.isfinite(x) else _signed(x)
 
 
 def _isnan(x: Any) -> bool:
@@ -602,43 +629,115 @@ def _intro(summary: dict[str, Any]) -> str:
     )
 
 
-def _markdown(
-    summary: dict[str, Any],
-    table: Any,
-    said: dict[str, list[str]],
-    varying: list[str],
-    bound_holds: bool,
-    *,
-    inline: bool,
-) -> str:
-    lines = ["# rnnstab sweep report", ""]
+def _document(
+    summary: dict[str, Any], table: Any, said: dict[str, list[str]], varying: list[str], bound_holds: bool
+) -> list[tuple[str, Any]]:
+    """The report as a list of (kind, content) blocks, which :func:`_markdown` and :func:`_html` only render: every
+    sentence exists once, so the two files cannot say different things (the HTML once lost the table's legend)."""
+    blocks: list[tuple[str, Any]] = [("h1", "rnnstab sweep report")]
     if not bound_holds:
-        lines += [f"> **⚠ {_bug_text(table)}**", ""]
-    lines += [_intro(summary), "", "## Conclusions", ""]
+        blocks.append(("bug", f"⚠ {_bug_text(table)}"))
+    blocks += [("p", _intro(summary)), ("h2", "Parameters"), ("ul", _parameter_lines(summary)), ("h2", "Conclusions")]
     for activation, sentences in said.items():
-        lines += [f"### {activation}", ""] + [f"- {s}" for s in sentences] + [""]
-    lines += ["## Figures", ""]
-    captions = _captions()
-    for key in ("norms", "phase", "rates"):
-        lines += [f"![{captions[key]}]({FIGURES[key]})", "", f"*{captions[key]}*", ""]
-    columns = _columns(varying)
-    lines += ["## Configurations", ""]
-    lines.append("| " + " | ".join(h for h, _ in columns) + " |")
-    lines.append("|" + "|".join("---" if k in ("activation", "verdict") else "---:" for _, k in columns) + "|")
-    for _, row in table.iterrows():
-        lines.append("| " + " | ".join(_cell(row, k) for _, k in columns) + " |")
-    lines += [
-        "",
-        "‖W‖₂ is the exact largest singular value (W is scaled so that γ‖W‖₂ = δ); ρ(W) = max |eig W|, the mean "
-        "over seeds. The slack is how much faster than the bound's slope the gradients decay; 0 means the bound "
-        "is tight. The max bound excess is max over seeds, inputs and t of log‖J_t‖₂ − t·log δ: it must stay ≤ 0 "
-        "up to float rounding.",
-        "",
+        blocks += [("h3", activation), ("ul", sentences)]
+    blocks += [("h2", "Figures"), *(("figure", key) for key in FIGURES)]
+    blocks += [
+        ("h2", "Configurations"),
+        ("table", (_columns(varying), table)),
+        (
+            "p",
+            "‖W‖₂ is the exact largest singular value (W is scaled so that γ‖W‖₂ = δ); ρ(W) = max |eig W|, the mean "
+            "over seeds. The slack is how much faster than the bound's slope the gradients decay; 0 means the bound "
+            "is tight. The max bound excess is max over seeds, inputs and t of log‖J_t‖₂ − t·log δ: it must stay ≤ 0 "
+            "up to float rounding.",
+        ),
     ]
     versions = summary.get("versions", {})
     if versions:
-        lines.append("Generated with " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
-    return "\n".join(lines) + "\n"
+        blocks.append(("small", "Generated with " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."))
+    return blocks
+
+
+def _parameters(table: Any) -> dict[str, Any]:
+    """Every grid axis (one value where the grid kept it fixed, the sorted values where it varied), with the fixed
+    batch and input size: what network was swept, which the table's columns show only for varied axes."""
+    out: dict[str, Any] = {}
+    for axis in ("activation", "gamma", "delta", *OTHER_AXES[1:]):
+        # activations in the table's order (the order the sweep named them), the numbers ascending
+        values = [_plain(v) for v in (dict.fromkeys(table[axis]) if axis == "activation" else sorted(set(table[axis])))]
+        out[axis] = values[0] if len(values) == 1 else values
+    for axis in ("batch", "inputs"):  # one value per sweep: a resume with another is refused
+        out[axis] = _plain(table[axis].iloc[0])
+    return out
+
+
+def _parameter_lines(summary: dict[str, Any]) -> list[str]:
+    """The "Parameters" section: fixed axes, varied axes, then what each network was run on."""
+    parameters = summary["parameters"]
+    axes = list(_SYMBOL)  # every grid axis, in the order the table names them
+    fixed = [f"{_SYMBOL[a]} = {_value(parameters[a])}" for a in axes if not isinstance(parameters[a], list)]
+    varied = [f"{_SYMBOL[a]} = {_values(parameters[a])}" for a in axes if isinstance(parameters[a], list)]
+    seeds = summary["seeds"]
+    lines = [f"Fixed over the grid: {', '.join(fixed)}."] if fixed else []
+    if varied:
+        lines.append(f"Varied: {'; '.join(varied)}.")
+    lines.append(
+        f"Each network: {plural(parameters['batch'], 'input sequence')} (batch) of input size m = "
+        f"{parameters['inputs']}; {plural(len(seeds), 'seed')}: {_seed_list(seeds)} (each seed draws its own W, U and "
+        "inputs)."
+    )
+    return lines
+
+
+def _values(values: list[Any]) -> str:
+    shown = [_value(v) for v in values]
+    if len(shown) <= 8:
+        return ", ".join(shown)
+    return f"{len(shown)} values, {shown[0]} … {shown[-1]}"
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """0–9, 20, 30, 31: runs of three or more consecutive seeds as ranges."""
+    runs: list[list[int]] = []
+    for seed in seeds:
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+
+
+def _fixed_size(summary: dict[str, Any]) -> str:
+    """ "n = 32, T = 100" for the figures' titles, for whichever of n and T the grid kept fixed (panels name the
+    varied ones)."""
+    parameters = summary["parameters"]
+    return ", ".join(
+        f"{_SYMBOL[a]} = {parameters[a]}" for a in ("hidden", "steps") if not isinstance(parameters[a], list)
+    )
+
+
+def _markdown(blocks: list[tuple[str, Any]]) -> str:
+    captions = _captions()
+    lines: list[str] = []
+    for kind, content in blocks:
+        if kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(kind[1]) + " " + content, ""]
+        elif kind == "bug":
+            lines += [f"> **{content}**", ""]
+        elif kind in ("p", "small"):
+            lines += [content, ""]
+        elif kind == "ul":
+            lines += [f"- {item}" for item in content] + [""]
+        elif kind == "figure":
+            lines += [f"![{captions[content]}]({FIGURES[content]})", "", f"*{captions[content]}*", ""]
+        elif kind == "table":
+            columns, table = content
+            lines.append("| " + " | ".join(h for h, _ in columns) + " |")
+            lines.append("|" + "|".join("---" if k in ("activation", "verdict") else "---:" for _, k in columns) + "|")
+            for _, row in table.iterrows():
+                lines.append("| " + " | ".join(_cell(row, k) for _, k in columns) + " |")
+            lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _captions() -> dict[str, str]:
@@ -668,38 +767,41 @@ figcaption { font-style: italic; color: #555; }
 """
 
 
-def _html(
-    summary: dict[str, Any],
-    table: Any,
-    said: dict[str, list[str]],
-    varying: list[str],
-    bound_holds: bool,
-    figures: list[Path],
-) -> str:
+def _html(blocks: list[tuple[str, Any]], figures: list[Path]) -> str:
     e = html.escape
+    captions = _captions()
+    images = dict(zip(FIGURES, figures, strict=True))
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>rnnstab sweep report</title>',
         f"<style>{_CSS}</style></head><body>",
-        "<h1>rnnstab sweep report</h1>",
     ]
-    if not bound_holds:
-        out.append(f'<p class="bug">⚠ {e(_bug_text(table))}</p>')
-    out += [f"<p>{e(_intro(summary))}</p>", "<h2>Conclusions</h2>"]
-    for activation, sentences in said.items():
-        out.append(f"<h3>{e(activation)}</h3><ul>" + "".join(f"<li>{e(s)}</li>" for s in sentences) + "</ul>")
-    out.append("<h2>Figures</h2>")
-    captions = _captions()
-    for key, path in zip(("norms", "phase", "rates"), figures, strict=True):
-        data = base64.b64encode(path.read_bytes()).decode()
-        out.append(
-            f'<figure><img alt="{e(captions[key])}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{e(captions[key])}</figcaption></figure>"
-        )
-    columns = _columns(varying)
-    out.append("<h2>Configurations</h2><table><thead><tr>")
-    out += [f"<th>{e(h)}</th>" for h, _ in columns]
-    out.append("</tr></thead><tbody>")
+    for kind, content in blocks:
+        if kind in ("h1", "h2", "h3"):
+            out.append(f"<{kind}>{e(content)}</{kind}>")
+        elif kind == "bug":
+            out.append(f'<p class="bug">{e(content)}</p>')
+        elif kind == "p":
+            out.append(f"<p>{e(content)}</p>")
+        elif kind == "small":
+            out.append(f"<p><small>{e(content)}</small></p>")
+        elif kind == "ul":
+            out.append("<ul>" + "".join(f"<li>{e(item)}</li>" for item in content) + "</ul>")
+        elif kind == "figure":
+            data = base64.b64encode(images[content].read_bytes()).decode()
+            out.append(
+                f'<figure><img alt="{e(captions[content])}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{e(captions[content])}</figcaption></figure>"
+            )
+        elif kind == "table":
+            out.append(_html_table(*content))
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _html_table(columns: list[tuple[str, str]], table: Any) -> str:
+    e = html.escape
+    out = ["<table><thead><tr>", *(f"<th>{e(h)}</th>" for h, _ in columns), "</tr></thead><tbody>"]
     for _, row in table.iterrows():
         cells = []
         for _, key in columns:
@@ -710,10 +812,4 @@ def _html(
             cells.append(f'<td class="{cls.strip()}">{e(text)}</td>')
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
-    versions = summary.get("versions", {})
-    if versions:
-        out.append(
-            "<p><small>" + e("Generated with " + ", ".join(f"{k} {v}" for k, v in versions.items())) + "</small></p>"
-        )
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+    return "\n".join(out)

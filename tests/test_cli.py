@@ -369,3 +369,76 @@ def test_importing_the_library_and_the_cli_leaves_matplotlib_and_scipy_optimize_
     probe = "import sys, rnnstab.cli; print(sorted({'matplotlib', 'scipy.optimize'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_trace_says_from_which_step_the_jacobian_is_exactly_zero(tmp_path):
+    # it printed "-inf" with no reason
+    args = ["trace", "--activation", "relu", "--input-scale", "0", "--hidden", "16", "--steps", "50", "--batch", "2"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["jacobian_zero_from_step"], summary["jacobian_zero_inputs"]) == (1, 2)
+    assert json.loads((tmp_path / "trace.json").read_text())["summary"]["jacobian_zero_from_step"] == 1
+    table = runner.invoke(app, [*args, "--out", str(tmp_path), "--quiet"], env={"COLUMNS": "200"})
+    assert "∂g_t/∂g_0 = 0 exactly" in table.stdout and "from step 1 in 2 of 2 input sequences" in table.stdout
+    assert "-inf (J_t = 0)" in table.stdout
+    alive = runner.invoke(app, ["trace", *SMALL, "--out", str(tmp_path / "alive"), "--json"])
+    assert json.loads(alive.stdout)["jacobian_zero_from_step"] is None
+    assert "= 0 exactly" not in runner.invoke(app, ["trace", *SMALL, "--out", str(tmp_path / "alive")]).stdout
+
+
+def test_the_trace_figure_marks_a_zero_jacobian_on_the_floor_and_names_no_undrawn_curve(tmp_path):
+    # the figure showed the bound alone, its legend naming two curves that were not drawn
+    # no input and g_0 = 0: every relu unit sits at 0, where relu' = 0, so J_1 = D_1 W is exactly 0 already
+    W = rnnstab.scale_to_threshold(rnnstab.init_weights("gaussian", 16, seed=0), delta=0.9, gamma=1.0)
+    rnn = rnnstab.VanillaRNN(W, U=torch.zeros(16, 2, dtype=torch.float64), activation="relu")
+    dead = rnnstab.jacobian_norms(rnn, torch.zeros(2, 50, 2, dtype=torch.float64), norms=("spectral", "frobenius"))
+    fig = plot_trace(dead, delta=0.9, path=tmp_path / "dead.png")
+    top, bottom = fig.axes
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert not [text for text in legend if "spectral" in text or "Frobenius" in text]
+    assert any("J_t = 0 exactly" in text and "first at t = 1" in text for text in legend)
+    for ax in (top, bottom):
+        (floor,) = [line for line in ax.lines if line.get_marker() == "v" and len(line.get_xdata())]
+        assert set(floor.get_xdata()) == {1}
+        assert (
+            ax.get_ylim()[0]
+            < min(floor.get_ydata())
+            < min(y for line in ax.lines if line is not floor for y in line.get_ydata() if math.isfinite(y))
+        )
+    # one input dying at t = 4, the other alive: the live curves keep their legend, the ▼ sits at t = 4
+    import dataclasses
+
+    live = rnnstab.jacobian_norms(
+        rnnstab.VanillaRNN(torch.eye(4, dtype=torch.float64) * 0.9, U=torch.zeros(4, 1, dtype=torch.float64)),
+        torch.zeros(2, 8, 1, dtype=torch.float64),
+        norms=("spectral", "frobenius"),
+    )
+    spectral, frobenius = live.log_spectral.clone(), live.log_frobenius.clone()
+    spectral[1, 3:], frobenius[1, 3:] = -math.inf, -math.inf
+    partly = dataclasses.replace(live, log_spectral=spectral, log_frobenius=frobenius)
+    assert rnnstab.plots.zero_jacobian_steps(partly) == [None, 4] and rnnstab.plots.zero_jacobian_steps(live) == []
+    fig = plot_trace(partly, delta=0.9, path=tmp_path / "partly.png")
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "log ‖J_t‖₂ (spectral)" in legend and any("first at t = 4" in text for text in legend)
+
+
+@pytest.mark.parametrize(("steps", "spacing"), [(100, {20}), (50, {10}), (7, {1})])
+def test_trace_ticks_are_nice_integer_steps(tmp_path, steps, spacing):
+    # they read 0, 15, 30, … for T = 100 and 0, 6, 12, … for T = 50
+    W = rnnstab.scale_to_threshold(rnnstab.init_weights("gaussian", 4, seed=0), delta=0.9, gamma=1.0)
+    rnn = rnnstab.VanillaRNN(W, U=torch.randn(4, 1, dtype=torch.float64), activation="tanh")
+    trace = rnnstab.jacobian_norms(rnn, torch.randn(2, steps, 1, dtype=torch.float64))
+    ticks = plot_trace(trace, delta=0.9, path=tmp_path / "trace.png").axes[1].get_xticks()
+    assert {round(float(step), 9) for step in ticks[1:] - ticks[:-1]} == spacing
+
+
+def test_the_frobenius_median_is_drawn_over_the_spectral_one_where_they_coincide(tmp_path):
+    # a scalar network: ‖J_t‖_F = ‖J_t‖₂, and the dashed Frobenius line was hidden under the solid spectral one
+    rnn = rnnstab.VanillaRNN(torch.full((1, 1), 0.9, dtype=torch.float64), U=torch.zeros(1, 1, dtype=torch.float64))
+    trace = rnnstab.jacobian_norms(rnn, torch.zeros(2, 40, 1, dtype=torch.float64), norms=("spectral", "frobenius"))
+    lines = {line.get_label(): line for line in plot_trace(trace, delta=0.9, path=tmp_path / "t.png").axes[0].lines}
+    spectral, frobenius = lines["log ‖J_t‖₂ (spectral)"], lines["log ‖J_t‖_F (Frobenius)"]
+    assert list(spectral.get_ydata()) == list(frobenius.get_ydata())
+    assert frobenius.get_zorder() > spectral.get_zorder() and frobenius.get_linestyle() == "--"
+    assert spectral.get_linewidth() > frobenius.get_linewidth()  # the solid line shows around the dashes

@@ -43,9 +43,10 @@ def test_sweep_json_summary_and_files(tmp_path):
     assert summary["configurations"] == 2 and summary["seeds"] == [0, 1]
     assert summary["bound"]["holds"] is True and summary["records"] == 4
     assert "tanh" in summary["conclusions"]
-    # the per-configuration table too, as summary.json holds it: a script needs no second read
+    # everything summary.json holds (the table, the parameters, the versions, …): a script needs no second read
     on_disk = json.loads((out / "summary.json").read_text())
-    assert summary["table"] == on_disk["table"] and len(summary["table"]) == 2
+    assert {key: summary[key] for key in on_disk} == on_disk and len(summary["table"]) == 2
+    assert summary["parameters"]["hidden"] == 6 and summary["planned_records"] == 4 and "versions" in summary
     for key in ("html", "markdown", "summary"):
         assert os.path.isfile(summary["files"][key])
     assert len(list((out / "records").glob("*.npz"))) == 4
@@ -155,6 +156,10 @@ def test_report_command(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["records"] == 4 and os.path.isfile(summary["files"]["html"])
+    # exactly what it wrote to summary.json, as inits --json and train --json print: it lacked the seeds, the
+    # configurations, the fixed parameters, the versions, …
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["configurations"] == 2 and summary["fixed"]["batch"] == 2
     missing = runner.invoke(app, ["report", str(tmp_path / "nothing-here")])
     assert missing.exit_code == 2 and missing.stderr.startswith("error:")
     empty = runner.invoke(app, ["report", ""])  # "$DIR" with DIR unset: not the current directory

@@ -7,6 +7,7 @@ import html
 import json
 import math
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -482,3 +483,103 @@ def test_half_life_and_excess_cells_for_marginal_and_dead_jacobians():
     assert _cell(row(-math.inf, "vanishing", -math.inf), "excess") == "−∞"
     assert _cell(row(-0.1, "vanishing"), "half_life") == "6.93"
     assert _cell(row(-0.1, "vanishing"), "excess") == "−1.0e−03"
+
+
+def test_the_report_names_the_network_swept_in_its_text_and_figure_titles(swept, tmp_path, monkeypatch):
+    # n, T, init, dtype, batch and input size appeared nowhere when the grid kept them fixed (the table has columns
+    # for varied axes only), and the figures' titles said only "tanh, γ = 1"
+    out, report = swept
+    markdown = report.markdown.read_text()
+    assert markdown.index("## Parameters") < markdown.index("## Conclusions")
+    section = markdown[markdown.index("## Parameters") : markdown.index("## Conclusions")]
+    assert "Fixed over the grid: γ = 1, n = 8, T = 40, input scale = 1, init = orthogonal, dtype = float64." in section
+    assert "Varied: activation = tanh, identity; δ = 0.8, 1, 1.25." in section
+    assert "2 input sequences (batch) of input size m = 4; 2 seeds: 0, 1 (each seed draws its own W, U" in section
+    assert report.summary["parameters"] == {
+        "activation": ["tanh", "identity"],
+        "gamma": 1.0,
+        "delta": [0.8, 1.0, 1.25],
+        "hidden": 8,
+        "steps": 40,
+        "input_scale": 1.0,
+        "init": "orthogonal",
+        "dtype": "float64",
+        "batch": 2,
+        "inputs": 4,
+    }
+    titles = []
+    for name in ("plot_sweep_norms", "plot_phase_diagram", "plot_rate_vs_log_delta"):
+        original = getattr(plots, name)
+        monkeypatch.setattr(plots, name, lambda *a, _f=original, **k: titles.append(k["title"]) or _f(*a, **k))
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    rnnstab.write_report(copy)
+    assert len(titles) == 3 and all(title.endswith(" — n = 8, T = 40") for title in titles)
+
+
+def test_the_seed_list_of_the_parameters_reads_ranges():
+    from rnnstab.report import _seed_list
+
+    assert _seed_list([0, 1]) == "0, 1" and _seed_list([*range(10), 20, 30, 31]) == "0–9, 20, 30, 31"
+
+
+def test_html_and_markdown_carry_the_same_sentences(swept):
+    # report.html had lost the paragraph that explains the table's columns
+    _, report = swept
+    markdown = report.markdown.read_text()
+    page = html.unescape(report.html.read_text())
+    prose = [
+        line.removeprefix("- ").removeprefix("#").lstrip("# ")
+        for line in markdown.splitlines()
+        if line and not line.startswith(("|", "!", "*"))
+    ]
+    assert len(prose) > 10 and any("exact largest singular value" in line for line in prose)
+    missing = [line for line in prose if line not in page]
+    assert not missing
+    for _, row in report.table.iterrows():  # and the same table cells
+        assert f">{row['verdict']}<" in page
+
+
+def test_signed_numbers_share_one_minus_and_zero_reads_0(swept):
+    # a float32 slack cell read "-2.35e-08" (ASCII) beside "+5.2e−06", and log δ = 0 read "+0"
+    from rnnstab.report import _cell, _excess, _fmt, _signed, _value
+
+    assert _fmt(-2.35e-08) == "−2.35e−08" and _signed(5.2e-06) == "+5.2e−06"
+    assert _signed(0.0) == _signed(-0.0) == _fmt(-0.0) == _excess(0.0) == _excess(-0.0) == _value(0.0) == "0"
+    assert _signed(-0.5) == "−0.5" and _fmt(1.08) == "1.08" and _excess(-1e-3) == "−1.0e−03"
+    row = pd.Series({"log_delta": 0.0, "slack_per_step": -2.35e-08})
+    assert (_cell(row, "log_delta"), _cell(row, "slack_per_step")) == ("0", "−2.35e−08")
+    _, report = swept
+    rows = [line for line in report.markdown.read_text().splitlines() if line.startswith("| tanh")]
+    cells = [cell.strip() for line in rows for cell in line.split("|")]
+    assert "0" in cells and "+0" not in cells  # δ = 1: log δ = 0
+    assert not [cell for cell in cells if re.search(r"\d-|-\d", cell)]
+
+
+def test_the_label_of_a_transition_beyond_the_grid_covers_no_cell_marker(tmp_path):
+    # the "χ = 1 at δ ≈ 2.83 →" label sat on the "mixed" ◇ of the largest δ's cell (at the row's centre, as the label)
+    deltas = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+    table = pd.DataFrame(
+        [
+            {
+                "panel": f"{act}, n = {n}",
+                "delta": d,
+                "y": str(g),
+                "y_order": g,
+                "rate_per_step": -0.2 if d < 2 else 0.01,
+                "regime": "mixed: 1 vanishing, 1 exploding" if d == 2 else "vanishing",
+                "delta_critical": 2.83 if act == "relu" else 3.71,
+            }
+            for act in ("tanh", "relu")
+            for n in (16, 32)
+            for g in (0.5, 1.0)
+            for d in deltas
+        ]
+    )
+    fig = plot_phase_diagram(table, path=tmp_path / "phase.png", y_label="γ")
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[:4]:
+        marks = [line.get_window_extent(renderer) for line in ax.lines if line.get_marker() not in (None, "None", "")]
+        labels = [text.get_window_extent(renderer) for text in ax.texts if "→" in text.get_text()]
+        assert len(marks) == 2 and len(labels) == 2
+        assert not [(m, t) for m in marks for t in labels if m.overlaps(t)]

@@ -24,7 +24,7 @@ from rnnstab.cli._common import (
     _user_errors,
     app,
 )
-from rnnstab.plots import plot_trace
+from rnnstab.plots import plot_trace, zero_jacobian_steps
 
 
 @app.command()
@@ -85,6 +85,8 @@ def trace(
             )
         verdicts = rnnstab.verdicts(result, delta=delta)
         violations = rnnstab.bound_violations(result, delta=delta)
+        # a log-norm of −∞ says only "0"; where and in how many inputs J_t died is the finding (relu units all off)
+        zero = [step for step in zero_jacobian_steps(result) if step is not None]
         summary = {
             "activation": act.name,
             "gamma": act.gamma,
@@ -101,6 +103,8 @@ def trace(
             if result.log_spectral is not None
             else None,
             "rate_per_step_median": float(np.median([v.rate_per_step for v in verdicts])),
+            "jacobian_zero_from_step": min(zero) if zero else None,
+            "jacobian_zero_inputs": len(zero),
             "regimes": dict(Counter(v.regime for v in verdicts)),
             "bound_violations": len(violations),
             "svd_fallbacks": result.svd_fallbacks,
@@ -138,13 +142,25 @@ def trace(
 
 def _print_summary(summary: dict[str, Any]) -> None:
     table = Table(title="rnnstab trace (natural logs)", show_header=False)
+    zero = summary["jacobian_zero_inputs"]
     rows = [
         ("activation, γ", f"{summary['activation']}, {summary['gamma']:.6g}"),
         ("δ = γ‖W‖₂", f"{summary['delta']:.6g}  (‖W‖₂ = {summary['spectral_norm_W']:.6g})"),
         ("n, T, batch", f"{summary['hidden']}, {summary['steps']}, {summary['batch']}"),
-        ("log‖J_T‖₂ (median)", f"{summary['log_spectral_final_median']:.6g}"),
+        ("log‖J_T‖₂ (median)", _number(summary["log_spectral_final_median"], ".6g")),
         ("bound T·log δ", f"{summary['log_bound_final']:.6g}"),
-        ("rate (median, nats/step)", f"{summary['rate_per_step_median']:.4g}"),
+        ("rate (median, nats/step)", _number(summary["rate_per_step_median"], ".4g")),
+        *(
+            [
+                (
+                    "∂g_t/∂g_0 = 0 exactly",
+                    f"from step {summary['jacobian_zero_from_step']} in {zero} of {summary['batch']} input "
+                    f"sequence{'s' if summary['batch'] > 1 else ''} (log-norm -inf)",
+                )
+            ]
+            if zero
+            else []
+        ),
         ("regimes", ", ".join(f"{k}: {v}" for k, v in summary["regimes"].items())),
         ("bound violations", str(summary["bound_violations"]) + ("  ← BUG" if summary["bound_violations"] else "")),
         ("files", f"{summary['files']['png']}\n{summary['files']['json']}"),
@@ -152,3 +168,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for key, value in rows:
         table.add_row(key, value)
     Console().print(table)
+
+
+def _number(x: float | None, spec: str) -> str:
+    """``x`` formatted; a −∞ (a Jacobian that is exactly 0) says so, as "-inf" alone did not."""
+    if x is None:
+        return "—"
+    return format(x, spec) + (" (J_t = 0)" if x == -np.inf else "")
