@@ -113,9 +113,10 @@ def analyze(
         synthetic = {"input_scale": input_scale, "steps": steps, "batch": batch, "seed": seed}
         given = [name for name, value in synthetic.items() if value is not None]
         if given:
+            one = len(given) == 1
             raise InvalidArgumentError(
-                f"{', '.join(given)}: these describe synthetic inputs and have no effect when inputs are given; "
-                "leave them unset"
+                f"{', '.join(given)}: {'this describes' if one else 'these describe'} synthetic inputs and "
+                f"{'has' if one else 'have'} no effect when inputs are given; leave {'it' if one else 'them'} unset"
             )
         inputs = _checks.tensor("inputs", inputs, ndims=(2, 3))
         inputs = inputs[None] if inputs.dim() == 2 else inputs

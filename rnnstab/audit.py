@@ -7,7 +7,8 @@ For each subject — S matrices W of one initialisation scheme, or one trained l
 - Henrici's departure from normality, relative: dep(W) = √(‖W‖_F² − Σ|λ_i|²) / ‖W‖_F ∈ [0, 1] (0 exactly for a
   normal W, where ‖W‖₂ = ρ(W); close to 1 when the eigenvalues say almost nothing about the norm);
 - the transient growth max_{1≤t≤T} ‖W^t‖₂ of the linear map, and the step where it peaks: ‖W^t‖₂^{1/t} → ρ(W)
-  (Gelfand), but a non-normal W can amplify for a while first;
+  (Gelfand), but a non-normal W can amplify for a while first; for ρ(W) > 1 the norm still grows at t = T, and
+  the maximum is the horizon's cut-off (a lower bound), not a peak — counted, so that the report can say so;
 - the measured gradient rate: the late-half slope of log‖J_t‖₂ (:func:`rnnstab.theory.late_rate`) along the
   trajectories g_t = σ(W g_{t-1} + U x_t + b), in nats per step;
 - the memory horizon: the first t with ‖J_t‖₂ ≤ ``horizon_drop`` (default 10⁻³), see :class:`AuditRow`;
@@ -106,6 +107,9 @@ class AuditRow:
         nonnormality: Henrici's relative departure from normality √(‖W‖_F² − Σ|λ|²)/‖W‖_F over the samples.
         transient_growth: max_{1≤t≤T} ‖W^t‖₂ over the Jacobian samples; transient_peak_step: the t of that max;
             log_transient_growth: its natural log, finite where the growth itself overflows (ρ(W) > 1, long T).
+        transient_still_growing: how many of the Jacobian samples have ‖W^t‖₂ still growing at t = T (its maximum
+            first reached at T, above ‖W^(T−1)‖₂ by more than rounding; ‖W^0‖₂ = 1): for those the maximum is
+            where the horizon cut the growth off, a lower bound of max_t ‖W^t‖₂, not a peak.
         rate_per_step: late-half slope of log‖J_t‖₂ over the trajectories (:func:`rnnstab.theory.late_rate`).
         memory_horizon_steps: steps until ‖J_t‖₂ falls to ``horizon_drop``, for the mean curve m_t (the mean over
             trajectories of log‖J_t‖₂): ``measured`` — the first t ≤ T with m_t ≤ log(horizon_drop);
@@ -142,6 +146,7 @@ class AuditRow:
     transient_growth: Stat
     transient_peak_step: Stat
     log_transient_growth: Stat
+    transient_still_growing: int
     rate_per_step: Stat
     memory_horizon_steps: Stat
     memory_horizon_kind: str
@@ -161,6 +166,12 @@ class AuditRow:
         Both sides within 1e-12 of 1 count as 1 (as for :attr:`AuditRow.vanishing_guaranteed`): an orthogonal W has
         ρ(W) = ‖W‖₂ = 1, which rounding can turn into ρ = 1 − 1e-16 < 1 ≤ ‖W‖₂, not a radius that hides the norm."""
         return self.gamma * self.spectral_radius.mean < 1 - _DELTA_ROUNDING <= self.delta.mean
+
+    @property
+    def transient_cut_off(self) -> bool:
+        """‖W^t‖₂ still grows at t = T for most Jacobian samples: the transient growth and its step are where the
+        horizon stopped the growth (growth cut off, t = T), not a transient peak."""
+        return 2 * self.transient_still_growing > self.jacobian_samples
 
     def to_dict(self) -> dict[str, Any]:
         """The scalar results, JSON-ready (each statistic as ``{"mean", "spread"}``; no per-sample arrays)."""
@@ -185,6 +196,8 @@ class AuditRow:
             "transient_growth": self.transient_growth.to_dict(),
             "transient_peak_step": self.transient_peak_step.to_dict(),
             "log_transient_growth": self.log_transient_growth.to_dict(),
+            "transient_still_growing": self.transient_still_growing,
+            "transient_cut_off": self.transient_cut_off,
             "rate_per_step": self.rate_per_step.to_dict(),
             "memory_horizon_steps": horizon,
             "regime": self.regime,
@@ -508,6 +521,9 @@ def _audit_one(subject: AuditSubject, log_drop: float, jacobian_samples: int | N
     peak_log = powers.max(dim=-1).values
     # The first t within rounding of the maximum: for an orthogonal W every ‖W^t‖₂ is 1 up to the last bit.
     peak_index = (powers >= peak_log[:, None] - 1e-9).to(torch.int64).argmax(dim=-1)
+    # A maximum first reached at t = T is above ‖W^(T−1)‖₂ by more than rounding: still growing when the horizon
+    # stops it. T = 1 compares with ‖W^0‖₂ = ‖I‖₂ = 1 (log 0): ‖W‖₂ = 2 grows, ‖W‖₂ = 0.9 peaks at t = 1.
+    still_growing = (peak_index == steps - 1) & (peak_log > (powers[:, -2] if steps > 1 else 0.0) + 1e-9)
 
     mean_curve = log_norms.mean(dim=0)
     rate = float(late_rate(mean_curve[None])[0])
@@ -539,6 +555,7 @@ def _audit_one(subject: AuditSubject, log_drop: float, jacobian_samples: int | N
         transient_growth=Stat.of(peak_log.exp()),
         transient_peak_step=Stat.of((peak_index + 1).to(torch.float64)),
         log_transient_growth=Stat.of(peak_log),
+        transient_still_growing=int(still_growing.sum()),
         memory_horizon_steps=Stat(horizon, horizon_spread),
         memory_horizon_kind=kind,
         regime=regime,

@@ -87,43 +87,98 @@ def plot_singular_values(rows: Sequence[AuditRow], *, path: Path, title: str = "
 
 _LOG_LIMIT = 1e300
 
+#: Fifteen distinct colours, one per scheme of the catalogue: matplotlib's ten (tab10) and five darker hues it lacks
+#: (black, navy, gold, teal, maroon). tab20 pairs each colour with a paler twin that reads as the same line.
+_PALETTE = (
+    *(f"C{k}" for k in range(10)),
+    "black",
+    "#1b2a80",
+    "#c89b00",
+    "#00695c",
+    "#7a0a1f",
+)
+#: Cycled at a different period from the colours, so that two near colours also differ in dash; not ":", the
+#: memory-horizon level.
+_STYLES = ("-", "--", "-.")
+#: Markers for a curve drawn on top of another it coincides with.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+#: Curves closer than this fraction of the plotted range at every t are drawn on top of each other: about two line
+#: widths on this figure's axes.
+_COINCIDE = 5e-3
+
 
 def plot_jacobian_curves(rows: Sequence[AuditRow], *, path: Path, horizon_drop: float, title: str = "") -> Figure:
     """log‖J_t‖₂ (natural log) against t, one line per subject (mean over trajectories, band ± one standard
-    deviation), with the memory-horizon level log(horizon_drop)."""
-    from matplotlib import colormaps
+    deviation), with the memory-horizon level log(horizon_drop).
 
-    fig = new_figure((9, 5.5))
+    Each subject has its own colour and line style. A subject whose curve coincides with an earlier one's (within
+    a line width: the same W drawn by two schemes) is drawn as markers on that line, and its legend entry says so.
+    """
+    fig = new_figure((10.5, 5.5))
     ax = fig.subplots()
-    # tab20 pairs each colour with a paler twin (gaussian and orthogonal, the first two, would look alike): ten
-    # distinct colours, and a new line style for each further ten subjects
-    palette = colormaps["tab10"]
-    styles = ("-", "--", "-.")  # not ":", the memory-horizon level
-    for k, row in enumerate(rows):
+    curves = []
+    for row in rows:
         mean = row.log_norm_mean.numpy()
-        spread = row.log_norm_spread.numpy()
-        steps = np.arange(1, mean.shape[0] + 1)
-        colour = palette(k % 10)
         # logs near float64's largest number (units saturated by a W of norm 1e308) cannot be drawn either:
         # matplotlib's transforms turn singular on such an axis
         vast = np.isfinite(mean) & (np.abs(mean) > _LOG_LIMIT)
-        mean, spread = np.where(vast, np.nan, mean), np.where(vast, np.nan, spread)
-        with np.errstate(invalid="ignore"):
-            ax.fill_between(steps, mean - spread, mean + spread, color=colour, alpha=0.15, linewidth=0)
+        curves.append((np.where(vast, np.nan, mean), np.where(vast, np.nan, row.log_norm_spread.numpy()), vast))
+    drawn = np.concatenate([mean[np.isfinite(mean)] for mean, _, _ in curves])
+    tolerance = _COINCIDE * (float(np.ptp(drawn)) if drawn.size else 0.0)
+    leaders: list[int] = []  # the subjects drawn as lines
+    followers: dict[int, int] = {}  # leader → how many subjects drawn on its line so far
+    for k, (row, (mean, spread, vast)) in enumerate(zip(rows, curves, strict=True)):
+        steps = np.arange(1, mean.shape[0] + 1)
+        colour = _PALETTE[k % len(_PALETTE)]
         label = row.name
         if np.isneginf(mean).any():  # log 0 cannot be drawn: the line just stops, so say why
             label += f" (some J_t = 0 from t = {int(np.argmax(np.isneginf(mean))) + 1})"
         if vast.any():
             label += f" (|log‖J_t‖₂| > {_LOG_LIMIT:g} from t = {int(np.argmax(vast)) + 1}, not drawn)"
-        ax.plot(steps, mean, color=colour, linestyle=styles[k // 10 % len(styles)], linewidth=1.4, label=label)
+        leader = next((j for j in leaders if _coincide(curves[j][0], mean, tolerance)), None)
+        if leader is None:
+            leaders.append(k)
+            with np.errstate(invalid="ignore"):
+                ax.fill_between(steps, mean - spread, mean + spread, color=colour, alpha=0.15, linewidth=0)
+            # the style changes with k, and once more every len(_PALETTE) subjects: no two share colour and style
+            style = _STYLES[(k + k // len(_PALETTE)) % len(_STYLES)]
+            ax.plot(steps, mean, color=colour, linestyle=style, linewidth=1.4, label=label)
+            continue
+        # drawn as a line it would hide the one it lies on: markers on that line instead, staggered so that the
+        # markers of several such subjects fall side by side, not on each other
+        followers[leader] = order = followers.get(leader, 0) + 1
+        every = max(mean.shape[0] // 8, 1)
+        ax.plot(
+            steps,
+            mean,
+            color=colour,
+            linestyle="none",
+            marker=_MARKERS[(order - 1) % len(_MARKERS)],
+            markersize=5,
+            markevery=(order * every // 4 % every, every),
+            label=f"{label} (coincides with {rows[leader].name})",
+        )
     ax.set_xlim(1, max(max(row.steps for row in rows), 2))  # an all-zero Jacobian leaves no point to fit the axis to
     ax.axhline(math.log(horizon_drop), color="black", linestyle=":", linewidth=1.2, label=f"log {horizon_drop:g}")
     ax.axhline(0.0, color="grey", linewidth=0.6)
     ax.set_xlabel("t (steps)")
     ax.set_ylabel("log‖J_t‖₂  (natural log)")
     ax.grid(alpha=0.3)
-    fig.legend(loc="outside right upper", fontsize=8)
+    # beside the axes, from their top down (constrained layout makes room): a figure legend at the figure's top ran
+    # above the axes, into the title
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
     return _finish(fig, path, title or "Gradient norms ‖∂g_t/∂g_0‖₂ along input-driven trajectories")
+
+
+def _coincide(a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:
+    """Whether two curves would be drawn on top of each other: same length, the same points not drawn (−∞, NaN),
+    and within ``tolerance`` at every drawn point."""
+    if a.shape != b.shape:
+        return False
+    shown = np.isfinite(a)
+    if not np.array_equal(shown, np.isfinite(b)) or not np.array_equal(np.isneginf(a), np.isneginf(b)):
+        return False
+    return bool(np.all(np.abs(a[shown] - b[shown]) <= tolerance))
 
 
 def _panels(count: int) -> tuple[Figure, list[Axes]]:

@@ -50,7 +50,7 @@ def write_audit_report(
 ) -> Report:
     """Write report.md, a self-contained report.html, summary.json and three figures for an audit.
 
-    Works for subjects with one sample (spreads shown as "—") and for subjects of different n and γ.
+    Works for subjects with one sample (no spread shown) and for subjects of different n and γ.
 
     Args:
         audit: from :func:`rnnstab.audit` or :func:`rnnstab.audit_schemes`.
@@ -120,7 +120,8 @@ def write_audit_report(
 
 def summary_table(audit: Audit) -> Any:
     """A pandas DataFrame with one row per subject: ``name``, n, γ, each statistic's ``_mean`` and ``_spread``,
-    the horizon kind, ``vanishing_guaranteed``, ``regime``, ``verdict`` and ``bound_holds``."""
+    ``transient_still_growing`` and ``transient_cut_off``, the horizon kind, ``vanishing_guaranteed``, ``regime``,
+    ``verdict`` and ``bound_holds``."""
     import pandas as pd
 
     records = []
@@ -130,6 +131,8 @@ def summary_table(audit: Audit) -> Any:
             if isinstance(value, Stat):
                 record[f"{key}_mean"], record[f"{key}_spread"] = value.mean, value.spread
         record.update(
+            transient_still_growing=row.transient_still_growing,
+            transient_cut_off=row.transient_cut_off,
             memory_horizon_kind=row.memory_horizon_kind,
             vanishing_guaranteed=row.vanishing_guaranteed,
             regime=row.regime,
@@ -141,30 +144,77 @@ def summary_table(audit: Audit) -> Any:
 
 
 def format_stat(stat: Stat, digits: int = 4) -> str:
-    """'mean ± spread' ('—' for the spread of a single sample, or of values that are not all finite); '∞' for an
-    infinite mean.
+    """'mean ± spread'; the mean alone for a single value (a trained layer's one matrix: nothing to spread over);
+    '± —' for values that are not all finite (several values, but no standard deviation); '∞' for an infinite mean.
 
     Example:
-        >>> format_stat(Stat(1.98312, 0.0213)), format_stat(Stat(0.9, None))
-        ('1.983 ± 0.021', '0.9 ± —')
+        >>> format_stat(Stat(1.98312, 0.0213)), format_stat(Stat(0.9, None)), format_stat(Stat(-math.inf, math.nan))
+        ('1.983 ± 0.021', '0.9', '−∞ ± —')
     """
-    spread = "—" if stat.spread is None or math.isnan(stat.spread) else _number(stat.spread, 2)
+    if stat.spread is None:
+        return _number(stat.mean, digits)
+    spread = "—" if math.isnan(stat.spread) else _number(stat.spread, 2)
     return f"{_number(stat.mean, digits)} ± {spread}"
 
 
-def horizon_text(row: AuditRow) -> str:
-    """The memory horizon in words: 'unbounded', 'N ± s' (s over trajectories) or '≈ N (extrapolated)'."""
+def horizon_text(row: AuditRow, *, compact: bool = False) -> str:
+    """The memory horizon in words: 'unbounded', 'N ± s' (s over trajectories; N alone if ``compact`` or there is
+    no spread) or '≈ N (extrapolated)'."""
     if row.memory_horizon_kind == "unbounded":
         return "unbounded"
     horizon = row.memory_horizon_steps
-    text = f"{horizon.mean:.0f}" + ("" if horizon.spread is None else f" ± {horizon.spread:.2g}")
+    text = f"{horizon.mean:.0f}" + ("" if compact or horizon.spread is None else f" ± {horizon.spread:.2g}")
     return f"≈ {text} (extrapolated)" if row.memory_horizon_kind == "extrapolated" else text
+
+
+def growth_text(row: AuditRow, *, compact: bool = False) -> str:
+    """max_t ‖W^t‖₂ and where it is reached: 'X (t ≈ k)' for a transient peak, '≥ X, still growing at T = …' where
+    ‖W^t‖₂ still grows at the last step for most traced samples (ρ(W) > 1: the horizon cut the growth off, X is a
+    lower bound and T no peak). ``compact`` (for a terminal): the mean alone, to 3 significant digits.
+
+    Example:
+        >>> from rnnstab import audit_schemes
+        >>> def row(scale):  # ‖W^t‖₂ = scale^t
+        ...     params = {"scaled_identity": {"scale": scale}}
+        ...     return audit_schemes(4, "tanh", schemes=["scaled_identity"], samples=1, steps=5, params=params).rows[0]
+        >>> growth_text(row(0.9)), growth_text(row(1.5), compact=True)
+        ('0.9 (t ≈ 1)', '≥ 7.59, still growing at T = 5')
+    """
+    growth = row.transient_growth
+    if not math.isfinite(growth.mean):  # ρ(W) > 1 over a long T: e^{900} is a number a reader can use, inf is not
+        number = f"e^{row.log_transient_growth.mean:.4g}"
+    else:
+        number = _number(growth.mean, 3) if compact else format_stat(growth)
+    growing, traced = row.transient_still_growing, row.jacobian_samples
+    if growing == 0:
+        return f"{number} (t ≈ {row.transient_peak_step.mean:.0f})"
+    # one maximum cut off by the horizon makes the mean over samples a lower bound too
+    if row.transient_cut_off:
+        some = "" if growing == traced else f" ({growing} of {traced} samples)"
+        return f"≥ {number}, still growing at T = {row.steps}{some}"
+    return (
+        f"≥ {number} (t ≈ {row.transient_peak_step.mean:.0f}; {growing} of {traced} still growing at T = {row.steps})"
+    )
+
+
+def terminal_note(audit: Audit) -> str:
+    """What the cells of the compact table (:func:`table_rows` with ``compact``) are, for its caption: means over
+    samples and trajectories where there are several, with their spreads left to the report; one matrix per
+    subject (a trained layer) has no spread but that of its trajectories."""
+    several = any(row.samples > 1 for row in audit.rows)
+    traced = any(row.trajectories > 1 for row in audit.rows)
+    if several:
+        what = "means over samples" + (", over trajectories for the rate and memory horizon" if traced else "")
+    else:
+        what = "one matrix per subject" + ("; rate and memory horizon: means over trajectories" if traced else "")
+    return f"natural logs; {what}" + (" — spreads in the report" if several or traced else "")
 
 
 def table_rows(audit: Audit, *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
     """The results table (header, rows) as text, shared by the report and the command line.
 
-    ``compact`` (for a terminal) shows means only, to 3 significant digits, and leaves out n and γ.
+    ``compact`` (for a terminal) shows means only, to 3 significant digits, and leaves out n and γ (caption:
+    :func:`terminal_note`).
     """
 
     def cell(stat: Stat, digits: int = 4) -> str:
@@ -173,12 +223,6 @@ def table_rows(audit: Audit, *, compact: bool = False) -> tuple[list[str], list[
     def delta_cell(stat: Stat) -> str:
         # 3 digits would print δ = 1.003 as "1", the δ of an orthogonal W, beside "δ < 1: no": compared with 1
         return format_against_one(stat.mean) if compact else format_stat(stat)
-
-    def growth_cell(row: AuditRow) -> str:
-        # ρ(W) > 1 over a long T: e^{900} is a number a reader can use, inf is not
-        if math.isfinite(row.transient_growth.mean):
-            return cell(row.transient_growth)
-        return f"e^{row.log_transient_growth.mean:.4g}"
 
     header = ["subject", "n", "γ", "‖W‖₂", "ρ(W)", "δ = γ‖W‖₂", "δ < 1", "non-normality"]
     header += ["max_t ‖W^t‖₂ (at t)", "rate (nats/step)", "memory horizon (steps)", "regime"]
@@ -192,9 +236,9 @@ def table_rows(audit: Audit, *, compact: bool = False) -> tuple[list[str], list[
             delta_cell(row.delta),
             "yes" if row.vanishing_guaranteed else "no",
             cell(row.nonnormality, 3),
-            f"{growth_cell(row)} (t ≈ {row.transient_peak_step.mean:.0f})",
+            growth_text(row, compact=compact),
             cell(row.rate_per_step, 3),
-            horizon_text(row),
+            horizon_text(row, compact=compact),
             row.regime,
         ]
         for row in audit.rows
@@ -216,15 +260,26 @@ def _blocks(audit: Audit, title: str, parameters: Mapping[str, Any]) -> list[_Bl
                 "rnnstab, never a finding: please report it with this directory.",
             )
         )
+    if any(row.samples > 1 for row in rows):
+        spreads = (
+            "Each cell is the mean ± the standard deviation over samples (the mean alone for a single one); for "
+            "the transient growth, over the samples whose Jacobians were traced; for the rate and the memory "
+            "horizon, over trajectories (traced samples × input sequences)."
+        )
+    else:  # a trained layer is one matrix: its spectra are exact values, only its trajectories vary
+        spreads = (
+            "Each subject is one matrix: its spectral quantities and transient growth are single values; the rate "
+            "and the memory horizon are the mean ± the standard deviation over its trajectories (input sequences)."
+        )
     blocks.append(
         _Block(
             "paragraph",
             "All logs are natural; rates are in nats per step (the late-half slope of log‖J_t‖₂, J_t = ∂g_t/∂g_0, "
-            "along input-driven trajectories); horizons in steps. Each cell is the mean ± the standard deviation "
-            "over samples (— for a single one); for the transient growth, over the samples whose Jacobians were "
-            "traced; for the rate and the memory horizon, over trajectories (traced samples × input sequences). "
-            "δ = γ‖W‖₂ with γ = sup|σ'|: δ < 1 proves ‖J_t‖₂ ≤ δ^t. "
-            "Non-normality is Henrici's relative departure √(‖W‖_F² − Σ|λ|²)/‖W‖_F (0: normal W). The memory "
+            f"along input-driven trajectories); horizons in steps. {spreads} A spread shown as — means that the "
+            "values are not all finite. δ = γ‖W‖₂ with γ = sup|σ'|: δ < 1 proves ‖J_t‖₂ ≤ δ^t. "
+            "Non-normality is Henrici's relative departure √(‖W‖_F² − Σ|λ|²)/‖W‖_F (0: normal W). "
+            "max_t ‖W^t‖₂ reads '≥ …, still growing at T = …' where ‖W^t‖₂ still grows at t = T for most traced "
+            "samples (ρ(W) > 1): the horizon cut the growth off, the number is a lower bound and T no peak. The memory "
             f"horizon is the first t with ‖J_t‖₂ ≤ {audit.horizon_drop:g} — extrapolated from the rate when not "
             "reached within the horizon T and the rate is negative, unbounded when the rate is ≥ 0.",
         )
@@ -250,8 +305,8 @@ def _blocks(audit: Audit, title: str, parameters: Mapping[str, Any]) -> list[_Bl
                     f"{row.name}: γρ(W) = {format_against_one(row.gamma * row.spectral_radius.mean)} < 1 but "
                     f"δ = γ‖W‖₂ = {format_against_one(row.delta.mean)} ≥ 1 — the eigenvalues look contracting, yet "
                     "the bound does not apply; "
-                    f"measured rate {row.rate_per_step.mean:+.3g} nats/step, max_t ‖W^t‖₂ = "
-                    f"{row.transient_growth.mean:.3g} at t ≈ {row.transient_peak_step.mean:.0f}."
+                    f"measured rate {row.rate_per_step.mean:+.3g} nats/step, max_t ‖W^t‖₂: "
+                    f"{growth_text(row, compact=True)}."
                     for row in hidden
                 ],
             )

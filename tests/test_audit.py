@@ -165,7 +165,10 @@ def test_report_for_subjects_of_different_size_and_gamma(tmp_path):
     assert [r.gamma for r in result.rows] == [1.0, 0.25] and [r.hidden for r in result.rows] == [4, 6]
     report = write_audit_report(result, tmp_path / "out", title="two layers", parameters={"checkpoint": "m.pt"})
     markdown = report.markdown.read_text()
-    assert markdown.startswith("# two layers") and "± —" in markdown and "weight_hh_l0, weight_ih_l0" in markdown
+    assert markdown.startswith("# two layers") and "weight_hh_l0, weight_ih_l0" in markdown
+    # each layer is one matrix: its ‖W‖₂ has nothing to spread over, and every cell of it read "± —"
+    assert "± —" not in markdown and "Each subject is one matrix" in markdown
+    assert f"| {result.rows[1].spectral_norm.mean:.4g} |" in markdown
     assert "Spectral radius against spectral norm" in markdown
     page = report.html.read_text()
     assert page.count("data:image/png;base64,") == 3 and "layer 1 (reverse)" in page
@@ -307,7 +310,7 @@ def test_the_jacobian_figure_says_where_a_zero_jacobian_cuts_its_line(tmp_path):
     x = torch.stack([torch.ones(6, 2), -torch.ones(6, 2)]).to(torch.float64)
     rows = audit([AuditSubject("half dead", VanillaRNN(0.5 * eye, eye, None, "relu"), x)]).rows
     figure = plot_jacobian_curves(rows, path=tmp_path / "j.png", horizon_drop=1e-3)
-    labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert "half dead (some J_t = 0 from t = 1)" in labels
     assert figure.axes[0].get_xlim() == (1.0, 6.0)  # not matplotlib's ±0.05 around nothing
 
@@ -399,4 +402,89 @@ def test_transient_growth_beyond_float64_is_kept_as_its_log(tmp_path):
     assert row.log_transient_growth.mean == pytest.approx(1100 * math.log(2.0), rel=1e-12)
     assert row.to_dict()["log_transient_growth"]["mean"] == row.log_transient_growth.mean
     markdown = write_audit_report(Audit((row,), 1e-3), tmp_path, title="t", parameters={}).markdown.read_text()
-    assert f"e^{1100 * math.log(2.0):.4g} (t ≈ 1100)" in markdown
+    # 2^t still grows at t = T = 1100: a lower bound cut off by the horizon, not a peak "(t ≈ 1100)"
+    assert f"≥ e^{1100 * math.log(2.0):.4g}, still growing at T = 1100" in markdown
+
+
+@pytest.mark.parametrize(("scales", "growing", "cut_off"), [((1.5,), 1, True), ((1.5, 0.5), 1, False)])
+def test_growth_cut_off_by_the_horizon_is_not_called_a_peak(tmp_path, scales, growing, cut_off):
+    # ‖(1.5I)^t‖₂ = 1.5^t grows up to t = T: the table read "57.7 (t ≈ 10)", a peak that is the horizon's cut-off
+    from rnnstab.audit_report import summary_table, table_rows
+
+    W = torch.tensor(scales, dtype=torch.float64)[:, None, None] * torch.eye(2, dtype=torch.float64)
+    row = audit([_linear(W, 10)]).rows[0]
+    assert row.transient_still_growing == growing and row.transient_cut_off is cut_off
+    assert row.to_dict()["transient_still_growing"] == growing and row.to_dict()["transient_cut_off"] is cut_off
+    table = summary_table(Audit((row,), 1e-3))
+    assert table["transient_still_growing"][0] == growing and table["transient_cut_off"][0] == cut_off
+    header, body = table_rows(Audit((row,), 1e-3), compact=True)
+    cell = body[0][header.index("max_t ‖W^t‖₂ (at t)")]
+    mean = np.mean([scale**10 if scale > 1 else scale for scale in scales])
+    if cut_off:
+        assert cell == f"≥ {mean:.3g}, still growing at T = 10"
+    else:  # the mean of a lower bound and a peak is a lower bound; the peak step is the mean of 10 and 1
+        assert cell == f"≥ {mean:.3g} (t ≈ 6; 1 of 2 still growing at T = 10)"
+    markdown = write_audit_report(Audit((row,), 1e-3), tmp_path, title="t", parameters={}).markdown.read_text()
+    assert "still growing at T = 10" in markdown and "(t ≈ 10)" not in markdown
+
+
+@pytest.mark.parametrize(("a", "steps", "growing"), [(0.9, 1, 0), (2.0, 1, 1), (1.0, 5, 0), (0.5, 5, 0)])
+def test_growth_at_the_horizon_needs_a_norm_above_the_step_before(a, steps, growing):
+    # T = 1 compares ‖W‖₂ with ‖W^0‖₂ = 1; a constant ‖W^t‖₂ = 1 (identity) peaks at t = 1, it does not grow
+    row = audit([_linear(a * torch.eye(2, dtype=torch.float64), steps)]).rows[0]
+    assert row.transient_still_growing == growing and row.transient_cut_off is bool(growing)
+
+
+def test_the_report_shows_no_spread_where_there_is_a_single_value(tmp_path):
+    from rnnstab.audit_report import format_stat
+
+    assert format_stat(Stat(0.9, None)) == "0.9"  # was "0.9 ± —"
+    assert format_stat(Stat(-math.inf, math.nan)) == "−∞ ± —"  # several values, but no standard deviation
+    row = audit([_linear(0.5 * torch.eye(3, dtype=torch.float64), 12, inputs=1, batch=3)]).rows[0]
+    markdown = write_audit_report(Audit((row,), 1e-3), tmp_path, title="t", parameters={}).markdown.read_text()
+    assert "± —" not in markdown and "| 0.5 | 0.5 | 0.5 | yes |" in markdown
+    assert "| -0.693 ± " in markdown and "| 10 ± 0 |" in markdown  # these two are over the three trajectories
+
+
+def test_terminal_note_says_what_the_compact_table_shows():
+    from rnnstab.audit_report import table_rows, terminal_note
+
+    layer = audit([_linear(0.5 * torch.eye(3, dtype=torch.float64), 12, inputs=1, batch=3)])
+    assert terminal_note(layer) == (
+        "natural logs; one matrix per subject; rate and memory horizon: means over trajectories — spreads in the report"
+    )
+    alone = audit([_linear(0.5 * torch.eye(3, dtype=torch.float64), 12)])
+    assert terminal_note(alone) == "natural logs; one matrix per subject"
+    schemes = audit([_linear(torch.stack([0.5 * torch.eye(3), 0.6 * torch.eye(3)]), 12, inputs=1, batch=2)])
+    assert terminal_note(schemes) == (
+        "natural logs; means over samples, over trajectories for the rate and memory horizon — spreads in the report"
+    )
+    # means only: the memory horizon printed "19 ± 1.2" under a caption that said spreads were in the report
+    assert not any("±" in cell for line in table_rows(schemes, compact=True)[1] for cell in line)
+
+
+def test_the_jacobian_figure_tells_fifteen_curves_and_coinciding_ones_apart(tmp_path):
+    from matplotlib.colors import to_rgb
+
+    from rnnstab.audit_plots import plot_jacobian_curves
+
+    rows = audit_schemes(8, "tanh", schemes=None, samples=2, steps=12, batch=1).rows  # 15 schemes
+    figure = plot_jacobian_curves(rows, path=tmp_path / "j.png", horizon_drop=1e-3)
+    ax = figure.axes[0]
+    lines = ax.lines[: len(rows)]
+    # tab10 drew subjects k and k + 10 in one colour
+    assert len({to_rgb(line.get_color()) for line in lines}) == len(rows)
+    # gaussian, xavier_normal and critical (tanh, no input variance: gain 1) draw the same W: one line showed
+    names = [row.name for row in rows]
+    for name in ("xavier_normal", "critical"):
+        line = lines[names.index(name)]
+        assert line.get_label() == f"{name} (coincides with gaussian)"
+        assert line.get_linestyle() == "None" and line.get_marker() not in (None, "None", "")
+    markers = [lines[names.index(name)].get_marker() for name in ("xavier_normal", "critical")]
+    assert markers[0] != markers[1]
+    assert lines[names.index("gaussian")].get_linestyle() == "-"
+    # the legend runs from the axes' top down, right of the axes, inside the figure (it ran above the axes)
+    renderer = figure.canvas.get_renderer()
+    legend, box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend.y1 <= box.y1 + 1 and legend.x0 >= box.x1 and legend.x1 <= figure.bbox.x1
+    assert len(ax.get_legend().get_texts()) == len(rows) + 1  # every subject and the horizon level

@@ -498,6 +498,6 @@ def test_from_torch_names_gated_rnns_only_for_gated_modules():
 
 
 def test_library_errors_name_python_arguments_not_cli_flags():
-    with pytest.raises(rnnstab.InvalidArgumentError, match=r"^steps: these describe synthetic inputs") as err:
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"^steps: this describes synthetic inputs") as err:
         rnnstab.analyze_module(torch.nn.RNN(2, 3), inputs=torch.zeros(1, 4, 2), steps=5)
     assert "--" not in str(err.value)

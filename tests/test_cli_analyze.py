@@ -135,11 +135,11 @@ def _bad_files(directory, saved):
         ),
         "inputs and steps": (
             [str(saved["state_dict"]), "--inputs", f"{d}/W.npy", "--steps", "5"],
-            "leave them unset",
+            "error: --steps: this describes synthetic inputs and has no effect when inputs are given; leave it unset",
         ),
         "inputs and seed": (
             [str(saved["state_dict"]), "--inputs", f"{d}/W.npy", "--seed", "1"],
-            "seed: these describe synthetic inputs",
+            "--seed: this describes synthetic inputs",
         ),
         "steps": ([str(saved["state_dict"]), "--steps", "0"], "steps"),
         # beyond torch.Generator's range torch fails with a bare ValueError
@@ -222,3 +222,21 @@ def test_an_integer_matrix_is_refused_naming_its_file(tmp_path):
     result = runner.invoke(app, ["analyze", str(path), "--activation", "identity", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: Wint.npy: W must hold floating-point numbers, got dtype int64"
+
+
+def test_header_and_report_show_no_spread_over_samples_a_layer_does_not_have(tmp_path):
+    # each layer is one matrix: the header claimed "means over samples", and report.md filled every cell with "± —"
+    torch.manual_seed(0)
+    torch.save(torch.nn.RNN(4, 16).state_dict(), tmp_path / "rnn.pt")
+    result = runner.invoke(app, ["analyze", str(tmp_path / "rnn.pt"), *SMALL, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert (
+        "rnnstab analyze (natural logs; one matrix per subject; rate and memory horizon: means over trajectories — "
+        "spreads in the report)" in " ".join(result.stdout.split())
+    )
+    assert "means over samples" not in result.stdout and "±" not in result.stdout
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "± —" not in markdown and "Each subject is one matrix" in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| layer 0 |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert "±" not in cells[3] and " ± " in cells[9]  # ‖W‖₂ is one value; the rate spreads over the 2 sequences

@@ -150,3 +150,42 @@ def test_summary_json_records_the_versions(tmp_path):
     assert result.exit_code == 0, result.output
     versions = json.loads(result.stdout)["versions"]
     assert versions["rnnstab"] == rnnstab.__version__ and {"torch", "numpy", "python"} <= set(versions)
+
+
+def test_inits_writes_to_rnnstab_results_inits_by_default(tmp_path, monkeypatch):
+    # every other command writes to rnnstab-results/<command>; inits wrote to rnnstab-inits
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [*SMALL, "--scheme", "identity", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "rnnstab-results" / "inits" / "summary.json").is_file()
+    assert not (tmp_path / "rnnstab-inits").exists()
+    help_text = " ".join(runner.invoke(app, ["inits", "--help"], env={"COLUMNS": "200"}).stdout.split())
+    assert "[default: rnnstab-results/inits]" in help_text
+
+
+def test_growth_cut_off_by_the_horizon_says_so_in_the_table_and_the_json(tmp_path):
+    # ‖(1.5I)^t‖₂ = 1.5^t grows up to T = 12: it read "130 (t ≈ 12)", a peak that is the horizon's cut-off
+    args = [*SMALL, "--scheme", "scaled_identity", "--param", "scaled_identity.scale=1.5", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    cells = [line.split("│")[7] for line in result.stdout.splitlines() if line.count("│") == 11]  # max_t column
+    assert " ".join(" ".join(cells).split()) == "≥ 130, still growing at T = 12"
+    assert "(t ≈ 12)" not in result.stdout
+    entry = json.loads((tmp_path / "summary.json").read_text())["subjects"]["scaled_identity"]
+    assert entry["transient_cut_off"] is True and entry["transient_still_growing"] == 1
+    assert "≥ 129.7, still growing at T = 12" in (tmp_path / "report.md").read_text()
+
+
+def test_the_table_header_says_what_its_cells_are(tmp_path):
+    # the header said "means over samples — spreads in the report" above a horizon column printed as "19 ± 1.2"
+    args = ["inits", "--hidden", "12", "--samples", "3", "--steps", "12", "--batch", "2", "--scheme", "gaussian"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert (
+        "(natural logs; means over samples, over trajectories for the rate and memory horizon — spreads in the report)"
+        in text
+    )
+    table = result.stdout.split("gaussian:")[0]  # the verdict lines below the table say "±" nowhere either
+    assert "±" not in table
+    assert " ± " in (tmp_path / "report.md").read_text()  # the spreads are in the report

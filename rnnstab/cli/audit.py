@@ -145,7 +145,8 @@ _INITS_HELP = (
     "Compare recurrent-weight initialisation schemes: what each does to ‖W‖₂, ρ(W) and the gradients.\n\n"
     "For each scheme, SAMPLES matrices of size n × n are drawn; the report shows, as mean ± standard deviation over "
     "samples (the table printed here: means only): ‖W‖₂ and ρ(W); δ = γ‖W‖₂ (δ < 1, i.e. ‖W‖₂ < 1/γ, proves "
-    "that gradients vanish); Henrici's non-normality index; the transient growth max_t ‖W^t‖₂; the measured gradient "
+    "that gradients vanish); Henrici's non-normality index; the transient growth max_t ‖W^t‖₂ and its step (“≥ …, "
+    "still growing at T = …” where the horizon cut the growth off, ρ(W) > 1); the measured gradient "
     "rate (nats/step) along input-driven trajectories g_t = σ(W g_(t-1) + U x_t) with U ~ N(0, 1/m), "
     "x ~ N(0, input_scale²); the memory horizon (steps until ‖∂g_t/∂g_0‖₂ falls to 10⁻³, extrapolated from the rate "
     "past T, or unbounded); a verdict.\n\n"
@@ -189,7 +190,7 @@ def inits(
         float, typer.Option(help="Standard deviation of the inputs x_t (0: autonomous trajectories).")
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the weights, U and the inputs.")] = 0,
-    out: Annotated[Path, typer.Option(help="Directory for the report.")] = Path("rnnstab-inits"),
+    out: Annotated[Path, typer.Option(help="Directory for the report.")] = Path("rnnstab-results/inits"),
     json_output: Annotated[bool, typer.Option("--json", help="Print summary.json's content on stdout.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar; print only the report's location.")] = False,
 ) -> None:
@@ -285,7 +286,7 @@ def _scheme_params(items: list[str]) -> dict[str, dict[str, float]]:
 
 def _print_audit(result: rnnstab.Audit, title: str) -> None:
     header, body = audit_report.table_rows(result, compact=True)
-    table = Table(title=f"{title} (natural logs; means over samples — spreads in the report)")
+    table = Table(title=f"{title} ({audit_report.terminal_note(result)})")
     for column in header:
         table.add_column(column, overflow="fold")
     for cells in body:
