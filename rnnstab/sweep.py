@@ -11,10 +11,11 @@ together: a grid of a hundred configurations costs a few batched loops, not a hu
 group into calls ("chunks") is canonical: tasks sorted by record key, cut into balanced chunks of at most ``stack``
 networks (default: on a CPU, products of about 8 MiB, which stay in cache; on a GPU, as many as fit in 256 MiB —
 a function of n, T, dtype and the kind of device only). ``jacobian_norms`` treats every
-network of a batch on its own (convergence is decided per network), so the numbers are bit-identical whatever the
-executor, the number of workers, or an interruption and resume, and on a CPU whatever the chunking as long as every
-call holds at least two networks (BLAS rounds a single network's forward step differently in the last bit, which
-a chaotic trajectory amplifies: see the README's known limits).
+network of a batch on its own (convergence is decided per network), and the chunks do not depend on how they are
+run, so the numbers are bit-identical whatever the executor, the number of workers, or an interruption and resume.
+Another ``stack`` can change their last bits, which a chaotic trajectory amplifies: BLAS and torch's element-wise
+kernels round a network's forward step by its batch's size, and on some CPUs batched products by its place in the
+batch (see the README's known limits).
 
 Executors. ``local`` runs the chunks one after another in this process; ``dask`` submits them (grouped into
 shards of ``chunks_per_shard``) to a ``distributed`` cluster — a scheduler address, or a LocalCluster with
