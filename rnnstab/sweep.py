@@ -492,7 +492,8 @@ def plan_chunks(tasks: Sequence[Task], *, stack: int | None = None, device: str 
         else:
             if stack < config.batch:
                 raise InvalidArgumentError(
-                    f"--stack {stack} is smaller than --batch {config.batch}: a configuration runs --batch networks"
+                    f"stack: {stack} is smaller than a configuration's batch ({config.batch}): each configuration "
+                    "runs its batch of networks in one call"
                 )
             per_chunk = stack // config.batch
         count = math.ceil(len(members) / per_chunk)
@@ -779,18 +780,22 @@ def run_sweep(
     directory = _checks.path("out", out)
     resume = _checks.boolean("resume", resume)
     if executor not in EXECUTORS:
-        raise InvalidArgumentError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if executor == "local" and (workers is not None or scheduler is not None or client is not None):
-        raise InvalidArgumentError("--workers and --scheduler apply to --executor dask only")
+        raise InvalidArgumentError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    # named as the arguments they are: the CLI turns a leading argument name into its option (--workers)
+    dask_only = {"workers": workers, "scheduler": scheduler, "client": client}
+    given = next((name for name, value in dask_only.items() if value is not None), None)
+    if executor == "local" and given is not None:
+        raise InvalidArgumentError(f"{given}: used by the dask executor only, and the executor is 'local'")
     if workers is not None and (scheduler is not None or client is not None):
         raise InvalidArgumentError(
-            "--workers sizes a local Dask cluster; with --scheduler the workers are those started by `dask worker`"
+            "workers: sizes a local Dask cluster, which is not started when a scheduler or client is given (the "
+            "workers are then those started by `dask worker`)"
         )
     if workers is not None:
-        workers = _checks.positive_int("--workers", workers)
+        workers = _checks.positive_int("workers", workers)
     chunks_per_shard = _checks.positive_int("chunks_per_shard", chunks_per_shard)
     if stack is not None:
-        stack = _checks.positive_int("--stack", stack)
+        stack = _checks.positive_int("stack", stack)
     remote = scheduler is not None or client is not None
     device = _resolved_device(device, remote=remote)
 
@@ -1065,7 +1070,7 @@ def _check_resources(directory: Path, chunks: Sequence[Sequence[Task]], *, devic
     largest = chunks[int(np.argmax(sizes))]
     config, needed = largest[0].configuration, max(sizes)
     if share is not None:
-        where = _checks.device("--device", device)
+        where = _checks.device("device", device)
         if where.type == "cuda":
             available, place = torch.cuda.mem_get_info(where)[0], "the GPU"
         else:
@@ -1076,7 +1081,7 @@ def _check_resources(directory: Path, chunks: Sequence[Sequence[Task]], *, devic
                 f"this sweep needs about {_io.size(needed)} per batched call ({len(largest) * config.batch} "
                 f"networks, n = {config.hidden}, T = {config.steps}, {config.dtype}) and {place} has "
                 f"{_io.size(available)} available{' per worker' if share > 1 else ''}: "
-                "lower --hidden, --steps, --batch, --inputs or --stack, or use --dtype float32"
+                "lower the hidden size, steps, batch, inputs or stack, or use float32"
             )
     record_bytes = sum(16 * t.configuration.batch * t.configuration.steps + 4096 for chunk in chunks for t in chunk)
     existing = directory
@@ -1206,9 +1211,9 @@ def _resolved_device(device: str, *, remote: bool) -> str:
     """Where the sweep runs, as recorded (``cpu``, not ``auto``); on a remote cluster the device is resolved on the
     workers, so only its spelling is checked here."""
     if not remote:
-        return str(_checks.device("--device", device))
+        return str(_checks.device("device", device))
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise InvalidArgumentError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+        raise InvalidArgumentError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
     return device
 
 

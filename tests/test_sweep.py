@@ -231,7 +231,7 @@ def test_plan_chunks_covers_every_task_once_and_respects_stack_groups():
     assert plan_chunks(list(reversed(tasks)), stack=8) == chunks
     # the default puts a small grid into one call per stack group
     assert len(plan_chunks(tasks)) == 4
-    with pytest.raises(rnnstab.InvalidArgumentError, match="--stack 1 is smaller than --batch 2"):
+    with pytest.raises(rnnstab.InvalidArgumentError, match=r"^stack: 1 is smaller than a configuration's batch \(2\)"):
         plan_chunks(tasks, stack=1)
 
 
@@ -422,12 +422,13 @@ def test_missing_dask_extra_names_the_extra_and_writes_nothing(tmp_path, monkeyp
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"executor": "ray"}, "--executor must be one of local, dask"),
-        ({"workers": 2}, "apply to --executor dask only"),
-        ({"executor": "dask", "workers": 2, "scheduler": "tcp://x:1"}, "--workers sizes a local Dask cluster"),
-        ({"executor": "dask", "workers": 0}, "--workers"),
-        ({"device": "tpu"}, "--device"),
-        ({"stack": 0}, "--stack"),
+        ({"executor": "ray"}, "^executor must be one of local, dask"),
+        ({"workers": 2}, "^workers: used by the dask executor only"),
+        ({"scheduler": "tcp://x:1"}, "^scheduler: used by the dask executor only"),
+        ({"executor": "dask", "workers": 2, "scheduler": "tcp://x:1"}, "^workers: sizes a local Dask cluster"),
+        ({"executor": "dask", "workers": 0}, "^workers must be"),
+        ({"device": "tpu"}, "^device must be"),
+        ({"stack": 0}, "^stack must be"),
     ],
 )
 def test_bad_execution_options_write_nothing(tmp_path, kwargs, message):
@@ -472,7 +473,7 @@ def test_absurd_sizes_are_refused_with_the_estimate(tmp_path):
 
 def test_absurd_input_sizes_name_inputs_among_the_remedies(tmp_path):
     # the per-step inputs grow the estimate too: the advice must name the option that caused it
-    with pytest.raises(rnnstab.InvalidArgumentError, match="--inputs") as err:
+    with pytest.raises(rnnstab.InvalidArgumentError, match="lower the hidden size, steps, batch, inputs or stack") as err:
         rnnstab.run_sweep(rnnstab.Grid(hidden=(4,), seeds=(0,), steps=(1000,), batch=1, inputs=10**9), tmp_path / "o")
     assert "per batched call" in str(err.value)
 
