@@ -28,7 +28,7 @@ def new_figure(figsize: tuple[float, float]) -> Figure:
     return fig
 
 
-def _integer_ticks(axis: Any) -> None:
+def integer_ticks(axis: Any) -> None:
     """Ticks at whole steps, spaced 1, 2 or 5 × a power of ten (MaxNLocator's default steps gave 0, 15, 30, …)."""
     from matplotlib.ticker import MaxNLocator
 
@@ -103,7 +103,7 @@ def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "
         title="median over the batch; thin: each input",
         title_fontsize=8,
     )
-    _integer_ticks(bottom.xaxis)
+    integer_ticks(bottom.xaxis)
     if marker:
         bottom.set_xlim(0.5, trace.steps + 0.5)
     bottom.set_xlabel("t (steps)")
@@ -526,7 +526,7 @@ def plot_lyapunov_convergence(
         axes[0].axhline(mean_field_max, color="tab:red", linestyle="--", linewidth=1.5, label="mean-field ½ log χ")
     for ax in axes:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, title="batch mean", title_fontsize=8)
-    _integer_ticks(axes[-1].xaxis)
+    integer_ticks(axes[-1].xaxis)
     if len(set(result.history_steps)) == 1:  # one point got an axis of ±4% around it, ticked at fractions of a step
         axes[-1].set_xlim(result.history_steps[0] - 0.5, result.history_steps[0] + 0.5)
     warmup = {0: "no warm-up: every step is averaged", 1: "the first step is warm-up and not averaged"}.get(

@@ -17,7 +17,7 @@ import numpy as np
 from rnnstab import _checks
 from rnnstab._io import atomic_write, output_dir
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
-from rnnstab.plots import new_figure
+from rnnstab.plots import integer_ticks, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -28,6 +28,7 @@ _MAX_HEATMAPS = 6
 _ZERO_COLOUR, _NONFINITE_COLOUR = "0.6", "red"  # outside viridis, and told apart from each other
 _LINESTYLES = ("-", "--", ":", "-.")
 _MONITORED = ["step", "spectral_norm_W", "spectral_radius_W", "jacobian_rate"]
+_MARKED_UP_TO = 30  # steps: the loss and gradient curves of shorter runs get a marker at each step
 
 
 def rate_labels(rates: Sequence[float]) -> dict[float, str]:
@@ -51,8 +52,10 @@ def plot_training_curves(frames: Sequence[Any], *, path: Path, title: str = "") 
     colours = _colours(len(frames))
     dead = []  # (steps, colour) of each run's -inf rates
     for frame, colour, label in zip(frames, colours, run_labels(frames), strict=True):
-        loss.plot(frame["step"], frame["loss"], color=colour, linewidth=1, label=label)
-        grad.plot(frame["step"], frame["grad_norm"], color=colour, linewidth=1)
+        # markers on short runs: a run stopped at step 2 has one finite loss, which a line alone does not draw
+        style = {"color": colour, "linewidth": 1, "marker": "." if len(frame) <= _MARKED_UP_TO else None}
+        loss.plot(frame["step"], frame["loss"], label=label, **style)
+        grad.plot(frame["step"], frame["grad_norm"], **style)
         monitored = _with_initial(frame.dropna(subset=["spectral_norm_W"])[_MONITORED], frame.attrs["header"])
         norms.plot(monitored["step"], monitored["spectral_norm_W"], "o-", color=colour, markersize=3)
         norms.plot(monitored["step"], monitored["spectral_radius_W"], "s--", color=colour, markersize=3)
@@ -85,6 +88,7 @@ def plot_training_curves(frames: Sequence[Any], *, path: Path, title: str = "") 
         rate.legend(fontsize=8)
     for ax in (loss, grad, norms, rate):
         ax.grid(alpha=0.3)
+        integer_ticks(ax.xaxis)  # training steps are counts: no tick at step 0.2
     fig.suptitle(title or "training")
     _save(fig, path)
     return fig
@@ -105,7 +109,6 @@ def plot_state_gradients(frames: Sequence[Any], *, path: Path, title: str = "") 
     # one colour scale for every panel, so that runs compare by colour
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     from matplotlib import colormaps
-    from matplotlib.ticker import MaxNLocator
 
     cmap = colormaps["viridis"].with_extremes(under=_ZERO_COLOUR, bad=_NONFINITE_COLOUR)
     for ax, frame, grid, label in zip(axes, shown, logs, run_labels(frames), strict=False):
@@ -124,8 +127,8 @@ def plot_state_gradients(frames: Sequence[Any], *, path: Path, title: str = "") 
         )
         ax.set(xlabel="training step", ylabel="t (time step of the sequence)", title=label)
         # steps and t are counts: a tick at t = 2.5 (a short sequence) names a time step that does not exist
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        integer_ticks(ax.xaxis)
+        integer_ticks(ax.yaxis)
         notes = ["grey: ‖∂ℓ/∂g_t‖ = 0"] if zero else []
         if bool(np.isnan(grid).any()):
             notes.append("red: Inf or NaN")
@@ -247,6 +250,20 @@ def _log_scale_if_wide(ax: Any) -> None:
     low, high = ax.dataLim.intervaly
     if low > 0 and high >= 10 * low:
         ax.set_yscale("log")
+        # plain numbers (0.3, 2, 1e+04): over a decade or two matplotlib also labels minor ticks, as 3×10⁻¹
+        ax.yaxis.set_major_formatter(_plain_log_formatter())
+        ax.yaxis.set_minor_formatter(_plain_log_formatter(labelOnlyBase=False))
+
+
+def _plain_log_formatter(**options: Any) -> Any:
+    """matplotlib's LogFormatter — the same choice of which ticks to label — writing each label as ``f"{x:g}"``."""
+    from matplotlib.ticker import LogFormatter
+
+    class Plain(LogFormatter):
+        def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+            return f"{x:g}"
+
+    return Plain(**options)
 
 
 def _colours(count: int) -> list[Any]:

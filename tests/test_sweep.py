@@ -473,7 +473,8 @@ def test_absurd_sizes_are_refused_with_the_estimate(tmp_path):
 
 def test_absurd_input_sizes_name_inputs_among_the_remedies(tmp_path):
     # the per-step inputs grow the estimate too: the advice must name the option that caused it
-    with pytest.raises(rnnstab.InvalidArgumentError, match="lower the hidden size, steps, batch, inputs or stack") as err:
+    advice = "lower the hidden size, steps, batch, inputs or stack"
+    with pytest.raises(rnnstab.InvalidArgumentError, match=advice) as err:
         rnnstab.run_sweep(rnnstab.Grid(hidden=(4,), seeds=(0,), steps=(1000,), batch=1, inputs=10**9), tmp_path / "o")
     assert "per batched call" in str(err.value)
 

@@ -114,6 +114,21 @@ def test_the_weights_panels_start_at_step_0_on_a_linear_axis_when_they_span_less
     assert [text.get_text() for text in legend.get_texts()] == ["lr = 0.1, batch = 2", "memoryless baseline 0.167"]
 
 
+def test_log_axes_label_plain_numbers_and_a_short_run_shows_its_points(tmp_path):
+    # a run stopped at step 2 has one finite loss: a line alone draws nothing; on a log axis over a decade or two
+    # matplotlib's own labels read 3×10⁻¹; steps are counts (no tick at 0.2)
+    run = train("adding", length=10, hidden=8, steps=3, optimizer="sgd", lr=2e4, monitor_every=1, activation="relu")
+    assert run.status == "stopped" and len(run.records) == 2
+    figure = plot_training_curves([run.frame()], path=tmp_path / "training.png")
+    figure.canvas.draw()
+    assert figure.axes[0].get_lines()[0].get_marker() == "."  # the loss
+    for ax in figure.axes:
+        assert all(float(tick).is_integer() for tick in ax.get_xticks())
+    for ax in (ax for ax in figure.axes if ax.get_yscale() == "log"):
+        labels = [t.get_text() for t in [*ax.get_yticklabels(), *ax.get_yticklabels(minor=True)] if t.get_text()]
+        assert labels and all(float(label.replace("\u2212", "-")) > 0 for label in labels), labels
+
+
 def test_a_dead_jacobians_minus_infinite_rate_is_marked_in_the_figure(tmp_path):
     # every relu unit off (a saturated tanh is not dead: its rate is finite, if vast)
     dead = train(
