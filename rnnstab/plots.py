@@ -537,16 +537,19 @@ def plot_lyapunov_convergence(
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
 
 
-def plot_singular_values(spectrum: SingularValueSpectrum, *, path: Path, title: str = "") -> None:
+def plot_singular_values(spectrum: SingularValueSpectrum, *, path: Path, title: str = "") -> Figure:
     """Write a PNG: one histogram of log σ_i(J_t) per chosen step t (pooled over the batch), with log σ = 0
-    (dynamical isometry) and the rounding floor log(n·ε·σ₁) below which values are noise."""
+    (dynamical isometry). Values below their own trajectory's rounding floor log(n·ε·σ₁) are noise: they are
+    stacked in grey, as :meth:`SingularValueSpectrum.isometry_summary` leaves them out, and the floors are marked
+    (a line, or a band from the lowest to the highest where the trajectories' floors differ)."""
     count = len(spectrum.steps)
     fig = new_figure((8, 2.2 + 1.8 * count))
     axes = fig.subplots(count, 1, squeeze=False)[:, 0]
     floors = spectrum.log_rounding_floor()
     for j, (ax, t) in enumerate(zip(axes, spectrum.steps, strict=True)):
-        values = spectrum.log_singular_values[:, j].reshape(-1)
-        values = values[torch.isfinite(values)]
+        logs = spectrum.log_singular_values[:, j]
+        finite = torch.isfinite(logs)
+        values = logs[finite]
         ax.axvline(0.0, color="k", linestyle=":", linewidth=1.5, label="σ = 1 (isometry)")
         ax.set_ylabel("count")
         ax.grid(alpha=0.3)
@@ -558,19 +561,29 @@ def plot_singular_values(spectrum: SingularValueSpectrum, *, path: Path, title: 
         # σ_i equal up to rounding (orthogonal W, identity σ): numpy cannot cut a range of a few ulps into 60 bins,
         # and any finer binning would split one value across bins by its rounding
         equal = high - low < 1e-9 * max(1.0, abs(low))
-        bins, span = (1, (low - 0.02, high + 0.02)) if equal else (60, None)
-        ax.hist(values.numpy(), bins=bins, range=span, color="tab:blue", alpha=0.8, label=f"log σ_i(J_t), t = {t}")
-        floor = float(floors[:, j].max())
-        if floor > low:
-            ax.axvspan(low, floor, color="grey", alpha=0.15, linewidth=0)
-            ax.axvline(
-                floor,
-                color="tab:red",
-                linestyle="--",
-                linewidth=1.2,
-                label="rounding floor log(nεσ₁):\nbelow it, noise",
-            )
+        bins, span = (1, (low - 0.02, high + 0.02)) if equal else (60, (low, high))
+        noise = finite & (logs < floors[:, j : j + 1])
+        groups = [
+            (logs[finite & ~noise], "tab:blue", f"log σ_i(J_t), t = {t}"),
+            (logs[noise], "0.55", "below its trajectory's\nrounding floor: noise"),
+        ]
+        shown = [(v.numpy(), colour, label) for v, colour, label in groups if v.numel()]
+        ax.hist(
+            [v for v, _, _ in shown],
+            bins=bins,
+            range=span,
+            stacked=True,
+            color=[c for _, c, _ in shown],
+            alpha=0.85,
+            label=[label for _, _, label in shown],
+        )
+        lowest, highest = float(floors[:, j].min()), float(floors[:, j].max())
+        if highest - lowest > 1e-9 * max(1.0, abs(highest)):
+            ax.axvspan(lowest, highest, color="tab:red", alpha=0.12, linewidth=0, label="rounding floors log(nεσ₁)")
+        else:
+            ax.axvline(highest, color="tab:red", linestyle="--", linewidth=1.2, label="rounding floor log(nεσ₁)")
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     axes[-1].set_xlabel("log σ_i(J_t)  (natural log)")
     axes[0].set_title(title or "Singular values of J_t = ∂g_t/∂g_0")
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    return fig

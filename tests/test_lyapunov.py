@@ -351,6 +351,21 @@ def test_isometry_summary_leaves_out_the_values_below_the_rounding_floor():
     assert summary["fraction_within_factor_e"] == [pytest.approx(2 / 6)]
 
 
+def test_the_singular_value_figure_greys_what_the_statistics_leave_out(tmp_path):
+    # the same spectrum: 0.5 in row 1 lies above row 0's floor (−35.4) but below its own (4.6), so one floor for the
+    # batch would have drawn it as resolved; the figure's grey bars are exactly the values the summary leaves out
+    from rnnstab.plots import plot_singular_values
+
+    logs = torch.tensor([[[0.0, -1.0, -50.0]], [[40.0, 10.0, 0.5]]], dtype=F64)
+    spectrum = rnnstab.SingularValueSpectrum(steps=(7,), log_singular_values=logs, dtype=F64, hidden_size=3)
+    (ax,) = plot_singular_values(spectrum, path=tmp_path / "s.png").axes
+    blue, grey = ax.containers  # the stacked histogram: resolved values, then noise
+    assert sum(bar.get_height() for bar in blue) == 4 and sum(bar.get_height() for bar in grey) == 2
+    noise = sorted(bar.get_x() + bar.get_width() / 2 for bar in grey if bar.get_height())
+    assert noise[0] < -49 and -1 < noise[1] < 2  # −50, and 0.5 (above the other row's floor)
+    assert any(patch.get_label() == "rounding floors log(nεσ₁)" for patch in ax.patches)  # the floors differ: a band
+
+
 def test_isometry_summary_of_a_zero_jacobian_has_no_statistics():
     logs = torch.full((2, 1, 3), -math.inf, dtype=F64)  # every relu unit off at some step: J_t = 0 exactly
     summary = rnnstab.SingularValueSpectrum(
