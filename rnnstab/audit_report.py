@@ -279,9 +279,9 @@ def _blocks(audit: Audit, title: str, parameters: Mapping[str, Any]) -> list[_Bl
             "values are not all finite. δ = γ‖W‖₂ with γ = sup|σ'|: δ < 1 proves ‖J_t‖₂ ≤ δ^t. "
             "Non-normality is Henrici's relative departure √(‖W‖_F² − Σ|λ|²)/‖W‖_F (0: normal W). "
             "max_t ‖W^t‖₂ reads '≥ …, still growing at T = …' where ‖W^t‖₂ still grows at t = T for most traced "
-            "samples (ρ(W) > 1): the horizon cut the growth off, the number is a lower bound and T no peak. The memory "
-            f"horizon is the first t with ‖J_t‖₂ ≤ {audit.horizon_drop:g} — extrapolated from the rate when not "
-            "reached within the horizon T and the rate is negative, unbounded when the rate is ≥ 0.",
+            "samples (ρ(W) > 1): the horizon cut the growth off, so the number is a lower bound and T is not a "
+            f"peak. The memory horizon is the first t with ‖J_t‖₂ ≤ {audit.horizon_drop:g} — extrapolated from the "
+            "rate when not reached within the horizon T and the rate is negative, unbounded when the rate is ≥ 0.",
         )
     )
     blocks += [
@@ -410,4 +410,6 @@ def _plain(value: Any) -> str:
         return f"{value:.6g}"
     if isinstance(value, Mapping):
         return ", ".join(f"{k} = {_plain(v)}" for k, v in value.items()) or "—"
+    if isinstance(value, (list, tuple)):  # the schemes: names, not a Python list
+        return ", ".join(_plain(v) for v in value) or "—"
     return str(value)

@@ -63,12 +63,17 @@ def plot_training_curves(frames: Sequence[Any], *, path: Path, title: str = "") 
         dead.append((monitored["step"][np.isneginf(monitored["jacobian_rate"])], colour))
     baseline = frames[0].attrs["header"]["baseline_loss"]
     loss.axhline(baseline, color="k", linestyle=":", label=f"memoryless baseline {baseline:.3g}")
-    loss.set(ylabel="training loss L", title="loss")
+    # step k's loss and gradient are those of the network before step k's update; the weight panels' step k is after it
+    loss.set(ylabel="training loss L", title="loss (before each step's update)")
     # below the panels, for the whole figure: inside the loss panel a grid of runs covered its own curves
     fig.legend(*loss.get_legend_handles_labels(), loc="outside lower center", ncols=min(len(frames) + 1, 4), fontsize=8)
-    grad.set(ylabel="‖∇L‖ (before clipping)", title="gradient norm")
+    grad.set(ylabel="‖∇L‖ (before clipping)", title="gradient norm (before each step's update)")
     norms.axhline(1.0, color="grey", linewidth=0.6)
-    norms.set(xlabel="training step", ylabel="‖W‖₂ (o, solid), ρ(W) (□, dashed)", title="recurrent weights")
+    norms.set(
+        xlabel="training step",
+        ylabel="‖W‖₂ (o, solid), ρ(W) (□, dashed)",
+        title="recurrent weights (after each step's update)",
+    )
     for ax in (loss, grad, norms):
         _log_scale_if_wide(ax)
     rate.axhline(0.0, color="grey", linewidth=0.6)
@@ -166,7 +171,7 @@ def plot_weightnorm(frames: Sequence[Any], *, path: Path, title: str = "") -> Fi
         rate_ax.plot(steps, g_over_v, **style)
     v_ax.set(xlabel="training step", ylabel="‖v‖ (RMS over the rows of V)", title="‖v‖ grows")
     rate_ax.set(xlabel="training step", ylabel="g/‖v‖ (mean over rows)", title="… until the effective rate settles")
-    v_ax.legend(fontsize=8)
+    fig.legend(*v_ax.get_legend_handles_labels(), loc="outside lower center", ncols=min(len(frames), 4), fontsize=8)
     for ax in (v_ax, rate_ax):
         _log_scale_if_wide(ax)
         ax.grid(alpha=0.3, which="both")

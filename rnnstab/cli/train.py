@@ -313,8 +313,8 @@ def _print_training(summary: dict[str, Any]) -> None:
             line += f" (last measured at step {run['monitored_at_step']})"
         if "wn_v_norm_final" in run:
             line += (
-                f"; ‖v‖ {run['wn_v_norm_first']:.3g} → {run['wn_v_norm_final']:.3g}, "
-                f"g/‖v‖ {run['wn_g_over_v_first']:.3g} → {run['wn_g_over_v_final']:.3g}"
+                f"; ‖v‖ {run['wn_v_norm_first']:.4g} → {run['wn_v_norm_final']:.4g}, "
+                f"g/‖v‖ {run['wn_g_over_v_first']:.4g} → {run['wn_g_over_v_final']:.4g}"
             )
         out.print(line, highlight=False)
     out.print("figures: " + ", ".join(summary["files"]["figures"]), highlight=False)
