@@ -22,6 +22,7 @@ FIGURES = {
     "singular_values": "figures/singular_values.png",
     "jacobian": "figures/jacobian_norms.png",
 }
+_ROUNDING_SPREAD = 1e-12  # relative: a spread this small is float64 rounding between equal values
 
 _NORM_VS_RADIUS = (
     "Why ‖W‖₂ and not ρ(W): the gradient bound ‖J_t‖₂ ≤ (γ‖W‖₂)^t uses the spectral norm ‖W‖₂ (the largest "
@@ -145,15 +146,20 @@ def summary_table(audit: Audit) -> Any:
 
 def format_stat(stat: Stat, digits: int = 4) -> str:
     """'mean ± spread'; the mean alone for a single value (a trained layer's one matrix: nothing to spread over);
-    '± —' for values that are not all finite (several values, but no standard deviation); '∞' for an infinite mean.
+    '± —' for values that are not all finite (several values, but no standard deviation); '∞' for an infinite mean;
+    '± 0' for a spread below 10⁻¹² of the mean, which is float64 rounding (every sample of ``scaled_identity`` or an
+    exactly rescaled scheme has the same ‖W‖₂, up to 1e-16).
 
     Example:
         >>> format_stat(Stat(1.98312, 0.0213)), format_stat(Stat(0.9, None)), format_stat(Stat(-math.inf, math.nan))
         ('1.983 ± 0.021', '0.9', '−∞ ± —')
+        >>> format_stat(Stat(1.0, 1.1e-16))
+        '1 ± 0'
     """
     if stat.spread is None:
         return _number(stat.mean, digits)
-    spread = "—" if math.isnan(stat.spread) else _number(stat.spread, 2)
+    rounding = math.isfinite(stat.mean) and stat.spread <= _ROUNDING_SPREAD * abs(stat.mean)
+    spread = "—" if math.isnan(stat.spread) else "0" if rounding else _number(stat.spread, 2)
     return f"{_number(stat.mean, digits)} ± {spread}"
 
 
