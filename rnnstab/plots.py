@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +90,7 @@ def plot_trace(trace: JacobianTrace, *, delta: float, path: Path, title: str = "
     dead = zero_jacobian_steps(trace)
     if dead:
         for ax in (top, bottom):
-            _on_the_floor(ax, [step for step in dead if step is not None])
+            mark_on_the_floor(ax, [([step for step in dead if step is not None], "tab:blue")])
         first = min(step for step in dead if step is not None)
         top.plot([], [], "v", color="tab:blue", label=f"J_t = 0 exactly from here (log = −∞), first at t = {first}")
     # below the panels, as in the sweep figures, not in them: no place inside is sure to be free of the curves and
@@ -126,13 +127,14 @@ def zero_jacobian_steps(trace: JacobianTrace) -> list[int | None]:
     return [int(k) + 1 if bool(z.any()) else None for k, z in zip(first, zero, strict=True)]
 
 
-def _on_the_floor(ax: Any, steps: list[int]) -> None:
-    """A ▼ at each step on the panel's floor, below every finite value (matplotlib drops −∞ points silently), as the
-    training figure marks a dead Jacobian."""
+def mark_on_the_floor(ax: Any, marks: Sequence[tuple[Sequence[int], Any]]) -> None:
+    """A ▼ at each of the steps of every (steps, colour) pair, on the panel's floor below every finite value:
+    matplotlib drops −∞ points (a Jacobian that is exactly 0) silently."""
     low, high = ax.get_ylim()
     margin = 0.05 * (high - low)
     floor = low - margin
-    ax.plot(steps, [floor] * len(steps), "v", color="tab:blue", markersize=7, linestyle="", zorder=4)
+    for steps, colour in marks:
+        ax.plot(steps, [floor] * len(steps), "v", color=colour, markersize=7, linestyle="", zorder=4)
     ax.set_ylim(floor - margin, high)
 
 

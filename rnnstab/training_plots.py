@@ -17,7 +17,7 @@ import numpy as np
 from rnnstab import _checks
 from rnnstab._io import atomic_write, output_dir
 from rnnstab.exceptions import ArgumentTypeError, InvalidArgumentError
-from rnnstab.plots import integer_ticks, new_figure
+from rnnstab.plots import integer_ticks, mark_on_the_floor, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -83,12 +83,7 @@ def plot_training_curves(frames: Sequence[Any], *, path: Path, title: str = "") 
         title="Jacobian rate (< 0: vanishing, > 0: exploding)",
     )
     if any(len(steps) for steps, _ in dead):
-        # matplotlib drops -inf (a dead Jacobian, the fastest vanishing there is): mark it on the panel's floor
-        low, high = rate.get_ylim()
-        floor, margin = low - 0.05 * (high - low), 0.05 * (high - low)  # below every finite rate, inside the panel
-        for steps, colour in dead:
-            rate.plot(steps, np.full(len(steps), floor), "v", color=colour)
-        rate.set_ylim(floor - margin, high)
+        mark_on_the_floor(rate, dead)  # a dead Jacobian's rate, -inf, is the fastest vanishing there is
         rate.plot([], [], "v", color="grey", label="on the floor: −∞ (∂g_t/∂g_0 = 0)")
         rate.legend(fontsize=8)
     for ax in (loss, grad, norms, rate):
